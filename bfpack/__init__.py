@@ -1,0 +1,13 @@
+"""bfpack: best-fit packing of documents into training sequences.
+
+Documents longer than the context length are cut into context-length
+chunks plus a remainder; every piece is then packed whole with best-fit
+decreasing, so almost no document is truncated (Ding et al., "Fewer
+Truncations Improve Language Modeling", ICML 2024).
+"""
+
+from .packing import Packing, PackingStats, pack
+
+__version__ = "0.1.0"
+
+__all__ = ["Packing", "PackingStats", "pack", "__version__"]

@@ -1,0 +1,213 @@
+"""Best-fit and first-fit decreasing over pieces sorted by length.
+
+Both kernels read the sorted order from the histogram of piece lengths
+alone (``size_count[s]`` pieces of ``s`` tokens, longest first; equal
+pieces in document order) and write the sequence of every sorted piece.
+
+Bulk placement: after the sort, equal pieces are consecutive. A sequence
+with ``c`` free tokens that is the best (or first) fit for a piece of ``s``
+tokens stays the best fit while it has room, so it takes ``min(m, c // s)``
+of the ``m`` remaining pieces at once. The result is exactly the
+item-by-item packing, with one tree walk per (length, free space) step
+instead of one per piece.
+"""
+
+import numpy as np
+
+from .._jit import jit
+from .tree import tree_build, tree_leftmost_at_least, tree_set, tree_width
+
+
+@jit
+def new_bin_bound(size_count, seq_len):
+    """Upper bound on the sequences opened by any-fit packing.
+
+    Any-fit never leaves two sequences at most half full (the second one's
+    first piece would have fitted into the first), so ``S - 1`` sequences
+    hold more than ``L / 2`` tokens each and ``S <= 2 T // L + 1``.
+    """
+    tokens = 0
+    pieces = 0
+    for s in range(1, seq_len + 1):
+        tokens += s * size_count[s]
+        pieces += size_count[s]
+    return min(pieces, 2 * tokens // seq_len + 1)
+
+
+# Entries per block of the free-space stacks (see best_fit).
+BLOCK = 32
+
+
+@jit
+def best_fit(size_count, seq_len, open_free):
+    """Best-fit decreasing, continuing from sequences already open.
+
+    Parameters
+    ----------
+    size_count : int64 array (seq_len + 1,)
+        Pieces per length.
+    seq_len : int
+        Capacity of a sequence.
+    open_free : int64 array (B0,)
+        Free tokens of sequences opened earlier (0 < free < seq_len); they
+        keep numbers ``0 .. B0 - 1``.
+
+    Returns
+    -------
+    piece_bin : int64 array (P,)
+        Sequence of each piece, in sorted order.
+    count : int64 array (B,)
+        Pieces placed in each sequence, numbered in order of opening.
+    free : int64 array (B,)
+        Free tokens left in each sequence.
+
+    Notes
+    -----
+    Leaf ``c - 1`` of the tree holds ``c`` while some sequence has exactly
+    ``c`` free tokens; the leaf for ``L`` always holds ``L`` and stands for
+    opening a new sequence.
+
+    Sequences with equal free space are interchangeable for best fit, so
+    each free-space value ``c`` keeps a stack of (sequence, pieces so far)
+    entries; the one that reached ``c`` last is used first. The stacks are
+    chains of ``BLOCK``-entry blocks from a shared pool (``below[blk]`` is
+    the next block down), so pushing and popping touch only the top block
+    of a stack, which stays in cache, and nothing per sequence is read or
+    written until the sequence is full or packing ends. The stack code is
+    written inline: numba calls that pass arrays cost reference counting
+    in this, the hottest loop.
+    """
+    num_pieces = size_count[1:].sum()
+    piece_bin = np.empty(num_pieces, dtype=np.int64)
+    num_open = open_free.shape[0]
+    # Sized once for the worst case: reallocating inside the loop would
+    # keep numba from holding the arrays in registers.
+    max_bins = num_open + new_bin_bound(size_count, seq_len)
+    count = np.empty(max_bins, dtype=np.int64)
+    free = np.empty(max_bins, dtype=np.int64)
+
+    # Every stack has at most one block that is not full.
+    num_blocks = max_bins // BLOCK + seq_len + 2
+    entry_seq = np.empty(num_blocks * BLOCK, dtype=np.int64)
+    entry_count = np.empty(num_blocks * BLOCK, dtype=np.int64)
+    below = np.empty(num_blocks, dtype=np.int64)
+    pool = np.arange(num_blocks)
+    pool_size = num_blocks
+    top = np.full(seq_len + 1, -1, dtype=np.int64)
+    top_size = np.zeros(seq_len + 1, dtype=np.int64)
+
+    leaves = np.zeros(seq_len, dtype=np.int64)
+    for b in range(num_open):
+        # The pool was sized for these, so no growth check here.
+        c = open_free[b]
+        if top[c] < 0 or top_size[c] == BLOCK:
+            pool_size -= 1
+            blk = pool[pool_size]
+            below[blk] = top[c]
+            top[c] = blk
+            top_size[c] = 0
+        i = top[c] * BLOCK + top_size[c]
+        entry_seq[i] = b
+        entry_count[i] = 0
+        top_size[c] += 1
+        leaves[c - 1] = c
+    leaves[seq_len - 1] = seq_len
+    width = tree_width(seq_len)
+    tree = tree_build(leaves, width)
+
+    num_bins = num_open
+    p = 0
+    for s in range(seq_len, 0, -1):
+        m = size_count[s]
+        while m > 0:
+            c = tree_leftmost_at_least(tree, width, s) + 1
+            fresh = c == seq_len
+            per_bin = c // s
+            while m > 0 and (fresh or top[c] >= 0):
+                if fresh:
+                    b = num_bins
+                    num_bins += 1
+                    n = 0
+                else:
+                    blk = top[c]
+                    top_size[c] -= 1
+                    i = blk * BLOCK + top_size[c]
+                    b = entry_seq[i]
+                    n = entry_count[i]
+                    if top_size[c] == 0:
+                        top[c] = below[blk]
+                        top_size[c] = BLOCK
+                        pool[pool_size] = blk
+                        pool_size += 1
+                k = min(m, per_bin)
+                for q in range(p, p + k):
+                    piece_bin[q] = b
+                p += k
+                m -= k
+                n += k
+                left = c - k * s
+                if left == 0:
+                    count[b] = n
+                    free[b] = 0
+                    continue
+                if top[left] < 0:
+                    tree_set(tree, width, left - 1, left)
+                if top[left] < 0 or top_size[left] == BLOCK:
+                    pool_size -= 1
+                    blk = pool[pool_size]
+                    below[blk] = top[left]
+                    top[left] = blk
+                    top_size[left] = 0
+                i = top[left] * BLOCK + top_size[left]
+                entry_seq[i] = b
+                entry_count[i] = n
+                top_size[left] += 1
+            if not fresh and top[c] < 0:
+                tree_set(tree, width, c - 1, 0)
+    # Sequences still holding free space are the ones left on the stacks.
+    for c in range(1, seq_len):
+        if top[c] < 0:
+            continue
+        blk = top[c]
+        size = top_size[c]
+        while blk >= 0:
+            for i in range(blk * BLOCK, blk * BLOCK + size):
+                count[entry_seq[i]] = entry_count[i]
+                free[entry_seq[i]] = c
+            blk = below[blk]
+            size = BLOCK
+    return piece_bin, count[:num_bins].copy(), free[:num_bins].copy()
+
+
+@jit
+def first_fit(size_count, seq_len):
+    """First-fit decreasing: each piece goes to the oldest sequence it fits.
+
+    A max tree over sequences in opening order holds each one's free space;
+    leaves of sequences not yet opened hold ``L``, so the leftmost leaf with
+    room is either an open sequence or the next one to open. Same returns as
+    :func:`best_fit`.
+    """
+    num_pieces = size_count[1:].sum()
+    piece_bin = np.empty(num_pieces, dtype=np.int64)
+    max_bins = max(new_bin_bound(size_count, seq_len), 1)
+    count = np.zeros(max_bins, dtype=np.int64)
+    width = tree_width(max_bins)
+    # Free space fits in int32 (the caller checks seq_len < 2**31).
+    tree = np.full(2 * width, seq_len, dtype=np.int32)
+    num_bins = 0
+    p = 0
+    for s in range(seq_len, 0, -1):
+        m = size_count[s]
+        while m > 0:
+            b = tree_leftmost_at_least(tree, width, s)
+            c = np.int64(tree[width + b])
+            k = min(m, c // s)
+            piece_bin[p:p + k] = b
+            p += k
+            m -= k
+            count[b] += k
+            tree_set(tree, width, b, c - k * s)
+            num_bins = max(num_bins, b + 1)
+    free = tree[width:width + num_bins].astype(np.int64)
+    return piece_bin, count[:num_bins].copy(), free

@@ -1,0 +1,116 @@
+"""Turning per-piece assignments into the CSR layout of a packing.
+
+A packing is stored by sequence: the pieces of sequence ``j`` are
+``seq_offsets[j]:seq_offsets[j + 1]`` of ``piece_doc``, ``piece_start`` and
+``piece_len``.
+"""
+
+import numpy as np
+
+from .._jit import jit
+
+
+@jit
+def lay_out(sorted_doc, piece_bin, bin_count, size_count, lengths, seq_len):
+    """Lay out the pieces sequence by sequence.
+
+    ``sorted_doc`` and ``piece_bin`` give the document and the sequence of
+    every piece in sorted order (longest first, equal pieces in document
+    order), ``bin_count`` the pieces each sequence received. Walking the
+    sorted order, rather than the documents, keeps the writes local: pieces
+    placed one after another mostly go to sequences used one after another.
+
+    A piece of ``seq_len`` tokens is the next chunk of its document (the
+    chunks of a document are consecutive in sorted order); a shorter piece
+    is a whole document, or the end of a split one when stored as ``~doc``. Returns ``(seq_offsets, piece_doc,
+    piece_start, piece_len)``, pieces in each sequence in placement order.
+    """
+    num_bins = bin_count.shape[0]
+    num_pieces = piece_bin.shape[0]
+    # cursor[b] is where the next piece of sequence b goes; after the pass
+    # it has advanced to the start of sequence b + 1.
+    cursor = np.empty(num_bins + 1, dtype=np.int64)
+    cursor[0] = 0
+    for b in range(num_bins):
+        cursor[b + 1] = cursor[b] + bin_count[b]
+    piece_doc = np.empty(num_pieces, dtype=np.int64)
+    piece_start = np.empty(num_pieces, dtype=np.int64)
+    piece_len = np.empty(num_pieces, dtype=np.int64)
+    p = 0
+    for s in range(seq_len, 0, -1):
+        prev_doc = -1
+        chunk = 0
+        for _ in range(size_count[s]):
+            doc = sorted_doc[p]
+            if s == seq_len:
+                chunk = chunk + 1 if doc == prev_doc else 0
+                prev_doc = doc
+                start = chunk * seq_len
+            elif doc < 0:
+                doc = ~doc
+                start = lengths[doc] - s
+            else:
+                start = 0
+            b = piece_bin[p]
+            dst = cursor[b]
+            cursor[b] = dst + 1
+            piece_doc[dst] = doc
+            piece_start[dst] = start
+            piece_len[dst] = s
+            p += 1
+    for b in range(num_bins, 0, -1):
+        cursor[b] = cursor[b - 1]
+    cursor[0] = 0
+    return cursor, piece_doc, piece_start, piece_len
+
+
+@jit
+def concatenate(lengths, seq_len):
+    """The baseline: documents in order, one stream, cut every ``seq_len``.
+
+    Returns ``(seq_offsets, piece_doc, piece_start, piece_len, docs_cut,
+    cuts)``.
+    """
+    tokens = 0
+    num_pieces = 0
+    num_docs = 0
+    for i in range(lengths.shape[0]):
+        n = lengths[i]
+        if n > 0:
+            num_docs += 1
+            # Sequences touched by tokens [tokens, tokens + n).
+            num_pieces += (tokens + n - 1) // seq_len - tokens // seq_len + 1
+            tokens += n
+    num_seqs = (tokens + seq_len - 1) // seq_len
+    seq_offsets = np.empty(num_seqs + 1, dtype=np.int64)
+    piece_doc = np.empty(num_pieces, dtype=np.int64)
+    piece_start = np.empty(num_pieces, dtype=np.int64)
+    piece_len = np.empty(num_pieces, dtype=np.int64)
+    seq_offsets[0] = 0
+    docs_cut = 0
+    p = 0
+    room = seq_len
+    seq = 0
+    for i in range(lengths.shape[0]):
+        n = lengths[i]
+        if n <= 0:
+            continue
+        if n > room:
+            docs_cut += 1
+        start = 0
+        while start < n:
+            k = min(n - start, room)
+            piece_doc[p] = i
+            piece_start[p] = start
+            piece_len[p] = k
+            p += 1
+            start += k
+            room -= k
+            if room == 0:
+                seq += 1
+                seq_offsets[seq] = p
+                room = seq_len
+    if room < seq_len:
+        seq_offsets[num_seqs] = p
+    return (seq_offsets, piece_doc, piece_start, piece_len, docs_cut,
+            num_pieces - num_docs)

@@ -1,0 +1,90 @@
+"""Cutting documents into pieces, counted by length.
+
+A document of ``n`` tokens becomes ``n // L`` chunks of ``L`` tokens from its
+start plus one remainder piece of ``n % L`` tokens (``split``), or a single
+piece of ``min(n, L)`` tokens (``truncate``). Packers see only the
+histogram of piece lengths: it fully describes the sorted order (longest
+first, equal lengths in document order), which :func:`sort_pieces` then
+materialises as document indices for the layout.
+"""
+
+import numpy as np
+
+from .._jit import jit
+
+
+@jit
+def piece_histogram(lengths, seq_len, split):
+    """Count pieces per length and the cost of cutting.
+
+    Returns ``(size_count, tokens, dropped, docs_cut, cuts, empty_docs,
+    first_negative)``; ``size_count[s]`` is the number of pieces of ``s``
+    tokens (index 0 unused), ``first_negative`` the index of the first
+    negative length or -1.
+    """
+    size_count = np.zeros(seq_len + 1, dtype=np.int64)
+    tokens = 0
+    dropped = 0
+    docs_cut = 0
+    cuts = 0
+    empty_docs = 0
+    for i in range(lengths.shape[0]):
+        n = lengths[i]
+        if n <= 0:
+            if n < 0:
+                return size_count, 0, 0, 0, 0, 0, i
+            empty_docs += 1
+            continue
+        tokens += n
+        if n <= seq_len:
+            size_count[n] += 1
+            continue
+        docs_cut += 1
+        if split:
+            chunks = n // seq_len
+            rest = n - chunks * seq_len
+            size_count[seq_len] += chunks
+            if rest > 0:
+                size_count[rest] += 1
+                cuts += chunks
+            else:
+                cuts += chunks - 1
+        else:
+            size_count[seq_len] += 1
+            dropped += n - seq_len
+            cuts += 1
+    return size_count, tokens, dropped, docs_cut, cuts, empty_docs, -1
+
+
+@jit
+def sort_pieces(lengths, seq_len, split, size_count):
+    """Document index of every piece, longest piece first (counting sort).
+
+    The sort is stable: pieces of equal length keep document order, and the
+    chunks of one document stay in token order. The last piece of a split
+    document is stored as ``~doc`` (negative), so the layout knows it does
+    not start at token 0 without reading the document's length.
+    """
+    cursor = np.empty(seq_len + 1, dtype=np.int64)
+    total = 0
+    for s in range(seq_len, 0, -1):
+        cursor[s] = total
+        total += size_count[s]
+    sorted_doc = np.empty(total, dtype=np.int64)
+    for i in range(lengths.shape[0]):
+        n = lengths[i]
+        if n <= 0:
+            continue
+        if n < seq_len:
+            sorted_doc[cursor[n]] = i
+            cursor[n] += 1
+            continue
+        chunks = n // seq_len if split else 1
+        for _ in range(chunks):
+            sorted_doc[cursor[seq_len]] = i
+            cursor[seq_len] += 1
+        rest = n - chunks * seq_len if split else 0
+        if rest > 0:
+            sorted_doc[cursor[rest]] = ~i
+            cursor[rest] += 1
+    return sorted_doc
