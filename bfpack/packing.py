@@ -252,11 +252,16 @@ def pack(lengths, seq_len, *, method="bfd", long_docs="split"):
                        fill, tokens_dropped=0, documents_truncated=docs_cut,
                        truncation_cuts=cuts, **counters)
 
+    num_pieces = int(size_count.sum())
+    # Half-width scratch arrays when indices allow: less memory traffic.
+    index = np.int32 if max(num_pieces, lengths.shape[0]) < 2**31 else np.int64
+    piece_bin = np.empty(num_pieces, dtype=index)
     if method == "bfd":
-        piece_bin, count, free = best_fit(size_count, seq_len, _NO_OPEN_SEQUENCES)
+        count, free = best_fit(size_count, seq_len, _NO_OPEN_SEQUENCES, piece_bin)
     else:
-        piece_bin, count, free = first_fit(size_count, seq_len)
-    sorted_doc = sort_pieces(lengths, seq_len, split, size_count)
+        count, free = first_fit(size_count, seq_len, piece_bin)
+    sorted_doc = np.empty(num_pieces, dtype=index)
+    sort_pieces(lengths, seq_len, split, size_count, sorted_doc)
     offsets, doc, start, length = lay_out(
         sorted_doc, piece_bin, count, size_count, lengths, seq_len)
     del sorted_doc, piece_bin, count

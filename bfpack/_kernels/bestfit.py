@@ -39,7 +39,7 @@ BLOCK = 32
 
 
 @jit
-def best_fit(size_count, seq_len, open_free):
+def best_fit(size_count, seq_len, open_free, piece_bin):
     """Best-fit decreasing, continuing from sequences already open.
 
     Parameters
@@ -51,11 +51,11 @@ def best_fit(size_count, seq_len, open_free):
     open_free : int64 array (B0,)
         Free tokens of sequences opened earlier (0 < free < seq_len); they
         keep numbers ``0 .. B0 - 1``.
+    piece_bin : int32 or int64 array (P,)
+        Output: the sequence of each piece, in sorted order.
 
     Returns
     -------
-    piece_bin : int64 array (P,)
-        Sequence of each piece, in sorted order.
     count : int64 array (B,)
         Pieces placed in each sequence, numbered in order of opening.
     free : int64 array (B,)
@@ -77,8 +77,7 @@ def best_fit(size_count, seq_len, open_free):
     written inline: numba calls that pass arrays cost reference counting
     in this, the hottest loop.
     """
-    num_pieces = size_count[1:].sum()
-    piece_bin = np.empty(num_pieces, dtype=np.int64)
+    num_pieces = piece_bin.shape[0]
     num_open = open_free.shape[0]
     # Sized once for the worst case: reallocating inside the loop would
     # keep numba from holding the arrays in registers.
@@ -176,20 +175,19 @@ def best_fit(size_count, seq_len, open_free):
                 free[entry_seq[i]] = c
             blk = below[blk]
             size = BLOCK
-    return piece_bin, count[:num_bins].copy(), free[:num_bins].copy()
+    return count[:num_bins].copy(), free[:num_bins].copy()
 
 
 @jit
-def first_fit(size_count, seq_len):
+def first_fit(size_count, seq_len, piece_bin):
     """First-fit decreasing: each piece goes to the oldest sequence it fits.
 
     A max tree over sequences in opening order holds each one's free space;
     leaves of sequences not yet opened hold ``L``, so the leftmost leaf with
-    room is either an open sequence or the next one to open. Same returns as
-    :func:`best_fit`.
+    room is either an open sequence or the next one to open. Same arguments
+    (without open sequences) and returns as :func:`best_fit`.
     """
-    num_pieces = size_count[1:].sum()
-    piece_bin = np.empty(num_pieces, dtype=np.int64)
+    num_pieces = piece_bin.shape[0]
     max_bins = max(new_bin_bound(size_count, seq_len), 1)
     count = np.zeros(max_bins, dtype=np.int64)
     width = tree_width(max_bins)
@@ -210,4 +208,4 @@ def first_fit(size_count, seq_len):
             tree_set(tree, width, b, c - k * s)
             num_bins = max(num_bins, b + 1)
     free = tree[width:width + num_bins].astype(np.int64)
-    return piece_bin, count[:num_bins].copy(), free
+    return count[:num_bins].copy(), free

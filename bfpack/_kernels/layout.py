@@ -16,14 +16,17 @@ def lay_out(sorted_doc, piece_bin, bin_count, size_count, lengths, seq_len):
 
     ``sorted_doc`` and ``piece_bin`` give the document and the sequence of
     every piece in sorted order (longest first, equal pieces in document
-    order), ``bin_count`` the pieces each sequence received. Walking the
-    sorted order, rather than the documents, keeps the writes local: pieces
-    placed one after another mostly go to sequences used one after another.
+    order; the last piece of a split document as ``~doc``), ``bin_count``
+    the pieces each sequence received. Returns ``(seq_offsets, piece_doc,
+    piece_start, piece_len)``, the pieces of each sequence in placement
+    order.
 
-    A piece of ``seq_len`` tokens is the next chunk of its document (the
-    chunks of a document are consecutive in sorted order); a shorter piece
-    is a whole document, or the end of a split one when stored as ``~doc``. Returns ``(seq_offsets, piece_doc,
-    piece_start, piece_len)``, pieces in each sequence in placement order.
+    Walking the sorted order keeps the writes near each other (pieces placed
+    one after another go to sequences opened near each other), but each
+    sequence's slots are still written at several different times, so every
+    scattered array costs a cache-line read and write-back per piece. Only
+    the document and the length are scattered; starts follow in a
+    sequential pass.
     """
     num_bins = bin_count.shape[0]
     num_pieces = piece_bin.shape[0]
@@ -34,34 +37,48 @@ def lay_out(sorted_doc, piece_bin, bin_count, size_count, lengths, seq_len):
     for b in range(num_bins):
         cursor[b + 1] = cursor[b] + bin_count[b]
     piece_doc = np.empty(num_pieces, dtype=np.int64)
-    piece_start = np.empty(num_pieces, dtype=np.int64)
     piece_len = np.empty(num_pieces, dtype=np.int64)
     p = 0
     for s in range(seq_len, 0, -1):
-        prev_doc = -1
-        chunk = 0
         for _ in range(size_count[s]):
-            doc = sorted_doc[p]
-            if s == seq_len:
-                chunk = chunk + 1 if doc == prev_doc else 0
-                prev_doc = doc
-                start = chunk * seq_len
-            elif doc < 0:
-                doc = ~doc
-                start = lengths[doc] - s
-            else:
-                start = 0
             b = piece_bin[p]
             dst = cursor[b]
             cursor[b] = dst + 1
-            piece_doc[dst] = doc
-            piece_start[dst] = start
+            piece_doc[dst] = sorted_doc[p]
             piece_len[dst] = s
             p += 1
     for b in range(num_bins, 0, -1):
         cursor[b] = cursor[b - 1]
     cursor[0] = 0
+    piece_start = _piece_starts(piece_doc, piece_len, lengths, seq_len)
     return cursor, piece_doc, piece_start, piece_len
+
+
+@jit
+def _piece_starts(piece_doc, piece_len, lengths, seq_len):
+    """Token offset of each piece; decodes ``~doc`` in ``piece_doc``.
+
+    A piece of ``seq_len`` tokens is the next chunk of its document: the
+    chunks of a document are consecutive in sorted order and each fills a
+    sequence of its own, so they are also consecutive here. A shorter piece
+    is a whole document, or the end of a split one when stored as ``~doc``.
+    """
+    piece_start = np.empty(piece_doc.shape[0], dtype=np.int64)
+    prev_doc = -1
+    prev_start = 0
+    for q in range(piece_doc.shape[0]):
+        doc = piece_doc[q]
+        if doc < 0:
+            doc = ~doc
+            piece_doc[q] = doc
+            piece_start[q] = lengths[doc] - piece_len[q]
+        elif piece_len[q] == seq_len:
+            prev_start = prev_start + seq_len if doc == prev_doc else 0
+            prev_doc = doc
+            piece_start[q] = prev_start
+        else:
+            piece_start[q] = 0
+    return piece_start
 
 
 @jit

@@ -57,8 +57,9 @@ def piece_histogram(lengths, seq_len, split):
 
 
 @jit
-def sort_pieces(lengths, seq_len, split, size_count):
-    """Document index of every piece, longest piece first (counting sort).
+def sort_pieces(lengths, seq_len, split, size_count, sorted_doc):
+    """Write the document of every piece, longest piece first, into
+    ``sorted_doc`` (a counting sort; int32 or int64, one slot per piece).
 
     The sort is stable: pieces of equal length keep document order, and the
     chunks of one document stay in token order. The last piece of a split
@@ -70,7 +71,6 @@ def sort_pieces(lengths, seq_len, split, size_count):
     for s in range(seq_len, 0, -1):
         cursor[s] = total
         total += size_count[s]
-    sorted_doc = np.empty(total, dtype=np.int64)
     for i in range(lengths.shape[0]):
         n = lengths[i]
         if n <= 0:
