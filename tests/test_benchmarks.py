@@ -1,0 +1,158 @@
+"""Smoke test of the asv suite in ``asv_bench/benchmarks``.
+
+Runs ``setup``, the benchmark and ``teardown`` once for every benchmark and
+every parameter combination, on at most 1,000 documents
+(``common.MAX_DOCS``), so a benchmark that no longer runs fails here
+instead of silently dropping out of an asv run. Also checks the shared
+baselines (counting sort floor, lightbinpack wrapper) that the benchmarks
+and ``tools/bench_table.py`` are compared against.
+"""
+
+import importlib
+import inspect
+import itertools
+import math
+import os
+import pkgutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ASV_BENCH = Path(__file__).resolve().parents[1] / "asv_bench"
+os.environ.setdefault("BFPACK_BENCH_SMOKE", "1")
+if str(ASV_BENCH) not in sys.path:
+    sys.path.insert(0, str(ASV_BENCH))
+
+import benchmarks  # noqa: E402
+from benchmarks import baselines, common  # noqa: E402
+
+SMOKE_DOCS = 1_000
+PREFIXES = ("time_", "peakmem_", "track_", "mem_", "timeraw_")
+
+
+def _modules():
+    names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__))
+    return [importlib.import_module(f"benchmarks.{name}") for name in names]
+
+
+def _cases():
+    """(id, module, class or None, method name) for every benchmark."""
+    cases = []
+    for mod in _modules():
+        short = mod.__name__.rpartition(".")[2]
+        for name, obj in vars(mod).items():
+            if inspect.isclass(obj) and obj.__module__ == mod.__name__:
+                for attr in dir(obj):
+                    if attr.startswith(PREFIXES) and callable(getattr(obj, attr)):
+                        cases.append((f"{short}.{name}.{attr}", mod, obj, attr))
+            elif (inspect.isfunction(obj) and name.startswith(PREFIXES)
+                  and obj.__module__ == mod.__name__):
+                cases.append((f"{short}.{name}", mod, None, name))
+    return cases
+
+
+CASES = _cases()
+
+
+@pytest.fixture(autouse=True)
+def smoke_sizes(monkeypatch):
+    monkeypatch.setattr(common, "MAX_DOCS", SMOKE_DOCS)
+
+
+def test_suite_is_found():
+    kinds = {case[3].partition("_")[0] for case in CASES}
+    assert {"time", "peakmem", "track"} <= kinds
+    assert len(CASES) >= 8
+
+
+def _param_grid(owner):
+    params = getattr(owner, "params", [])
+    names = getattr(owner, "param_names", [])
+    if not params:
+        return [()]
+    if not isinstance(params[0], (list, tuple)):
+        params = [params]
+    if names:
+        assert len(names) == len(params), "param_names does not match params"
+    return list(itertools.product(*params))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_benchmark_runs(case):
+    _, mod, cls, attr = case
+    owner = cls if cls is not None else getattr(mod, attr)
+    ran = 0
+    skipped = []
+    for combo in _param_grid(owner):
+        if cls is not None:
+            bench = cls()
+            func = getattr(bench, attr)
+            setups = [getattr(bench, "setup", None)]
+            teardowns = [getattr(bench, "teardown", None)]
+        else:
+            func = getattr(mod, attr)
+            setups = [getattr(func, "setup", None), getattr(mod, "setup", None)]
+            teardowns = [getattr(func, "teardown", None),
+                         getattr(mod, "teardown", None)]
+        try:
+            for setup in filter(None, setups):
+                setup(*combo)
+        except NotImplementedError as exc:  # asv's way to skip
+            skipped.append(f"{combo}: {exc}")
+            continue
+        try:
+            result = func(*combo)
+        finally:
+            for teardown in filter(None, teardowns):
+                teardown(*combo)
+        ran += 1
+        if attr.startswith("track_"):
+            assert isinstance(result, (int, float, np.integer, np.floating))
+            assert math.isfinite(result)
+            assert getattr(func, "unit", None), f"{attr} has no .unit"
+        elif attr.startswith("timeraw_"):
+            assert isinstance(result, str)
+        elif attr.startswith("mem_"):
+            assert result is not None
+    if not ran:
+        pytest.skip("; ".join(skipped))
+
+
+def test_lengths_are_shrunk_and_cached():
+    a = common.lengths(10_000_000)
+    assert a.shape == (SMOKE_DOCS,) and a.dtype == np.int64
+    assert a.min() >= 1 and not a.flags.writeable
+    assert common.lengths(10_000_000) is a
+    np.testing.assert_array_equal(common.make_lengths(100), a[:100])
+
+
+@pytest.mark.parametrize("seq_len", [1, 7, 2048])
+def test_counting_sort_is_stable_longest_first(seq_len):
+    lengths = common.make_lengths(5_000, seed=1)
+    lengths[:10] = 0
+    order = baselines.counting_sort_order(lengths, seq_len)
+    assert order.dtype == np.int64
+    expected = np.argsort(-np.minimum(lengths, seq_len), kind="stable")
+    np.testing.assert_array_equal(order, expected)
+
+
+def test_obfd_bins_are_a_valid_packing():
+    if not baselines.HAVE_LIGHTBINPACK:
+        pytest.skip("lightbinpack is not installed")
+    seq_len = 2048
+    items = baselines.obfd_input(common.make_lengths(3_000, seed=2), seq_len)
+    assert max(items) <= seq_len
+    bins = baselines.obfd(items, seq_len)
+    placed = sorted(i for b in bins for i in b)
+    assert placed == list(range(len(items)))
+    assert all(sum(items[i] for i in b) <= seq_len for b in bins)
+    assert baselines.excess_over_lower_bound(len(bins), sum(items), seq_len) >= 0
+
+
+def test_peak_probe():
+    if not common.peak_probe_available():
+        pytest.skip("/proc/self/clear_refs is not writable here")
+    _, extra = common.peak_bytes(lambda: np.ones(8 << 20, dtype=np.uint8))
+    assert extra >= 7 << 20
