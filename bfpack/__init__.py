@@ -7,7 +7,9 @@ Truncations Improve Language Modeling", ICML 2024).
 """
 
 from .packing import Packing, PackingStats, pack
+from .table import cu_seqlens, max_seqlen, pack_table
 
 __version__ = "0.1.0"
 
-__all__ = ["Packing", "PackingStats", "pack", "__version__"]
+__all__ = ["Packing", "PackingStats", "cu_seqlens", "max_seqlen", "pack",
+           "pack_table", "__version__"]
