@@ -1,63 +1,156 @@
-"""Command line: ``python -m bfpack`` (or ``bfpack``)."""
+"""Command line: ``bfpack`` (or ``python -m bfpack``).
+
+``bfpack pack SRC DST``: pack a Parquet dataset; ``bfpack stats SRC``:
+compare concat, bfd and ffd on it; ``bfpack demo``: the whole job on the
+Python standard library.
+"""
 
 import argparse
+import os
 import sys
+import tempfile
+import time
 
 from . import __version__
-from .corpus import stdlib_lengths, web_like_lengths
+from ._validate import LONG_DOCS, METHODS
+from .corpus import stdlib_table
 from .packing import pack
+from .parquet import (DEFAULT_WINDOW_TOKENS, ProgressBar, open_dataset,
+                      pack_parquet)
+from .table import document_lengths, packed_columns
 
-_COLUMNS = ("corpus", "seq_len", "method", "docs", "tokens", "sequences",
-            "vs concat", "fill", "docs cut", "cuts/doc")
 
-
-def _demo(args):
-    corpora = [("stdlib .py (bytes)", stdlib_lengths()),
-               ("web-like lognormal", web_like_lengths(args.web_docs))]
+def _compare_rows(label, lengths, seq_lens, methods=("concat", "bfd", "ffd")):
     rows = []
-    for name, lengths in corpora:
-        for seq_len in args.seq_len:
-            base = None
-            for method in ("concat", "bfd", "ffd"):
-                stats = pack(lengths, seq_len, method=method).stats()
-                base = base or stats.sequences
-                nonempty = max(stats.documents - stats.empty_documents, 1)
-                rows.append((
-                    name, f"{seq_len:,}", method, f"{stats.documents:,}",
-                    f"{stats.tokens:,}", f"{stats.sequences:,}",
-                    f"{100 * (stats.sequences / base - 1):+.4f}%",
-                    f"{100 * stats.fill:.3f}%",
-                    f"{100 * stats.documents_truncated / nonempty:.2f}%",
-                    f"{stats.truncation_cuts / nonempty:.3f}"))
-    _print_table(_COLUMNS, rows)
-    print("\nvs concat: extra sequences over concatenation. docs cut: share of "
-          "documents not kept whole in one sequence.\nbfd/ffd split only "
-          "documents longer than seq_len; concat cuts wherever the stream "
-          "crosses a boundary.")
-    return 0
+    for seq_len in seq_lens:
+        base = None
+        for method in methods:
+            s = pack(lengths, seq_len, method=method).stats()
+            base = base or s.sequences
+            docs = max(s.documents - s.empty_documents, 1)
+            rows.append((label, f"{seq_len:,}", method, f"{s.documents:,}",
+                         f"{s.tokens:,}", f"{s.sequences:,}",
+                         f"{100 * (s.sequences / base - 1):+.4f}%",
+                         f"{100 * s.fill:.3f}%",
+                         f"{100 * s.documents_truncated / docs:.2f}%",
+                         f"{s.truncation_cuts / docs:.3f}"))
+    return rows
 
 
-def _print_table(header, rows):
+_HEADER = ("corpus", "seq_len", "method", "documents", "tokens", "sequences",
+           "vs concat", "fill", "docs truncated", "cuts/doc")
+_LEGEND = ("vs concat: sequences added over concatenation. docs truncated: "
+           "documents not kept whole in one sequence;\ncuts/doc: cuts made "
+           "inside documents, per document. bfd and ffd cut only documents "
+           "longer than seq_len.")
+
+
+def _print_table(header, rows, out=sys.stdout):
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
     for r in (header, ["-" * w for w in widths], *rows):
         print("  ".join(str(c).rjust(w) if i else str(c).ljust(w)
-                        for i, (c, w) in enumerate(zip(r, widths))))
+                        for i, (c, w) in enumerate(zip(r, widths))), file=out)
+
+
+def _progress(args):
+    return ProgressBar() if sys.stderr.isatty() and not args.quiet else None
+
+
+def _cmd_pack(args):
+    pad = args.pad_value
+    bar = _progress(args)
+    manifest = pack_parquet(
+        args.src, args.dst, args.seq_len, columns=args.column,
+        method=args.method, long_docs=args.long_docs, pad_value=pad,
+        position_ids=args.position_ids, seed=args.seed,
+        window_tokens=args.window_tokens, overwrite=args.overwrite,
+        progress=bar)
+    if bar is not None:
+        bar.close()
+    s = manifest["stats"]
+    if not args.quiet:
+        print(f"{s['documents']:,} documents, {s['tokens']:,} tokens -> "
+              f"{s['sequences']:,} sequences of {s['seq_len']:,} "
+              f"(lower bound {s['lower_bound']:,}, fill {100 * s['fill']:.3f}%, "
+              f"{s['documents_truncated']:,} documents truncated) in "
+              f"{len(manifest['shards'])} shard(s) at {args.dst}")
+    return 0
+
+
+def _cmd_stats(args):
+    dataset = open_dataset(args.src)
+    names = packed_columns(dataset.schema, args.column)
+    table = dataset.to_table(columns=names)
+    lengths = document_lengths(table, names)
+    _print_table(_HEADER, _compare_rows(os.path.basename(os.path.normpath(args.src)),
+                                        lengths, args.seq_len))
+    print("\n" + _LEGEND)
+    return 0
+
+
+def _cmd_demo(args):
+    t0 = time.perf_counter()
+    corpus = stdlib_table()
+    lengths = document_lengths(corpus, ["input_ids"])
+    print(f"Corpus: the {corpus.num_rows:,} .py files of this Python's "
+          f"standard library, one document per file, tokenized as UTF-8 "
+          f"bytes.\n")
+    _print_table(_HEADER, _compare_rows("stdlib", lengths, args.seq_len))
+    print("\n" + _LEGEND)
+
+    out = args.out or tempfile.mkdtemp(prefix="bfpack-demo-")
+    src = os.path.join(out, "stdlib.parquet")
+    import pyarrow.parquet as pq
+
+    pq.write_table(corpus, src)
+    dst = os.path.join(out, "packed")
+    manifest = pack_parquet(src, dst, args.seq_len[0], columns=["input_ids"],
+                            position_ids=True, seed=0, overwrite=True)
+    print(f"\nPacked with bfd at seq_len {args.seq_len[0]}: "
+          f"{manifest['stats']['sequences']:,} rows (input_ids, seq_lengths, "
+          f"position_ids) in {dst}  [{time.perf_counter() - t0:.1f} s]")
+    return 0
 
 
 def _parser():
     parser = argparse.ArgumentParser(
-        prog="bfpack", description="Best-fit packing of documents into "
-        "training sequences, without truncating them.")
+        prog="bfpack", description="Best-fit packing of tokenized documents "
+        "into training sequences, without truncating them.")
     parser.add_argument("--version", action="version", version=__version__)
-    commands = parser.add_subparsers(dest="command")
-    demo = commands.add_parser(
-        "demo", help="pack built-in corpora with concat, bfd and ffd and "
-        "compare (the default)")
-    demo.add_argument("--seq-len", type=int, nargs="+", default=[2048, 8192],
-                      help="context lengths to compare (default: 2048 8192)")
-    demo.add_argument("--web-docs", type=int, default=1_000_000,
-                      help="documents in the synthetic web-like corpus")
-    demo.set_defaults(run=_demo)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = commands.add_parser("pack", help="pack a Parquet dataset into "
+                            "packed Parquet shards")
+    p.add_argument("src", metavar="SRC", help="Parquet file or directory")
+    p.add_argument("dst", metavar="DST", help="output directory (must not exist)")
+    p.add_argument("--seq-len", type=int, required=True, help="context length")
+    p.add_argument("--column", action="append", help="list column to pack "
+                   "(repeat for several; default: every list column)")
+    p.add_argument("--method", default="bfd", choices=METHODS)
+    p.add_argument("--long-docs", default="split", choices=LONG_DOCS)
+    p.add_argument("--pad-value", type=int, help="pad rows to seq_len with this")
+    p.add_argument("--position-ids", action="store_true",
+                   help="add a position_ids column")
+    p.add_argument("--seed", type=int, help="shuffle rows with this seed")
+    p.add_argument("--window-tokens", type=int, default=DEFAULT_WINDOW_TOKENS,
+                   help="tokens read per window (bounds memory)")
+    p.add_argument("--overwrite", action="store_true", help="replace DST")
+    p.add_argument("--quiet", action="store_true", help="no progress, no summary")
+    p.set_defaults(run=_cmd_pack)
+
+    s = commands.add_parser("stats", help="compare concat, bfd and ffd on a "
+                            "Parquet dataset")
+    s.add_argument("src", metavar="SRC", help="Parquet file or directory")
+    s.add_argument("--seq-len", type=int, nargs="+", required=True)
+    s.add_argument("--column", action="append")
+    s.set_defaults(run=_cmd_stats)
+
+    d = commands.add_parser("demo", help="the whole job on the Python "
+                            "standard library (no download)")
+    d.add_argument("--seq-len", type=int, nargs="+", default=[2048, 8192, 32768])
+    d.add_argument("--out", help="where to write (default: a new temporary "
+                   "directory)")
+    d.set_defaults(run=_cmd_demo)
     return parser
 
 
@@ -66,12 +159,17 @@ def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        args = parser.parse_args(["demo", *(argv or [])])
+        parser.print_help()
+        return 2
     try:
         return args.run(args)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OSError) as exc:
         print(f"bfpack: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nbfpack: interrupted; nothing was written to the destination",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -234,12 +234,8 @@ def pack(lengths, seq_len, *, method="bfd", long_docs="split"):
     long_docs = as_choice(long_docs, "long_docs", LONG_DOCS)
     split = long_docs == "split"
 
-    (size_count, tokens, dropped, docs_cut, cuts, empty,
-     first_negative) = piece_histogram(lengths, seq_len, split)
-    if first_negative >= 0:
-        raise ValueError(
-            f"lengths[{first_negative}] = {lengths[first_negative]} is "
-            f"negative; lengths are token counts (>= 0)")
+    size_count, tokens, dropped, docs_cut, cuts, empty = histogram(
+        lengths, seq_len, split)
     counters = dict(num_documents=lengths.shape[0], empty_documents=empty,
                     num_tokens=tokens)
     if method == "concat":
@@ -252,20 +248,46 @@ def pack(lengths, seq_len, *, method="bfd", long_docs="split"):
                        fill, tokens_dropped=0, documents_truncated=docs_cut,
                        truncation_cuts=cuts, **counters)
 
+    offsets, doc, start, length, free = place(
+        lengths, seq_len, split, size_count, method, _NO_OPEN_SEQUENCES)
+    return Packing(seq_len, method, long_docs, offsets, doc, start, length,
+                   seq_len - free, tokens_dropped=dropped,
+                   documents_truncated=docs_cut, truncation_cuts=cuts,
+                   **counters)
+
+
+def histogram(lengths, seq_len, split):
+    """Pieces per length and cut counters of validated ``lengths``.
+
+    Returns ``(size_count, tokens, dropped, docs_cut, cuts, empty_docs)``;
+    raises ValueError on a negative length.
+    """
+    (size_count, tokens, dropped, docs_cut, cuts, empty,
+     first_negative) = piece_histogram(lengths, seq_len, split)
+    if first_negative >= 0:
+        raise ValueError(
+            f"lengths[{first_negative}] = {lengths[first_negative]} is "
+            f"negative; lengths are token counts (>= 0)")
+    return size_count, tokens, dropped, docs_cut, cuts, empty
+
+
+def place(lengths, seq_len, split, size_count, method, open_free):
+    """Pack the pieces with BFD (after sequences ``open_free``) or FFD.
+
+    Returns ``(seq_offsets, piece_doc, piece_start, piece_len, free)``;
+    sequences ``0 .. len(open_free) - 1`` are the open ones (BFD only), and
+    only the pieces placed now are listed.
+    """
     num_pieces = int(size_count.sum())
     # Half-width scratch arrays when indices allow: less memory traffic.
     index = np.int32 if max(num_pieces, lengths.shape[0]) < 2**31 else np.int64
     piece_bin = np.empty(num_pieces, dtype=index)
     if method == "bfd":
-        count, free = best_fit(size_count, seq_len, _NO_OPEN_SEQUENCES, piece_bin)
+        count, free = best_fit(size_count, seq_len, open_free, piece_bin)
     else:
         count, free = first_fit(size_count, seq_len, piece_bin)
     sorted_doc = np.empty(num_pieces, dtype=index)
     sort_pieces(lengths, seq_len, split, size_count, sorted_doc)
     offsets, doc, start, length = lay_out(
         sorted_doc, piece_bin, count, size_count, lengths, seq_len)
-    del sorted_doc, piece_bin, count
-    free = seq_len - free
-    return Packing(seq_len, method, long_docs, offsets, doc, start, length,
-                   free, tokens_dropped=dropped, documents_truncated=docs_cut,
-                   truncation_cuts=cuts, **counters)
+    return offsets, doc, start, length, free

@@ -76,19 +76,22 @@ def pack_table(table, seq_len, *, columns=None, method="bfd", long_docs="split",
         raise TypeError(
             f"table must be a pyarrow.Table or RecordBatch, got "
             f"{type(table).__name__}; e.g. pyarrow.Table.from_pydict(...)")
-    names = _packed_columns(table, columns)
-    pads = _pad_values(table, names, pad_value)
+    names = packed_columns(table.schema, columns)
+    pads = pad_values(table.schema, names, pad_value)
     lengths = document_lengths(table, names)
     plan = pack(lengths, seq_len, method=method, long_docs=long_docs)
-    rows = _row_order(plan.num_sequences, seed)
-    return _assemble(table, names, plan, rows, pads, position_ids)
+    rows = row_order(plan.num_sequences, seed)
+    return assemble(table, names, plan.seq_len, plan.seq_offsets,
+                    plan.piece_doc, plan.piece_start, plan.piece_len, rows,
+                    pads, position_ids)
 
 
-def document_lengths(table, columns):
+def document_lengths(table, columns, first_row=0):
     """Tokens per row of ``columns`` (int64); they must agree row by row.
 
     Null lists count as empty. Raises ValueError naming the first row where
-    two columns disagree, or the first column holding null tokens.
+    two columns disagree (counting from ``first_row``), or the first column
+    holding null tokens.
     """
     lengths = None
     for name in columns:
@@ -111,30 +114,31 @@ def document_lengths(table, columns):
         elif not np.array_equal(lengths, n):
             row = int(np.flatnonzero(lengths != n)[0])
             raise ValueError(
-                f"row {row}: column {name!r} has {n[row]} tokens but "
+                f"row {first_row + row}: column {name!r} has {n[row]} tokens but "
                 f"{first!r} has {lengths[row]}; packed columns must be "
                 f"aligned token by token (pass columns=[...] to pack fewer)")
     return lengths
 
 
-def _packed_columns(table, columns):
+def packed_columns(schema, columns):
+    """Names of the columns to pack, checked against ``schema``."""
     if columns is None:
-        names = [f.name for f in table.schema
+        names = [f.name for f in schema
                  if pa.types.is_list(f.type) or pa.types.is_large_list(f.type)]
         if not names:
             raise ValueError(
                 "the table has no list column to pack; columns: "
-                f"{table.column_names}")
+                f"{schema.names}")
     else:
         names = [columns] if isinstance(columns, str) else list(columns)
         if not names:
             raise ValueError("columns is empty; name at least one list column")
     for name in names:
-        if name not in table.column_names:
+        if name not in schema.names:
             raise ValueError(
                 f"column {name!r} is not in the table; its columns are "
-                f"{table.column_names}")
-        t = table.schema.field(name).type
+                f"{schema.names}")
+        t = schema.field(name).type
         if not (pa.types.is_list(t) or pa.types.is_large_list(t)):
             raise TypeError(
                 f"column {name!r} has type {t}, not a list of tokens; pack "
@@ -153,7 +157,7 @@ def _packed_columns(table, columns):
     return names
 
 
-def _pad_values(table, names, pad_value):
+def pad_values(schema, names, pad_value):
     """Per-column pad value, or None for no padding."""
     if pad_value is None:
         return None
@@ -170,7 +174,7 @@ def _pad_values(table, names, pad_value):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise TypeError(
                 f"pad_value for {name!r} must be an integer, got {value!r}")
-        dtype = np.dtype(table.schema.field(name).type.value_type.to_pandas_dtype())
+        dtype = np.dtype(schema.field(name).type.value_type.to_pandas_dtype())
         if dtype.kind in "iu" and not (np.iinfo(dtype).min <= value <= np.iinfo(dtype).max):
             raise ValueError(
                 f"pad_value {value} does not fit column {name!r} of type "
@@ -178,7 +182,8 @@ def _pad_values(table, names, pad_value):
     return pads
 
 
-def _row_order(num_rows, seed):
+def row_order(num_rows, seed):
+    """Row permutation for ``seed`` (identity for None)."""
     if seed is None:
         return np.arange(num_rows, dtype=np.int64)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
@@ -186,10 +191,12 @@ def _row_order(num_rows, seed):
     return np.random.default_rng(seed).permutation(num_rows).astype(np.int64)
 
 
-def _assemble(table, names, plan, rows, pads, with_positions):
-    """Build the packed table for ``plan`` with rows in ``rows`` order."""
-    pad_to = plan.seq_len if pads is not None else 0
-    out_offsets = row_offsets(rows, plan.seq_offsets, plan.piece_len, pad_to)
+def assemble(table, names, seq_len, seq_offsets, piece_doc, piece_start,
+             piece_len, rows, pads, with_positions):
+    """Build the packed table: row ``r`` holds the pieces of sequence
+    ``rows[r]`` of the CSR packing over ``table``'s rows."""
+    pad_to = seq_len if pads is not None else 0
+    out_offsets = row_offsets(rows, seq_offsets, piece_len, pad_to)
     arrays = {}
     for name in names:
         col = table.column(name)
@@ -197,13 +204,11 @@ def _assemble(table, names, plan, rows, pads, with_positions):
         dtype = np.dtype(col.type.value_type.to_pandas_dtype())
         out = np.empty(out_offsets[-1], dtype=dtype)
         pad = dtype.type(pads[name] if pads is not None else 0)
-        gather_tokens(values, offsets, first_doc, rows, plan.seq_offsets,
-                      plan.piece_doc, plan.piece_start, plan.piece_len,
-                      out_offsets, pad, out)
+        gather_tokens(values, offsets, first_doc, rows, seq_offsets,
+                      piece_doc, piece_start, piece_len, out_offsets, pad, out)
         arrays[name] = _list_array(out_offsets, out, col.type.value_field,
                                    large=pa.types.is_large_list(col.type))
-    len_offsets, len_values = gather_piece_lengths(
-        rows, plan.seq_offsets, plan.piece_len)
+    len_offsets, len_values = gather_piece_lengths(rows, seq_offsets, piece_len)
     arrays[SEQ_LENGTHS] = _list_array(len_offsets, len_values, pa.int32())
     if with_positions:
         positions = _position_ids(len_offsets, len_values, out_offsets)

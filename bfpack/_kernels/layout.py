@@ -131,3 +131,38 @@ def concatenate(lengths, seq_len):
         seq_offsets[num_seqs] = p
     return (seq_offsets, piece_doc, piece_start, piece_len, docs_cut,
             num_pieces - num_docs)
+
+
+@jit
+def prepend_open(open_offsets, open_len, seq_offsets, piece_doc, piece_start,
+                 piece_len):
+    """Put the pieces of sequences that were already open in front.
+
+    Sequence ``b < B0`` already held pieces ``open_offsets[b]:open_offsets[b
+    + 1]`` (lengths ``open_len``), numbered as documents ``0 .. C - 1``; the
+    new pieces' documents are shifted by ``C``. Returns the merged CSR.
+    """
+    num_open = open_offsets.shape[0] - 1
+    num_carried = open_len.shape[0]
+    num_bins = seq_offsets.shape[0] - 1
+    total = num_carried + piece_doc.shape[0]
+    offsets = np.empty(num_bins + 1, dtype=np.int64)
+    doc = np.empty(total, dtype=np.int64)
+    start = np.empty(total, dtype=np.int64)
+    length = np.empty(total, dtype=np.int64)
+    q = 0
+    for b in range(num_bins):
+        offsets[b] = q
+        if b < num_open:
+            for k in range(open_offsets[b], open_offsets[b + 1]):
+                doc[q] = k
+                start[q] = 0
+                length[q] = open_len[k]
+                q += 1
+        for k in range(seq_offsets[b], seq_offsets[b + 1]):
+            doc[q] = piece_doc[k] + num_carried
+            start[q] = piece_start[k]
+            length[q] = piece_len[k]
+            q += 1
+    offsets[num_bins] = q
+    return offsets, doc, start, length

@@ -1,0 +1,256 @@
+"""Packing Parquet datasets to Parquet, streamed in bounded memory."""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from . import __version__
+from ._validate import LONG_DOCS, METHODS, as_choice, as_seq_len
+from .packing import pack
+from .stream import StreamPacker
+from .table import (assemble, document_lengths, pad_values, packed_columns,
+                    row_order)
+
+MANIFEST = "_bfpack.json"
+DEFAULT_WINDOW_TOKENS = 1 << 26
+
+
+def open_dataset(src):
+    """A pyarrow dataset over a Parquet file or a directory of them.
+
+    Raises FileNotFoundError for a missing path and ValueError for data
+    that is not Parquet.
+    """
+    src = os.fspath(src)
+    if not os.path.exists(src):
+        raise FileNotFoundError(f"{src}: no such file or directory")
+    try:
+        dataset = ds.dataset(src, format="parquet", exclude_invalid_files=False)
+        dataset.schema  # noqa: B018 -- opening the footer is the check
+        for fragment in dataset.get_fragments():
+            fragment.physical_schema  # noqa: B018
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValueError(
+            f"{src} is not a Parquet file or a directory of Parquet files "
+            f"({str(exc).splitlines()[0]})") from None
+    return dataset
+
+
+def pack_parquet(src, dst, seq_len, *, columns=None, method="bfd",
+                 long_docs="split", pad_value=None, position_ids=False,
+                 seed=None, window_tokens=DEFAULT_WINDOW_TOKENS,
+                 overwrite=False, max_open=4096, progress=None):
+    """Pack a Parquet dataset into a directory of packed Parquet shards.
+
+    Documents are read in windows of about ``window_tokens`` tokens. With
+    ``method="bfd"`` each window is packed together with the sequences
+    still open from earlier windows, and the ``max_open`` sequences with the
+    most free space are carried on, so memory stays bounded while the
+    packing stays within a few sequences of one global BFD. ``"ffd"`` and
+    ``"concat"`` pack each window on its own.
+
+    Parameters
+    ----------
+    src : path
+        A Parquet file or a directory of Parquet files, one row per document.
+    dst : path
+        Output directory; it must not exist unless ``overwrite``. It gets
+        shards ``part-00000.parquet``, ... (one per window, each row a packed
+        sequence, as :func:`bfpack.pack_table` makes them) and, last, the
+        manifest ``_bfpack.json`` (input, options, version, stats).
+    seq_len, columns, method, long_docs, pad_value, position_ids, seed
+        As in :func:`bfpack.pack_table`; ``seed`` shuffles rows within each
+        shard.
+    window_tokens : int
+        Tokens read per window (memory scales with it).
+    overwrite : bool
+        Replace an existing ``dst``.
+    max_open : int
+        Sequences carried between windows (BFD).
+    progress : callable, optional
+        Called after every window with a dict of running totals.
+
+    Returns
+    -------
+    dict
+        The manifest.
+
+    Notes
+    -----
+    Everything is written into a temporary directory beside ``dst`` and
+    renamed into place only when complete, manifest included: an
+    interrupted run never leaves a ``dst`` that looks finished.
+    """
+    seq_len = as_seq_len(seq_len)
+    method = as_choice(method, "method", METHODS)
+    long_docs = as_choice(long_docs, "long_docs", LONG_DOCS)
+    if isinstance(window_tokens, bool) or not isinstance(window_tokens, int) \
+            or window_tokens < 1:
+        raise ValueError(
+            f"window_tokens must be a positive integer, got {window_tokens!r}")
+    dst = os.path.abspath(os.fspath(dst))
+    if os.path.exists(dst) and not overwrite:
+        raise FileExistsError(
+            f"{dst} already exists; choose another destination or overwrite it")
+    dataset = open_dataset(src)
+    names = packed_columns(dataset.schema, columns)
+    pads = pad_values(dataset.schema, names, pad_value)
+    row_order(0, seed)  # validates seed before any work
+
+    parent = os.path.dirname(dst)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.tmp-", dir=parent)
+    try:
+        stats, shards = _write_shards(
+            dataset, tmp, names, seq_len, method, long_docs, pads,
+            position_ids, seed, window_tokens, max_open, progress)
+        manifest = {
+            "bfpack_version": __version__,
+            "source": os.path.abspath(os.fspath(src)),
+            "options": {"seq_len": seq_len, "columns": names,
+                        "method": method, "long_docs": long_docs,
+                        "pad_value": pad_value, "position_ids": position_ids,
+                        "seed": seed, "window_tokens": window_tokens,
+                        "max_open": max_open},
+            "shards": shards,
+            "stats": stats,
+        }
+        with open(os.path.join(tmp, MANIFEST), "w") as f:
+            json.dump(manifest, f, indent=2)
+            f.write("\n")
+        _replace_dir(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _replace_dir(tmp, dst):
+    if not os.path.exists(dst):
+        os.rename(tmp, dst)
+        return
+    old = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.old-",
+                           dir=os.path.dirname(dst))
+    os.rename(dst, os.path.join(old, "d"))
+    os.rename(tmp, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _windows(dataset, names, window_tokens):
+    """Tables of whole documents holding about ``window_tokens`` tokens."""
+    batches, tokens, first_row = [], 0, 0
+    for batch in dataset.to_batches(columns=names, batch_size=8192):
+        if batch.num_rows == 0:
+            continue
+        table = pa.Table.from_batches([batch])
+        tokens += int(document_lengths(table, names[:1]).sum())
+        batches.append(batch)
+        if tokens >= window_tokens:
+            table = pa.Table.from_batches(batches)
+            yield first_row, table
+            first_row += table.num_rows
+            batches, tokens = [], 0
+    schema = pa.schema([dataset.schema.field(n) for n in names])
+    yield first_row, pa.Table.from_batches(batches, schema=schema)
+
+
+def _write_shards(dataset, folder, names, seq_len, method, long_docs, pads,
+                  position_ids, seed, window_tokens, max_open, progress):
+    packer = StreamPacker(seq_len, long_docs, max_open) if method == "bfd" else None
+    totals = dict(documents=0, tokens=0, sequences=0, windows=0)
+    window_stats = []
+    carry = None
+    shards = []
+    rng_seed = seed
+    windows = _windows(dataset, names, window_tokens)
+    pending = next(windows)
+    while pending is not None:
+        first_row, table = pending
+        pending = next(windows, None)
+        last = pending is None
+        table = table.replace_schema_metadata(None)
+        lengths = document_lengths(table, names, first_row)
+        if packer is not None:
+            w = packer.step(lengths, last=last)
+            if carry is not None:
+                table = pa.concat_tables([carry, table])
+            rows = w.emit
+            if seed is not None:
+                rows = rows[row_order(rows.shape[0], rng_seed + len(shards))]
+            out = assemble(table, names, seq_len, w.seq_offsets, w.piece_doc,
+                           w.piece_start, w.piece_len, rows, pads, position_ids)
+            k = w.carry_pieces
+            carry = assemble(
+                table, names, seq_len, np.arange(k.shape[0] + 1),
+                w.piece_doc[k], w.piece_start[k], w.piece_len[k],
+                np.arange(k.shape[0]), None, False).select(names)
+            carry = carry.cast(table.schema)
+        else:
+            plan = pack(lengths, seq_len, method=method, long_docs=long_docs)
+            window_stats.append(plan.stats().to_dict())
+            rows = row_order(plan.num_sequences,
+                             None if seed is None else seed + len(shards))
+            out = assemble(table, names, seq_len, plan.seq_offsets,
+                           plan.piece_doc, plan.piece_start, plan.piece_len,
+                           rows, pads, position_ids)
+        if out.num_rows or (last and not shards):
+            name = f"part-{len(shards):05d}.parquet"
+            pq.write_table(out, os.path.join(folder, name),
+                           row_group_size=max(16, (1 << 22) // seq_len))
+            shards.append({"file": name, "rows": out.num_rows})
+        totals["documents"] += len(lengths)
+        totals["tokens"] += int(lengths.sum())
+        totals["sequences"] += out.num_rows
+        totals["windows"] += 1
+        if progress is not None:
+            progress(dict(totals))
+    if packer is not None:
+        return packer.stats().to_dict(), shards
+    return _sum_stats(window_stats, method, long_docs, seq_len), shards
+
+
+def _sum_stats(window_stats, method, long_docs, seq_len):
+    keys = ("documents", "empty_documents", "tokens", "tokens_packed",
+            "sequences", "padding_tokens", "documents_truncated",
+            "truncation_cuts", "tokens_dropped")
+    s = {k: sum(w[k] for w in window_stats) for k in keys}
+    lower = -(-s["tokens_packed"] // seq_len)
+    slots = s["sequences"] * seq_len
+    return dict(method=method, long_docs=long_docs, seq_len=seq_len,
+                documents=s["documents"], empty_documents=s["empty_documents"],
+                tokens=s["tokens"], tokens_packed=s["tokens_packed"],
+                sequences=s["sequences"], lower_bound=lower,
+                excess_sequences=s["sequences"] - lower,
+                padding_tokens=s["padding_tokens"],
+                fill=s["tokens_packed"] / slots if slots else 1.0,
+                documents_truncated=s["documents_truncated"],
+                truncation_cuts=s["truncation_cuts"],
+                tokens_dropped=s["tokens_dropped"])
+
+
+class ProgressBar:
+    """One self-rewriting line on stderr: documents, tokens, sequences, rate."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.start = time.perf_counter()
+
+    def __call__(self, totals):
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        self.stream.write(
+            f"\r{totals['documents']:,} documents  {totals['tokens']:,} tokens"
+            f"  {totals['sequences']:,} sequences  "
+            f"{totals['tokens'] / elapsed / 1e6:,.1f} M tokens/s")
+        self.stream.flush()
+
+    def close(self):
+        self.stream.write("\n")
+        self.stream.flush()
