@@ -45,8 +45,12 @@ def as_lengths(lengths, name="lengths"):
             raise ValueError(
                 f"{name}[{bad}] = {arr[bad]} is not a whole number of tokens; "
                 f"round it first (e.g. np.rint({name}).astype(np.int64))")
-        if arr.size and arr.max() > _INT64_MAX:
-            raise ValueError(f"{name} holds values above the int64 range")
+        # Compared in float64: 2**63 - 1 rounds up to 2**63 there, and a
+        # narrower float type would overflow on the bound itself.
+        if arr.size and np.float64(arr.max()) >= 2.0**63:
+            raise ValueError(
+                f"{name} holds values above the int64 range (max "
+                f"{arr.max()}); they cannot be token counts")
     elif kind == "u" and arr.dtype.itemsize == 8 and arr.size \
             and arr.max() > _INT64_MAX:
         bad = int(np.argmax(arr > _INT64_MAX))

@@ -10,6 +10,9 @@ from ._kernels.pieces import piece_histogram, sort_pieces
 from ._validate import LONG_DOCS, METHODS, as_choice, as_lengths, as_seq_len
 
 _NO_OPEN_SEQUENCES = np.empty(0, dtype=np.int64)
+# Below this many pieces and documents, scratch indices are int32. A module
+# constant so that tests can force the int64 path on small inputs.
+_INT32_INDEX_LIMIT = 2**31
 
 
 @dataclass(frozen=True)
@@ -260,14 +263,18 @@ def histogram(lengths, seq_len, split):
     """Pieces per length and cut counters of validated ``lengths``.
 
     Returns ``(size_count, tokens, dropped, docs_cut, cuts, empty_docs)``;
-    raises ValueError on a negative length.
+    raises ValueError on a negative length or a total past int64.
     """
     (size_count, tokens, dropped, docs_cut, cuts, empty,
-     first_negative) = piece_histogram(lengths, seq_len, split)
-    if first_negative >= 0:
+     bad) = piece_histogram(lengths, seq_len, split)
+    if bad >= 0 and lengths[bad] < 0:
         raise ValueError(
-            f"lengths[{first_negative}] = {lengths[first_negative]} is "
-            f"negative; lengths are token counts (>= 0)")
+            f"lengths[{bad}] = {lengths[bad]} is negative; lengths are "
+            f"token counts (>= 0)")
+    if bad >= 0:
+        raise ValueError(
+            f"the token total passes the int64 range at lengths[{bad}] = "
+            f"{lengths[bad]}; lengths must be token counts")
     return size_count, tokens, dropped, docs_cut, cuts, empty
 
 
@@ -279,15 +286,21 @@ def place(lengths, seq_len, split, size_count, method, open_free):
     only the pieces placed now are listed.
     """
     num_pieces = int(size_count.sum())
-    # Half-width scratch arrays when indices allow: less memory traffic.
-    index = np.int32 if max(num_pieces, lengths.shape[0]) < 2**31 else np.int64
-    piece_bin = np.empty(num_pieces, dtype=index)
+    start = np.empty(num_pieces, dtype=np.int64)
+    if max(num_pieces, lengths.shape[0]) < _INT32_INDEX_LIMIT:
+        # The scratch arrays, at half width, live in the memory of
+        # piece_start, which is written last: writing fresh memory is what
+        # costs most here, so every byte not allocated is time saved.
+        scratch = start.view(np.int32)
+        sorted_doc, piece_bin = scratch[:num_pieces], scratch[num_pieces:]
+    else:
+        sorted_doc = np.empty(num_pieces, dtype=np.int64)
+        piece_bin = np.empty(num_pieces, dtype=np.int64)
     if method == "bfd":
         count, free = best_fit(size_count, seq_len, open_free, piece_bin)
     else:
         count, free = first_fit(size_count, seq_len, piece_bin)
-    sorted_doc = np.empty(num_pieces, dtype=index)
     sort_pieces(lengths, seq_len, split, size_count, sorted_doc)
-    offsets, doc, start, length = lay_out(
-        sorted_doc, piece_bin, count, size_count, lengths, seq_len)
+    offsets, doc, length = lay_out(sorted_doc, piece_bin, count, size_count,
+                                   lengths, seq_len, start)
     return offsets, doc, start, length, free

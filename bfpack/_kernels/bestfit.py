@@ -175,7 +175,7 @@ def best_fit(size_count, seq_len, open_free, piece_bin):
                 free[entry_seq[i]] = c
             blk = below[blk]
             size = BLOCK
-    return count[:num_bins].copy(), free[:num_bins].copy()
+    return count[:num_bins], free[:num_bins]
 
 
 @jit
@@ -208,4 +208,4 @@ def first_fit(size_count, seq_len, piece_bin):
             tree_set(tree, width, b, c - k * s)
             num_bins = max(num_bins, b + 1)
     free = tree[width:width + num_bins].astype(np.int64)
-    return count[:num_bins].copy(), free
+    return count[:num_bins], free

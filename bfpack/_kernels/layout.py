@@ -11,15 +11,17 @@ from .._jit import jit
 
 
 @jit
-def lay_out(sorted_doc, piece_bin, bin_count, size_count, lengths, seq_len):
+def lay_out(sorted_doc, piece_bin, bin_count, size_count, lengths, seq_len,
+            piece_start):
     """Lay out the pieces sequence by sequence.
 
     ``sorted_doc`` and ``piece_bin`` give the document and the sequence of
     every piece in sorted order (longest first, equal pieces in document
     order; the last piece of a split document as ``~doc``), ``bin_count``
-    the pieces each sequence received. Returns ``(seq_offsets, piece_doc,
-    piece_start, piece_len)``, the pieces of each sequence in placement
-    order.
+    the pieces each sequence received. Fills ``piece_start`` (int64, one
+    slot per piece) last, so ``sorted_doc`` and ``piece_bin`` may live in
+    its memory. Returns ``(seq_offsets, piece_doc, piece_len)``, the pieces
+    of each sequence in placement order.
 
     Walking the sorted order keeps the writes near each other (pieces placed
     one after another go to sequences opened near each other), but each
@@ -50,12 +52,12 @@ def lay_out(sorted_doc, piece_bin, bin_count, size_count, lengths, seq_len):
     for b in range(num_bins, 0, -1):
         cursor[b] = cursor[b - 1]
     cursor[0] = 0
-    piece_start = _piece_starts(piece_doc, piece_len, lengths, seq_len)
-    return cursor, piece_doc, piece_start, piece_len
+    _piece_starts(piece_doc, piece_len, lengths, seq_len, piece_start)
+    return cursor, piece_doc, piece_len
 
 
 @jit
-def _piece_starts(piece_doc, piece_len, lengths, seq_len):
+def _piece_starts(piece_doc, piece_len, lengths, seq_len, piece_start):
     """Token offset of each piece; decodes ``~doc`` in ``piece_doc``.
 
     A piece of ``seq_len`` tokens is the next chunk of its document: the
@@ -63,7 +65,6 @@ def _piece_starts(piece_doc, piece_len, lengths, seq_len):
     sequence of its own, so they are also consecutive here. A shorter piece
     is a whole document, or the end of a split one when stored as ``~doc``.
     """
-    piece_start = np.empty(piece_doc.shape[0], dtype=np.int64)
     prev_doc = -1
     prev_start = 0
     for q in range(piece_doc.shape[0]):
@@ -78,7 +79,6 @@ def _piece_starts(piece_doc, piece_len, lengths, seq_len):
             piece_start[q] = prev_start
         else:
             piece_start[q] = 0
-    return piece_start
 
 
 @jit

@@ -18,10 +18,11 @@ def piece_histogram(lengths, seq_len, split):
     """Count pieces per length and the cost of cutting.
 
     Returns ``(size_count, tokens, dropped, docs_cut, cuts, empty_docs,
-    first_negative)``; ``size_count[s]`` is the number of pieces of ``s``
-    tokens (index 0 unused), ``first_negative`` the index of the first
-    negative length or -1.
+    first_bad)``; ``size_count[s]`` is the number of pieces of ``s``
+    tokens (index 0 unused). ``first_bad`` is -1, or the index of the first
+    length that is negative or would take the token total past int64.
     """
+    limit = np.iinfo(np.int64).max
     size_count = np.zeros(seq_len + 1, dtype=np.int64)
     tokens = 0
     dropped = 0
@@ -35,6 +36,8 @@ def piece_histogram(lengths, seq_len, split):
                 return size_count, 0, 0, 0, 0, 0, i
             empty_docs += 1
             continue
+        if n > limit - tokens:
+            return size_count, 0, 0, 0, 0, 0, i
         tokens += n
         if n <= seq_len:
             size_count[n] += 1
