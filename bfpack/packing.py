@@ -88,8 +88,10 @@ class Packing:
     """Documents (or pieces of them) assigned to sequences, in CSR form.
 
     The pieces of sequence ``j`` are ``seq_offsets[j]:seq_offsets[j + 1]`` of
-    the ``piece_*`` arrays, in the order they were placed. All arrays are
-    int64 and read-only.
+    the ``piece_*`` arrays, in the order they were placed. Offsets,
+    documents and starts are int64; lengths and fills, which never exceed
+    ``seq_len < 2**31``, are int32 (as flash-attention's ``cu_seqlens``).
+    All arrays are read-only.
 
     Attributes
     ----------
@@ -103,9 +105,9 @@ class Packing:
         Index of the document a piece comes from.
     piece_start : ndarray, shape (num_pieces,)
         Token offset of the piece inside its document.
-    piece_len : ndarray, shape (num_pieces,)
+    piece_len : ndarray of int32, shape (num_pieces,)
         Tokens in the piece (``1 .. seq_len``).
-    seq_fill : ndarray, shape (num_sequences,)
+    seq_fill : ndarray of int32, shape (num_sequences,)
         Tokens in each sequence.
     """
 
@@ -244,7 +246,7 @@ def pack(lengths, seq_len, *, method="bfd", long_docs="split"):
     if method == "concat":
         offsets, doc, start, length, docs_cut, cuts = concatenate(lengths, seq_len)
         # Every sequence is full but the last, which holds what is left.
-        fill = np.full(offsets.shape[0] - 1, seq_len, dtype=np.int64)
+        fill = np.full(offsets.shape[0] - 1, seq_len, dtype=np.int32)
         if fill.shape[0]:
             fill[-1] = tokens - (fill.shape[0] - 1) * seq_len
         return Packing(seq_len, method, long_docs, offsets, doc, start, length,
@@ -253,8 +255,9 @@ def pack(lengths, seq_len, *, method="bfd", long_docs="split"):
 
     offsets, doc, start, length, free = place(
         lengths, seq_len, split, size_count, method, _NO_OPEN_SEQUENCES)
+    fill = np.subtract(seq_len, free, dtype=np.int32)
     return Packing(seq_len, method, long_docs, offsets, doc, start, length,
-                   seq_len - free, tokens_dropped=dropped,
+                   fill, tokens_dropped=dropped,
                    documents_truncated=docs_cut, truncation_cuts=cuts,
                    **counters)
 

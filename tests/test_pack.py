@@ -17,6 +17,9 @@ from naive import (cut_counts, naive_bfd, naive_concat, naive_ffd, naive_pack,
 METHODS = ["bfd", "ffd", "concat"]
 LONG_DOCS = ["split", "truncate"]
 ARRAYS = ["seq_offsets", "piece_doc", "piece_start", "piece_len", "seq_fill"]
+# Lengths and fills never exceed seq_len < 2**31: int32, like cu_seqlens.
+DTYPES = dict(seq_offsets=np.int64, piece_doc=np.int64, piece_start=np.int64,
+              piece_len=np.int32, seq_fill=np.int32)
 
 
 # --------------------------------------------------------------------------
@@ -93,7 +96,7 @@ def check_plan(plan, lengths, L, method, long_docs):
     assert (plan.seq_len, plan.method, plan.long_docs) == (L, method, long_docs)
     for name in ARRAYS:
         arr = getattr(plan, name)
-        assert arr.dtype == np.int64 and arr.ndim == 1, name
+        assert arr.dtype == DTYPES[name] and arr.ndim == 1, name
         assert not arr.flags.writeable, name
     off, doc, start, size, fill = (getattr(plan, name) for name in ARRAYS)
     S, P = plan.num_sequences, plan.num_pieces

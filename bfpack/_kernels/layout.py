@@ -39,7 +39,7 @@ def lay_out(sorted_doc, piece_bin, bin_count, size_count, lengths, seq_len,
     for b in range(num_bins):
         cursor[b + 1] = cursor[b] + bin_count[b]
     piece_doc = np.empty(num_pieces, dtype=np.int64)
-    piece_len = np.empty(num_pieces, dtype=np.int64)
+    piece_len = np.empty(num_pieces, dtype=np.int32)
     p = 0
     for s in range(seq_len, 0, -1):
         for _ in range(size_count[s]):
@@ -102,7 +102,7 @@ def concatenate(lengths, seq_len):
     seq_offsets = np.empty(num_seqs + 1, dtype=np.int64)
     piece_doc = np.empty(num_pieces, dtype=np.int64)
     piece_start = np.empty(num_pieces, dtype=np.int64)
-    piece_len = np.empty(num_pieces, dtype=np.int64)
+    piece_len = np.empty(num_pieces, dtype=np.int32)
     seq_offsets[0] = 0
     docs_cut = 0
     p = 0
@@ -149,7 +149,7 @@ def prepend_open(open_offsets, open_len, seq_offsets, piece_doc, piece_start,
     offsets = np.empty(num_bins + 1, dtype=np.int64)
     doc = np.empty(total, dtype=np.int64)
     start = np.empty(total, dtype=np.int64)
-    length = np.empty(total, dtype=np.int64)
+    length = np.empty(total, dtype=np.int32)
     q = 0
     for b in range(num_bins):
         offsets[b] = q
