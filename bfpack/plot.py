@@ -1,0 +1,92 @@
+"""Plots of packings (needs matplotlib: ``pip install "bfpack[plot]"``).
+
+Importing :mod:`bfpack` never imports matplotlib; this module does, when
+one of its functions is called.
+"""
+
+import numpy as np
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError(
+            "bfpack.plot needs matplotlib: pip install 'bfpack[plot]'") from None
+    return plt
+
+
+def _axes(ax, figsize):
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+    return ax.figure, ax
+
+
+def plot_truncations(profile, *, ax=None, title=None):
+    """Truncations per document against document length (the paper's Fig. 4).
+
+    Parameters
+    ----------
+    profile : pyarrow.Table
+        The output of :func:`bfpack.truncation_profile`.
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure when None.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = _axes(ax, (6.4, 4.0))
+    cols = profile.to_pydict()
+    methods = list(dict.fromkeys(cols["method"]))
+    method = np.array(cols["method"])
+    lo = np.array(cols["length_lo"], dtype=float)
+    hi = np.array(cols["length_hi"], dtype=float)
+    mid = np.sqrt(lo * np.maximum(hi - 1, lo))
+    for m in methods:
+        sel = method == m
+        ax.plot(mid[sel], np.array(cols["cuts_per_document"])[sel], marker="o",
+                markersize=3, label=m)
+    first = method == methods[0] if methods else np.zeros(0, bool)
+    ax.plot(mid[first], np.array(cols["min_cuts_per_document"])[first], "k--",
+            linewidth=1, label="fewest possible")
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=0.01)
+    ax.set_xlabel("document length (tokens)")
+    ax.set_ylabel("truncations per document")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_fill(packings, *, bins=50, ax=None, title=None):
+    """Histogram of sequence fill (tokens / seq_len) for one or more packings.
+
+    Parameters
+    ----------
+    packings : Packing, or dict of label -> Packing
+    bins : int
+    ax : matplotlib Axes, optional
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = _axes(ax, (6.4, 4.0))
+    if not isinstance(packings, dict):
+        packings = {packings.method: packings}
+    edges = np.linspace(0, 1, bins + 1)
+    for label, plan in packings.items():
+        fill = plan.seq_fill / plan.seq_len
+        ax.hist(fill, bins=edges, histtype="step", label=label, log=True)
+    ax.set_xlabel("sequence fill (tokens / seq_len)")
+    ax.set_ylabel("sequences")
+    ax.legend(loc="upper left")
+    if title:
+        ax.set_title(title)
+    return fig
