@@ -6,11 +6,12 @@ decreasing, so almost no document is truncated (Ding et al., "Fewer
 Truncations Improve Language Modeling", ICML 2024).
 """
 
+from ._version import __version__
 from .analysis import compare, truncation_profile
 from .packing import Packing, PackingStats, pack
+from .parquet import pack_parquet
 from .table import cu_seqlens, max_seqlen, pack_table
 
-__version__ = "0.1.0"
-
 __all__ = ["Packing", "PackingStats", "compare", "cu_seqlens", "max_seqlen",
-           "pack", "pack_table", "truncation_profile", "__version__"]
+           "pack", "pack_parquet", "pack_table", "truncation_profile",
+           "__version__"]

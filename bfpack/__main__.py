@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 
-from . import __version__
+from ._version import __version__
 from ._validate import LONG_DOCS, METHODS
 from .corpus import stdlib_table
 from .packing import pack

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from . import __version__
+from ._version import __version__
 from ._validate import LONG_DOCS, METHODS, as_choice, as_seq_len
 from .packing import pack
 from .stream import StreamPacker
