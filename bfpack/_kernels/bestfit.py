@@ -77,7 +77,6 @@ def best_fit(size_count, seq_len, open_free, piece_bin):
     written inline: numba calls that pass arrays cost reference counting
     in this, the hottest loop.
     """
-    num_pieces = piece_bin.shape[0]
     num_open = open_free.shape[0]
     # Sized once for the worst case: reallocating inside the loop would
     # keep numba from holding the arrays in registers.
@@ -187,7 +186,6 @@ def first_fit(size_count, seq_len, piece_bin):
     room is either an open sequence or the next one to open. Same arguments
     (without open sequences) and returns as :func:`best_fit`.
     """
-    num_pieces = piece_bin.shape[0]
     max_bins = max(new_bin_bound(size_count, seq_len), 1)
     count = np.zeros(max_bins, dtype=np.int64)
     width = tree_width(max_bins)
