@@ -1,11 +1,14 @@
 """Smoke test of the asv suite in ``asv_bench/benchmarks``.
 
 Runs ``setup``, the benchmark and ``teardown`` once for every benchmark and
-every parameter combination, on at most 1,000 documents
+every parameter combination, on at most 1,000 documents and 100,000 tokens
 (``common.MAX_DOCS``), so a benchmark that no longer runs fails here
-instead of silently dropping out of an asv run. Also checks the shared
-baselines (counting sort floor, lightbinpack wrapper) that the benchmarks
-and ``tools/bench_table.py`` are compared against.
+instead of silently dropping out of an asv run. A class with
+``setup_cache`` gets it run as asv does: once (per test here), in a
+temporary working directory, its result passed first to ``setup``, the
+benchmark and ``teardown``. Also checks the shared baselines (counting sort
+floor, lightbinpack wrapper, copy floor, pyarrow rewrite) and data that the
+benchmarks and ``tools/bench_table.py`` are compared against.
 """
 
 import importlib
@@ -65,6 +68,10 @@ def test_suite_is_found():
     kinds = {case[3].partition("_")[0] for case in CASES}
     assert {"time", "peakmem", "track"} <= kinds
     assert len(CASES) >= 8
+    names = {case[0] for case in CASES}
+    assert {"table.PackTable.time_pack_table",
+            "parquet.PackParquet.time_pack_parquet",
+            "parquet.PackParquetPeakRSS.track_peak_rss_mb"} <= names
 
 
 def _param_grid(owner):
@@ -79,13 +86,26 @@ def _param_grid(owner):
     return list(itertools.product(*params))
 
 
+def _setup_cache(cls, mod, attr, workdir, monkeypatch):
+    """Run the benchmark's ``setup_cache`` in ``workdir``, as asv does: ``()`` or ``(result,)``."""
+    owner = cls if cls is not None else getattr(mod, attr)
+    setup_cache = getattr(owner, "setup_cache", None)
+    if setup_cache is None:
+        return ()
+    monkeypatch.chdir(workdir)
+    cache = setup_cache(cls()) if cls is not None else setup_cache()
+    return () if cache is None else (cache,)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_benchmark_runs(case):
+def test_benchmark_runs(case, tmp_path, monkeypatch):
     _, mod, cls, attr = case
     owner = cls if cls is not None else getattr(mod, attr)
+    cache = _setup_cache(cls, mod, attr, tmp_path, monkeypatch)
     ran = 0
     skipped = []
-    for combo in _param_grid(owner):
+    for params in _param_grid(owner):
+        combo = cache + tuple(params)
         if cls is not None:
             bench = cls()
             func = getattr(bench, attr)
@@ -100,7 +120,7 @@ def test_benchmark_runs(case):
             for setup in filter(None, setups):
                 setup(*combo)
         except NotImplementedError as exc:  # asv's way to skip
-            skipped.append(f"{combo}: {exc}")
+            skipped.append(f"{params}: {exc}")
             continue
         try:
             result = func(*combo)
@@ -156,3 +176,49 @@ def test_peak_probe():
         pytest.skip("/proc/self/clear_refs is not writable here")
     _, extra = common.peak_bytes(lambda: np.ones(8 << 20, dtype=np.uint8))
     assert extra >= 7 << 20
+
+
+def test_token_table_is_shrunk_cached_and_read_only():
+    table = common.token_table(common.TABLE_TOKENS)
+    values = common.values_view(table)
+    assert common.num_tokens(common.TABLE_TOKENS) == SMOKE_DOCS * 100
+    assert SMOKE_DOCS * 100 <= values.shape[0] < SMOKE_DOCS * 100 + 100_000
+    assert values.dtype == np.int32 and not values.flags.writeable
+    assert 0 <= values.min() and values.max() < common.VOCAB
+    assert common.token_table(common.TABLE_TOKENS) is table
+    lens = np.diff(table.column("input_ids").chunk(0).offsets.to_numpy())
+    np.testing.assert_array_equal(lens, common.make_lengths(lens.shape[0]))
+
+
+def test_copy_floor_copies():
+    values = common.values_view(common.tiny_token_table(2048))
+    out = baselines.copy_floor(values)
+    assert out.flags.writeable and not np.shares_memory(out, values)
+    np.testing.assert_array_equal(out, values)
+
+
+def test_pyarrow_rewrite_keeps_the_rows(tmp_path):
+    import pyarrow.dataset as ds
+
+    shards = common.write_parquet_shards(tmp_path / "src", 2, 5_000,
+                                         row_group_docs=3)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "stale").write_text("removed first, like pack_parquet(overwrite=True)")
+    rows = baselines.pyarrow_rewrite(tmp_path / "src", dst)
+    assert rows == sum(s["documents"] for s in shards)
+    assert sorted(p.name for p in dst.iterdir()) == ["part-00000.parquet"]
+    assert ds.dataset(dst).to_table().equals(ds.dataset(tmp_path / "src").to_table())
+
+
+def test_fresh_process_status_is_the_childs_own():
+    # This process holds a 64 MB ballast (and numpy, numba, pyarrow); the
+    # child reports its own peak, not this one (as ru_maxrss would).
+    ballast = np.ones(64 << 20, dtype=np.uint8)
+    small = common.fresh_process_status("x = 1\n")
+    big = common.fresh_process_status(
+        "import sys\nb = bytearray(int(sys.argv[1]))\n", 48 << 20)
+    assert small["VmHWM"] > 0 and small["VmRSS"] <= small["VmHWM"]
+    assert small["VmHWM"] < 48 << 10  # KiB: a bare interpreter, not this process
+    assert big["VmHWM"] - small["VmHWM"] > 40 << 10
+    del ballast

@@ -1,16 +1,27 @@
 #!/usr/bin/env python
-"""Print the bfpack benchmark table (Markdown), measured in one process.
+"""Print the bfpack benchmark tables (Markdown), measured in one process.
 
-Times ``bfpack.pack`` (bfd, ffd, concat), lightbinpack's ``obfd`` (C++
-best-fit decreasing) and the counting-sort floor on the same lognormal
+``pack``: times ``bfpack.pack`` (bfd, ffd, concat), lightbinpack's ``obfd``
+(C++ best-fit decreasing) and the counting-sort floor on the same lognormal
 lengths, and the peak memory of each call beyond what was already resident.
-Data and baselines come from ``asv_bench/benchmarks`` (``common`` and
-``baselines``), so this table and the asv suite measure the same thing.
+
+``table``: ``bfpack.pack_table`` of 100M int32 tokens against a numpy copy
+of the same token buffer (the memcpy floor), time and peak memory.
+
+``parquet``: ``bfpack.parquet.pack_parquet`` of a 4-shard Parquet dataset
+(100M tokens) against reading and rewriting it with pyarrow alone, and the
+peak RSS of ``pack_parquet`` in a fresh process on 1 and 4 shards with
+8M-token windows (the only part that starts subprocesses).
+
+Data and baselines come from ``asv_bench/benchmarks`` (``common``,
+``baselines``, ``table``, ``parquet``), so these tables and the asv suite
+measure the same thing.
 
 Usage::
 
-    python tools/bench_table.py            # N = 1e6 and 1e7
-    python tools/bench_table.py --quick    # N = 1e6 only
+    python tools/bench_table.py                  # everything; N = 1e6 and 1e7
+    python tools/bench_table.py --quick          # pack at N = 1e6 only
+    python tools/bench_table.py --only table --only parquet
 
 Run it on an idle machine: it reports medians, but a busy neighbour still
 shifts them.
@@ -21,10 +32,9 @@ import datetime
 import gc
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +43,13 @@ sys.path.insert(0, str(ROOT / "asv_bench"))
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
+import pyarrow as pa  # noqa: E402
+
 import bfpack  # noqa: E402
+from bfpack.parquet import pack_parquet  # noqa: E402
 from benchmarks import baselines, common  # noqa: E402
+from benchmarks import parquet as parquet_bench  # noqa: E402
+from benchmarks import table as table_bench  # noqa: E402
 
 FULL_SIZES = (1_000_000, 10_000_000)
 QUICK_SIZES = (1_000_000,)
@@ -45,29 +60,9 @@ LONG_SEQ_LEN = 8192
 # ---------------------------------------------------------------------------
 # Measuring
 
-def median_seconds(func, *, min_runs=3, max_runs=7, budget=15.0, gc_off=True):
-    """Median wall time of ``func()`` after one untimed warm-up call.
-
-    Runs at least ``min_runs`` and at most ``max_runs`` times, stopping once
-    ``budget`` seconds have been spent timing. Like ``timeit`` (and asv), the
-    garbage collector is off during each call unless ``gc_off`` is False; the
-    result is dropped inside the timed region, as asv does.
-    """
-    func()
-    times = []
-    start = time.perf_counter()
-    while len(times) < max_runs and (
-            len(times) < min_runs or time.perf_counter() - start < budget):
-        gc.collect()
-        if gc_off:
-            gc.disable()
-        try:
-            t0 = time.perf_counter()
-            func()
-            times.append(time.perf_counter() - t0)
-        finally:
-            gc.enable()
-    return statistics.median(times), len(times)
+# One untimed call, then the median of 3-7 timed calls with the garbage
+# collector off (shared with the asv track_ benchmarks).
+median_seconds = common.median_seconds
 
 
 class Row:
@@ -128,6 +123,90 @@ def measure_obfd(lengths, seq_len):
     rows[0].peak = peak
     del bins, items
     gc.collect()
+    return rows
+
+
+class TokenRow:
+    """One call that moves tokens: time, what it is compared with, memory."""
+
+    def __init__(self, call, data, seconds, runs, ref=None, ref_seconds=None,
+                 peak=None, in_out_bytes=None):
+        self.call, self.data = call, data
+        self.seconds, self.runs = seconds, runs
+        self.ref, self.ref_seconds = ref, ref_seconds
+        self.peak, self.in_out_bytes = peak, in_out_bytes
+
+
+def measure_table(runs=7):
+    """``pack_table`` of 100M tokens and the copy floor, interleaved."""
+    table = common.token_table(common.TABLE_TOKENS)
+    values = common.values_view(table)
+    table_bench.warm_pack_table()
+    seq_len = table_bench.SEQ_LEN
+
+    def pack():
+        return bfpack.pack_table(table, seq_len)
+
+    def copy():
+        return baselines.copy_floor(values)
+
+    packed, floor = common.median_seconds_pair(pack, copy, runs=runs)
+    out = pack()
+    in_out = table.nbytes + out.nbytes
+    del out
+    peaks = {}
+    if PEAK:
+        for name, func in (("copy", copy), ("pack", pack)):
+            peaks[name] = common.peak_bytes(func)[1]
+            gc.collect()
+    data = f"{values.shape[0]:,} tokens, {table.num_rows:,} docs"
+    rows = [
+        TokenRow("numpy copy of the token buffer (floor)", data, floor, runs,
+                 peak=peaks.get("copy"), in_out_bytes=2 * values.nbytes),
+        TokenRow(f"`bfpack.pack_table(table, {seq_len})`", data, packed, runs,
+                 ref="copy", ref_seconds=floor, peak=peaks.get("pack"),
+                 in_out_bytes=in_out),
+    ]
+    common.clear_cache()
+    return rows
+
+
+def measure_parquet(root, datasets, runs=5):
+    """``pack_parquet`` of the 4-shard dataset and the pyarrow rewrite, interleaved."""
+    src = parquet_bench.dataset_path(root, parquet_bench.TIME_SCALE)
+    dst, rewrite_dst = os.path.join(root, "packed"), os.path.join(root, "rewritten")
+    parquet_bench.warm_pack_parquet(root, os.path.join(root, "warm"))
+    seq_len = parquet_bench.SEQ_LEN
+
+    def pack():
+        pack_parquet(src, dst, seq_len, overwrite=True)
+
+    def rewrite():
+        baselines.pyarrow_rewrite(src, rewrite_dst)
+
+    packed, base = common.median_seconds_pair(pack, rewrite, runs=runs)
+    shards = datasets[parquet_bench.TIME_SCALE]
+    data = (f"{len(shards)} shards, {sum(x['tokens'] for x in shards):,} tokens, "
+            f"{sum(x['documents'] for x in shards):,} docs")
+    return [
+        TokenRow("pyarrow: dataset batches → `ParquetWriter`", data, base, runs),
+        TokenRow(f"`pack_parquet(src, dst, {seq_len})`", data, packed, runs,
+                 ref="pyarrow rewrite", ref_seconds=base),
+    ]
+
+
+def measure_parquet_peaks(root, datasets):
+    """Peak RSS of fresh processes: imports only, then ``pack_parquet`` per scale."""
+    window = parquet_bench.peak_window_tokens()
+    base = common.fresh_process_status(parquet_bench.IMPORT_CHILD)["VmHWM"]
+    rows = []
+    for scale in parquet_bench.SCALES:
+        status = parquet_bench.pack_parquet_peak(
+            parquet_bench.dataset_path(root, scale),
+            os.path.join(root, f"peak-x{scale}"), window)
+        shards = datasets[scale]
+        rows.append((scale, sum(x["tokens"] for x in shards), window,
+                     status["VmHWM"], base))
     return rows
 
 
@@ -203,11 +282,52 @@ def table(rows):
     return "\n".join(out)
 
 
+def mb(nbytes):
+    return f"{nbytes / 1e6:,.0f}"
+
+
+def token_table(rows):
+    out = ["| call | data | median s (runs) | × reference | "
+           "peak MB beyond resident | peak ÷ (input + output) |",
+           "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        ratio = (f"{r.seconds / r.ref_seconds:.2f} × {r.ref}"
+                 if r.ref_seconds else "–")
+        peak = mb(r.peak) if r.peak is not None else "–"
+        rel = (f"{r.peak / r.in_out_bytes:.2f}"
+               if r.peak is not None and r.in_out_bytes else "–")
+        out.append(f"| {r.call} | {r.data} | {fmt_seconds(r.seconds)} ({r.runs}) "
+                   f"| {ratio} | {peak} | {rel} |")
+    return "\n".join(out)
+
+
+def peak_rss_table(rows):
+    out = ["| dataset | tokens | window_tokens | peak RSS MB (VmHWM) | "
+           "beyond a fresh `import bfpack.parquet` MB | × 1-shard peak |",
+           "|---|---:|---:|---:|---:|---:|"]
+    first = rows[0][3]
+    for scale, tokens, window, hwm_kib, base_kib in rows:
+        out.append(f"| {scale} shard{'s' if scale > 1 else ''} | {tokens:,} | "
+                   f"{window:,} | {mb(hwm_kib * 1024)} | "
+                   f"{mb((hwm_kib - base_kib) * 1024)} | {hwm_kib / first:.2f} |")
+    return "\n".join(out)
+
+
+def load_average():
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+PARTS = ("pack", "table", "parquet")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="N = 1e6 only (default: 1e6 and 1e7)")
+                        help="pack at N = 1e6 only (default: 1e6 and 1e7)")
+    parser.add_argument("--only", action="append", choices=PARTS,
+                        help="measure only this part (repeatable; default: all)")
     args = parser.parse_args(argv)
+    parts = args.only or list(PARTS)
 
     global PEAK
     PEAK = common.peak_probe_available()
@@ -215,6 +335,18 @@ def main(argv=None):
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
 
     head = header()
+    print(head)
+    if "pack" in parts:
+        pack_part(sizes)
+    if "table" in parts or "parquet" in parts:
+        token_part(parts)
+    command = "python tools/bench_table.py" + (" --quick" if args.quick else "")
+    if args.only:
+        command += "".join(f" --only {p}" for p in args.only)
+    print(f"Command: `{command}`; load average at end {load_average():.2f}.")
+
+
+def pack_part(sizes):
     rows = []
     for n in sizes:
         print(f"measuring N = {n:,} ...", file=sys.stderr, flush=True)
@@ -230,7 +362,6 @@ def main(argv=None):
         rows.append(measure_pack(lengths, LONG_SEQ_LEN, "bfd"))
         common.clear_cache()
 
-    print(head)
     print()
     print(table(rows))
     print()
@@ -247,7 +378,50 @@ def main(argv=None):
         "after one call minus VmRSS before it (high-water mark reset via "
         "/proc/self/clear_refs), per document"
         + ("." if PEAK else "; not available on this machine."))
-    print(f"Command: `python tools/bench_table.py{' --quick' if args.quick else ''}`")
+    print()
+
+
+def token_part(parts):
+    rows, peaks = [], []
+    if "table" in parts:
+        print("measuring pack_table ...", file=sys.stderr, flush=True)
+        rows.extend(measure_table())
+    if "parquet" in parts:
+        with tempfile.TemporaryDirectory(prefix="bfpack-bench-") as root:
+            print("writing the Parquet datasets ...", file=sys.stderr, flush=True)
+            datasets = parquet_bench.write_datasets(root)
+            print("measuring pack_parquet ...", file=sys.stderr, flush=True)
+            rows.extend(measure_parquet(root, datasets))
+            print("measuring peak RSS in fresh processes ...", file=sys.stderr,
+                  flush=True)
+            peaks = measure_parquet_peaks(root, datasets)
+    print(token_table(rows))
+    print()
+    print(
+        "Moving tokens: one `input_ids` column, list<int32>, documents of "
+        f"`lognormal({common.LOG_MEAN:g}, {common.LOG_SIGMA:g}) + 1` tokens, "
+        f"token ids uniform in [0, {common.VOCAB:,}). Times: medians of "
+        "interleaved runs (call, reference, call, ...) after one untimed call "
+        "of each, garbage collector off. Peak: VmHWM after one call minus "
+        "VmRSS before it, divided by the bytes of the input table plus the "
+        "output table (for the copy: the buffer twice). Parquet: shards of "
+        f"~{parquet_bench.SHARD_TOKENS:,} tokens, row groups of 4,096 documents, "
+        "snappy, in the page cache; `pack_parquet` with the default "
+        "`window_tokens` and `overwrite=True`; the pyarrow rewrite streams "
+        "`pyarrow.dataset` batches into one `pq.ParquetWriter` (default "
+        f"compression), also replacing its output. pyarrow {pa.__version__}.")
+    if peaks:
+        print()
+        print(peak_rss_table(peaks))
+        print()
+        print(
+            "Peak RSS: `VmHWM` that a fresh `python -c` process running "
+            "`pack_parquet(src, dst, 2048, window_tokens=...)` reads from its "
+            "own /proc/self/status at the end (`ru_maxrss` of children would "
+            "report this parent's peak); the baseline is a fresh process that "
+            "only imports `bfpack.parquet`. Compiled kernels come from numba's "
+            "on-disk cache.")
+    print()
 
 
 PEAK = False

@@ -1,4 +1,4 @@
-"""What ``bfpack.pack`` is measured against, shared with ``tools/bench_table.py``.
+"""What bfpack is measured against, shared with ``tools/bench_table.py``.
 
 - :func:`counting_sort_order`: a stable counting sort of the lengths capped
   at ``seq_len``, longest first, returning the permutation. Any
@@ -10,10 +10,25 @@
   bins as lists of item indices. It cannot split long documents, so it gets
   the lengths capped at ``seq_len`` (:func:`obfd_input`), the same pieces
   ``bfpack.pack(..., long_docs="truncate")`` packs.
+
+What the token-moving calls are measured against:
+
+- :func:`copy_floor`: a numpy copy of the flat token buffer, the memory
+  copy any packer of the tokens pays (the floor for ``bfpack.pack_table``).
+- :func:`pyarrow_rewrite`: read a Parquet dataset with ``pyarrow.dataset``
+  and write the same batches back with ``pyarrow.parquet.ParquetWriter``
+  (default compression), what ``bfpack.parquet.pack_parquet`` costs at
+  least besides packing.
 """
+
+import os
+import shutil
 
 import numba
 import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 try:
     import lightbinpack
@@ -106,3 +121,30 @@ def obfd(items, seq_len):
 def excess_over_lower_bound(num_bins, total_tokens, seq_len):
     """Bins beyond ``ceil(total_tokens / seq_len)``."""
     return num_bins - (-(-total_tokens // seq_len))
+
+
+def copy_floor(values):
+    """A copy of the flat token buffer (``numpy.ndarray.copy``)."""
+    return values.copy()
+
+
+def pyarrow_rewrite(src, dst, columns=("input_ids",)):
+    """Stream the ``columns`` of the Parquet dataset ``src`` into ``dst/part-00000.parquet``.
+
+    Batches from ``pyarrow.dataset`` (one per source row group) go straight
+    to one ``pyarrow.parquet.ParquetWriter`` with its default compression,
+    each as a row group. Like ``pack_parquet(..., overwrite=True)`` it first
+    removes an existing ``dst``. Returns the rows written.
+    """
+    if os.path.exists(dst):
+        shutil.rmtree(dst)
+    os.makedirs(dst)
+    dataset = ds.dataset(src, format="parquet")
+    schema = pa.schema([dataset.schema.field(c) for c in columns])
+    rows = 0
+    with pq.ParquetWriter(os.path.join(dst, "part-00000.parquet"),
+                          schema) as writer:
+        for batch in dataset.to_batches(columns=list(columns)):
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    return rows

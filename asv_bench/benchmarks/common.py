@@ -1,4 +1,4 @@
-"""Shared data, timing settings and memory probe for the bfpack benchmarks.
+"""Shared data, timing settings and memory probes for the bfpack benchmarks.
 
 Used by every benchmark module here and by ``tools/bench_table.py``, so the
 asv suite and the README table measure the same inputs the same way.
@@ -7,13 +7,22 @@ Sizes can be shrunk for smoke tests without touching the benchmark
 parameters: set ``BFPACK_BENCH_SMOKE=1`` (at most 1,000 documents) or
 ``BFPACK_BENCH_MAX_DOCS=n`` in the environment, or assign
 :data:`MAX_DOCS` at run time. :func:`lengths` then returns ``min(n,
-MAX_DOCS)`` documents while the parameter still reads ``n``.
+MAX_DOCS)`` documents while the parameter still reads ``n``; token counts
+are capped the same way at ``MAX_DOCS * 100`` tokens (:func:`num_tokens`),
+so the 100M-token table becomes ~100k tokens in smoke mode.
 """
 
 import gc
+import json
 import os
+import statistics
+import subprocess
+import sys
+import time
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 #: Document counts the benchmarks are parameterized over.
 SIZES = (100_000, 1_000_000, 10_000_000)
@@ -94,8 +103,121 @@ def tiny_lengths(seq_len):
 
 
 def clear_cache():
-    """Forget the cached lengths."""
+    """Forget the cached lengths and token tables."""
     _LENGTHS.clear()
+    _TABLES.clear()
+
+
+# ---------------------------------------------------------------------------
+# Token tables: the same lognormal lengths, filled with random token ids.
+
+#: Tokens of the ``pack_table`` benchmark table (~106k documents).
+TABLE_TOKENS = 100_000_000
+#: Token ids are uniform in ``[0, VOCAB)`` (GPT-2's vocabulary size), int32.
+VOCAB = 50_257
+#: Tokens per document allowed by :data:`MAX_DOCS` (smoke mode: 100k tokens).
+SMOKE_TOKENS_PER_DOC = 100
+#: The packed column.
+TOKEN_COLUMN = "input_ids"
+
+_TABLES = {}
+
+
+def num_tokens(n):
+    """Tokens actually used for a parameter of ``n`` tokens.
+
+    ``n`` capped at ``MAX_DOCS * SMOKE_TOKENS_PER_DOC`` (no cap when
+    :data:`MAX_DOCS` is ``None``).
+    """
+    return n if MAX_DOCS is None else min(n, MAX_DOCS * SMOKE_TOKENS_PER_DOC)
+
+
+def lengths_for_tokens(n_tokens, seed=SEED):
+    """The shortest prefix of ``make_lengths(., seed)`` holding ``>= n_tokens`` tokens."""
+    m = max(16, n_tokens // 800)  # the mean length is ~940
+    while True:
+        lens = make_lengths(m, seed)
+        total = np.cumsum(lens)
+        if total[-1] >= n_tokens:
+            return lens[:int(np.searchsorted(total, n_tokens)) + 1]
+        m *= 2
+
+
+def make_tokens(n, seed=SEED):
+    """``n`` random token ids in ``[0, VOCAB)``, int32 (drawn in chunks)."""
+    rng = np.random.default_rng([seed, 1])
+    out = np.empty(n, dtype=np.int32)
+    step = 1 << 24
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        out[lo:hi] = rng.integers(0, VOCAB, hi - lo, dtype=np.int32)
+    return out
+
+
+def list_table(lengths, values):
+    """A one-column table (``input_ids``: list<int32>) over these buffers (zero-copy)."""
+    offsets = np.zeros(lengths.shape[0] + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    column = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+    return pa.table({TOKEN_COLUMN: column})
+
+
+def make_token_table(n_tokens, seed=SEED):
+    """Documents of ``lengths_for_tokens(n_tokens, seed)`` filled with :func:`make_tokens`.
+
+    One chunk; at least ``n_tokens`` tokens (the last document is whole).
+    With the default seed the lengths are a prefix of :func:`lengths`'s.
+    """
+    lens = lengths_for_tokens(n_tokens, seed)
+    values = make_tokens(int(lens.sum()), seed)
+    values.flags.writeable = False
+    return list_table(lens, values)
+
+
+def token_table(n_tokens):
+    """Cached :func:`make_token_table` for parameter ``n_tokens`` (see :func:`num_tokens`)."""
+    n = num_tokens(n_tokens)
+    table = _TABLES.get(n)
+    if table is None:
+        table = _TABLES[n] = make_token_table(n)
+    return table
+
+
+def values_view(table, column=TOKEN_COLUMN):
+    """Read-only numpy view of the flat int32 token buffer of a one-chunk list column."""
+    chunk = table.column(column).chunk(0)
+    values = chunk.values
+    return np.frombuffer(values.buffers()[1], dtype=np.int32,
+                         count=len(values), offset=values.offset * 4)
+
+
+def tiny_token_table(seq_len):
+    """A few documents of :func:`tiny_lengths` over read-only buffers, for JIT warm-up."""
+    lens = tiny_lengths(seq_len)
+    values = np.arange(int(lens.sum()), dtype=np.int32)
+    values.flags.writeable = False
+    return list_table(lens, values)
+
+
+def write_parquet_shards(folder, n_shards, shard_tokens, row_group_docs=4096,
+                         first_seed=SEED):
+    """Write ``part-00000.parquet``, ... each a :func:`make_token_table` of ``shard_tokens``.
+
+    Shard ``s`` has seed ``first_seed + s`` (its own lengths and tokens);
+    row groups of ``row_group_docs`` documents (~4M tokens); pyarrow's
+    default compression (snappy). Returns one dict per shard: ``path``,
+    ``documents``, ``tokens``.
+    """
+    os.makedirs(folder, exist_ok=True)
+    shards = []
+    for s in range(n_shards):
+        path = os.path.join(folder, f"part-{s:05d}.parquet")
+        table = make_token_table(shard_tokens, first_seed + s)
+        pq.write_table(table, path, row_group_size=row_group_docs)
+        shards.append({"path": path, "documents": table.num_rows,
+                       "tokens": len(table.column(TOKEN_COLUMN).chunk(0).values)})
+        del table
+    return shards
 
 
 # ---------------------------------------------------------------------------
@@ -184,6 +306,92 @@ def peak_bytes(func, *args, **kwargs):
     result = func(*args, **kwargs)
     (hwm_after,) = _status_kib("VmHWM")
     return result, (hwm_after - rss_before) * 1024
+
+
+# ---------------------------------------------------------------------------
+# Peak memory of a fresh process.
+
+FRESH_PROCESS_EPILOGUE = """
+import json as _json
+_status = {}
+with open("/proc/self/status") as _f:
+    for _line in _f:
+        _key, _, _rest = _line.partition(":")
+        if _key in ("VmHWM", "VmRSS"):
+            _status[_key] = int(_rest.split()[0])
+print("BFPACK_BENCH_STATUS " + _json.dumps(_status))
+"""
+
+
+def fresh_process_status(code, *args, timeout=600):
+    """Run ``code`` in a fresh interpreter; return its ``VmHWM`` and ``VmRSS`` (KiB) at the end.
+
+    The child reads its own ``/proc/self/status`` after ``code`` (with
+    ``sys.argv[1:] == args``), so the peak is that process's alone.
+    (``ru_maxrss`` of children is no use here: it survives ``exec``, so a
+    child of a big process reports its parent's peak.) Raises
+    ``RuntimeError`` with the end of the child's stderr when it fails.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", code + FRESH_PROCESS_EPILOGUE, *map(str, args)],
+        capture_output=True, text=True, timeout=timeout)
+    if proc.returncode:
+        raise RuntimeError(f"the child exited with status {proc.returncode}:\n"
+                           f"{proc.stderr[-3000:]}")
+    for line in proc.stdout.splitlines():
+        if line.startswith("BFPACK_BENCH_STATUS "):
+            return json.loads(line.partition(" ")[2])
+    raise RuntimeError(f"no status line in the child's output: {proc.stdout!r}")
+
+
+# ---------------------------------------------------------------------------
+# Timing outside asv (track_ ratios, tools/bench_table.py).
+
+def median_seconds(func, *, min_runs=3, max_runs=7, budget=15.0, gc_off=True):
+    """Median wall time of ``func()`` after one untimed warm-up call.
+
+    Runs at least ``min_runs`` and at most ``max_runs`` times, stopping once
+    ``budget`` seconds have been spent timing. Like ``timeit`` (and asv), the
+    garbage collector is off during each call unless ``gc_off`` is False; the
+    result is dropped inside the timed region, as asv does.
+    Returns ``(median seconds, runs)``.
+    """
+    func()
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_runs and (
+            len(times) < min_runs or time.perf_counter() - start < budget):
+        times.append(_time_once(func, gc_off))
+    return statistics.median(times), len(times)
+
+
+def _time_once(func, gc_off=True):
+    gc.collect()
+    if gc_off:
+        gc.disable()
+    try:
+        t0 = time.perf_counter()
+        func()
+        return time.perf_counter() - t0
+    finally:
+        gc.enable()
+
+
+def median_seconds_pair(func, ref, runs=3):
+    """Medians of ``runs`` timings each of ``func()`` and ``ref()``, interleaved.
+
+    One untimed call of each first. Interleaving puts both under the same
+    load when a neighbour comes and goes; the ratio of the two medians is
+    what the ``track_time_ratio`` benchmarks report.
+    Returns ``(median func seconds, median ref seconds)``.
+    """
+    func()
+    ref()
+    a, b = [], []
+    for _ in range(runs):
+        a.append(_time_once(func))
+        b.append(_time_once(ref))
+    return statistics.median(a), statistics.median(b)
 
 
 # ---------------------------------------------------------------------------

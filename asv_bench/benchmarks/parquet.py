@@ -1,0 +1,177 @@
+"""``bfpack.parquet.pack_parquet``: time next to a plain pyarrow rewrite, and
+peak memory as the dataset grows.
+
+The datasets are written once per asv run by ``setup_cache`` into asv's
+temporary cache directory (removed by asv when the last benchmark using it
+is done): shards of ~25M int32 tokens (:func:`.common.write_parquet_shards`:
+lognormal documents, random token ids, row groups of 4,096 documents,
+snappy), ``x1`` = one shard and ``x4`` = four (100M tokens, the size of the
+``pack_table`` benchmark). In smoke mode a shard holds ~100k tokens.
+
+- Time: ``pack_parquet(x4, dst, 2048)`` with the default ``window_tokens``
+  against :func:`.baselines.pyarrow_rewrite` of the same dataset (read with
+  ``pyarrow.dataset``, written with ``ParquetWriter``). Target: at most 1.5x.
+- Memory: peak RSS (``VmHWM``) of a fresh ``python -c`` process running
+  ``pack_parquet`` with ``window_tokens`` = 8M, on ``x1`` and ``x4``.
+  Target: about the same peak for both (memory bounded by the window, not
+  the dataset).
+"""
+
+import os
+import shutil
+
+from bfpack.parquet import pack_parquet
+
+from .baselines import pyarrow_rewrite
+from .common import (
+    Benchmark, fresh_process_status, median_seconds_pair, num_tokens,
+    write_parquet_shards)
+
+SEQ_LEN = 2048
+#: Tokens per shard (before the smoke cap of :func:`.common.num_tokens`).
+SHARD_TOKENS = 25_000_000
+#: ``window_tokens`` of the peak-memory runs (scaled with the shard in smoke mode).
+PEAK_WINDOW_TOKENS = 8_000_000
+#: Dataset sizes in shards: ``x1`` and ``x4``.
+SCALES = (1, 4)
+#: The dataset the time benchmarks use.
+TIME_SCALE = 4
+
+#: What the fresh process runs (``sys.argv[1:]``: src, dst, seq_len, window_tokens).
+PACK_PARQUET_CHILD = """
+import sys
+from bfpack.parquet import pack_parquet
+src, dst, seq_len, window = sys.argv[1:]
+pack_parquet(src, dst, int(seq_len), window_tokens=int(window), overwrite=True)
+"""
+#: The same imports and nothing else: the baseline of a fresh process.
+IMPORT_CHILD = "import bfpack.parquet\n"
+
+
+def shard_tokens():
+    """Tokens per shard: :data:`SHARD_TOKENS`, capped in smoke mode."""
+    return num_tokens(SHARD_TOKENS)
+
+
+def peak_window_tokens():
+    """``window_tokens`` of the peak runs: 8M, or the same fraction of a smoke shard."""
+    return max(1, shard_tokens() * PEAK_WINDOW_TOKENS // SHARD_TOKENS)
+
+
+def write_datasets(root):
+    """Write ``root/x1``, ``root/x4`` and the warm-up dataset ``root/tiny``.
+
+    ``x1`` holds the first shard of ``x4`` (a hard link where possible).
+    Returns ``{scale: list of shard dicts}``.
+    """
+    shards = write_parquet_shards(os.path.join(root, "x4"), 4, shard_tokens())
+    x1 = os.path.join(root, "x1")
+    os.makedirs(x1, exist_ok=True)
+    first = os.path.join(x1, os.path.basename(shards[0]["path"]))
+    try:
+        os.link(shards[0]["path"], first)
+    except OSError:
+        shutil.copyfile(shards[0]["path"], first)
+    # Two small shards, small row groups: several windows, carried sequences.
+    write_parquet_shards(os.path.join(root, "tiny"), 2, 20_000,
+                         row_group_docs=8)
+    return {1: [dict(shards[0], path=first)], 4: shards}
+
+
+def dataset_path(root, scale):
+    return os.path.join(root, f"x{scale}")
+
+
+def warm_pack_parquet(root, dst):
+    """Compile (or load from numba's cache) every kernel ``pack_parquet`` calls.
+
+    Several windows with sequences carried between them, so the streaming
+    path is compiled too; the kernels land in numba's on-disk cache, where
+    a fresh child process finds them.
+    """
+    pack_parquet(os.path.join(root, "tiny"), dst, SEQ_LEN, window_tokens=5_000,
+                 overwrite=True)
+    shutil.rmtree(dst, ignore_errors=True)
+
+
+def pack_parquet_peak(src, dst, window_tokens, seq_len=SEQ_LEN):
+    """``VmHWM`` and ``VmRSS`` (KiB) at the end of a fresh process that packs ``src``."""
+    try:
+        return fresh_process_status(PACK_PARQUET_CHILD, src, dst, seq_len,
+                                    window_tokens)
+    finally:
+        shutil.rmtree(dst, ignore_errors=True)
+
+
+class ParquetDatasets(Benchmark):
+    """Base class: the datasets, written once per asv run (``setup_cache``)."""
+
+    def setup_cache(self):
+        # asv runs this in a temporary directory, which becomes the working
+        # directory of the benchmarks and is removed after them.
+        root = os.path.abspath("bfpack-parquet")
+        write_datasets(root)
+        return root
+
+    def _outputs(self, root):
+        tag = f"{type(self).__name__}-{os.getpid()}"
+        return (os.path.join(root, f"out-{tag}"),
+                os.path.join(root, f"rewrite-{tag}"),
+                os.path.join(root, f"warm-{tag}"))
+
+    def teardown(self, root, *params):
+        for path in self._outputs(root):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class PackParquet(ParquetDatasets):
+    """``pack_parquet`` of 100M tokens (4 shards) at 2048 and a pyarrow rewrite."""
+
+    # A call takes seconds: few samples.
+    repeat = (2, 5, 30.0)
+    warmup_time = 0.1
+    timeout = 600.0
+
+    def setup(self, root):
+        self.src = dataset_path(root, TIME_SCALE)
+        self.dst, self.rewrite_dst, warm_dst = self._outputs(root)
+        warm_pack_parquet(root, warm_dst)
+
+    def _pack(self):
+        pack_parquet(self.src, self.dst, SEQ_LEN, overwrite=True)
+
+    def _rewrite(self):
+        pyarrow_rewrite(self.src, self.rewrite_dst)
+
+    def time_pack_parquet(self, root):
+        self._pack()
+
+    def time_pyarrow_rewrite(self, root):
+        self._rewrite()
+
+    def track_time_ratio(self, root):
+        packed, rewrite = median_seconds_pair(self._pack, self._rewrite, runs=3)
+        return packed / rewrite
+
+    track_time_ratio.unit = "x pyarrow rewrite"
+
+
+class PackParquetPeakRSS(ParquetDatasets):
+    """Peak RSS of a fresh process running ``pack_parquet`` with 8M-token
+    windows, on 1 and 4 shards: flat if memory is bounded by the window."""
+
+    params = [list(SCALES)]
+    param_names = ["shards"]
+    timeout = 600.0
+
+    def setup(self, root, shards):
+        self.src = dataset_path(root, shards)
+        self.dst, _, warm_dst = self._outputs(root)
+        # Compiles into numba's on-disk cache, which the child loads.
+        warm_pack_parquet(root, warm_dst)
+
+    def track_peak_rss_mb(self, root, shards):
+        status = pack_parquet_peak(self.src, self.dst, peak_window_tokens())
+        return status["VmHWM"] * 1024 / 1e6
+
+    track_peak_rss_mb.unit = "MB"
