@@ -144,10 +144,22 @@ def _replace_dir(tmp, dst):
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _batches(dataset, names):
+    """Record batches of ``names``, one file at a time, in path order.
+
+    A scan of the whole dataset reads ahead across files, so its memory
+    grows with the number of files; file by file with a short read-ahead it
+    stays flat.
+    """
+    for fragment in dataset.get_fragments():
+        yield from fragment.to_batches(schema=dataset.schema, columns=names,
+                                       batch_size=8192, batch_readahead=2)
+
+
 def _windows(dataset, names, window_tokens):
     """Tables of whole documents holding about ``window_tokens`` tokens."""
     batches, tokens, first_row = [], 0, 0
-    for batch in dataset.to_batches(columns=names, batch_size=8192):
+    for batch in _batches(dataset, names):
         if batch.num_rows == 0:
             continue
         table = pa.Table.from_batches([batch])
