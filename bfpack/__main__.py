@@ -99,6 +99,7 @@ def _cmd_demo(args):
     print("\n" + _LEGEND)
 
     out = args.out or tempfile.mkdtemp(prefix="bfpack-demo-")
+    os.makedirs(out, exist_ok=True)
     src = os.path.join(out, "stdlib.parquet")
     import pyarrow.parquet as pq
 
@@ -112,8 +113,15 @@ def _cmd_demo(args):
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes give one line on stderr, like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"bfpack: error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bfpack", description="Best-fit packing of tokenized documents "
         "into training sequences, without truncating them.")
     parser.add_argument("--version", action="version", version=__version__)

@@ -104,6 +104,7 @@ def pack_parquet(src, dst, seq_len, *, columns=None, method="bfd",
     names = packed_columns(dataset.schema, columns)
     pads = pad_values(dataset.schema, names, pad_value)
     row_order(0, seed)  # validates seed before any work
+    seed = None if seed is None else int(seed)
 
     parent = os.path.dirname(dst)
     os.makedirs(parent, exist_ok=True)
@@ -117,7 +118,8 @@ def pack_parquet(src, dst, seq_len, *, columns=None, method="bfd",
             "source": os.path.abspath(os.fspath(src)),
             "options": {"seq_len": seq_len, "columns": names,
                         "method": method, "long_docs": long_docs,
-                        "pad_value": pad_value, "position_ids": position_ids,
+                        "pad_value": _json_pad(pad_value, pads),
+                        "position_ids": bool(position_ids),
                         "seed": seed, "window_tokens": window_tokens,
                         "max_open": max_open},
             "shards": shards,
@@ -131,6 +133,13 @@ def pack_parquet(src, dst, seq_len, *, columns=None, method="bfd",
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _json_pad(pad_value, pads):
+    """``pad_value`` as given (one int or per column), as plain ints."""
+    if pads is None:
+        return None
+    return pads if isinstance(pad_value, dict) else next(iter(pads.values()))
 
 
 def _replace_dir(tmp, dst):
@@ -157,21 +166,27 @@ def _batches(dataset, names):
 
 
 def _windows(dataset, names, window_tokens):
-    """Tables of whole documents holding about ``window_tokens`` tokens."""
-    batches, tokens, first_row = [], 0, 0
+    """Tables of whole documents, each just reaching ``window_tokens`` tokens
+    (the last one may hold fewer), with the row number of their first
+    document."""
+    parts, tokens, first_row = [], 0, 0
     for batch in _batches(dataset, names):
-        if batch.num_rows == 0:
-            continue
-        table = pa.Table.from_batches([batch])
-        tokens += int(document_lengths(table, names[:1]).sum())
-        batches.append(batch)
-        if tokens >= window_tokens:
-            table = pa.Table.from_batches(batches)
+        while batch.num_rows:
+            n = document_lengths(pa.Table.from_batches([batch]), names[:1])
+            # Rows up to the document that reaches the window, inclusive.
+            upto = int(np.searchsorted(np.cumsum(n), window_tokens - tokens)) + 1
+            if upto > batch.num_rows:
+                parts.append(batch)
+                tokens += int(n.sum())
+                break
+            parts.append(batch.slice(0, upto))
+            table = pa.Table.from_batches(parts)
             yield first_row, table
             first_row += table.num_rows
-            batches, tokens = [], 0
+            parts, tokens = [], 0
+            batch = batch.slice(upto)
     schema = pa.schema([dataset.schema.field(n) for n in names])
-    yield first_row, pa.Table.from_batches(batches, schema=schema)
+    yield first_row, pa.Table.from_batches(parts, schema=schema)
 
 
 def _write_shards(dataset, folder, names, seq_len, method, long_docs, pads,

@@ -144,10 +144,11 @@ def packed_columns(schema, columns):
                 f"column {name!r} has type {t}, not a list of tokens; pack "
                 f"list<int> columns only")
         v = t.value_type
-        if not (pa.types.is_integer(v) or pa.types.is_floating(v)):
+        if not (pa.types.is_integer(v) or pa.types.is_float32(v)
+                or pa.types.is_float64(v)):
             raise TypeError(
-                f"column {name!r} holds {v} values; only integer or float "
-                f"tokens can be packed")
+                f"column {name!r} holds {v} values; only integer, float32 or "
+                f"float64 tokens can be packed (cast the column first)")
         if name in (SEQ_LENGTHS, POSITION_IDS):
             raise ValueError(
                 f"column {name!r} would clash with the column bfpack adds; "
@@ -179,6 +180,7 @@ def pad_values(schema, names, pad_value):
             raise ValueError(
                 f"pad_value {value} does not fit column {name!r} of type "
                 f"{dtype}; pick a value in its range")
+        pads[name] = int(value)
     return pads
 
 
@@ -188,7 +190,7 @@ def row_order(num_rows, seed):
         return np.arange(num_rows, dtype=np.int64)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an integer or None, got {seed!r}")
-    return np.random.default_rng(seed).permutation(num_rows).astype(np.int64)
+    return np.random.default_rng(int(seed)).permutation(num_rows).astype(np.int64)
 
 
 def assemble(table, names, seq_len, seq_offsets, piece_doc, piece_start,
