@@ -15,9 +15,9 @@ from ._version import __version__
 from ._validate import LONG_DOCS, METHODS
 from .corpus import stdlib_table
 from .packing import pack
-from .parquet import (DEFAULT_WINDOW_TOKENS, ProgressBar, open_dataset,
-                      pack_parquet)
-from .table import document_lengths, packed_columns
+from .parquet import (DEFAULT_WINDOW_TOKENS, ProgressBar, dataset_columns,
+                      open_dataset, pack_parquet)
+from .table import document_lengths
 
 
 def _compare_rows(label, lengths, seq_lens, methods=("concat", "bfd", "ffd")):
@@ -79,7 +79,7 @@ def _cmd_pack(args):
 
 def _cmd_stats(args):
     dataset = open_dataset(args.src)
-    names = packed_columns(dataset.schema, args.column)
+    names = dataset_columns(dataset, args.column)
     table = dataset.to_table(columns=names)
     lengths = document_lengths(table, names)
     _print_table(_HEADER, _compare_rows(os.path.basename(os.path.normpath(args.src)),

@@ -44,6 +44,31 @@ def open_dataset(src):
     return dataset
 
 
+def dataset_columns(dataset, columns):
+    """The columns to pack, checked in every file of ``dataset``.
+
+    The dataset's schema comes from its first file; a later file missing a
+    packed column would read as null lists (documents lost without a word),
+    and one holding something else would fail deep inside the read.
+    """
+    names = packed_columns(dataset.schema, columns)
+    for fragment in dataset.get_fragments():
+        schema = fragment.physical_schema
+        for name in names:
+            if name not in schema.names:
+                raise ValueError(
+                    f"{fragment.path} has no column {name!r} (its columns: "
+                    f"{schema.names}); every file must hold the packed columns")
+            t = schema.field(name).type
+            if not (pa.types.is_list(t) or pa.types.is_large_list(t)) \
+                    or t.value_type != dataset.schema.field(name).type.value_type:
+                raise TypeError(
+                    f"{fragment.path}: column {name!r} is {t}, but "
+                    f"{dataset.schema.field(name).type} in the first file; "
+                    f"every file must hold the same token type")
+    return names
+
+
 def pack_parquet(src, dst, seq_len, *, columns=None, method="bfd",
                  long_docs="split", pad_value=None, position_ids=False,
                  seed=None, window_tokens=DEFAULT_WINDOW_TOKENS,
@@ -101,7 +126,7 @@ def pack_parquet(src, dst, seq_len, *, columns=None, method="bfd",
         raise FileExistsError(
             f"{dst} already exists; choose another destination or overwrite it")
     dataset = open_dataset(src)
-    names = packed_columns(dataset.schema, columns)
+    names = dataset_columns(dataset, columns)
     pads = pad_values(dataset.schema, names, pad_value)
     row_order(0, seed)  # validates seed before any work
     seed = None if seed is None else int(seed)

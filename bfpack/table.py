@@ -190,6 +190,8 @@ def row_order(num_rows, seed):
         return np.arange(num_rows, dtype=np.int64)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an integer or None, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     return np.random.default_rng(int(seed)).permutation(num_rows).astype(np.int64)
 
 
@@ -271,9 +273,9 @@ def cu_seqlens(seq_lengths):
     Parameters
     ----------
     seq_lengths : array_like or pyarrow list array
-        The ``seq_lengths`` of one packed row, or of several rows (a list of
-        rows, or a pyarrow ListArray / ChunkedArray of them) laid end to end
-        in one flattened batch.
+        The ``seq_lengths`` of one packed row (a sequence or a pyarrow list
+        scalar), or of several rows (a list of rows, or a pyarrow ListArray /
+        ChunkedArray of them) laid end to end in one flattened batch.
 
     Returns
     -------
@@ -301,6 +303,8 @@ def max_seqlen(seq_lengths):
 
 
 def _flat_lengths(seq_lengths):
+    if isinstance(seq_lengths, (pa.ListScalar, pa.LargeListScalar)):
+        seq_lengths = seq_lengths.values  # one row, e.g. table["seq_lengths"][0]
     if isinstance(seq_lengths, pa.ChunkedArray):
         seq_lengths = seq_lengths.combine_chunks()
     if isinstance(seq_lengths, (pa.ListArray, pa.LargeListArray)):
