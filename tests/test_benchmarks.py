@@ -3,12 +3,18 @@
 Runs ``setup``, the benchmark and ``teardown`` once for every benchmark and
 every parameter combination, on at most 1,000 documents and 100,000 tokens
 (``common.MAX_DOCS``), so a benchmark that no longer runs fails here
-instead of silently dropping out of an asv run. A class with
+instead of silently dropping out of an asv run. A ``timeraw_`` benchmark's
+code is run the way asv runs it, in a fresh interpreter
+(``common.run_timeraw_code``), with the class's ``smoke_env`` added to the
+environment (``FirstCallColdCache`` sets ``NUMBA_DISABLE_JIT=1``: compiling
+is what it times, ~10 s; ``FirstCallWarmCache``'s ``setup`` compiles the
+same calls in a child process anyway). A class with
 ``setup_cache`` gets it run as asv does: once (per test here), in a
 temporary working directory, its result passed first to ``setup``, the
 benchmark and ``teardown``. Also checks the shared baselines (counting sort
-floor, lightbinpack wrapper, copy floor, pyarrow rewrite) and data that the
-benchmarks and ``tools/bench_table.py`` are compared against.
+floor, the peers, copy floor, pyarrow rewrite) and data that the
+benchmarks and ``tools/bench_table.py`` are compared against; the
+pure-Python BFD peer must give exactly the bins of ``tests/naive.py``.
 """
 
 import importlib
@@ -30,6 +36,7 @@ if str(ASV_BENCH) not in sys.path:
 
 import benchmarks  # noqa: E402
 from benchmarks import baselines, common  # noqa: E402
+from naive import naive_bfd  # noqa: E402
 
 SMOKE_DOCS = 1_000
 PREFIXES = ("time_", "peakmem_", "track_", "mem_", "timeraw_")
@@ -46,6 +53,8 @@ def _cases():
     for mod in _modules():
         short = mod.__name__.rpartition(".")[2]
         for name, obj in vars(mod).items():
+            if name.startswith("_"):  # asv skips these too (base classes)
+                continue
             if inspect.isclass(obj) and obj.__module__ == mod.__name__:
                 for attr in dir(obj):
                     if attr.startswith(PREFIXES) and callable(getattr(obj, attr)):
@@ -71,7 +80,15 @@ def test_suite_is_found():
     names = {case[0] for case in CASES}
     assert {"table.PackTable.time_pack_table",
             "parquet.PackParquet.time_pack_parquet",
-            "parquet.PackParquetPeakRSS.track_peak_rss_mb"} <= names
+            "parquet.PackParquetPeakRSS.track_peak_rss_mb",
+            "peers.LightBinPackFFD.time_ffd",
+            "peers.BinpackingConstantVolume.track_excess_sequences",
+            "peers.PythonBFD.time_python_bfd",
+            "compile_time.Import.timeraw_import_bfpack",
+            "compile_time.FirstCallColdCache.timeraw_pack_table",
+            "compile_time.FirstCallWarmCache.timeraw_pack",
+            "analysis.TruncationProfile.time_truncation_profile",
+            "analysis.Compare.time_compare"} <= names
 
 
 def _param_grid(owner):
@@ -133,7 +150,13 @@ def test_benchmark_runs(case, tmp_path, monkeypatch):
             assert math.isfinite(result)
             assert getattr(func, "unit", None), f"{attr} has no .unit"
         elif attr.startswith("timeraw_"):
-            assert isinstance(result, str)
+            if isinstance(result, tuple):  # (stmt, setup)
+                assert len(result) == 2
+            assert all(isinstance(code, str) for code in
+                       (result if isinstance(result, tuple) else (result,)))
+            seconds = common.run_timeraw_code(
+                result, env=getattr(owner, "smoke_env", None), timeout=120)
+            assert seconds >= 0
         elif attr.startswith("mem_"):
             assert result is not None
     if not ran:
@@ -158,17 +181,48 @@ def test_counting_sort_is_stable_longest_first(seq_len):
     np.testing.assert_array_equal(order, expected)
 
 
-def test_obfd_bins_are_a_valid_packing():
-    if not baselines.HAVE_LIGHTBINPACK:
-        pytest.skip("lightbinpack is not installed")
+@pytest.mark.parametrize("key", sorted(baselines.PEERS))
+def test_peer_bins_are_a_valid_packing(key):
+    peer = baselines.PEERS[key]
+    if not peer.available:
+        pytest.skip(f"{peer.package} is not installed")
     seq_len = 2048
-    items = baselines.obfd_input(common.make_lengths(3_000, seed=2), seq_len)
+    items = baselines.capped_items(common.make_lengths(3_000, seed=2), seq_len)
     assert max(items) <= seq_len
-    bins = baselines.obfd(items, seq_len)
+    bins = peer.pack(items, seq_len)
     placed = sorted(i for b in bins for i in b)
     assert placed == list(range(len(items)))
     assert all(sum(items[i] for i in b) <= seq_len for b in bins)
     assert baselines.excess_over_lower_bound(len(bins), sum(items), seq_len) >= 0
+
+
+@pytest.mark.parametrize("seq_len", [1, 2, 7, 100, 2048])
+def test_python_bfd_is_the_naive_bfd(seq_len):
+    # Same tie rule as bfpack: the very same bins, not just as many.
+    for seed in range(3):
+        lengths = common.make_lengths(800, seed=seed) % (3 * seq_len) + 1
+        items = baselines.capped_items(lengths, seq_len)
+        expected = [[doc for doc, _, _ in seq]
+                    for seq in naive_bfd(lengths, seq_len, "truncate")]
+        assert baselines.python_bfd(items, seq_len) == expected
+    assert baselines.python_bfd([], seq_len) == []
+    with pytest.raises(ValueError):
+        baselines.python_bfd([seq_len + 1], seq_len)
+
+
+def test_peer_sizes():
+    assert baselines.peer_sizes("obfd", common.SIZES) == list(common.SIZES)
+    assert baselines.peer_sizes("binpacking", common.SIZES) == [100_000]
+    assert baselines.peer_sizes("python_bfd", common.SIZES) == [100_000, 1_000_000]
+
+
+def test_run_timeraw_code_times_stmt_only():
+    # As in asv: setup runs first and untimed, in a fresh process.
+    seconds = common.run_timeraw_code(
+        ("assert x == 1", "import time\nx = 1\ntime.sleep(0.5)"))
+    assert 0 <= seconds < 0.4
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        common.run_timeraw_code("1 / 0")
 
 
 def test_peak_probe():

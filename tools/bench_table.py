@@ -5,6 +5,17 @@
 (C++ best-fit decreasing) and the counting-sort floor on the same lognormal
 lengths, and the peak memory of each call beyond what was already resident.
 
+``peers``: each peer of ``baselines.PEERS`` (lightbinpack ``obfd`` and
+``ffd``, ``binpacking.to_constant_volume``, a pure-Python segment-tree BFD
+as in TRL) and ``bfpack.pack(..., long_docs="truncate")`` on the same
+pieces (the lengths capped at seq_len), at 100k, 1M and 10M documents
+where the peer manages that size; time ratios peer ÷ bfpack.
+``binpacking`` runs at 100k only and takes ~4 minutes.
+
+``compile``: ``import bfpack`` and the first ``pack`` / ``pack_table``
+call with an empty and with a filled numba cache, each in a fresh
+interpreter (the code of the asv ``timeraw_`` benchmarks).
+
 ``table``: ``bfpack.pack_table`` of 100M int32 tokens against a numpy copy
 of the same token buffer (the memcpy floor), time and peak memory.
 
@@ -14,13 +25,14 @@ peak RSS of ``pack_parquet`` in a fresh process on 1 and 4 shards with
 8M-token windows (the only part that starts subprocesses).
 
 Data and baselines come from ``asv_bench/benchmarks`` (``common``,
-``baselines``, ``table``, ``parquet``), so these tables and the asv suite
-measure the same thing.
+``baselines``, ``compile_time``, ``table``, ``parquet``), so these tables
+and the asv suite measure the same thing.
 
 Usage::
 
     python tools/bench_table.py                  # everything; N = 1e6 and 1e7
-    python tools/bench_table.py --quick          # pack at N = 1e6 only
+    python tools/bench_table.py --quick          # pack at N = 1e6 only, peers up to 1e6
+    python tools/bench_table.py --only peers --only compile
     python tools/bench_table.py --only table --only parquet
 
 Run it on an idle machine: it reports medians, but a busy neighbour still
@@ -32,9 +44,11 @@ import datetime
 import gc
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,11 +62,16 @@ import pyarrow as pa  # noqa: E402
 import bfpack  # noqa: E402
 from bfpack.parquet import pack_parquet  # noqa: E402
 from benchmarks import baselines, common  # noqa: E402
+from benchmarks import compile_time as compile_bench  # noqa: E402
 from benchmarks import parquet as parquet_bench  # noqa: E402
 from benchmarks import table as table_bench  # noqa: E402
 
 FULL_SIZES = (1_000_000, 10_000_000)
 QUICK_SIZES = (1_000_000,)
+PEER_SIZES = (100_000, 1_000_000, 10_000_000)
+QUICK_PEER_SIZES = (100_000, 1_000_000)
+#: A peer whose first call takes longer than this is timed by that call alone.
+SLOW_CALL_SECONDS = 30.0
 SEQ_LEN = 2048
 LONG_SEQ_LEN = 8192
 
@@ -103,7 +122,7 @@ def measure_counting_sort(lengths, seq_len):
 
 
 def measure_obfd(lengths, seq_len):
-    items = baselines.obfd_input(lengths, seq_len)
+    items = baselines.capped_items(lengths, seq_len)
     total = sum(items)
 
     def call():
@@ -123,6 +142,87 @@ def measure_obfd(lengths, seq_len):
     rows[0].peak = peak
     del bins, items
     gc.collect()
+    return rows
+
+
+class PeerRow:
+    """One peer (or bfpack) on the capped lengths of one size."""
+
+    def __init__(self, label, language, n, seq_len, seconds, runs,
+                 gc_on_seconds, sequences, excess, bfpack_seconds=None):
+        self.label, self.language, self.n, self.seq_len = label, language, n, seq_len
+        self.seconds, self.runs, self.gc_on_seconds = seconds, runs, gc_on_seconds
+        self.sequences, self.excess = sequences, excess
+        self.bfpack_seconds = bfpack_seconds
+
+
+def _timed_call(func):
+    """``(seconds, result)`` of one call, garbage collector off."""
+    gc.collect()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        result = func()
+        return time.perf_counter() - t0, result
+    finally:
+        gc.enable()
+
+
+def measure_peers(lengths, seq_len):
+    """bfpack (truncate) and every installed peer that manages this size."""
+    n = lengths.shape[0]
+    ref = measure_pack(lengths, seq_len, "bfd", long_docs="truncate")
+    rows = [PeerRow("`bfpack.pack(..., long_docs=\"truncate\")`", "numba", n,
+                    seq_len, ref.seconds, ref.runs, None, ref.sequences,
+                    ref.excess)]
+    items = baselines.capped_items(lengths, seq_len)
+    total = sum(items)
+    for key, peer in baselines.PEERS.items():
+        if not peer.available or (peer.max_docs is not None and n > peer.max_docs):
+            continue
+        print(f"  {peer.label} ...", file=sys.stderr, flush=True)
+
+        def call(peer=peer):
+            return peer.pack(items, seq_len)
+
+        first, bins = _timed_call(call)
+        num_bins = len(bins)
+        del bins
+        gc.collect()
+        if first > SLOW_CALL_SECONDS:   # binpacking: minutes; that call only
+            seconds, runs, gc_on = first, 1, None
+        else:
+            seconds, runs = median_seconds(call, min_runs=3, max_runs=5,
+                                           budget=20.0)
+            gc_on, _ = median_seconds(call, min_runs=1, max_runs=3,
+                                      budget=10.0, gc_off=False)
+        rows.append(PeerRow(
+            peer.label, peer.language, n, seq_len, seconds, runs, gc_on,
+            num_bins, baselines.excess_over_lower_bound(num_bins, total, seq_len),
+            bfpack_seconds=ref.seconds))
+    return rows
+
+
+def measure_compile(runs=3):
+    """Medians of ``runs`` fresh interpreters running each ``timeraw_`` code."""
+    imports = compile_bench.Import()
+    cold = compile_bench.FirstCallColdCache()
+    warm = compile_bench.FirstCallWarmCache()
+    warm.setup()
+    cases = [
+        ("`import bfpack`", imports.timeraw_import_bfpack),
+        ("`import numba, numpy, pyarrow` (dependencies alone)",
+         imports.timeraw_import_dependencies),
+        ("first `pack`, empty numba cache (compile)", cold.timeraw_pack),
+        ("first `pack`, filled numba cache (load)", warm.timeraw_pack),
+        ("first `pack_table`, empty numba cache (compile)", cold.timeraw_pack_table),
+        ("first `pack_table`, filled numba cache (load)", warm.timeraw_pack_table),
+    ]
+    rows = []
+    for label, code in cases:
+        print(f"  {label} ...", file=sys.stderr, flush=True)
+        times = [common.run_timeraw_code(code()) for _ in range(runs)]
+        rows.append((label, statistics.median(times), min(times), max(times), runs))
     return rows
 
 
@@ -244,10 +344,11 @@ def header():
         usable = cores
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lbp = baselines.lightbinpack_version() or "not installed"
+    bp = baselines.binpacking_version() or "not installed"
     return (
         f"Machine: {cpu_model()}, {cores} cores ({usable} usable), "
         f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
-        f"numpy {np.__version__}, numba {numba.__version__}, lightbinpack {lbp}, "
+        f"numpy {np.__version__}, numba {numba.__version__}, lightbinpack {lbp}, binpacking {bp}, "
         f"bfpack {bfpack.__version__} (git {git_describe()}); "
         f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "
         f"load average at start {load:.2f}.")
@@ -279,6 +380,31 @@ def table(rows):
         out.append(f"| {r.method} | {r.n:,} | {r.seq_len} | "
                    f"{fmt_seconds(r.seconds)} ({r.runs}) | {ratio_floor} | "
                    f"{ratio_obfd} | {seqs} | {excess} | {peak} |")
+    return "\n".join(out)
+
+
+def peer_table(rows):
+    out = ["| packer | implementation | N | seq_len | median s (runs) | "
+           "median s, gc on | × bfpack time | sequences | "
+           "excess over lower bound |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        gc_on = fmt_seconds(r.gc_on_seconds) if r.gc_on_seconds else "–"
+        if r.bfpack_seconds:
+            x = r.seconds / r.bfpack_seconds
+            ratio = f"{x:.1f}" if x < 100 else f"{x:,.0f}"
+        else:
+            ratio = "1"
+        out.append(f"| {r.label} | {r.language} | {r.n:,} | {r.seq_len} | "
+                   f"{fmt_seconds(r.seconds)} ({r.runs}) | {gc_on} | {ratio} | "
+                   f"{r.sequences:,} | {r.excess:,} |")
+    return "\n".join(out)
+
+
+def compile_table(rows):
+    out = ["| fresh interpreter | median s (min–max, runs) |", "|---|---:|"]
+    for label, med, lo, hi, runs in rows:
+        out.append(f"| {label} | {med:.2f} ({lo:.2f}–{hi:.2f}, {runs}) |")
     return "\n".join(out)
 
 
@@ -317,13 +443,14 @@ def load_average():
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
-PARTS = ("pack", "table", "parquet")
+PARTS = ("pack", "peers", "compile", "table", "parquet")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="pack at N = 1e6 only (default: 1e6 and 1e7)")
+                        help="pack at N = 1e6 only (default: 1e6 and 1e7), "
+                        "peers at 1e5 and 1e6 (default: also 1e7)")
     parser.add_argument("--only", action="append", choices=PARTS,
                         help="measure only this part (repeatable; default: all)")
     args = parser.parse_args(argv)
@@ -338,6 +465,10 @@ def main(argv=None):
     print(head)
     if "pack" in parts:
         pack_part(sizes)
+    if "peers" in parts:
+        peers_part(QUICK_PEER_SIZES if args.quick else PEER_SIZES)
+    if "compile" in parts:
+        compile_part()
     if "table" in parts or "parquet" in parts:
         token_part(parts)
     command = "python tools/bench_table.py" + (" --quick" if args.quick else "")
@@ -378,6 +509,49 @@ def pack_part(sizes):
         "after one call minus VmRSS before it (high-water mark reset via "
         "/proc/self/clear_refs), per document"
         + ("." if PEAK else "; not available on this machine."))
+    print()
+
+
+def peers_part(sizes):
+    rows = []
+    for n in sizes:
+        print(f"measuring the peers at N = {n:,} ...", file=sys.stderr, flush=True)
+        rows.extend(measure_peers(common.lengths(n), SEQ_LEN))
+        common.clear_cache()
+    print(peer_table(rows))
+    print()
+    print(
+        "Peers: the same lognormal lengths as above, capped at seq_len (none "
+        "of the peers splits long documents) and given as a Python list built "
+        "outside the timing; `bfpack` packs exactly these pieces "
+        "(`long_docs=\"truncate\"`) from the int64 array. `× bfpack time`: "
+        "the peer's median over bfpack's, same N. Times: median wall seconds "
+        "after one untimed call, garbage collector off as in asv; `gc on` as "
+        "users run them. A peer whose first call takes over "
+        f"{SLOW_CALL_SECONDS:.0f} s is timed by that one call (`(1)`). "
+        "`binpacking.to_constant_volume` (worst-fit decreasing, O(N × bins)) "
+        "runs at 100k documents only, the pure-Python BFD up to 1M. The "
+        "pure-Python BFD is a re-implementation of TRL's `pack_dataset("
+        "strategy=\"bfd\")` packer over all documents at once (TRL packs each "
+        "1,000-row batch separately). Excess: sequences over "
+        "ceil(tokens / seq_len).")
+    print()
+
+
+def compile_part():
+    print("measuring start-up in fresh interpreters ...", file=sys.stderr,
+          flush=True)
+    rows = measure_compile()
+    print(compile_table(rows))
+    print()
+    print(
+        "Start-up: each row is a new `python` process running the code of the "
+        "asv `compile_time` benchmarks (`timeraw_`): imports and the tiny "
+        "input (10 documents) are built first and untimed; the time is one "
+        "`bfpack.pack(lengths, 2048)` or `bfpack.pack_table(table, 2048)` "
+        "call. Empty cache: `NUMBA_CACHE_DIR` set to a fresh directory, so "
+        "every kernel the call needs is compiled; filled cache: a directory "
+        "that an earlier process filled, so they are loaded.")
     print()
 
 

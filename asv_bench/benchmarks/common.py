@@ -18,6 +18,7 @@ import os
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -342,6 +343,40 @@ def fresh_process_status(code, *args, timeout=600):
         if line.startswith("BFPACK_BENCH_STATUS "):
             return json.loads(line.partition(" ")[2])
     raise RuntimeError(f"no status line in the child's output: {proc.stdout!r}")
+
+
+# ---------------------------------------------------------------------------
+# What a ``timeraw_`` benchmark returns, run the way asv runs it.
+
+#: The child: ``stmt`` timed once by ``timeit`` after ``setup``, as asv
+#: does (``asv_runner.benchmarks.timeraw``), the two read from stdin.
+TIMERAW_CHILD = """
+import sys, timeit
+stmt, setup = sys.stdin.read().split("\\0")
+print(repr(timeit.timeit(stmt=stmt, setup=setup, number=1)))
+"""
+
+
+def run_timeraw_code(code, *, env=None, timeout=600):
+    """Run ``code``, what a ``timeraw_`` benchmark returns, in a fresh interpreter.
+
+    ``code`` is a statement, or ``(stmt, setup)``. Like asv (0.6, with
+    ``number = 1``), both are dedented, ``setup`` runs first and untimed,
+    then ``stmt`` runs once under ``timeit``, all in a new ``python``
+    process with this process's environment plus ``env``. Returns the
+    seconds of ``stmt``; raises ``RuntimeError`` with the end of the
+    child's stderr when it fails.
+    """
+    stmt, setup = code if isinstance(code, tuple) else (code, "")
+    child_env = dict(os.environ, **(env or {}))
+    proc = subprocess.run(
+        [sys.executable, "-c", TIMERAW_CHILD],
+        input=textwrap.dedent(stmt) + "\0" + textwrap.dedent(setup),
+        capture_output=True, text=True, timeout=timeout, env=child_env)
+    if proc.returncode:
+        raise RuntimeError(f"the child exited with status {proc.returncode}:\n"
+                           f"{proc.stderr[-3000:]}")
+    return float(proc.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------------------

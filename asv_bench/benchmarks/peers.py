@@ -1,15 +1,28 @@
-"""``bfpack.pack`` next to its floor and its fastest peer, on the same lengths.
+"""``bfpack.pack`` next to its floor and its peers, on the same lengths.
 
 The implementations live in :mod:`.baselines` (shared with
-``tools/bench_table.py``); compare these timings with ``pack.Pack.time_pack``
-of the same run.
+``tools/bench_table.py``). The peers cannot split long documents, so they
+all get the lengths capped at ``seq_len`` as a Python list, and
+:class:`PackTruncate` times ``bfpack`` on exactly those pieces; compare
+their timings with it (and ``pack.Pack.time_pack``) of the same run. Each
+peer is skipped when its package is missing, and runs only at the sizes it
+can manage (:data:`.baselines.PEERS`):
+
+=====================================  ============  ======================
+peer                                   sizes         ~ seconds at 1M docs
+=====================================  ============  ======================
+lightbinpack ``obfd`` (C++ BFD)        100k-10M      0.4
+lightbinpack ``ffd`` (C++ FFD)         100k-10M      0.6
+pure-Python BFD (segment tree, TRL)    100k, 1M      3
+``binpacking.to_constant_volume``      100k          (~4 min at 100k)
+=====================================  ============  ======================
 """
 
 import bfpack
 
 from .baselines import (
-    counting_sort_order, excess_over_lower_bound, obfd, obfd_input,
-    require_lightbinpack, warm_counting_sort)
+    PEERS, capped_items, counting_sort_order, excess_over_lower_bound,
+    peer_sizes, require_peer, warm_counting_sort)
 from .common import SEQ_LENS, SIZES, Benchmark, lengths, num_docs, tiny_lengths
 
 
@@ -28,7 +41,7 @@ class CountingSortFloor(Benchmark):
 
 
 class PackTruncate(Benchmark):
-    """``bfpack`` BFD on the pieces lightbinpack gets: lengths capped at ``seq_len``."""
+    """``bfpack`` BFD on the pieces the peers get: lengths capped at ``seq_len``."""
 
     params = [SIZES, SEQ_LENS]
     param_names = ["n_docs", "seq_len"]
@@ -41,42 +54,109 @@ class PackTruncate(Benchmark):
         bfpack.pack(self.lengths, seq_len, long_docs="truncate")
 
 
-_OBFD_INPUT = {}
+_CAPPED = {}
 
 
-def _obfd_items(n_docs, seq_len):
+def _capped_items(n_docs, seq_len):
+    # One list per (size, seq_len) and process, shared by every peer.
     key = (num_docs(n_docs), seq_len)
-    items = _OBFD_INPUT.get(key)
+    items = _CAPPED.get(key)
     if items is None:
-        items = _OBFD_INPUT[key] = obfd_input(lengths(n_docs), seq_len)
+        items = _CAPPED[key] = capped_items(lengths(n_docs), seq_len)
     return items
 
 
-class LightBinPackOBFD(Benchmark):
-    """lightbinpack ``obfd`` (C++ BFD) on the capped lengths as a Python list.
+class _Peer(Benchmark):
+    """Base class: peer :attr:`peer` (a key of ``PEERS``) on the capped lengths.
 
-    1.5-3 s a call at 10M documents, so few samples. The list is built in
-    ``setup`` and cached; one untimed call first, because the first call
-    in a process also pays for faulting in fresh memory for ~3M lists.
-    Like every asv time benchmark, timed with the garbage collector off:
-    with it on (as users run it) a call takes 2-3x longer.
+    The list is built in ``setup`` and cached. Like every asv time
+    benchmark, timed with the garbage collector off: with it on (as users
+    run them) the peers that build millions of Python lists are 2-3x
+    slower. Subclasses add ``time_<name>``; ``track_excess_sequences`` is
+    shared. (The leading underscore hides this class from asv.)
     """
 
-    params = [SIZES, [2048]]
+    peer = None
     param_names = ["n_docs", "seq_len"]
+
+    def setup(self, n_docs, seq_len):
+        require_peer(self.peer)
+        self.items = _capped_items(n_docs, seq_len)
+
+    def _pack(self, seq_len):
+        return PEERS[self.peer].pack(self.items, seq_len)
+
+    def track_excess_sequences(self, n_docs, seq_len):
+        bins = self._pack(seq_len)
+        return excess_over_lower_bound(len(bins), sum(self.items), seq_len)
+
+    track_excess_sequences.unit = "sequences over lower bound"
+
+
+class LightBinPackOBFD(_Peer):
+    """lightbinpack ``obfd`` (C++ BFD) on the capped lengths as a Python list.
+
+    1.5-3 s a call at 10M documents, so few samples; one untimed call
+    first, because the first call in a process also pays for faulting in
+    fresh memory for ~3M lists.
+    """
+
+    peer = "obfd"
+    params = [peer_sizes(peer, SIZES), [2048]]
     repeat = (2, 5, 30.0)
     warmup_time = 0.1
     timeout = 600.0
 
-    def setup(self, n_docs, seq_len):
-        require_lightbinpack()
-        self.items = _obfd_items(n_docs, seq_len)
-
     def time_obfd(self, n_docs, seq_len):
-        obfd(self.items, seq_len)
+        self._pack(seq_len)
 
-    def track_excess_sequences(self, n_docs, seq_len):
-        bins = obfd(self.items, seq_len)
-        return excess_over_lower_bound(len(bins), sum(self.items), seq_len)
 
-    track_excess_sequences.unit = "sequences over lower bound"
+class LightBinPackFFD(_Peer):
+    """lightbinpack ``ffd`` (C++ first-fit decreasing) on the capped lengths."""
+
+    peer = "lightbinpack_ffd"
+    params = [peer_sizes(peer, SIZES), [2048]]
+    repeat = (2, 5, 30.0)
+    warmup_time = 0.1
+    timeout = 600.0
+
+    def time_ffd(self, n_docs, seq_len):
+        self._pack(seq_len)
+
+
+class PythonBFD(_Peer):
+    """Best-fit decreasing in pure Python with a segment tree, as in the paper
+    and TRL's ``pack_dataset(strategy="bfd")`` (:func:`.baselines.python_bfd`).
+
+    ~0.2 s at 100k documents, ~3 s at 1M.
+    """
+
+    peer = "python_bfd"
+    params = [peer_sizes(peer, SIZES), [2048]]
+    repeat = (1, 3, 30.0)
+    min_run_count = 1
+    warmup_time = 0.0
+    timeout = 600.0
+
+    def time_python_bfd(self, n_docs, seq_len):
+        self._pack(seq_len)
+
+
+class BinpackingConstantVolume(_Peer):
+    """``binpacking.to_constant_volume`` (pure Python, ``O(N x bins)``).
+
+    ~4 minutes a call at 100k documents, so one call per benchmark and no
+    warm-up; 1M would take hours and is not run.
+    """
+
+    peer = "binpacking"
+    params = [peer_sizes(peer, SIZES), [2048]]
+    number = 1
+    repeat = 1
+    rounds = 1
+    min_run_count = 1
+    warmup_time = 0.0
+    timeout = 1800.0
+
+    def time_to_constant_volume(self, n_docs, seq_len):
+        self._pack(seq_len)
