@@ -1,11 +1,14 @@
 """Packing Parquet datasets to Parquet, streamed in bounded memory."""
 
+import ctypes
+import ctypes.util
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -160,6 +163,31 @@ def pack_parquet(src, dst, seq_len, *, columns=None, method="bfd",
     return manifest
 
 
+def _load_malloc_trim():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim  # glibc only
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    return trim
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _release_free_memory():
+    """Give the last window's freed buffers back to the system.
+
+    Arrow's allocator keeps freed memory for reuse, and glibc keeps freed
+    arrays below its (adaptive, up to 32 MB) mmap threshold on its heap;
+    without this, resident memory creeps up window after window.
+    """
+    pa.default_memory_pool().release_unused()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 def _json_pad(pad_value, pads):
     """``pad_value`` as given (one int or per column), as plain ints."""
     if pads is None:
@@ -216,54 +244,85 @@ def _windows(dataset, names, window_tokens):
 
 def _write_shards(dataset, folder, names, seq_len, method, long_docs, pads,
                   position_ids, seed, window_tokens, max_open, progress):
+    """Pack window after window and write one shard per window.
+
+    Writing a shard (Parquet encoding and compression) runs in a second
+    thread while the next window is read and packed; at most one shard is
+    in flight, so memory holds one window and one shard.
+    """
     packer = StreamPacker(seq_len, long_docs, max_open) if method == "bfd" else None
     totals = dict(documents=0, tokens=0, sequences=0, windows=0)
     window_stats = []
-    carry = None
     shards = []
-    rng_seed = seed
-    windows = _windows(dataset, names, window_tokens)
-    pending = next(windows)
-    while pending is not None:
-        first_row, table = pending
-        pending = next(windows, None)
-        last = pending is None
-        table = table.replace_schema_metadata(None)
-        lengths = document_lengths(table, names, first_row)
-        if packer is not None:
-            w = packer.step(lengths, last=last)
-            if carry is not None:
-                table = pa.concat_tables([carry, table])
-            rows = w.emit
-            if seed is not None:
-                rows = rows[row_order(rows.shape[0], rng_seed + len(shards))]
-            out = assemble(table, names, seq_len, w.seq_offsets, w.piece_doc,
-                           w.piece_start, w.piece_len, rows, pads, position_ids)
-            k = w.carry_pieces
-            carry = assemble(
-                table, names, seq_len, np.arange(k.shape[0] + 1),
-                w.piece_doc[k], w.piece_start[k], w.piece_len[k],
-                np.arange(k.shape[0]), None, False).select(names)
-            carry = carry.cast(table.schema)
-        else:
+    carry = None
+    schema = pa.schema([dataset.schema.field(n) for n in names])
+    row_group = max(16, (1 << 22) // seq_len)
+
+    def pack_window(table, lengths, last):
+        nonlocal carry
+        shard_seed = None if seed is None else seed + len(shards)
+        if packer is None:
             plan = pack(lengths, seq_len, method=method, long_docs=long_docs)
             window_stats.append(plan.stats().to_dict())
-            rows = row_order(plan.num_sequences,
-                             None if seed is None else seed + len(shards))
-            out = assemble(table, names, seq_len, plan.seq_offsets,
-                           plan.piece_doc, plan.piece_start, plan.piece_len,
-                           rows, pads, position_ids)
-        if out.num_rows or (last and not shards):
+            rows = row_order(plan.num_sequences, shard_seed)
+            return assemble(table, names, seq_len, plan.seq_offsets,
+                            plan.piece_doc, plan.piece_start, plan.piece_len,
+                            rows, pads, position_ids)
+        w = packer.step(lengths, last=last)
+        if carry is not None:
+            table = pa.concat_tables([carry, table])
+        rows = w.emit
+        if seed is not None:
+            rows = rows[row_order(rows.shape[0], shard_seed)]
+        out = assemble(table, names, seq_len, w.seq_offsets, w.piece_doc,
+                       w.piece_start, w.piece_len, rows, pads, position_ids)
+        # The carried pieces become the first documents of the next window.
+        k = w.carry_pieces
+        carry = assemble(table, names, seq_len, np.arange(k.shape[0] + 1),
+                         w.piece_doc[k], w.piece_start[k], w.piece_len[k],
+                         np.arange(k.shape[0]), None, False).select(names)
+        carry = carry.cast(table.schema)
+        return out
+
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        in_flight = None
+
+        def write(out, force=False):
+            nonlocal in_flight
+            if not (out.num_rows or force):
+                return
             name = f"part-{len(shards):05d}.parquet"
-            pq.write_table(out, os.path.join(folder, name),
-                           row_group_size=max(16, (1 << 22) // seq_len))
             shards.append({"file": name, "rows": out.num_rows})
-        totals["documents"] += len(lengths)
-        totals["tokens"] += int(lengths.sum())
-        totals["sequences"] += out.num_rows
-        totals["windows"] += 1
-        if progress is not None:
-            progress(dict(totals))
+            if in_flight is not None:
+                in_flight.result()
+            in_flight = writer.submit(pq.write_table, out,
+                                      os.path.join(folder, name),
+                                      row_group_size=row_group)
+
+        for first_row, table in _windows(dataset, names, window_tokens):
+            table = table.replace_schema_metadata(None)
+            lengths = document_lengths(table, names, first_row)
+            out = pack_window(table, lengths, last=False)
+            write(out)
+            totals["documents"] += len(lengths)
+            totals["tokens"] += int(lengths.sum())
+            totals["sequences"] += out.num_rows
+            totals["windows"] += 1
+            _release_free_memory()
+            if progress is not None:
+                progress(dict(totals))
+        if packer is not None:
+            # Write the sequences still open.
+            empty = schema.empty_table()
+            out = pack_window(empty, document_lengths(empty, names), last=True)
+            totals["sequences"] += out.num_rows
+            write(out)
+            if progress is not None:
+                progress(dict(totals))
+        if not shards:
+            write(out, force=True)  # an empty dataset still gets its schema
+        if in_flight is not None:
+            in_flight.result()
     if packer is not None:
         return packer.stats().to_dict(), shards
     return _sum_stats(window_stats, method, long_docs, seq_len), shards
