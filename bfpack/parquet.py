@@ -219,27 +219,34 @@ def _batches(dataset, names):
 
 
 def _windows(dataset, names, window_tokens):
-    """Tables of whole documents, each just reaching ``window_tokens`` tokens
-    (the last one may hold fewer), with the row number of their first
-    document."""
-    parts, tokens, first_row = [], 0, 0
-    for batch in _batches(dataset, names):
-        while batch.num_rows:
-            n = document_lengths(pa.Table.from_batches([batch]), names[:1])
-            # Rows up to the document that reaches the window, inclusive.
-            upto = int(np.searchsorted(np.cumsum(n), window_tokens - tokens)) + 1
-            if upto > batch.num_rows:
-                parts.append(batch)
-                tokens += int(n.sum())
-                break
-            parts.append(batch.slice(0, upto))
-            table = pa.Table.from_batches(parts)
-            yield first_row, table
-            first_row += table.num_rows
-            parts, tokens = [], 0
-            batch = batch.slice(upto)
+    """Yield ``(first_row, table, last)``: tables of whole documents, each
+    just reaching ``window_tokens`` tokens (the last one may hold fewer),
+    the row number of their first document, and whether more follow.
+
+    One batch is read ahead, so the last window is known as such without
+    holding two windows in memory.
+    """
     schema = pa.schema([dataset.schema.field(n) for n in names])
-    yield first_row, pa.Table.from_batches(parts, schema=schema)
+    batches = (b for b in _batches(dataset, names) if b.num_rows)
+    parts, tokens, first_row = [], 0, 0
+    batch = next(batches, None)
+    while batch is not None:
+        n = document_lengths(pa.Table.from_batches([batch]), names[:1])
+        # Rows up to the document that reaches the window, inclusive.
+        upto = int(np.searchsorted(np.cumsum(n), window_tokens - tokens)) + 1
+        if upto > batch.num_rows:
+            parts.append(batch)
+            tokens += int(n.sum())
+            batch = next(batches, None)
+            continue
+        parts.append(batch.slice(0, upto))
+        batch = batch.slice(upto) if upto < batch.num_rows else next(batches, None)
+        table = pa.Table.from_batches(parts, schema=schema)
+        yield first_row, table, batch is None
+        first_row += table.num_rows
+        parts, tokens = [], 0
+    if parts or first_row == 0:
+        yield first_row, pa.Table.from_batches(parts, schema=schema), True
 
 
 def _write_shards(dataset, folder, names, seq_len, method, long_docs, pads,
@@ -255,7 +262,6 @@ def _write_shards(dataset, folder, names, seq_len, method, long_docs, pads,
     window_stats = []
     shards = []
     carry = None
-    schema = pa.schema([dataset.schema.field(n) for n in names])
     row_group = max(16, (1 << 22) // seq_len)
 
     def pack_window(table, lengths, last):
@@ -299,24 +305,16 @@ def _write_shards(dataset, folder, names, seq_len, method, long_docs, pads,
                                       os.path.join(folder, name),
                                       row_group_size=row_group)
 
-        for first_row, table in _windows(dataset, names, window_tokens):
+        for first_row, table, last in _windows(dataset, names, window_tokens):
             table = table.replace_schema_metadata(None)
             lengths = document_lengths(table, names, first_row)
-            out = pack_window(table, lengths, last=False)
+            out = pack_window(table, lengths, last)
             write(out)
             totals["documents"] += len(lengths)
             totals["tokens"] += int(lengths.sum())
             totals["sequences"] += out.num_rows
             totals["windows"] += 1
             _release_free_memory()
-            if progress is not None:
-                progress(dict(totals))
-        if packer is not None:
-            # Write the sequences still open.
-            empty = schema.empty_table()
-            out = pack_window(empty, document_lengths(empty, names), last=True)
-            totals["sequences"] += out.num_rows
-            write(out)
             if progress is not None:
                 progress(dict(totals))
         if not shards:
