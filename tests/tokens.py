@@ -14,6 +14,8 @@ pieces are exactly those of a :class:`bfpack.Packing`.
 import numpy as np
 import pyarrow as pa
 
+from naive import split_pieces
+
 STRIDE = 100_000
 COLUMNS = ("input_ids", "labels", "mask")
 
@@ -118,14 +120,7 @@ def decode(out, column="input_ids"):
 
 def expected_pieces(lengths, seq_len, long_docs="split"):
     """Set of ``(doc, start, length)`` the paper's cutting rule gives."""
-    out = set()
-    for doc, n in enumerate(np.asarray(lengths, dtype=np.int64)):
-        n = int(n)
-        if long_docs == "truncate":
-            n = min(n, seq_len)
-        for s in range(0, n, seq_len):
-            out.add((doc, s, min(seq_len, n - s)))
-    return out
+    return set(split_pieces([int(n) for n in lengths], seq_len, long_docs))
 
 
 def tiles(pieces, lengths):
