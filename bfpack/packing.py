@@ -225,7 +225,9 @@ def pack(lengths, seq_len, *, method="bfd", long_docs="split"):
 
     The work is ``O(N + P log L + L)`` for ``P`` pieces with BFD (one tree
     walk per change of piece length or free space, not per piece) and
-    ``O(N + P log S)`` with FFD.
+    ``O(N + P log S)`` with FFD. Memory is the output plus ``O(S + L)``:
+    a few int64 counters per token of ``seq_len``, so a context of 10**8
+    tokens needs gigabytes.
 
     Examples
     --------
