@@ -75,7 +75,7 @@ def dataset_columns(dataset, columns):
 def pack_parquet(src, dst, seq_len, *, columns=None, method="bfd",
                  long_docs="split", pad_value=None, position_ids=False,
                  seed=None, window_tokens=DEFAULT_WINDOW_TOKENS,
-                 overwrite=False, max_open=4096, progress=None):
+                 overwrite=False, max_open=None, progress=None):
     """Pack a Parquet dataset into a directory of packed Parquet shards.
 
     Documents are read in windows of about ``window_tokens`` tokens. With
@@ -101,8 +101,11 @@ def pack_parquet(src, dst, seq_len, *, columns=None, method="bfd",
         Tokens read per window (memory scales with it).
     overwrite : bool
         Replace an existing ``dst``.
-    max_open : int
-        Sequences carried between windows (BFD).
+    max_open : int, optional
+        Sequences carried between windows (BFD). Their tokens stay in memory,
+        up to ``max_open * seq_len`` per column, so the default keeps them
+        to a quarter of a window: ``min(4096, window_tokens // (4 *
+        seq_len))``, at least 16.
     progress : callable, optional
         Called after every window with a dict of running totals.
 
@@ -131,6 +134,8 @@ def pack_parquet(src, dst, seq_len, *, columns=None, method="bfd",
     dataset = open_dataset(src)
     names = dataset_columns(dataset, columns)
     pads = pad_values(dataset.schema, names, pad_value)
+    if max_open is None:
+        max_open = min(4096, max(16, window_tokens // (4 * seq_len)))
     row_order(0, seed)  # validates seed before any work
     seed = None if seed is None else int(seed)
 

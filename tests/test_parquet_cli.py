@@ -113,7 +113,9 @@ def test_round_trip_bfd_many_windows(medium, tmp_path):
     assert manifest["options"] == {
         "seq_len": SEQ_LEN, "columns": list(COLUMNS), "method": "bfd",
         "long_docs": "split", "pad_value": pad, "position_ids": True,
-        "seed": None, "window_tokens": 50_000, "max_open": 4096}
+        "seed": None, "window_tokens": 50_000,
+        # Default: carried tokens at most a quarter of a window.
+        "max_open": 50_000 // (4 * SEQ_LEN)}
     s = manifest["stats"]
     ref = bfpack.pack(lengths, SEQ_LEN).stats()
     for key in ("method", "long_docs", "seq_len", "documents", "empty_documents",
@@ -585,7 +587,7 @@ def test_cli_pack(medium, cli):
     assert manifest["options"] == {
         "seq_len": SEQ_LEN, "columns": ["input_ids", "labels"], "method": "bfd",
         "long_docs": "split", "pad_value": 0, "position_ids": True, "seed": 3,
-        "window_tokens": 100_000, "max_open": 4096}
+        "window_tokens": 100_000, "max_open": 100_000 // (4 * SEQ_LEN)}
     assert f"{s['documents']:,} documents" in r.stdout
     assert f"-> {s['sequences']:,} sequences of {SEQ_LEN}" in r.stdout
     assert f"{len(manifest['shards'])} shard(s)" in r.stdout
@@ -737,3 +739,15 @@ def test_demo(cli):
     assert np.array_equal(np.bincount(src.flatten().to_numpy(), minlength=256),
                           np.bincount(out["input_ids"].combine_chunks().flatten()
                                       .to_numpy(), minlength=256))
+
+
+@pytest.mark.parametrize("window_tokens,seq_len,expected", [
+    (2**30, 8, 4096),      # capped
+    (100, 512, 16),        # floor
+    (1 << 20, 1024, 256),  # a quarter of a window's sequences
+])
+def test_default_max_open(tmp_path, window_tokens, seq_len, expected):
+    pq.write_table(token_table([5, 3]), tmp_path / "a.parquet")
+    m = pack_parquet(tmp_path / "a.parquet", tmp_path / "o", seq_len,
+                     window_tokens=window_tokens)
+    assert m["options"]["max_open"] == expected
