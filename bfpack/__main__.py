@@ -11,29 +11,32 @@ import sys
 import tempfile
 import time
 
-from ._version import __version__
+import numpy as np
+
 from ._validate import LONG_DOCS, METHODS
+from ._version import __version__
+from .analysis import compare
 from .corpus import stdlib_table
-from .packing import pack
 from .parquet import (DEFAULT_WINDOW_TOKENS, ProgressBar, dataset_columns,
                       open_dataset, pack_parquet)
 from .table import document_lengths
 
 
-def _compare_rows(label, lengths, seq_lens, methods=("concat", "bfd", "ffd")):
+def _compare_rows(label, lengths, seq_lens):
+    """Table rows of :func:`bfpack.compare` for each context length."""
+    docs = f"{lengths.shape[0]:,}"
+    tokens = f"{int(lengths.sum()):,}"
+    nonempty = max(int(np.count_nonzero(lengths)), 1)
     rows = []
     for seq_len in seq_lens:
-        base = None
-        for method in methods:
-            s = pack(lengths, seq_len, method=method).stats()
-            base = base or s.sequences
-            docs = max(s.documents - s.empty_documents, 1)
-            rows.append((label, f"{seq_len:,}", method, f"{s.documents:,}",
-                         f"{s.tokens:,}", f"{s.sequences:,}",
-                         f"{100 * (s.sequences / base - 1):+.4f}%",
-                         f"{100 * s.fill:.3f}%",
-                         f"{100 * s.documents_truncated / docs:.2f}%",
-                         f"{s.truncation_cuts / docs:.3f}"))
+        c = compare(lengths, seq_len).to_pydict()
+        for i, method in enumerate(c["method"]):
+            rows.append((label, f"{seq_len:,}", method, docs, tokens,
+                         f"{c['sequences'][i]:,}",
+                         f"{100 * c['vs_first'][i]:+.4f}%",
+                         f"{100 * c['fill'][i]:.3f}%",
+                         f"{100 * c['documents_truncated'][i] / nonempty:.2f}%",
+                         f"{c['truncation_cuts'][i] / nonempty:.3f}"))
     return rows
 
 
