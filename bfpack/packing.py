@@ -69,6 +69,29 @@ class PackingStats:
     truncation_cuts: int
     tokens_dropped: int
 
+    @classmethod
+    def from_counts(cls, *, method, long_docs, seq_len, documents,
+                    empty_documents, tokens, tokens_dropped, sequences,
+                    documents_truncated, truncation_cuts, tokens_open=0):
+        """The statistics, with bounds and ratios derived from raw counts.
+
+        ``tokens_open``: packed tokens in sequences not written yet (when
+        streaming); they count towards the lower bound, not the fill.
+        """
+        packed = tokens - tokens_dropped
+        written = packed - tokens_open
+        lower = -(-packed // seq_len)
+        slots = sequences * seq_len
+        return cls(
+            method=method, long_docs=long_docs, seq_len=seq_len,
+            documents=documents, empty_documents=empty_documents,
+            tokens=tokens, tokens_packed=packed, sequences=sequences,
+            lower_bound=lower, excess_sequences=sequences - lower,
+            padding_tokens=slots - written,
+            fill=written / slots if slots else 1.0,
+            documents_truncated=documents_truncated,
+            truncation_cuts=truncation_cuts, tokens_dropped=tokens_dropped)
+
     def to_dict(self):
         """The statistics as a plain ``dict``."""
         return asdict(self)
@@ -152,20 +175,13 @@ class Packing:
 
     def stats(self):
         """Summary of the packing; see :class:`PackingStats`."""
-        packed = self.num_tokens - self.tokens_dropped
-        sequences = self.num_sequences
-        lower = -(-packed // self.seq_len)
-        slots = sequences * self.seq_len
-        return PackingStats(
+        return PackingStats.from_counts(
             method=self.method, long_docs=self.long_docs,
             seq_len=self.seq_len, documents=self.num_documents,
             empty_documents=self.empty_documents, tokens=self.num_tokens,
-            tokens_packed=packed, sequences=sequences, lower_bound=lower,
-            excess_sequences=sequences - lower, padding_tokens=slots - packed,
-            fill=packed / slots if slots else 1.0,
+            tokens_dropped=self.tokens_dropped, sequences=self.num_sequences,
             documents_truncated=self.documents_truncated,
-            truncation_cuts=self.truncation_cuts,
-            tokens_dropped=self.tokens_dropped)
+            truncation_cuts=self.truncation_cuts)
 
     def __repr__(self):
         return (f"Packing(method={self.method!r}, seq_len={self.seq_len}, "

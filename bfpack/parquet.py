@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from ._version import __version__
 from ._validate import LONG_DOCS, METHODS, as_choice, as_seq_len
-from .packing import pack
+from .packing import PackingStats, pack
 from .stream import StreamPacker
 from .table import (assemble, document_lengths, pad_values, packed_columns,
                     row_order)
@@ -332,22 +332,12 @@ def _write_shards(dataset, folder, names, seq_len, method, long_docs, pads,
 
 
 def _sum_stats(window_stats, method, long_docs, seq_len):
-    keys = ("documents", "empty_documents", "tokens", "tokens_packed",
-            "sequences", "padding_tokens", "documents_truncated",
-            "truncation_cuts", "tokens_dropped")
-    s = {k: sum(w[k] for w in window_stats) for k in keys}
-    lower = -(-s["tokens_packed"] // seq_len)
-    slots = s["sequences"] * seq_len
-    return dict(method=method, long_docs=long_docs, seq_len=seq_len,
-                documents=s["documents"], empty_documents=s["empty_documents"],
-                tokens=s["tokens"], tokens_packed=s["tokens_packed"],
-                sequences=s["sequences"], lower_bound=lower,
-                excess_sequences=s["sequences"] - lower,
-                padding_tokens=s["padding_tokens"],
-                fill=s["tokens_packed"] / slots if slots else 1.0,
-                documents_truncated=s["documents_truncated"],
-                truncation_cuts=s["truncation_cuts"],
-                tokens_dropped=s["tokens_dropped"])
+    """Statistics of independently packed windows, added up."""
+    keys = ("documents", "empty_documents", "tokens", "tokens_dropped",
+            "sequences", "documents_truncated", "truncation_cuts")
+    counts = {k: sum(w[k] for w in window_stats) for k in keys}
+    return PackingStats.from_counts(method=method, long_docs=long_docs,
+                                    seq_len=seq_len, **counts).to_dict()
 
 
 class ProgressBar:

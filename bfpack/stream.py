@@ -128,20 +128,6 @@ class StreamPacker:
 
         Sequences still open count only once written.
         """
-        t = self._totals
-        L = self.seq_len
-        packed = t["tokens"] - t["tokens_dropped"]
-        written = packed - int(self._open_len.sum())
-        lower = -(-packed // L)
-        slots = t["sequences"] * L
-        return PackingStats(
-            method="bfd", long_docs=self.long_docs, seq_len=L,
-            documents=t["documents"], empty_documents=t["empty_documents"],
-            tokens=t["tokens"], tokens_packed=packed,
-            sequences=t["sequences"], lower_bound=lower,
-            excess_sequences=t["sequences"] - lower,
-            padding_tokens=slots - written,
-            fill=written / slots if slots else 1.0,
-            documents_truncated=t["documents_truncated"],
-            truncation_cuts=t["truncation_cuts"],
-            tokens_dropped=t["tokens_dropped"])
+        return PackingStats.from_counts(
+            method="bfd", long_docs=self.long_docs, seq_len=self.seq_len,
+            tokens_open=int(self._open_len.sum()), **self._totals)
