@@ -2,6 +2,7 @@
 
 import ctypes
 import ctypes.util
+import functools
 import json
 import os
 import shutil
@@ -168,7 +169,9 @@ def pack_parquet(src, dst, seq_len, *, columns=None, method="bfd",
     return manifest
 
 
-def _load_malloc_trim():
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None; looked up on first use, not import."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         trim = libc.malloc_trim  # glibc only
@@ -176,9 +179,6 @@ def _load_malloc_trim():
         return None
     trim.argtypes = [ctypes.c_size_t]
     return trim
-
-
-_MALLOC_TRIM = _load_malloc_trim()
 
 
 def _release_free_memory():
@@ -189,8 +189,9 @@ def _release_free_memory():
     without this, resident memory creeps up window after window.
     """
     pa.default_memory_pool().release_unused()
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _json_pad(pad_value, pads):
