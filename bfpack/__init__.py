@@ -8,10 +8,13 @@ Truncations Improve Language Modeling", ICML 2024).
 
 from ._version import __version__
 from .analysis import compare, truncation_profile
-from .packing import Packing, PackingStats, pack
+from .methods import METHODS, Method
+from .packing import DocumentCounts, Packing, PackingStats, pack
 from .parquet import pack_parquet
-from .table import cu_seqlens, max_seqlen, pack_table
+from .stream import StreamPacker, TableStreamPacker
+from .table import OutputSpec, assemble, cu_seqlens, max_seqlen, pack_table
 
-__all__ = ["Packing", "PackingStats", "compare", "cu_seqlens", "max_seqlen",
-           "pack", "pack_parquet", "pack_table", "truncation_profile",
-           "__version__"]
+__all__ = ["METHODS", "DocumentCounts", "Method", "OutputSpec", "Packing", "PackingStats",
+           "StreamPacker", "TableStreamPacker", "__version__", "assemble", "compare",
+           "cu_seqlens", "max_seqlen", "pack", "pack_parquet", "pack_table",
+           "truncation_profile"]

@@ -13,13 +13,33 @@ import time
 
 import numpy as np
 
-from ._validate import LONG_DOCS, METHODS
+from ._validate import LONG_DOCS
 from ._version import __version__
 from .analysis import compare
 from .corpus import stdlib_table
-from .parquet import (DEFAULT_WINDOW_TOKENS, ProgressBar, dataset_columns,
-                      open_dataset, pack_parquet)
+from .methods import METHODS
+from .parquet import DEFAULT_WINDOW_TOKENS, dataset_spec, open_dataset, pack_parquet
 from .table import document_lengths
+
+
+class ProgressBar:
+    """One self-rewriting line on stderr: documents, tokens, sequences, rate."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.start = time.perf_counter()
+
+    def __call__(self, totals):
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        self.stream.write(
+            f"\r{totals['documents']:,} documents  {totals['tokens']:,} tokens"
+            f"  {totals['sequences']:,} sequences  "
+            f"{totals['tokens'] / elapsed / 1e6:,.1f} M tokens/s")
+        self.stream.flush()
+
+    def close(self):
+        self.stream.write("\n")
+        self.stream.flush()
 
 
 def _compare_rows(label, lengths, seq_lens):
@@ -82,9 +102,9 @@ def _cmd_pack(args):
 
 def _cmd_stats(args):
     dataset = open_dataset(args.src)
-    names = dataset_columns(dataset, args.column)
-    table = dataset.to_table(columns=names)
-    lengths = document_lengths(table, names)
+    spec = dataset_spec(dataset, columns=args.column)
+    table = dataset.to_table(columns=list(spec.columns))
+    lengths = document_lengths(table, spec.columns)
     _print_table(_HEADER, _compare_rows(os.path.basename(os.path.normpath(args.src)),
                                         lengths, args.seq_len))
     print("\n" + _LEGEND)
@@ -137,8 +157,12 @@ def _parser():
     p.add_argument("--seq-len", type=int, required=True, help="context length")
     p.add_argument("--column", action="append", help="list column to pack "
                    "(repeat for several; default: every list column)")
-    p.add_argument("--method", default="bfd", choices=METHODS)
-    p.add_argument("--long-docs", default="split", choices=LONG_DOCS)
+    p.add_argument("--method", default="bfd", choices=list(METHODS),
+                   help="; ".join(f"{m.name}: {m.summary}" for m in METHODS.values())
+                   + " (default: bfd)")
+    p.add_argument("--long-docs", default="split", choices=LONG_DOCS,
+                   help="documents longer than --seq-len: split into chunks plus "
+                   "the remainder, or truncate (default: split)")
     p.add_argument("--pad-value", type=int, help="pad rows to seq_len with this")
     p.add_argument("--position-ids", action="store_true",
                    help="add a position_ids column")

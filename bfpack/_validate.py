@@ -1,21 +1,125 @@
-"""Checking and converting user input at the public boundary."""
+"""Every check and conversion of user input, in one place.
+
+Each public function passes its arguments through these once, at the
+boundary, and hands the kernels arrays of the types :mod:`bfpack._jit`
+names. Wrong types raise TypeError, wrong values ValueError; both say what
+to pass instead. Integers may be Python ints or numpy integers (never
+bools).
+"""
+
+from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-METHODS = ("bfd", "ffd", "concat")
+from ._jit import readonly
+from .methods import METHODS, Method
+
 LONG_DOCS = ("split", "truncate")
-_INT64_MAX = np.iinfo(np.int64).max
-_SEQ_LEN_MAX = np.iinfo(np.int32).max
+INT64_MAX = int(np.iinfo(np.int64).max)
+SEQ_LEN_MAX = int(np.iinfo(np.int32).max)
 
 
-def as_lengths(lengths, name="lengths"):
-    """Return ``lengths`` as a contiguous 1-D int64 array (no copy if it is one).
+# ---------------------------------------------------------------------------
+# Scalars
 
-    Accepts numpy arrays of any integer dtype, floats without a fraction,
-    Python sequences, and pyarrow Arrays or ChunkedArrays. Negative values
-    are checked later, in the same pass that counts pieces.
+
+def as_int(value: Any, name: str, *, lo: int | None = None, hi: int | None = None,
+           unit: str = "", example: str = "") -> int:
+    """``value`` as a Python int in ``[lo, hi]``.
+
+    TypeError for anything that is not an integer (bools and floats
+    included), ValueError for an integer out of range. ``unit`` names what
+    is counted ("tokens"), ``example`` shows a good value in the message.
+    """
+    what = f"an integer number of {unit}" if unit else "an integer"
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be {what}, got a bool ({value!r})")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        hint = f"; e.g. {example}" if example else ""
+        raise TypeError(
+            f"{name} must be {what}, got {type(value).__name__} {value!r}{hint}") from None
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
+        if hi is None:
+            bounds = f">= {lo}"
+        elif lo is None:
+            bounds = f"<= {hi}"
+        else:
+            bounds = f"between {lo} and {hi}"
+        raise ValueError(f"{name} must be {bounds}{' ' + unit if unit else ''}, got {number}")
+    return number
+
+
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer (a Python or numpy int, not a bool)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def as_optional_int(value: Any, name: str, **bounds: Any) -> int | None:
+    """``None``, or ``value`` checked by :func:`as_int`."""
+    return None if value is None else as_int(value, name, **bounds)
+
+
+def as_seq_len(seq_len: Any) -> int:
+    """``seq_len`` as a Python int in ``[1, 2**31 - 1]``."""
+    return as_int(seq_len, "seq_len", lo=1, hi=SEQ_LEN_MAX, unit="tokens",
+                  example="seq_len=2048")
+
+
+def as_seed(seed: Any) -> int | None:
+    """``None``, or a seed for :func:`numpy.random.default_rng` (an int >= 0)."""
+    return as_optional_int(seed, "seed", lo=0)
+
+
+def as_bool(value: Any, name: str) -> bool:
+    """``value`` as a bool; only ``True``/``False`` (or numpy bools) are accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def as_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``, else ValueError."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+def as_method(method: Any) -> Method:
+    """The registered :class:`~bfpack.methods.Method` named ``method``."""
+    return METHODS[as_choice(method, "method", tuple(METHODS))]
+
+
+def as_long_docs(long_docs: Any) -> str:
+    """``"split"`` or ``"truncate"``."""
+    return as_choice(long_docs, "long_docs", LONG_DOCS)
+
+
+def as_callable(value: Any, name: str) -> Callable | None:
+    """``None`` or a callable."""
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable or None, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Lengths
+
+
+def as_lengths(lengths: Any, name: str = "lengths") -> np.ndarray:
+    """``lengths`` as a read-only contiguous 1-D int64 array.
+
+    No copy when it already is one. Accepts numpy arrays of any integer
+    dtype, floats without a fraction, Python sequences, and pyarrow Arrays
+    or ChunkedArrays. Negative values are found later, in the pass that
+    counts pieces, and reported by :func:`raise_bad_length`.
     """
     if _is_arrow(lengths):
         lengths = _arrow_to_numpy(lengths, name)
@@ -34,39 +138,69 @@ def as_lengths(lengths, name="lengths"):
             f"{name} must hold integer token counts, got dtype {arr.dtype}; "
             f"convert it with .astype(np.int64)")
     if kind == "f":
-        if arr.size and not np.isfinite(arr).all():
-            bad = int(np.flatnonzero(~np.isfinite(arr))[0])
-            raise ValueError(
-                f"{name}[{bad}] is {arr[bad]}; every length must be a finite "
-                f"integer number of tokens")
-        frac = np.flatnonzero(arr != np.floor(arr)) if arr.size else []
-        if len(frac):
-            bad = int(frac[0])
-            raise ValueError(
-                f"{name}[{bad}] = {arr[bad]} is not a whole number of tokens; "
-                f"round it first (e.g. np.rint({name}).astype(np.int64))")
-        # Compared in float64: 2**63 - 1 rounds up to 2**63 there, and a
-        # narrower float type would overflow on the bound itself.
-        if arr.size and np.float64(arr.max()) >= 2.0**63:
-            raise ValueError(
-                f"{name} holds values above the int64 range (max "
-                f"{arr.max()}); they cannot be token counts")
-    elif kind == "u" and arr.dtype.itemsize == 8 and arr.size \
-            and arr.max() > _INT64_MAX:
-        bad = int(np.argmax(arr > _INT64_MAX))
+        _check_float_lengths(arr, name)
+    elif kind == "u" and arr.dtype.itemsize == 8 and arr.size and arr.max() > INT64_MAX:
+        bad = int(np.argmax(arr > INT64_MAX))
         raise ValueError(
             f"{name}[{bad}] = {arr[bad]} does not fit in int64; it cannot be a "
             f"token count")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return readonly(np.ascontiguousarray(arr, dtype=np.int64))
 
 
-def _is_arrow(obj):
+def as_indices(indices: Any, size: int, name: str) -> np.ndarray:
+    """``indices`` into an axis of ``size`` as a read-only 1-D int64 array."""
+    arr = np.asarray(indices)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got an array of shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer indices, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= size):
+        bad = int(np.flatnonzero((arr < 0) | (arr >= size))[0])
+        raise ValueError(f"{name}[{bad}] = {arr[bad]} is outside [0, {size})")
+    return readonly(arr)
+
+
+def _check_float_lengths(arr: np.ndarray, name: str) -> None:
+    if not arr.size:
+        return
+    if not np.isfinite(arr).all():
+        bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise ValueError(
+            f"{name}[{bad}] is {arr[bad]}; every length must be a finite "
+            f"integer number of tokens")
+    frac = np.flatnonzero(arr != np.floor(arr))
+    if len(frac):
+        bad = int(frac[0])
+        raise ValueError(
+            f"{name}[{bad}] = {arr[bad]} is not a whole number of tokens; "
+            f"round it first (e.g. np.rint({name}).astype(np.int64))")
+    # Compared in float64: 2**63 - 1 rounds up to 2**63 there, and a
+    # narrower float type would overflow on the bound itself.
+    if np.float64(arr.max()) >= 2.0**63:
+        raise ValueError(
+            f"{name} holds values above the int64 range (max {arr.max()}); "
+            f"they cannot be token counts")
+
+
+def raise_bad_length(lengths: np.ndarray, index: int) -> None:
+    """Raise the ValueError for ``lengths[index]``, which the piece count
+    found negative or taking the token total past int64."""
+    value = lengths[index]
+    if value < 0:
+        raise ValueError(
+            f"lengths[{index}] = {value} is negative; lengths are token "
+            f"counts (>= 0)")
+    raise ValueError(
+        f"the token total passes the int64 range at lengths[{index}] = "
+        f"{value}; lengths must be token counts")
+
+
+def _is_arrow(obj: Any) -> bool:
     return type(obj).__module__.startswith("pyarrow")
 
 
-def _arrow_to_numpy(arr, name):
-    import pyarrow as pa
-
+def _arrow_to_numpy(arr: Any, name: str) -> np.ndarray:
     if isinstance(arr, (pa.Array, pa.ChunkedArray)):
         if arr.null_count:
             raise ValueError(
@@ -79,30 +213,126 @@ def _arrow_to_numpy(arr, name):
         if isinstance(arr, pa.ChunkedArray):
             return arr.to_numpy()
         return arr.to_numpy(zero_copy_only=False)
-    raise TypeError(
-        f"{name} must be a 1-D array of integers, got {type(arr).__name__}")
+    raise TypeError(f"{name} must be a 1-D array of integers, got {type(arr).__name__}")
 
 
-def as_seq_len(seq_len):
-    """Return ``seq_len`` as a Python int in ``[1, 2**31 - 1]``."""
-    if isinstance(seq_len, (bool, np.bool_)):
-        raise TypeError("seq_len must be an integer number of tokens, got a bool")
-    try:
-        value = operator.index(seq_len)
-    except TypeError:
+# ---------------------------------------------------------------------------
+# Tables
+
+
+def as_table(table: Any) -> pa.Table:
+    """``table`` as a :class:`pyarrow.Table` (a RecordBatch is wrapped, not copied)."""
+    if isinstance(table, pa.RecordBatch):
+        return pa.Table.from_batches([table])
+    if not isinstance(table, pa.Table):
         raise TypeError(
-            f"seq_len must be an integer number of tokens, got "
-            f"{type(seq_len).__name__} {seq_len!r}; e.g. seq_len=2048") from None
-    if not 1 <= value <= _SEQ_LEN_MAX:
-        raise ValueError(
-            f"seq_len must be between 1 and {_SEQ_LEN_MAX} tokens, got {value}")
-    return value
+            f"table must be a pyarrow.Table or RecordBatch, got "
+            f"{type(table).__name__}; e.g. pyarrow.Table.from_pydict(...)")
+    return table
 
 
-def as_choice(value, name, choices):
-    """Return ``value`` if it is one of ``choices``, else raise ValueError."""
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(
-            f"{name} must be one of {', '.join(map(repr, choices))}; "
-            f"got {value!r}")
-    return value
+def is_list_type(t: pa.DataType) -> bool:
+    """Whether ``t`` is a list or large_list type."""
+    return pa.types.is_list(t) or pa.types.is_large_list(t)
+
+
+def as_columns(schema: pa.Schema, columns: Any, reserved: Sequence[str]) -> tuple[str, ...]:
+    """Names of the list columns to pack, checked against ``schema``.
+
+    ``columns=None`` picks every list column. ``reserved`` names the
+    columns bfpack adds to its output, which an input column may not take.
+    """
+    if columns is None:
+        names = [f.name for f in schema if is_list_type(f.type)]
+        if not names:
+            raise ValueError(f"the table has no list column to pack; columns: {schema.names}")
+    elif isinstance(columns, str):
+        names = [columns]
+    else:
+        try:
+            names = list(columns)
+        except TypeError:
+            raise TypeError(
+                f"columns must be a column name or a list of names, got {columns!r}") from None
+        if not names:
+            raise ValueError("columns is empty; name at least one list column")
+        bad = [n for n in names if not isinstance(n, str)]
+        if bad:
+            raise TypeError(f"columns must be names (str), got {bad[0]!r}")
+    for name in names:
+        if name not in schema.names:
+            raise ValueError(
+                f"column {name!r} is not in the table; its columns are {schema.names}")
+        check_token_type(name, schema.field(name).type)
+        if name in reserved:
+            raise ValueError(
+                f"column {name!r} would clash with the column bfpack adds; rename it first")
+    if len(set(names)) != len(names):
+        raise ValueError(f"columns lists a column twice: {names}")
+    return tuple(names)
+
+
+def check_token_type(name: str, t: pa.DataType) -> None:
+    """TypeError unless ``t`` is a list of integers, float32 or float64."""
+    if not is_list_type(t):
+        raise TypeError(
+            f"column {name!r} has type {t}, not a list of tokens; pack "
+            f"list<int> columns only")
+    v = t.value_type
+    if not (pa.types.is_integer(v) or pa.types.is_float32(v) or pa.types.is_float64(v)):
+        raise TypeError(
+            f"column {name!r} holds {v} values; only integer, float32 or "
+            f"float64 tokens can be packed (cast the column first)")
+
+
+def check_same_columns(schema: pa.Schema, expected: pa.Schema, where: str) -> None:
+    """Check that ``schema`` holds every column of ``expected`` as a list of
+    the same token type; ``where`` names the table in the message."""
+    for field in expected:
+        if field.name not in schema.names:
+            raise ValueError(
+                f"{where} has no column {field.name!r} (its columns: "
+                f"{schema.names}); every table must hold the packed columns")
+        t = schema.field(field.name).type
+        if not is_list_type(t) or t.value_type != field.type.value_type:
+            raise TypeError(
+                f"{where}: column {field.name!r} is {t}, but {field.type} in the "
+                f"first table; every table must hold the same token type")
+
+
+def as_pad_values(schema: pa.Schema, names: Sequence[str],
+                  pad_value: Any) -> tuple[int, ...] | None:
+    """The pad value of each column of ``names``, or None for no padding.
+
+    ``pad_value`` is one integer for every column or a mapping from column
+    name to integer (it may name columns that are not packed). Each value
+    must fit the column's value type.
+    """
+    if pad_value is None:
+        return None
+    if isinstance(pad_value, Mapping):
+        missing = [n for n in names if n not in pad_value]
+        if missing:
+            raise ValueError(
+                f"pad_value has no value for column(s) {missing}; give one "
+                f"for every packed column")
+        given = [pad_value[n] for n in names]
+    else:
+        given = [pad_value] * len(names)
+    pads = []
+    for name, value in zip(names, given):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"pad_value for {name!r} must be an integer, got {value!r}")
+        value = int(value)
+        dtype = value_dtype(schema.field(name).type)
+        if dtype.kind in "iu" and not np.iinfo(dtype).min <= value <= np.iinfo(dtype).max:
+            raise ValueError(
+                f"pad_value {value} does not fit column {name!r} of type "
+                f"{dtype}; pick a value in its range")
+        pads.append(value)
+    return tuple(pads)
+
+
+def value_dtype(list_type: pa.DataType) -> np.dtype:
+    """The numpy dtype of the values of a list type."""
+    return np.dtype(list_type.value_type.to_pandas_dtype())

@@ -6,47 +6,59 @@ concatenation against best-fit packing) and their Tables 1-2 (sequences
 and runtime).
 """
 
+from __future__ import annotations
+
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from ._validate import as_lengths, as_seq_len
-from .packing import pack
+from ._validate import (as_columns, as_int, as_lengths, as_long_docs, as_method,
+                        as_seq_len, as_table, is_int)
+from .methods import METHODS
+from .packing import Packing, pack
+from .table import RESERVED_COLUMNS, document_lengths
 
-DEFAULT_METHODS = ("concat", "bfd", "ffd")
+#: The baseline first (``vs_first`` compares with it), then every other method.
+BASELINE = "concat"
+DEFAULT_METHODS = (BASELINE, *(m for m in METHODS if m != BASELINE))
 
 
-def _lengths_of(data, column):
+def _lengths_of(data: Any, column: str | None) -> np.ndarray:
     """Document lengths from plain lengths or from a table's token column."""
     if isinstance(data, (pa.Table, pa.RecordBatch)):
-        from .table import document_lengths, packed_columns
-
-        table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
-        names = packed_columns(table.schema, column)
+        table = as_table(data)
+        names = as_columns(table.schema, column, RESERVED_COLUMNS)
         return document_lengths(table, names[:1])
     if column is not None:
         raise ValueError("column= only applies when data is a pyarrow table")
     return as_lengths(data)
 
 
-def _cuts_per_document(plan, lengths):
+def _methods(methods: Any) -> list[str]:
+    if isinstance(methods, str):
+        methods = [methods]
+    return [as_method(m).name for m in methods]
+
+
+def _cuts_per_document(plan: Packing, lengths: np.ndarray) -> np.ndarray:
     """Cuts made inside each document by ``plan``."""
     pieces = np.bincount(plan.piece_doc, minlength=lengths.shape[0])
     cuts = np.maximum(pieces - 1, 0)
-    if plan.long_docs == "truncate" and plan.method != "concat":
+    if plan.long_docs == "truncate" and METHODS[plan.method].cuts_by_long_docs:
         cuts += lengths > plan.seq_len
     return cuts
 
 
-def _edges(lengths, bins):
+def _edges(lengths: np.ndarray, bins: Any) -> np.ndarray:
     top = max(int(lengths.max()) if lengths.shape[0] else 1, 1)
     if bins is None:
         # One bin per power of two: 1, 2-3, 4-7, ...
         return 2 ** np.arange(0, int(np.ceil(np.log2(top + 1))) + 1)
-    if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
-        if bins < 1:
-            raise ValueError(f"bins must be >= 1, got {bins}")
+    if is_int(bins):
+        bins = as_int(bins, "bins", lo=1)
         edges = np.unique(np.round(np.logspace(0, np.log10(top + 1), bins + 1)))
         edges[-1] = max(edges[-1], top + 1)
         return edges.astype(np.int64)
@@ -56,8 +68,9 @@ def _edges(lengths, bins):
     return edges.astype(np.int64)
 
 
-def truncation_profile(data, seq_len, methods=("concat", "bfd"), bins=None, *,
-                       long_docs="split", column=None):
+def truncation_profile(data: Any, seq_len: int, methods: Sequence[str] = ("concat", "bfd"),
+                       bins: Any = None, *, long_docs: str = "split",
+                       column: str | None = None) -> pa.Table:
     """Truncations per document as a function of document length.
 
     Parameters
@@ -67,7 +80,7 @@ def truncation_profile(data, seq_len, methods=("concat", "bfd"), bins=None, *,
     seq_len : int
         Context length.
     methods : sequence of str
-        Methods of :func:`bfpack.pack` to profile.
+        Methods of :data:`bfpack.methods.METHODS` to profile.
     bins : int or array_like, optional
         Document-length bins: ``None`` for one bin per power of two, a
         count for that many log-spaced bins, or increasing edges (bin ``i``
@@ -90,6 +103,8 @@ def truncation_profile(data, seq_len, methods=("concat", "bfd"), bins=None, *,
     """
     lengths = _lengths_of(data, column)
     seq_len = as_seq_len(seq_len)
+    methods = _methods(methods)
+    long_docs = as_long_docs(long_docs)
     edges = _edges(lengths, bins)
     which = np.searchsorted(edges, lengths, side="right") - 1
     inside = (which >= 0) & (which < edges.shape[0] - 1) & (lengths > 0)
@@ -122,8 +137,8 @@ def truncation_profile(data, seq_len, methods=("concat", "bfd"), bins=None, *,
     return pa.table(columns)
 
 
-def compare(data, seq_len, methods=DEFAULT_METHODS, *, long_docs="split",
-            column=None):
+def compare(data: Any, seq_len: int, methods: Sequence[str] = DEFAULT_METHODS, *,
+            long_docs: str = "split", column: str | None = None) -> pa.Table:
     """Pack the same documents with several methods, one row per method.
 
     Parameters
@@ -131,7 +146,8 @@ def compare(data, seq_len, methods=DEFAULT_METHODS, *, long_docs="split",
     data, seq_len, long_docs, column
         As in :func:`truncation_profile`.
     methods : sequence of str
-        Methods of :func:`bfpack.pack`.
+        Methods of :data:`bfpack.methods.METHODS`; by default the baseline
+        ``concat`` first, then every other registered method.
 
     Returns
     -------
@@ -145,6 +161,8 @@ def compare(data, seq_len, methods=DEFAULT_METHODS, *, long_docs="split",
     """
     lengths = _lengths_of(data, column)
     seq_len = as_seq_len(seq_len)
+    methods = _methods(methods)
+    long_docs = as_long_docs(long_docs)
     rows = []
     for method in methods:
         pack(lengths[:1], seq_len, method=method, long_docs=long_docs)  # compile

@@ -1,21 +1,66 @@
-"""Packing document lengths into sequences: :func:`pack` and its result."""
+"""Packing document lengths into sequences: :func:`pack`, :class:`Packing`
+and :class:`PackingStats`."""
 
-from dataclasses import asdict, dataclass
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 
-from ._kernels.bestfit import best_fit, first_fit
-from ._kernels.layout import concatenate, lay_out
-from ._kernels.pieces import piece_histogram, sort_pieces
-from ._validate import LONG_DOCS, METHODS, as_choice, as_lengths, as_seq_len
-
-_NO_OPEN_SEQUENCES = np.empty(0, dtype=np.int64)
-# Below this many pieces and documents, scratch indices are int32. A module
-# constant so that tests can force the int64 path on small inputs.
-_INT32_INDEX_LIMIT = 2**31
+from ._kernels.layout import take_sequences
+from ._kernels.pieces import count_pieces
+from ._kernels.results import Layout, PieceCounts
+from ._validate import (as_indices, as_lengths, as_long_docs, as_method, as_seq_len,
+                        raise_bad_length)
+from .methods import NO_OPEN_SEQUENCES, Placement
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class DocumentCounts:
+    """What was packed: documents, tokens, and the cuts made inside them.
+
+    Counts add up (``a + b``) over windows of one stream.
+
+    Attributes
+    ----------
+    documents : int
+        Input documents, empty ones included.
+    empty_documents : int
+        Documents of zero tokens (they produce no piece).
+    tokens : int
+        Tokens in the input.
+    tokens_dropped : int
+        Tokens discarded by ``long_docs="truncate"``.
+    documents_truncated : int
+        Documents that do not sit whole in one sequence.
+    truncation_cuts : int
+        Cuts made inside documents (a document in ``k`` pieces has
+        ``k - 1``; a document truncated to ``seq_len`` has one).
+    """
+
+    documents: int = 0
+    empty_documents: int = 0
+    tokens: int = 0
+    tokens_dropped: int = 0
+    documents_truncated: int = 0
+    truncation_cuts: int = 0
+
+    def __add__(self, other: DocumentCounts) -> DocumentCounts:
+        return DocumentCounts(**{f.name: getattr(self, f.name) + getattr(other, f.name)
+                                 for f in fields(self)})
+
+    @classmethod
+    def of(cls, num_documents: int, counts: PieceCounts,
+           placement: Placement) -> DocumentCounts:
+        """The counts of ``num_documents`` documents cut and placed as given."""
+        return cls(documents=num_documents, empty_documents=counts.empty_documents,
+                   tokens=counts.tokens, tokens_dropped=placement.tokens_dropped,
+                   documents_truncated=placement.documents_truncated,
+                   truncation_cuts=placement.truncation_cuts)
+
+
+@dataclass(frozen=True, kw_only=True)
 class PackingStats:
     """What a packing costs, in sequences and in cut documents.
 
@@ -70,33 +115,31 @@ class PackingStats:
     tokens_dropped: int
 
     @classmethod
-    def from_counts(cls, *, method, long_docs, seq_len, documents,
-                    empty_documents, tokens, tokens_dropped, sequences,
-                    documents_truncated, truncation_cuts, tokens_open=0):
-        """The statistics, with bounds and ratios derived from raw counts.
+    def of(cls, *, method: str, long_docs: str, seq_len: int, counts: DocumentCounts,
+           sequences: int, tokens_open: int = 0) -> PackingStats:
+        """The statistics of ``counts`` packed into ``sequences`` sequences.
 
         ``tokens_open``: packed tokens in sequences not written yet (when
         streaming); they count towards the lower bound, not the fill.
         """
-        packed = tokens - tokens_dropped
+        packed = counts.tokens - counts.tokens_dropped
         written = packed - tokens_open
         lower = -(-packed // seq_len)
         slots = sequences * seq_len
         return cls(
             method=method, long_docs=long_docs, seq_len=seq_len,
-            documents=documents, empty_documents=empty_documents,
-            tokens=tokens, tokens_packed=packed, sequences=sequences,
+            documents=counts.documents, empty_documents=counts.empty_documents,
+            tokens=counts.tokens, tokens_packed=packed, sequences=sequences,
             lower_bound=lower, excess_sequences=sequences - lower,
-            padding_tokens=slots - written,
-            fill=written / slots if slots else 1.0,
-            documents_truncated=documents_truncated,
-            truncation_cuts=truncation_cuts, tokens_dropped=tokens_dropped)
+            padding_tokens=slots - written, fill=written / slots if slots else 1.0,
+            documents_truncated=counts.documents_truncated,
+            truncation_cuts=counts.truncation_cuts, tokens_dropped=counts.tokens_dropped)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """The statistics as a plain ``dict``."""
         return asdict(self)
 
-    def __str__(self):
+    def __str__(self) -> str:
         width = max(map(len, self.__dataclass_fields__))
         rows = []
         for key, value in self.to_dict().items():
@@ -106,7 +149,10 @@ class PackingStats:
         return "\n".join(rows)
 
 
-@dataclass(frozen=True, repr=False)
+_ARRAYS = ("seq_offsets", "piece_doc", "piece_start", "piece_len", "seq_fill")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
 class Packing:
     """Documents (or pieces of them) assigned to sequences, in CSR form.
 
@@ -116,12 +162,16 @@ class Packing:
     ``seq_len < 2**31``, are int32 (as flash-attention's ``cu_seqlens``).
     All arrays are read-only.
 
+    The same type describes a whole packing (:func:`pack`), a selection of
+    its sequences (:meth:`take`) and the sequences a stream packer emits
+    (:meth:`bfpack.stream.StreamPacker.step`).
+
     Attributes
     ----------
     seq_len : int
         Capacity of every sequence, in tokens.
     method, long_docs : str
-        The options given to :func:`pack`.
+        The options the packing was made with.
     seq_offsets : ndarray, shape (num_sequences + 1,)
         Start of each sequence's pieces; ``seq_offsets[0] == 0``.
     piece_doc : ndarray, shape (num_pieces,)
@@ -132,6 +182,9 @@ class Packing:
         Tokens in the piece (``1 .. seq_len``).
     seq_fill : ndarray of int32, shape (num_sequences,)
         Tokens in each sequence.
+    counts : DocumentCounts or None
+        The documents that were packed; None for a selection of sequences,
+        whose documents may lie partly outside it.
     """
 
     seq_len: int
@@ -142,54 +195,97 @@ class Packing:
     piece_start: np.ndarray
     piece_len: np.ndarray
     seq_fill: np.ndarray
-    num_documents: int
-    empty_documents: int
-    num_tokens: int
-    tokens_dropped: int
-    documents_truncated: int
-    truncation_cuts: int
+    counts: DocumentCounts | None = None
 
-    def __post_init__(self):
-        for name in ("seq_offsets", "piece_doc", "piece_start", "piece_len",
-                     "seq_fill"):
+    def __post_init__(self) -> None:
+        for name in _ARRAYS:
             getattr(self, name).flags.writeable = False
 
+    @classmethod
+    def from_layout(cls, layout: Layout, seq_free: np.ndarray, *, seq_len: int,
+                    method: str, long_docs: str,
+                    counts: DocumentCounts | None = None) -> Packing:
+        """The packing of a kernel's layout and free space per sequence."""
+        fill = np.subtract(seq_len, seq_free, dtype=np.int32)
+        return cls(seq_len=seq_len, method=method, long_docs=long_docs,
+                   **layout._asdict(), seq_fill=fill, counts=counts)
+
     @property
-    def num_sequences(self):
+    def num_sequences(self) -> int:
         """Number of sequences."""
         return self.seq_offsets.shape[0] - 1
 
     @property
-    def num_pieces(self):
+    def num_pieces(self) -> int:
         """Number of pieces (whole documents and parts of split ones)."""
         return self.piece_doc.shape[0]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.num_sequences
 
-    def sequence(self, j):
+    def sequence(self, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The pieces of sequence ``j`` as ``(doc, start, length)`` arrays."""
         j = range(self.num_sequences)[j]
         lo, hi = self.seq_offsets[j], self.seq_offsets[j + 1]
         return self.piece_doc[lo:hi], self.piece_start[lo:hi], self.piece_len[lo:hi]
 
-    def stats(self):
-        """Summary of the packing; see :class:`PackingStats`."""
-        return PackingStats.from_counts(
-            method=self.method, long_docs=self.long_docs,
-            seq_len=self.seq_len, documents=self.num_documents,
-            empty_documents=self.empty_documents, tokens=self.num_tokens,
-            tokens_dropped=self.tokens_dropped, sequences=self.num_sequences,
-            documents_truncated=self.documents_truncated,
-            truncation_cuts=self.truncation_cuts)
+    def take(self, rows: Any) -> Packing:
+        """The sequences ``rows``, in that order, as a new :class:`Packing`.
 
-    def __repr__(self):
+        Parameters
+        ----------
+        rows : array_like of int
+            Sequence indices in ``[0, num_sequences)``; a sequence may be
+            taken more than once.
+
+        Returns
+        -------
+        Packing
+            With ``counts=None``: statistics belong to a whole packing.
+        """
+        rows = as_indices(rows, self.num_sequences, "rows")
+        layout = take_sequences(self.seq_offsets, self.piece_doc, self.piece_start,
+                                self.piece_len, rows)
+        return Packing(seq_len=self.seq_len, method=self.method, long_docs=self.long_docs,
+                       **layout._asdict(), seq_fill=self.seq_fill[rows])
+
+    def stats(self) -> PackingStats:
+        """Summary of the packing; see :class:`PackingStats`.
+
+        Raises
+        ------
+        ValueError
+            For a selection of sequences (``counts`` is None).
+        """
+        if self.counts is None:
+            raise ValueError(
+                "this Packing is a selection of sequences (from take() or a "
+                "stream step), so document statistics do not apply; take "
+                "stats() of the whole packing or of the stream packer")
+        return PackingStats.of(method=self.method, long_docs=self.long_docs,
+                               seq_len=self.seq_len, counts=self.counts,
+                               sequences=self.num_sequences)
+
+    def __repr__(self) -> str:
+        docs = "?" if self.counts is None else self.counts.documents
         return (f"Packing(method={self.method!r}, seq_len={self.seq_len}, "
-                f"documents={self.num_documents}, pieces={self.num_pieces}, "
+                f"documents={docs}, pieces={self.num_pieces}, "
                 f"sequences={self.num_sequences})")
 
 
-def pack(lengths, seq_len, *, method="bfd", long_docs="split"):
+def count(lengths: np.ndarray, seq_len: int, split: bool) -> PieceCounts:
+    """Pieces per length and cut counters of validated ``lengths``.
+
+    Raises ValueError on a negative length or a token total past int64.
+    """
+    counts = count_pieces(lengths, seq_len, split)
+    if counts.first_bad >= 0:
+        raise_bad_length(lengths, counts.first_bad)
+    return counts
+
+
+def pack(lengths: Any, seq_len: Any, *, method: str = "bfd",
+         long_docs: str = "split") -> Packing:
     """Assign documents to sequences of ``seq_len`` tokens.
 
     Documents longer than ``seq_len`` are first cut into chunks of
@@ -205,12 +301,13 @@ def pack(lengths, seq_len, *, method="bfd", long_docs="split"):
         Zero-length documents produce no piece.
     seq_len : int
         Capacity of a sequence (the context length), ``>= 1``.
-    method : {"bfd", "ffd", "concat"}
-        ``"bfd"``: best-fit decreasing, each piece, longest first, goes to
-        the sequence with the least free space that still holds it.
-        ``"ffd"``: first-fit decreasing, to the oldest sequence that holds
-        it. ``"concat"``: the usual baseline, documents in input order
-        concatenated and cut every ``seq_len`` tokens.
+    method : str
+        A method of :data:`bfpack.methods.METHODS`. ``"bfd"``: best-fit
+        decreasing, each piece, longest first, goes to the sequence with
+        the least free space that still holds it. ``"ffd"``: first-fit
+        decreasing, to the oldest sequence that holds it. ``"concat"``: the
+        usual baseline, documents in input order concatenated and cut every
+        ``seq_len`` tokens.
     long_docs : {"split", "truncate"}
         What happens to documents longer than ``seq_len``; ignored by
         ``"concat"``.
@@ -253,75 +350,12 @@ def pack(lengths, seq_len, *, method="bfd", long_docs="split"):
     """
     lengths = as_lengths(lengths)
     seq_len = as_seq_len(seq_len)
-    method = as_choice(method, "method", METHODS)
-    long_docs = as_choice(long_docs, "long_docs", LONG_DOCS)
+    chosen = as_method(method)
+    long_docs = as_long_docs(long_docs)
     split = long_docs == "split"
-
-    size_count, tokens, dropped, docs_cut, cuts, empty = histogram(
-        lengths, seq_len, split)
-    counters = dict(num_documents=lengths.shape[0], empty_documents=empty,
-                    num_tokens=tokens)
-    if method == "concat":
-        offsets, doc, start, length, docs_cut, cuts = concatenate(lengths, seq_len)
-        # Every sequence is full but the last, which holds what is left.
-        fill = np.full(offsets.shape[0] - 1, seq_len, dtype=np.int32)
-        if fill.shape[0]:
-            fill[-1] = tokens - (fill.shape[0] - 1) * seq_len
-        return Packing(seq_len, method, long_docs, offsets, doc, start, length,
-                       fill, tokens_dropped=0, documents_truncated=docs_cut,
-                       truncation_cuts=cuts, **counters)
-
-    offsets, doc, start, length, free = place(
-        lengths, seq_len, split, size_count, method, _NO_OPEN_SEQUENCES)
-    fill = np.subtract(seq_len, free, dtype=np.int32)
-    return Packing(seq_len, method, long_docs, offsets, doc, start, length,
-                   fill, tokens_dropped=dropped,
-                   documents_truncated=docs_cut, truncation_cuts=cuts,
-                   **counters)
-
-
-def histogram(lengths, seq_len, split):
-    """Pieces per length and cut counters of validated ``lengths``.
-
-    Returns ``(size_count, tokens, dropped, docs_cut, cuts, empty_docs)``;
-    raises ValueError on a negative length or a total past int64.
-    """
-    (size_count, tokens, dropped, docs_cut, cuts, empty,
-     bad) = piece_histogram(lengths, seq_len, split)
-    if bad >= 0 and lengths[bad] < 0:
-        raise ValueError(
-            f"lengths[{bad}] = {lengths[bad]} is negative; lengths are "
-            f"token counts (>= 0)")
-    if bad >= 0:
-        raise ValueError(
-            f"the token total passes the int64 range at lengths[{bad}] = "
-            f"{lengths[bad]}; lengths must be token counts")
-    return size_count, tokens, dropped, docs_cut, cuts, empty
-
-
-def place(lengths, seq_len, split, size_count, method, open_free):
-    """Pack the pieces with BFD (after sequences ``open_free``) or FFD.
-
-    Returns ``(seq_offsets, piece_doc, piece_start, piece_len, free)``;
-    sequences ``0 .. len(open_free) - 1`` are the open ones (BFD only), and
-    only the pieces placed now are listed.
-    """
-    num_pieces = int(size_count.sum())
-    start = np.empty(num_pieces, dtype=np.int64)
-    if max(num_pieces, lengths.shape[0]) < _INT32_INDEX_LIMIT:
-        # The scratch arrays, at half width, live in the memory of
-        # piece_start, which is written last: writing fresh memory is what
-        # costs most here, so every byte not allocated is time saved.
-        scratch = start.view(np.int32)
-        sorted_doc, piece_bin = scratch[:num_pieces], scratch[num_pieces:]
-    else:
-        sorted_doc = np.empty(num_pieces, dtype=np.int64)
-        piece_bin = np.empty(num_pieces, dtype=np.int64)
-    if method == "bfd":
-        count, free = best_fit(size_count, seq_len, open_free, piece_bin)
-    else:
-        count, free = first_fit(size_count, seq_len, piece_bin)
-    sort_pieces(lengths, seq_len, split, size_count, sorted_doc)
-    offsets, doc, length = lay_out(sorted_doc, piece_bin, count, size_count,
-                                   lengths, seq_len, start)
-    return offsets, doc, start, length, free
+    counts = count(lengths, seq_len, split)
+    placed = chosen.place(lengths, seq_len, split, counts, NO_OPEN_SEQUENCES)
+    return Packing.from_layout(
+        placed.layout, placed.seq_free, seq_len=seq_len, method=chosen.name,
+        long_docs=long_docs,
+        counts=DocumentCounts.of(lengths.shape[0], counts, placed))

@@ -1,33 +1,40 @@
-"""Packing Parquet datasets to Parquet, streamed in bounded memory."""
+"""Packing Parquet datasets to Parquet, streamed in bounded memory.
 
-import ctypes
-import ctypes.util
-import functools
-import json
+This module only moves data: it reads a dataset in windows of whole
+documents, feeds them to a :class:`~bfpack.stream.TableStreamPacker`,
+writes what comes out as shards, and writes the manifest last into a
+staged directory that replaces ``dst`` when complete.
+"""
+
+from __future__ import annotations
+
 import os
-import shutil
-import sys
-import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from ._memory import release_free_memory
+from ._staging import staged_directory
+from ._validate import (as_bool, as_callable, as_int, as_long_docs, as_method,
+                        as_optional_int, as_seed, as_seq_len, check_same_columns)
 from ._version import __version__
-from ._validate import LONG_DOCS, METHODS, as_choice, as_seq_len
-from .packing import PackingStats, pack
-from .stream import StreamPacker
-from .table import (assemble, document_lengths, pad_values, packed_columns,
-                    row_order)
+from .manifest import MANIFEST, write_manifest
+from .stream import DEFAULT_MAX_OPEN, TableStreamPacker
+from .table import OutputSpec, document_lengths
 
-MANIFEST = "_bfpack.json"
+__all__ = ["DEFAULT_WINDOW_TOKENS", "MANIFEST", "open_dataset", "pack_parquet"]
+
 DEFAULT_WINDOW_TOKENS = 1 << 26
+#: Documents per batch read from a file.
+_BATCH_ROWS = 8192
 
 
-def open_dataset(src):
+def open_dataset(src: str | os.PathLike) -> ds.Dataset:
     """A pyarrow dataset over a Parquet file or a directory of them.
 
     Raises FileNotFoundError for a missing path and ValueError for data
@@ -48,43 +55,118 @@ def open_dataset(src):
     return dataset
 
 
-def dataset_columns(dataset, columns):
-    """The columns to pack, checked in every file of ``dataset``.
+def dataset_spec(dataset: ds.Dataset, *, columns: str | Sequence[str] | None = None,
+                 pad_value: int | Mapping[str, int] | None = None,
+                 position_ids: bool = False) -> OutputSpec:
+    """The output spec for ``dataset``, its columns checked in every file.
 
     The dataset's schema comes from its first file; a later file missing a
     packed column would read as null lists (documents lost without a word),
     and one holding something else would fail deep inside the read.
     """
-    names = packed_columns(dataset.schema, columns)
+    spec = OutputSpec.for_schema(dataset.schema, columns=columns, pad_value=pad_value,
+                                 position_ids=position_ids)
     for fragment in dataset.get_fragments():
-        schema = fragment.physical_schema
-        for name in names:
-            if name not in schema.names:
-                raise ValueError(
-                    f"{fragment.path} has no column {name!r} (its columns: "
-                    f"{schema.names}); every file must hold the packed columns")
-            t = schema.field(name).type
-            if not (pa.types.is_list(t) or pa.types.is_large_list(t)) \
-                    or t.value_type != dataset.schema.field(name).type.value_type:
-                raise TypeError(
-                    f"{fragment.path}: column {name!r} is {t}, but "
-                    f"{dataset.schema.field(name).type} in the first file; "
-                    f"every file must hold the same token type")
-    return names
+        check_same_columns(fragment.physical_schema, spec.schema, fragment.path)
+    return spec
 
 
-def pack_parquet(src, dst, seq_len, *, columns=None, method="bfd",
-                 long_docs="split", pad_value=None, position_ids=False,
-                 seed=None, window_tokens=DEFAULT_WINDOW_TOKENS,
-                 overwrite=False, max_open=None, progress=None):
+def _batches(dataset: ds.Dataset, names: Sequence[str]) -> Iterator[pa.RecordBatch]:
+    """Record batches of ``names``, one file at a time, in path order.
+
+    A scan of the whole dataset reads ahead across files, so its memory
+    grows with the number of files; file by file with a short read-ahead it
+    stays flat.
+    """
+    for fragment in dataset.get_fragments():
+        yield from fragment.to_batches(schema=dataset.schema, columns=list(names),
+                                       batch_size=_BATCH_ROWS, batch_readahead=2)
+
+
+def _windows(dataset: ds.Dataset, spec: OutputSpec,
+             window_tokens: int) -> Iterator[tuple[pa.Table, bool]]:
+    """Yield ``(table, last)``: tables of whole documents, each just reaching
+    ``window_tokens`` tokens (the last one may hold fewer), and whether it
+    is the last.
+
+    One batch is read ahead, so the last window is known as such without
+    holding two windows in memory.
+    """
+    schema = spec.schema
+    batches = (b for b in _batches(dataset, spec.columns) if b.num_rows)
+    parts: list[pa.RecordBatch] = []
+    tokens = 0
+    yielded = False
+    batch = next(batches, None)
+    while batch is not None:
+        n = document_lengths(pa.Table.from_batches([batch]), spec.columns[:1])
+        # Rows up to the document that reaches the window, inclusive.
+        upto = int(np.searchsorted(np.cumsum(n), window_tokens - tokens)) + 1
+        if upto > batch.num_rows:
+            parts.append(batch)
+            tokens += int(n.sum())
+            batch = next(batches, None)
+            continue
+        parts.append(batch.slice(0, upto))
+        batch = batch.slice(upto) if upto < batch.num_rows else next(batches, None)
+        yield pa.Table.from_batches(parts, schema=schema), batch is None
+        yielded = True
+        parts, tokens = [], 0
+    if parts or not yielded:
+        yield pa.Table.from_batches(parts, schema=schema), True
+
+
+class _ShardWriter:
+    """Writes ``part-00000.parquet``, ... into ``folder`` in a second thread.
+
+    At most one shard is in flight: :meth:`write` waits for the previous
+    one, so memory holds one shard being encoded while the next window is
+    packed (pyarrow releases the GIL while it encodes).
+    """
+
+    def __init__(self, folder: str, seq_len: int) -> None:
+        self.folder = folder
+        self.shards: list[dict[str, Any]] = []
+        self._row_group = max(16, (1 << 22) // seq_len)
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._in_flight: Future | None = None
+
+    def write(self, table: pa.Table) -> None:
+        name = f"part-{len(self.shards):05d}.parquet"
+        self.shards.append({"file": name, "rows": table.num_rows})
+        self._wait()
+        self._in_flight = self._pool.submit(pq.write_table, table,
+                                            os.path.join(self.folder, name),
+                                            row_group_size=self._row_group)
+
+    def _wait(self) -> None:
+        if self._in_flight is not None:
+            self._in_flight.result()
+            self._in_flight = None
+
+    def close(self) -> None:
+        """Wait for the last shard; raise what writing it raised."""
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def pack_parquet(src: str | os.PathLike, dst: str | os.PathLike, seq_len: int, *,
+                 columns: str | Sequence[str] | None = None, method: str = "bfd",
+                 long_docs: str = "split", pad_value: int | Mapping[str, int] | None = None,
+                 position_ids: bool = False, seed: int | None = None,
+                 window_tokens: int = DEFAULT_WINDOW_TOKENS, overwrite: bool = False,
+                 max_open: int | None = None,
+                 progress: Callable[[dict[str, int]], Any] | None = None) -> dict[str, Any]:
     """Pack a Parquet dataset into a directory of packed Parquet shards.
 
     Documents are read in windows of about ``window_tokens`` tokens. With
-    ``method="bfd"`` each window is packed together with the sequences
-    still open from earlier windows, and the ``max_open`` sequences with the
-    most free space are carried on, so memory stays bounded while the
-    packing stays within a few sequences of one global BFD. ``"ffd"`` and
-    ``"concat"`` pack each window on its own.
+    a method that streams (``"bfd"``), each window is packed together with
+    the sequences still open from earlier windows, and the ``max_open``
+    sequences with the most free space are carried on, so memory stays
+    bounded while the packing stays within a few sequences of one global
+    BFD. Other methods (``"ffd"``, ``"concat"``) pack each window on its own.
 
     Parameters
     ----------
@@ -97,7 +179,7 @@ def pack_parquet(src, dst, seq_len, *, columns=None, method="bfd",
         manifest ``_bfpack.json`` (input, options, version, stats).
     seq_len, columns, method, long_docs, pad_value, position_ids, seed
         As in :func:`bfpack.pack_table`; ``seed`` shuffles rows within each
-        shard.
+        shard (shard ``k`` with ``seed + k``).
     window_tokens : int
         Tokens read per window (memory scales with it).
     overwrite : bool
@@ -108,7 +190,8 @@ def pack_parquet(src, dst, seq_len, *, columns=None, method="bfd",
         to a quarter of a window: ``min(4096, window_tokens // (4 *
         seq_len))``, at least 16.
     progress : callable, optional
-        Called after every window with a dict of running totals.
+        Called after every window with a dict of running totals
+        (``documents``, ``tokens``, ``sequences``, ``windows``).
 
     Returns
     -------
@@ -122,240 +205,69 @@ def pack_parquet(src, dst, seq_len, *, columns=None, method="bfd",
     interrupted run never leaves a ``dst`` that looks finished.
     """
     seq_len = as_seq_len(seq_len)
-    method = as_choice(method, "method", METHODS)
-    long_docs = as_choice(long_docs, "long_docs", LONG_DOCS)
-    if isinstance(window_tokens, bool) or not isinstance(window_tokens, int) \
-            or window_tokens < 1:
-        raise ValueError(
-            f"window_tokens must be a positive integer, got {window_tokens!r}")
+    method = as_method(method).name
+    long_docs = as_long_docs(long_docs)
+    window_tokens = as_int(window_tokens, "window_tokens", lo=1, unit="tokens")
+    max_open = as_optional_int(max_open, "max_open", lo=0)
+    seed = as_seed(seed)
+    overwrite = as_bool(overwrite, "overwrite")
+    progress = as_callable(progress, "progress")
     dst = os.path.abspath(os.fspath(dst))
     if os.path.exists(dst) and not overwrite:
         raise FileExistsError(
             f"{dst} already exists; choose another destination or overwrite it")
     dataset = open_dataset(src)
-    names = dataset_columns(dataset, columns)
-    pads = pad_values(dataset.schema, names, pad_value)
+    spec = dataset_spec(dataset, columns=columns, pad_value=pad_value,
+                        position_ids=position_ids)
     if max_open is None:
-        max_open = min(4096, max(16, window_tokens // (4 * seq_len)))
-    row_order(0, seed)  # validates seed before any work
-    seed = None if seed is None else int(seed)
-
-    parent = os.path.dirname(dst)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.tmp-", dir=parent)
-    try:
-        stats, shards = _write_shards(
-            dataset, tmp, names, seq_len, method, long_docs, pads,
-            position_ids, seed, window_tokens, max_open, progress)
+        max_open = min(DEFAULT_MAX_OPEN, max(16, window_tokens // (4 * seq_len)))
+    packer = TableStreamPacker(seq_len, spec, method=method, long_docs=long_docs,
+                               max_open=max_open, seed=seed)
+    with staged_directory(dst) as folder:
+        shards = _write_shards(dataset, packer, folder, window_tokens, progress)
         manifest = {
             "bfpack_version": __version__,
             "source": os.path.abspath(os.fspath(src)),
-            "options": {"seq_len": seq_len, "columns": names,
+            "options": {"seq_len": seq_len, "columns": list(spec.columns),
                         "method": method, "long_docs": long_docs,
-                        "pad_value": _json_pad(pad_value, pads),
-                        "position_ids": bool(position_ids),
-                        "seed": seed, "window_tokens": window_tokens,
-                        "max_open": max_open},
+                        "pad_value": _manifest_pad(pad_value, spec),
+                        "position_ids": spec.position_ids, "seed": seed,
+                        "window_tokens": window_tokens, "max_open": max_open},
             "shards": shards,
-            "stats": stats,
+            "stats": packer.stats().to_dict(),
         }
-        with open(os.path.join(tmp, MANIFEST), "w") as f:
-            json.dump(manifest, f, indent=2)
-            f.write("\n")
-        _replace_dir(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_manifest(folder, manifest)
     return manifest
 
 
-@functools.cache
-def _malloc_trim():
-    """glibc's ``malloc_trim``, or None; looked up on first use, not import."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim  # glibc only
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    return trim
-
-
-def _release_free_memory():
-    """Give the last window's freed buffers back to the system.
-
-    Arrow's allocator keeps freed memory for reuse, and glibc keeps freed
-    arrays below its (adaptive, up to 32 MB) mmap threshold on its heap;
-    without this, resident memory creeps up window after window.
-    """
-    pa.default_memory_pool().release_unused()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-def _json_pad(pad_value, pads):
-    """``pad_value`` as given (one int or per column), as plain ints."""
-    if pads is None:
-        return None
-    return pads if isinstance(pad_value, dict) else next(iter(pads.values()))
-
-
-def _replace_dir(tmp, dst):
-    if not os.path.exists(dst):
-        os.rename(tmp, dst)
-        return
-    old = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.old-",
-                           dir=os.path.dirname(dst))
-    os.rename(dst, os.path.join(old, "d"))
-    os.rename(tmp, dst)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _batches(dataset, names):
-    """Record batches of ``names``, one file at a time, in path order.
-
-    A scan of the whole dataset reads ahead across files, so its memory
-    grows with the number of files; file by file with a short read-ahead it
-    stays flat.
-    """
-    for fragment in dataset.get_fragments():
-        yield from fragment.to_batches(schema=dataset.schema, columns=names,
-                                       batch_size=8192, batch_readahead=2)
-
-
-def _windows(dataset, names, window_tokens):
-    """Yield ``(first_row, table, last)``: tables of whole documents, each
-    just reaching ``window_tokens`` tokens (the last one may hold fewer),
-    the row number of their first document, and whether more follow.
-
-    One batch is read ahead, so the last window is known as such without
-    holding two windows in memory.
-    """
-    schema = pa.schema([dataset.schema.field(n) for n in names])
-    batches = (b for b in _batches(dataset, names) if b.num_rows)
-    parts, tokens, first_row = [], 0, 0
-    batch = next(batches, None)
-    while batch is not None:
-        n = document_lengths(pa.Table.from_batches([batch]), names[:1])
-        # Rows up to the document that reaches the window, inclusive.
-        upto = int(np.searchsorted(np.cumsum(n), window_tokens - tokens)) + 1
-        if upto > batch.num_rows:
-            parts.append(batch)
-            tokens += int(n.sum())
-            batch = next(batches, None)
-            continue
-        parts.append(batch.slice(0, upto))
-        batch = batch.slice(upto) if upto < batch.num_rows else next(batches, None)
-        table = pa.Table.from_batches(parts, schema=schema)
-        yield first_row, table, batch is None
-        first_row += table.num_rows
-        parts, tokens = [], 0
-    if parts or first_row == 0:
-        yield first_row, pa.Table.from_batches(parts, schema=schema), True
-
-
-def _write_shards(dataset, folder, names, seq_len, method, long_docs, pads,
-                  position_ids, seed, window_tokens, max_open, progress):
-    """Pack window after window and write one shard per window.
-
-    Writing a shard (Parquet encoding and compression) runs in a second
-    thread while the next window is read and packed; at most one shard is
-    in flight, so memory holds one window and one shard.
-    """
-    packer = StreamPacker(seq_len, long_docs, max_open) if method == "bfd" else None
+def _write_shards(dataset: ds.Dataset, packer: TableStreamPacker, folder: str,
+                  window_tokens: int, progress: Callable | None) -> list[dict[str, Any]]:
+    """Pack window after window and write one shard per window that has rows."""
+    writer = _ShardWriter(folder, packer.seq_len)
     totals = dict(documents=0, tokens=0, sequences=0, windows=0)
-    window_stats = []
-    shards = []
-    carry = None
-    row_group = max(16, (1 << 22) // seq_len)
-
-    def pack_window(table, lengths, last):
-        nonlocal carry
-        shard_seed = None if seed is None else seed + len(shards)
-        if packer is None:
-            plan = pack(lengths, seq_len, method=method, long_docs=long_docs)
-            window_stats.append(plan.stats().to_dict())
-            rows = row_order(plan.num_sequences, shard_seed)
-            return assemble(table, names, seq_len, plan.seq_offsets,
-                            plan.piece_doc, plan.piece_start, plan.piece_len,
-                            rows, pads, position_ids)
-        w = packer.step(lengths, last=last)
-        if carry is not None:
-            table = pa.concat_tables([carry, table])
-        rows = w.emit
-        if seed is not None:
-            rows = rows[row_order(rows.shape[0], shard_seed)]
-        out = assemble(table, names, seq_len, w.seq_offsets, w.piece_doc,
-                       w.piece_start, w.piece_len, rows, pads, position_ids)
-        # The carried pieces become the first documents of the next window.
-        k = w.carry_pieces
-        carry = assemble(table, names, seq_len, np.arange(k.shape[0] + 1),
-                         w.piece_doc[k], w.piece_start[k], w.piece_len[k],
-                         np.arange(k.shape[0]), None, False).select(names)
-        carry = carry.cast(table.schema)
-        return out
-
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        in_flight = None
-
-        def write(out, force=False):
-            nonlocal in_flight
-            if not (out.num_rows or force):
-                return
-            name = f"part-{len(shards):05d}.parquet"
-            shards.append({"file": name, "rows": out.num_rows})
-            if in_flight is not None:
-                in_flight.result()
-            in_flight = writer.submit(pq.write_table, out,
-                                      os.path.join(folder, name),
-                                      row_group_size=row_group)
-
-        for first_row, table, last in _windows(dataset, names, window_tokens):
-            table = table.replace_schema_metadata(None)
-            lengths = document_lengths(table, names, first_row)
-            out = pack_window(table, lengths, last)
-            write(out)
-            totals["documents"] += len(lengths)
-            totals["tokens"] += int(lengths.sum())
+    try:
+        for table, last in _windows(dataset, packer.spec, window_tokens):
+            out = packer.step(table, last=last)
+            if out.num_rows or (last and not writer.shards):
+                # An empty dataset still gets one shard, for its schema.
+                writer.write(out)
+            stats = packer.stats()
+            totals["documents"] = stats.documents
+            totals["tokens"] = stats.tokens
             totals["sequences"] += out.num_rows
             totals["windows"] += 1
-            _release_free_memory()
+            release_free_memory()
             if progress is not None:
                 progress(dict(totals))
-        if not shards:
-            write(out, force=True)  # an empty dataset still gets its schema
-        if in_flight is not None:
-            in_flight.result()
-    if packer is not None:
-        return packer.stats().to_dict(), shards
-    return _sum_stats(window_stats, method, long_docs, seq_len), shards
+    finally:
+        writer.close()
+    return writer.shards
 
 
-def _sum_stats(window_stats, method, long_docs, seq_len):
-    """Statistics of independently packed windows, added up."""
-    keys = ("documents", "empty_documents", "tokens", "tokens_dropped",
-            "sequences", "documents_truncated", "truncation_cuts")
-    counts = {k: sum(w[k] for w in window_stats) for k in keys}
-    return PackingStats.from_counts(method=method, long_docs=long_docs,
-                                    seq_len=seq_len, **counts).to_dict()
-
-
-class ProgressBar:
-    """One self-rewriting line on stderr: documents, tokens, sequences, rate."""
-
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
-        self.start = time.perf_counter()
-
-    def __call__(self, totals):
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        self.stream.write(
-            f"\r{totals['documents']:,} documents  {totals['tokens']:,} tokens"
-            f"  {totals['sequences']:,} sequences  "
-            f"{totals['tokens'] / elapsed / 1e6:,.1f} M tokens/s")
-        self.stream.flush()
-
-    def close(self):
-        self.stream.write("\n")
-        self.stream.flush()
+def _manifest_pad(pad_value: Any, spec: OutputSpec) -> int | dict[str, int] | None:
+    """``pad_value`` as given (one int or one per packed column), as plain ints."""
+    if spec.pad_values is None:
+        return None
+    if isinstance(pad_value, Mapping):
+        return dict(zip(spec.columns, spec.pad_values))
+    return spec.pad_values[0]

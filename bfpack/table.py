@@ -1,23 +1,177 @@
-"""Packing Arrow tables of token lists: :func:`pack_table` and helpers."""
+"""Packed Arrow tables: :func:`pack_table`, :class:`OutputSpec`,
+:func:`assemble`, and the flash-attention helpers :func:`cu_seqlens` and
+:func:`max_seqlen`."""
 
-import numbers
+from __future__ import annotations
 
-import numba
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 
-from ._kernels.gather import (gather_piece_lengths, gather_tokens,
-                              position_ids as _position_ids, row_offsets)
-from ._validate import as_lengths
-from .packing import pack
+from ._arrow import has_null_values, list_array, list_buffers, row_lengths
+from ._jit import token_bits, token_view
+from ._kernels.gather import gather_piece_lengths, gather_tokens, row_offsets
+from ._kernels.gather import position_ids as _position_ids
+from ._validate import (INT64_MAX, as_bool, as_columns, as_indices, as_lengths,
+                        as_pad_values, as_seed, as_table, value_dtype)
+from .packing import Packing, pack
 
 SEQ_LENGTHS = "seq_lengths"
 POSITION_IDS = "position_ids"
-_INT32_MAX = np.iinfo(np.int32).max
+#: Columns bfpack adds to its output; no input column may take these names.
+RESERVED_COLUMNS = (SEQ_LENGTHS, POSITION_IDS)
+_INT32_MAX = int(np.iinfo(np.int32).max)
 
 
-def pack_table(table, seq_len, *, columns=None, method="bfd", long_docs="split",
-               pad_value=None, position_ids=False, seed=None):
+@dataclass(frozen=True, kw_only=True)
+class OutputSpec:
+    """What a packed table holds, checked against the input schema once.
+
+    Attributes
+    ----------
+    columns : tuple of str
+        The packed list columns (token ids and anything aligned with them),
+        in output order.
+    list_types : tuple of pyarrow.DataType
+        Their types in the input (list or large_list of the token type);
+        the output keeps them.
+    pad_values : tuple of int, or None
+        Per column, the value that pads rows to ``seq_len``; None: rows are
+        as long as their pieces.
+    position_ids : bool
+        Whether a ``position_ids`` column is added.
+
+    Every packed table also has ``seq_lengths``: the length of each piece
+    of a row, in order (list<int32>).
+    """
+
+    columns: tuple[str, ...]
+    list_types: tuple[pa.DataType, ...]
+    pad_values: tuple[int, ...] | None = None
+    position_ids: bool = False
+
+    @classmethod
+    def for_schema(cls, schema: pa.Schema, *, columns: str | Sequence[str] | None = None,
+                   pad_value: int | Mapping[str, int] | None = None,
+                   position_ids: bool = False) -> OutputSpec:
+        """The spec for tables of ``schema``, with the options of :func:`pack_table`.
+
+        Raises TypeError or ValueError for columns that are missing, not
+        lists of numbers, or named like an added column, and for pad
+        values that are not integers or do not fit their column.
+        """
+        names = as_columns(schema, columns, RESERVED_COLUMNS)
+        return cls(columns=names, list_types=tuple(schema.field(n).type for n in names),
+                   pad_values=as_pad_values(schema, names, pad_value),
+                   position_ids=as_bool(position_ids, "position_ids"))
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The packed columns of the input, as a schema."""
+        return pa.schema([pa.field(n, t) for n, t in zip(self.columns, self.list_types)])
+
+    @property
+    def output_columns(self) -> tuple[str, ...]:
+        """The columns of a packed table, in order."""
+        return self.columns + (SEQ_LENGTHS,) + ((POSITION_IDS,) if self.position_ids else ())
+
+    def without_extras(self) -> OutputSpec:
+        """The same columns, with no padding and no position ids."""
+        return OutputSpec(columns=self.columns, list_types=self.list_types)
+
+
+def document_lengths(table: pa.Table, columns: Sequence[str], first_row: int = 0) -> np.ndarray:
+    """Tokens per row of ``columns`` (read-only int64); they must agree row by row.
+
+    Null lists count as empty. Raises ValueError naming the first row where
+    two columns disagree (counting from ``first_row``), or the first column
+    holding null tokens.
+    """
+    lengths = None
+    for name in columns:
+        col = table.column(name)
+        if has_null_values(col):
+            raise ValueError(
+                f"column {name!r} has null tokens inside its lists; fill them "
+                f"(e.g. with a pad id) before packing")
+        n = row_lengths(col)
+        if lengths is None:
+            lengths, first = n, name
+        elif not np.array_equal(lengths, n):
+            row = int(np.flatnonzero(lengths != n)[0])
+            raise ValueError(
+                f"row {first_row + row}: column {name!r} has {n[row]} tokens but "
+                f"{first!r} has {lengths[row]}; packed columns must be "
+                f"aligned token by token (pass columns=[...] to pack fewer)")
+    return as_lengths(lengths)
+
+
+def row_order(num_rows: int, seed: int | None) -> np.ndarray:
+    """The row permutation for a validated ``seed`` (identity for None)."""
+    if seed is None:
+        return np.arange(num_rows, dtype=np.int64)
+    return np.random.default_rng(seed).permutation(num_rows).astype(np.int64)
+
+
+def assemble(table: pa.Table, plan: Packing, spec: OutputSpec,
+             rows: Any = None) -> pa.Table:
+    """The packed table of ``plan`` over the documents of ``table``.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        One row per document of the plan (row ``i`` is document ``i``),
+        holding the columns of ``spec``.
+    plan : Packing
+        Which pieces go in which sequence.
+    spec : OutputSpec
+        The output's columns, padding and position ids.
+    rows : array_like of int, optional
+        The sequences to write, in order (default: all, in plan order);
+        output row ``r`` is sequence ``rows[r]``.
+
+    Returns
+    -------
+    pyarrow.Table
+        The columns of ``spec.output_columns``.
+    """
+    rows = (np.arange(plan.num_sequences, dtype=np.int64) if rows is None
+            else as_indices(rows, plan.num_sequences, "rows"))
+    pad_to = plan.seq_len if spec.pad_values is not None else 0
+    out_offsets = row_offsets(rows, plan.seq_offsets, plan.piece_len, pad_to)
+    arrays = {}
+    for i, name in enumerate(spec.columns):
+        pad = 0 if spec.pad_values is None else spec.pad_values[i]
+        arrays[name] = _gather_column(table.column(name), spec.list_types[i], plan,
+                                      rows, out_offsets, pad)
+    len_offsets, len_values = gather_piece_lengths(rows, plan.seq_offsets, plan.piece_len)
+    arrays[SEQ_LENGTHS] = list_array(len_offsets, len_values, pa.int32())
+    if spec.position_ids:
+        positions = _position_ids(len_offsets, len_values, out_offsets)
+        arrays[POSITION_IDS] = list_array(out_offsets, positions, pa.int32())
+    return pa.table(arrays)
+
+
+def _gather_column(col: pa.ChunkedArray, list_type: pa.DataType, plan: Packing,
+                   rows: np.ndarray, out_offsets: np.ndarray, pad: int) -> pa.Array:
+    """One packed column: every piece's tokens, row by row, padded with ``pad``."""
+    dtype = value_dtype(list_type)
+    buffers = list_buffers(col, dtype)
+    out = np.empty(out_offsets[-1], dtype=dtype)
+    gather_tokens(buffers.values, buffers.offsets, buffers.chunk_first_doc, rows,
+                  plan.seq_offsets, plan.piece_doc, plan.piece_start, plan.piece_len,
+                  out_offsets, token_bits(pad, dtype), token_view(out))
+    return list_array(out_offsets, out, list_type.value_field,
+                      large=pa.types.is_large_list(list_type))
+
+
+def pack_table(table: pa.Table | pa.RecordBatch, seq_len: int, *,
+               columns: str | Sequence[str] | None = None, method: str = "bfd",
+               long_docs: str = "split", pad_value: int | Mapping[str, int] | None = None,
+               position_ids: bool = False, seed: int | None = None) -> pa.Table:
     """Pack the token lists of an Arrow table into rows of at most ``seq_len``.
 
     Parameters
@@ -70,204 +224,16 @@ def pack_table(table, seq_len, *, columns=None, method="bfd", long_docs="split",
     chunked columns included) into the output buffers, by a compiled
     kernel; nothing loops over documents in Python.
     """
-    if isinstance(table, pa.RecordBatch):
-        table = pa.Table.from_batches([table])
-    if not isinstance(table, pa.Table):
-        raise TypeError(
-            f"table must be a pyarrow.Table or RecordBatch, got "
-            f"{type(table).__name__}; e.g. pyarrow.Table.from_pydict(...)")
-    names = packed_columns(table.schema, columns)
-    pads = pad_values(table.schema, names, pad_value)
-    lengths = document_lengths(table, names)
-    plan = pack(lengths, seq_len, method=method, long_docs=long_docs)
-    rows = row_order(plan.num_sequences, seed)
-    return assemble(table, names, plan.seq_len, plan.seq_offsets,
-                    plan.piece_doc, plan.piece_start, plan.piece_len, rows,
-                    pads, position_ids)
+    table = as_table(table)
+    spec = OutputSpec.for_schema(table.schema, columns=columns, pad_value=pad_value,
+                                 position_ids=position_ids)
+    seed = as_seed(seed)
+    plan = pack(document_lengths(table, spec.columns), seq_len, method=method,
+                long_docs=long_docs)
+    return assemble(table, plan, spec, row_order(plan.num_sequences, seed))
 
 
-def document_lengths(table, columns, first_row=0):
-    """Tokens per row of ``columns`` (int64); they must agree row by row.
-
-    Null lists count as empty. Raises ValueError naming the first row where
-    two columns disagree (counting from ``first_row``), or the first column
-    holding null tokens.
-    """
-    lengths = None
-    for name in columns:
-        col = table.column(name)
-        if any(chunk.values.null_count and chunk.flatten().null_count
-               for chunk in col.chunks):
-            raise ValueError(
-                f"column {name!r} has null tokens inside its lists; fill them "
-                f"(e.g. with a pad id) before packing")
-        n = np.zeros(len(col), dtype=np.int64)
-        lo = 0
-        for chunk in col.chunks:
-            offsets = chunk.offsets.to_numpy()
-            n[lo:lo + len(chunk)] = np.diff(offsets)
-            if chunk.null_count:
-                n[lo:lo + len(chunk)][chunk.is_null().to_numpy(zero_copy_only=False)] = 0
-            lo += len(chunk)
-        if lengths is None:
-            lengths, first = n, name
-        elif not np.array_equal(lengths, n):
-            row = int(np.flatnonzero(lengths != n)[0])
-            raise ValueError(
-                f"row {first_row + row}: column {name!r} has {n[row]} tokens but "
-                f"{first!r} has {lengths[row]}; packed columns must be "
-                f"aligned token by token (pass columns=[...] to pack fewer)")
-    return lengths
-
-
-def packed_columns(schema, columns):
-    """Names of the columns to pack, checked against ``schema``."""
-    if columns is None:
-        names = [f.name for f in schema
-                 if pa.types.is_list(f.type) or pa.types.is_large_list(f.type)]
-        if not names:
-            raise ValueError(
-                "the table has no list column to pack; columns: "
-                f"{schema.names}")
-    else:
-        names = [columns] if isinstance(columns, str) else list(columns)
-        if not names:
-            raise ValueError("columns is empty; name at least one list column")
-    for name in names:
-        if name not in schema.names:
-            raise ValueError(
-                f"column {name!r} is not in the table; its columns are "
-                f"{schema.names}")
-        t = schema.field(name).type
-        if not (pa.types.is_list(t) or pa.types.is_large_list(t)):
-            raise TypeError(
-                f"column {name!r} has type {t}, not a list of tokens; pack "
-                f"list<int> columns only")
-        v = t.value_type
-        if not (pa.types.is_integer(v) or pa.types.is_float32(v)
-                or pa.types.is_float64(v)):
-            raise TypeError(
-                f"column {name!r} holds {v} values; only integer, float32 or "
-                f"float64 tokens can be packed (cast the column first)")
-        if name in (SEQ_LENGTHS, POSITION_IDS):
-            raise ValueError(
-                f"column {name!r} would clash with the column bfpack adds; "
-                f"rename it first")
-    if len(set(names)) != len(names):
-        raise ValueError(f"columns lists a column twice: {names}")
-    return names
-
-
-def pad_values(schema, names, pad_value):
-    """Per-column pad value, or None for no padding."""
-    if pad_value is None:
-        return None
-    if isinstance(pad_value, dict):
-        missing = [n for n in names if n not in pad_value]
-        if missing:
-            raise ValueError(
-                f"pad_value has no value for column(s) {missing}; give one "
-                f"for every packed column")
-        pads = {n: pad_value[n] for n in names}
-    else:
-        pads = dict.fromkeys(names, pad_value)
-    for name, value in pads.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(
-                f"pad_value for {name!r} must be an integer, got {value!r}")
-        dtype = np.dtype(schema.field(name).type.value_type.to_pandas_dtype())
-        if dtype.kind in "iu" and not (np.iinfo(dtype).min <= value <= np.iinfo(dtype).max):
-            raise ValueError(
-                f"pad_value {value} does not fit column {name!r} of type "
-                f"{dtype}; pick a value in its range")
-        pads[name] = int(value)
-    return pads
-
-
-def row_order(num_rows, seed):
-    """Row permutation for ``seed`` (identity for None)."""
-    if seed is None:
-        return np.arange(num_rows, dtype=np.int64)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an integer or None, got {seed!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    return np.random.default_rng(int(seed)).permutation(num_rows).astype(np.int64)
-
-
-def assemble(table, names, seq_len, seq_offsets, piece_doc, piece_start,
-             piece_len, rows, pads, with_positions):
-    """Build the packed table: row ``r`` holds the pieces of sequence
-    ``rows[r]`` of the CSR packing over ``table``'s rows."""
-    pad_to = seq_len if pads is not None else 0
-    out_offsets = row_offsets(rows, seq_offsets, piece_len, pad_to)
-    arrays = {}
-    for name in names:
-        col = table.column(name)
-        values, offsets, first_doc = _chunk_buffers(col)
-        dtype = np.dtype(col.type.value_type.to_pandas_dtype())
-        out = np.empty(out_offsets[-1], dtype=dtype)
-        pad = dtype.type(pads[name] if pads is not None else 0)
-        gather_tokens(values, offsets, first_doc, rows, seq_offsets,
-                      piece_doc, piece_start, piece_len, out_offsets, pad, out)
-        arrays[name] = _list_array(out_offsets, out, col.type.value_field,
-                                   large=pa.types.is_large_list(col.type))
-    len_offsets, len_values = gather_piece_lengths(rows, seq_offsets, piece_len)
-    arrays[SEQ_LENGTHS] = _list_array(len_offsets, len_values, pa.int32())
-    if with_positions:
-        positions = _position_ids(len_offsets, len_values, out_offsets)
-        arrays[POSITION_IDS] = _list_array(out_offsets, positions, pa.int32())
-    return pa.table(arrays)
-
-
-def _list_array(offsets, values, value_field, large=False):
-    """A list (or large_list, when asked or needed) array over numpy buffers."""
-    large = large or offsets[-1] > _INT32_MAX
-    typ = pa.large_list(value_field) if large else pa.list_(value_field)
-    offsets = offsets if large else offsets.astype(np.int32)
-    field = typ.value_field
-    return pa.Array.from_buffers(
-        typ, len(offsets) - 1, [None, pa.py_buffer(offsets)],
-        children=[pa.Array.from_buffers(field.type, len(values),
-                                        [None, pa.py_buffer(values)])])
-
-
-def _readonly(a):
-    a = np.ascontiguousarray(a)
-    a.flags.writeable = False
-    return a
-
-
-def _primitive_view(arr, dtype):
-    """Zero-copy numpy view of a primitive Arrow array's data, slice applied."""
-    buf = arr.buffers()[1]
-    if buf is None or len(arr) == 0:
-        return _readonly(np.empty(0, dtype=dtype))
-    data = np.frombuffer(buf, dtype=dtype)
-    return _readonly(data[arr.offset:arr.offset + len(arr)])
-
-
-def _chunk_buffers(col):
-    """Typed lists of each chunk's values and offsets, plus first documents."""
-    dtype = np.dtype(col.type.value_type.to_pandas_dtype())
-    off_dtype = np.int64 if pa.types.is_large_list(col.type) else np.int32
-    values = numba.typed.List()
-    offsets = numba.typed.List()
-    first_doc = [0]
-    for chunk in col.chunks:
-        if len(chunk) == 0:
-            continue
-        values.append(_primitive_view(chunk.values, dtype))
-        offsets.append(_primitive_view(chunk.offsets, off_dtype))
-        first_doc.append(first_doc[-1] + len(chunk))
-    if not len(values):
-        values.append(_readonly(np.empty(0, dtype=dtype)))
-        offsets.append(_readonly(np.zeros(1, dtype=off_dtype)))
-        first_doc.append(0)
-    return values, offsets, np.array(first_doc, dtype=np.int64)
-
-
-def cu_seqlens(seq_lengths):
+def cu_seqlens(seq_lengths: Any) -> np.ndarray:
     """Cumulative piece lengths, as flash-attention's varlen kernels take them.
 
     Parameters
@@ -291,18 +257,17 @@ def cu_seqlens(seq_lengths):
     out = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
     np.cumsum(lengths, out=out[1:])
     if out[-1] > _INT32_MAX:
-        raise ValueError("the batch holds more than 2**31 - 1 tokens; "
-                         "cu_seqlens is int32")
+        raise ValueError("the batch holds more than 2**31 - 1 tokens; cu_seqlens is int32")
     return out.astype(np.int32)
 
 
-def max_seqlen(seq_lengths):
+def max_seqlen(seq_lengths: Any) -> int:
     """Longest piece in a row or batch of ``seq_lengths``, as a Python int."""
     lengths = _flat_lengths(seq_lengths)
     return int(lengths.max()) if lengths.shape[0] else 0
 
 
-def _flat_lengths(seq_lengths):
+def _flat_lengths(seq_lengths: Any) -> np.ndarray:
     if isinstance(seq_lengths, (pa.ListScalar, pa.LargeListScalar)):
         seq_lengths = seq_lengths.values  # one row, e.g. table["seq_lengths"][0]
     if isinstance(seq_lengths, pa.ChunkedArray):

@@ -29,7 +29,7 @@ def sorted_pieces(lengths, seq_len, long_docs="split"):
     return sorted(split_pieces(lengths, seq_len, long_docs), key=lambda p: -p[2])
 
 
-def _any_fit(lengths, seq_len, long_docs, choose):
+def _any_fit(lengths, seq_len, long_docs, choose, open_sequences=()):
     """Place sorted pieces one at a time into ``choose(candidates)``.
 
     ``candidates`` lists ``(free, last_used, j)`` for every open sequence
@@ -37,8 +37,14 @@ def _any_fit(lengths, seq_len, long_docs, choose):
     which sequence ``j`` last received a piece (so also the step at which it
     reached its current free space). ``choose`` returns a ``j``, or ``None``
     to open a new sequence.
+
+    ``open_sequences`` are sequences (lists of pieces) already open before
+    the first piece, in order; they count as used one after another, the
+    last most recently, before any new piece.
     """
-    sequences, free, last_used = [], [], []
+    sequences = [list(seq) for seq in open_sequences]
+    free = [seq_len - sum(p[2] for p in seq) for seq in sequences]
+    last_used = list(range(-len(sequences), 0))
     for step, piece in enumerate(sorted_pieces(lengths, seq_len, long_docs)):
         size = piece[2]
         candidates = [(free[j], last_used[j], j)
@@ -55,20 +61,21 @@ def _any_fit(lengths, seq_len, long_docs, choose):
     return sequences
 
 
-def naive_bfd(lengths, seq_len, long_docs="split"):
+def naive_bfd(lengths, seq_len, long_docs="split", open_sequences=()):
     """Best-fit decreasing: the sequence with the least free space that fits.
 
     Among sequences with equal free space, the one that reached it most
     recently (the tie rule documented by :func:`bfpack.pack`).
     """
     return _any_fit(lengths, seq_len, long_docs,
-                    lambda cands: min(cands, key=lambda c: (c[0], -c[1]))[2])
+                    lambda cands: min(cands, key=lambda c: (c[0], -c[1]))[2],
+                    open_sequences)
 
 
-def naive_ffd(lengths, seq_len, long_docs="split"):
+def naive_ffd(lengths, seq_len, long_docs="split", open_sequences=()):
     """First-fit decreasing: the oldest sequence that fits."""
     return _any_fit(lengths, seq_len, long_docs,
-                    lambda cands: min(c[2] for c in cands))
+                    lambda cands: min(c[2] for c in cands), open_sequences)
 
 
 def naive_concat(lengths, seq_len):
@@ -110,11 +117,53 @@ def cut_counts(lengths, sequences):
     return truncated, cuts, dropped
 
 
-REFERENCES = {"bfd": naive_bfd, "ffd": naive_ffd}
+def naive_concat_method(lengths, seq_len, long_docs="split"):
+    """:func:`naive_concat` with the signature of the other references
+    (concatenation ignores ``long_docs``)."""
+    return naive_concat(lengths, seq_len)
+
+
+#: The slow reference of every method of ``bfpack.METHODS`` (the tests
+#: check that the two registries hold the same names).
+REFERENCES = {"bfd": naive_bfd, "ffd": naive_ffd, "concat": naive_concat_method}
+#: References that can start from open sequences (any-fit methods).
+OPEN_REFERENCES = {"bfd": naive_bfd, "ffd": naive_ffd}
 
 
 def naive_pack(lengths, seq_len, method="bfd", long_docs="split"):
     """The reference packing for any ``method``, as a list of sequences."""
-    if method == "concat":
-        return naive_concat(lengths, seq_len)
     return REFERENCES[method](lengths, seq_len, long_docs)
+
+
+def naive_stream(windows, seq_len, method="bfd", long_docs="split", max_open=4096,
+                 streams=True):
+    """Windows packed one after another, carrying the roomiest open sequences.
+
+    After each window but the last, the sequences with free space are
+    candidates to stay open; the ``max_open`` with the most free space stay
+    (ties: the older sequence), the others and the full ones are emitted,
+    in order of opening. Sequences kept open come first in the next window,
+    in the order they were opened. ``streams=False``: every window alone.
+    Documents are numbered across the windows. Returns the emitted
+    sequences of each window.
+    """
+    emitted = []
+    open_seqs = []
+    base = 0
+    for k, lengths in enumerate(windows):
+        last = k == len(windows) - 1
+        # Empty documents in front number this window's documents from base.
+        numbered = [0] * base + [int(n) for n in lengths]
+        if streams:
+            seqs = OPEN_REFERENCES[method](numbered, seq_len, long_docs, open_seqs)
+        else:
+            seqs = REFERENCES[method](numbered, seq_len, long_docs)
+        free = [seq_len - sum(p[2] for p in seq) for seq in seqs]
+        kept = []
+        if streams and not last:
+            room = [j for j in range(len(seqs)) if free[j] > 0]
+            kept = sorted(sorted(room, key=lambda j: (-free[j], j))[:max_open])
+        emitted.append([seq for j, seq in enumerate(seqs) if j not in kept])
+        open_seqs = [seqs[j] for j in kept]
+        base += len(lengths)
+    return emitted

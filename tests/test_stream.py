@@ -1,98 +1,56 @@
-"""Tests of :class:`bfpack.stream.StreamPacker`: windows with carried-over
-open sequences."""
-
-import dataclasses
+"""Tests of :class:`bfpack.StreamPacker` (windows of lengths) and
+:class:`bfpack.TableStreamPacker` (windows of Arrow tables), against the
+slow stream reference in ``naive.py``."""
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bfpack
+from bfpack import METHODS, OutputSpec, Packing, StreamPacker, TableStreamPacker
 from bfpack.corpus import web_like_lengths
-from bfpack.stream import StreamPacker, Window
-from tokens import expected_pieces
+from naive import cut_counts, naive_stream
+from tokens import COLUMNS, check_packed, token_table
 
 
-def run_stream(windows, seq_len, long_docs="split", max_open=4096):
-    """Feed ``windows`` (lists of lengths) to a StreamPacker, checking every
-    Window; return the emitted sequences as lists of global
-    ``(doc, start, length)`` pieces, and the packer."""
-    packer = StreamPacker(seq_len, long_docs, max_open)
-    carried = []      # global pieces, in the order of the last carry_pieces
-    open_seqs = []    # their sequences, as lists of global pieces
-    emitted = []
-    base = 0
+def as_lists(plan):
+    return [list(zip(*(a.tolist() for a in plan.sequence(j))))
+            for j in range(plan.num_sequences)]
+
+
+def run_stream(windows, seq_len, method="bfd", long_docs="split", max_open=4096):
+    """Feed ``windows`` to a StreamPacker; return every step's Packing and the packer."""
+    packer = StreamPacker(seq_len, method=method, long_docs=long_docs, max_open=max_open)
+    plans = []
     for i, lengths in enumerate(windows):
-        last = i == len(windows) - 1
-        w = packer.step(np.asarray(lengths, dtype=np.int64), last=last)
-        assert isinstance(w, Window)
-        assert w.num_carried == len(carried)
-        num_seqs = w.seq_offsets.shape[0] - 1
-        assert w.seq_offsets[0] == 0 and w.seq_offsets[-1] == w.piece_doc.shape[0]
-        assert np.all(np.diff(w.seq_offsets) >= 1)
-        pieces = []
-        for d, s, n in zip(w.piece_doc.tolist(), w.piece_start.tolist(),
-                           w.piece_len.tolist()):
-            assert 1 <= n <= seq_len
-            if d < w.num_carried:
-                assert s == 0, "a carried piece is a document of its own"
-                assert n == carried[d][2]
-                pieces.append(carried[d])
-            else:
-                pieces.append((base + d - w.num_carried, s, n))
-        seqs = [pieces[w.seq_offsets[j]:w.seq_offsets[j + 1]]
-                for j in range(num_seqs)]
-        fill = np.array([sum(p[2] for p in s) for s in seqs], dtype=np.int64)
-        assert np.all(fill <= seq_len)
-        # The open sequences come first, each with its carried pieces first.
-        for j, old in enumerate(open_seqs):
-            assert seqs[j][:len(old)] == old
-        # Carried pieces appear exactly once, in the sequences that held them.
-        doc_ids = w.piece_doc.tolist()
-        assert sorted(d for d in doc_ids if d < w.num_carried) == list(range(w.num_carried))
-
-        emit = w.emit.tolist()
-        assert emit == sorted(set(emit))
-        kept = [j for j in range(num_seqs) if j not in set(emit)]
-        if last:
-            assert kept == []
-        assert len(kept) <= max_open
-        assert all(fill[j] < seq_len for j in kept), "a full sequence was carried"
-        # The roomiest are kept.
-        left_out = [j for j in emit if fill[j] < seq_len]
-        if kept and left_out:
-            assert fill[kept].max() <= fill[left_out].min()
-        # carry_pieces: the pieces of the kept sequences, sequence by sequence.
-        want = [k for j in kept for k in range(w.seq_offsets[j], w.seq_offsets[j + 1])]
-        assert w.carry_pieces.tolist() == want
-        carried = [pieces[k] for k in want]
-        open_seqs = [seqs[j] for j in kept]
-        assert packer.num_open == len(kept)
-        emitted.extend(seqs[j] for j in emit)
-        base += len(lengths)
-    return emitted, packer
+        plan = packer.step(np.asarray(lengths, dtype=np.int64),
+                           last=i == len(windows) - 1)
+        assert isinstance(plan, Packing) and plan.counts is None
+        assert packer.num_open <= (max_open if METHODS[method].streams else 0)
+        plans.append(plan)
+    assert packer.num_open == 0
+    return plans, packer
 
 
-def check_coverage(emitted, lengths, seq_len, long_docs):
-    got = [p for s in emitted for p in s]
-    assert len(got) == len(set(got)), "a piece was emitted twice"
-    assert set(got) == expected_pieces(lengths, seq_len, long_docs)
-
-
-def check_stats(packer, emitted, lengths, seq_len, long_docs):
-    s = packer.stats()
-    ref = bfpack.pack(lengths, seq_len, long_docs=long_docs).stats()
-    for key in ("seq_len", "long_docs", "documents", "empty_documents",
-                "tokens", "tokens_packed", "lower_bound",
-                "documents_truncated", "truncation_cuts", "tokens_dropped"):
-        assert getattr(s, key) == getattr(ref, key), key
-    assert s.method == "bfd"
-    assert s.sequences == len(emitted)
-    assert s.excess_sequences == s.sequences - s.lower_bound
-    assert s.padding_tokens == s.sequences * seq_len - s.tokens_packed
-    if s.sequences:
-        assert s.fill == pytest.approx(s.tokens_packed / (s.sequences * seq_len))
+def expected_stats(windows, emitted, seq_len, method, long_docs):
+    """The stream's statistics, counted from the lengths and the reference's
+    emitted sequences alone."""
+    lengths = np.array([n for w in windows for n in w], dtype=np.int64)
+    keep = lengths if not METHODS[method].cuts_by_long_docs or long_docs == "split" \
+        else np.minimum(lengths, seq_len)
+    seqs = [s for step in emitted for s in step]
+    truncated, cuts, dropped = cut_counts(lengths, seqs)
+    packed = int(keep.sum())
+    return dict(method=method, long_docs=long_docs, seq_len=seq_len,
+                documents=len(lengths), empty_documents=int((lengths == 0).sum()),
+                tokens=int(lengths.sum()), tokens_packed=packed, sequences=len(seqs),
+                lower_bound=-(-packed // seq_len),
+                excess_sequences=len(seqs) - -(-packed // seq_len),
+                padding_tokens=len(seqs) * seq_len - packed,
+                documents_truncated=truncated, truncation_cuts=cuts,
+                tokens_dropped=dropped)
 
 
 @st.composite
@@ -103,91 +61,243 @@ def streams(draw):
     windows = draw(st.lists(st.lists(one, max_size=25), min_size=1, max_size=6))
     max_open = draw(st.sampled_from([0, 1, 2, 5, 4096]))
     long_docs = draw(st.sampled_from(["split", "truncate"]))
-    return windows, seq_len, long_docs, max_open
+    method = draw(st.sampled_from(sorted(METHODS)))
+    return windows, seq_len, method, long_docs, max_open
 
 
-@settings(max_examples=150)
+@settings(max_examples=200)
 @given(streams())
-def test_every_piece_once_across_windows(case):
-    windows, seq_len, long_docs, max_open = case
-    emitted, packer = run_stream(windows, seq_len, long_docs, max_open)
-    lengths = np.array([n for w in windows for n in w], dtype=np.int64)
-    check_coverage(emitted, lengths, seq_len, long_docs)
-    check_stats(packer, emitted, lengths, seq_len, long_docs)
-    assert packer.num_open == 0
+def test_steps_are_the_reference_stream(case):
+    windows, seq_len, method, long_docs, max_open = case
+    plans, packer = run_stream(windows, seq_len, method, long_docs, max_open)
+    ref = naive_stream(windows, seq_len, method, long_docs, max_open,
+                       streams=METHODS[method].streams)
+    assert [as_lists(p) for p in plans] == ref
+    got = packer.stats().to_dict()
+    want = expected_stats(windows, ref, seq_len, method, long_docs)
+    assert {k: got[k] for k in want} == want
+    assert got["fill"] == pytest.approx(
+        want["tokens_packed"] / (want["sequences"] * seq_len) if want["sequences"] else 1.0)
 
 
 @pytest.mark.parametrize("max_open,long_docs", [
     (0, "split"), (1, "truncate"), (16, "split"), (4096, "truncate")])
-def test_medium_stream(max_open, long_docs):
+def test_medium_stream_is_the_reference(max_open, long_docs):
     seq_len = 512
-    lengths = web_like_lengths(20_000, seed=3) // 4
+    lengths = web_like_lengths(6_000, seed=3) // 4
     lengths[::97] = 0
-    windows = np.array_split(lengths, [3000, 3000, 3001, 9000, 15000])
-    emitted, packer = run_stream(windows, seq_len, long_docs, max_open)
-    check_coverage(emitted, lengths, seq_len, long_docs)
-    check_stats(packer, emitted, lengths, seq_len, long_docs)
+    windows = np.array_split(lengths, [1000, 1000, 1001, 3000, 4500])
+    plans, _ = run_stream(windows, seq_len, "bfd", long_docs, max_open)
+    ref = naive_stream(windows, seq_len, "bfd", long_docs, max_open)
+    assert [as_lists(p) for p in plans] == ref
 
 
-def test_single_window_is_global_bfd():
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("long_docs", ["split", "truncate"])
+def test_one_window_is_the_global_pack(method, long_docs):
     lengths = web_like_lengths(5000, seed=4)
-    for long_docs in ("split", "truncate"):
-        plan = bfpack.pack(lengths, 2048, long_docs=long_docs)
-        w = StreamPacker(2048, long_docs).step(lengths, last=True)
-        assert w.num_carried == 0 and w.carry_pieces.shape[0] == 0
-        assert w.emit.tolist() == list(range(plan.num_sequences))
-        for name in ("seq_offsets", "piece_doc", "piece_start", "piece_len"):
-            assert np.array_equal(getattr(w, name), getattr(plan, name)), name
+    plan = bfpack.pack(lengths, 2048, method=method, long_docs=long_docs)
+    step = StreamPacker(2048, method=method, long_docs=long_docs).step(lengths, last=True)
+    for name in ("seq_offsets", "piece_doc", "piece_start", "piece_len", "seq_fill"):
+        np.testing.assert_array_equal(getattr(step, name), getattr(plan, name), err_msg=name)
+        assert not getattr(step, name).flags.writeable
 
 
 def test_stats_before_the_last_window_count_written_sequences_only():
-    packer = StreamPacker(10, "split", 4)
-    w = packer.step([3, 4, 10, 25])
+    packer = StreamPacker(10, max_open=4)
+    plan = packer.step([3, 4, 10, 25])
     s = packer.stats()
-    assert s.sequences == w.emit.shape[0]
-    open_tokens = sum(int(w.piece_len[k]) for k in w.carry_pieces)
-    assert open_tokens > 0
+    assert s.sequences == plan.num_sequences == 3
+    assert packer.num_open == 2
+    open_tokens = s.tokens_packed - int(plan.seq_fill.sum())
+    assert open_tokens == 3 + 4 + 5
     assert s.padding_tokens == s.sequences * 10 - (s.tokens_packed - open_tokens)
-    w = packer.step([], last=True)
+    plan = packer.step([], last=True)
     assert packer.num_open == 0
-    assert packer.stats().sequences == s.sequences + w.emit.shape[0]
+    assert packer.stats().sequences == s.sequences + plan.num_sequences
     assert packer.stats().padding_tokens == packer.stats().sequences * 10 - 42
 
 
 def test_empty_windows_keep_the_open_sequences():
-    packer = StreamPacker(10, "split", 8)
-    w1 = packer.step([3, 4])
-    assert w1.emit.shape[0] == 0 and packer.num_open == 1
-    w2 = packer.step([])
-    assert w2.num_carried == 2 and w2.emit.shape[0] == 0 and packer.num_open == 1
-    w3 = packer.step([], last=True)
-    assert w3.emit.tolist() == [0] and w3.piece_len.tolist() == [4, 3]
+    packer = StreamPacker(10, max_open=8)
+    assert packer.step([3, 4]).num_sequences == 0 and packer.num_open == 1
+    assert packer.step([]).num_sequences == 0 and packer.num_open == 1
+    plan = packer.step([], last=True)
+    assert as_lists(plan) == [[(1, 0, 4), (0, 0, 3)]]
 
 
-def test_window_is_immutable():
-    w = StreamPacker(8).step([1, 2], last=True)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        w.emit = None
+def test_documents_are_numbered_across_the_stream():
+    packer = StreamPacker(10, max_open=8)
+    assert packer.step([12]).num_sequences == 1        # doc 0: 10 + 2, the 2 stays open
+    plan = packer.step([0, 5], last=True)              # docs 1 (empty) and 2
+    assert as_lists(plan) == [[(0, 10, 2), (2, 0, 5)]]
 
 
-@pytest.mark.parametrize("kwargs,exc", [
-    (dict(seq_len=0), ValueError), (dict(seq_len="8"), TypeError),
-    (dict(seq_len=8, long_docs="drop"), ValueError),
-    (dict(seq_len=8, max_open=-1), ValueError),
-    (dict(seq_len=8, max_open=1.5), ValueError),
-    (dict(seq_len=8, max_open=True), ValueError),
+def test_non_streaming_methods_ignore_max_open():
+    for method in (m for m in METHODS if not METHODS[m].streams):
+        packer = StreamPacker(10, method=method, max_open=100)
+        packer.step([3, 4])
+        assert packer.num_open == 0 and packer.max_open == 0
+
+
+def test_take_numbers_and_reorders_sequences():
+    plan = bfpack.pack([8, 6, 3, 1, 12], 10)
+    sub = plan.take([2, 0, 2])
+    assert as_lists(sub) == [as_lists(plan)[2], as_lists(plan)[0], as_lists(plan)[2]]
+    assert sub.seq_fill.tolist() == plan.seq_fill[[2, 0, 2]].tolist()
+    assert sub.take([]).num_sequences == 0
+    with pytest.raises(ValueError, match="selection of sequences"):
+        sub.stats()
+    with pytest.raises(ValueError, match=rf"rows\[1\] = 9 is outside \[0, {plan.num_sequences}\)"):
+        plan.take([0, 9])
+    with pytest.raises(TypeError, match="integer indices"):
+        plan.take([0.5])
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(seq_len=0), ValueError, "seq_len must be between 1"),
+    (dict(seq_len="8"), TypeError, "seq_len must be an integer number of tokens"),
+    (dict(seq_len=8, long_docs="drop"), ValueError, "long_docs must be one of"),
+    (dict(seq_len=8, method="nf"), ValueError, "method must be one of 'bfd', 'ffd', 'concat'"),
+    (dict(seq_len=8, max_open=-1), ValueError, "max_open must be >= 0, got -1"),
+    (dict(seq_len=8, max_open=1.5), TypeError, "max_open must be an integer, got float"),
+    (dict(seq_len=8, max_open=True), TypeError, "max_open must be an integer, got a bool"),
 ])
-def test_bad_arguments(kwargs, exc):
-    with pytest.raises(exc):
+def test_bad_arguments(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
         StreamPacker(**kwargs)
 
 
-def test_bad_lengths():
+def test_numpy_integer_arguments():
+    packer = StreamPacker(np.int32(10), max_open=np.int64(4))
+    assert (packer.seq_len, packer.max_open) == (10, 4)
+    assert type(packer.max_open) is int
+
+
+def test_bad_lengths_and_last():
     packer = StreamPacker(8)
-    with pytest.raises(ValueError, match="negative"):
+    with pytest.raises(ValueError, match=r"lengths\[1\] = -2 is negative"):
         packer.step([1, -2])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="integer token counts"):
         packer.step(["a"])
+    with pytest.raises(TypeError, match="last must be True or False"):
+        packer.step([1], last=1)
+    # A refused window changes nothing.
+    assert packer.stats().documents == 0
+
+
+# --------------------------------------------------------------------------
+# TableStreamPacker
+# --------------------------------------------------------------------------
+
+def table_windows(lengths, cuts, **kwargs):
+    """Token tables of ``lengths`` cut at ``cuts``, documents numbered across them."""
+    bounds = [0, *cuts, len(lengths)]
+    return [token_table(lengths[a:b], first_doc=a, **kwargs)
+            for a, b in zip(bounds, bounds[1:])]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("pad,positions", [(None, False), ({"input_ids": -1, "labels": -100,
+                                                            "mask": 0}, True)])
+def test_table_stream_equals_the_lengths_stream(method, pad, positions):
+    seq_len = 64
+    lengths = web_like_lengths(1500, seed=8) // 16
+    lengths[::31] = 0
+    cuts = [100, 100, 700, 701, 1200]
+    windows = table_windows(lengths, cuts)
+    spec = OutputSpec.for_schema(windows[0].schema, columns=list(COLUMNS),
+                                 pad_value=pad, position_ids=positions)
+    packer = TableStreamPacker(seq_len, spec, method=method, max_open=7)
+    ref = StreamPacker(seq_len, method=method, max_open=7)
+    outs = []
+    for i, (w, lens) in enumerate(zip(windows, np.split(lengths, cuts))):
+        last = i == len(windows) - 1
+        out = packer.step(w, last=last)
+        plan = ref.step(lens, last=last)
+        assert out.num_rows == plan.num_sequences
+        check_packed(out, lengths, seq_len, pad=pad, position_ids=positions,
+                     long_docs="concat" if method == "concat" else "split",
+                     plan=plan, complete=False)
+        outs.append(out)
+        assert packer.num_open == ref.num_open
+        carried = packer.open_pieces
+        assert carried.column_names == list(COLUMNS)
+        written = sum(sum(r) for o in outs for r in o["seq_lengths"].to_pylist())
+        assert sum(len(r) for r in carried["input_ids"].to_pylist()) \
+            == ref.stats().tokens_packed - written
+    full = pa.concat_tables(outs)
+    check_packed(full, lengths, seq_len, pad=pad, position_ids=positions,
+                 long_docs="concat" if method == "concat" else "split")
+    assert packer.stats() == ref.stats()
+
+
+def test_open_pieces_are_the_carried_tokens():
+    spec = OutputSpec.for_schema(token_table([1]).schema, columns=["input_ids"])
+    packer = TableStreamPacker(10, spec, max_open=8)
+    out = packer.step(token_table([12, 3]))                 # 10 | 2 + 3 open
+    assert out.num_rows == 1
+    pieces = packer.open_pieces
+    assert pieces.column_names == ["input_ids"]
+    assert sorted(map(tuple, pieces["input_ids"].to_pylist())) == [
+        (10, 11), (100_000, 100_001, 100_002)]
+    rest = packer.finish()
+    assert rest["seq_lengths"].to_pylist() == [[3, 2]]
+    assert packer.open_pieces.num_rows == 0 and packer.num_open == 0
+
+
+def test_table_stream_seed_shuffles_each_output_with_its_own_seed():
+    seq_len = 32
+    lengths = web_like_lengths(800, seed=9) // 20
+    windows = table_windows(lengths, [400])
+    spec = OutputSpec.for_schema(windows[0].schema, columns=["input_ids"])
+
+    def run(seed):
+        packer = TableStreamPacker(seq_len, spec, seed=seed, max_open=5)
+        return [packer.step(windows[0]), packer.step(windows[1], last=True)]
+
+    plain, a, b = run(None), run(3), run(3)
+    for k in range(2):
+        assert a[k].equals(b[k])
+        assert not a[k].equals(plain[k])
+        order = np.random.default_rng(3 + k).permutation(plain[k].num_rows)
+        assert a[k].equals(plain[k].take(order))
+
+
+def test_table_stream_ignores_other_columns_and_accepts_large_lists():
+    lengths = np.array([3, 9, 4, 0, 7])
+    first = token_table(lengths[:2], doc_id=True)
+    second = token_table(lengths[2:], large=True, first_doc=2)
+    spec = OutputSpec.for_schema(first.schema, columns=["input_ids", "mask"])
+    packer = TableStreamPacker(8, spec)
+    out = pa.concat_tables([packer.step(first), packer.step(second, last=True)])
+    assert out.schema.field("input_ids").type == pa.list_(pa.int64())
+    check_packed(out, lengths, 8, columns=["input_ids", "mask"])
+
+
+@pytest.mark.parametrize("bad,exc,match", [
+    (pa.table({"labels": pa.array([[1]])}), ValueError,
+     "the window has no column 'input_ids'"),
+    (pa.table({"input_ids": pa.array([[1.5]])}), TypeError,
+     "column 'input_ids' is list<item: double>, but list<item: int64>"),
+    (pa.table({"input_ids": pa.array([1])}), TypeError, "column 'input_ids' is int64"),
+    ("not a table", TypeError, "pyarrow.Table or RecordBatch"),
+])
+def test_table_stream_bad_windows(bad, exc, match):
+    spec = OutputSpec.for_schema(token_table([1]).schema, columns=["input_ids"])
+    packer = TableStreamPacker(8, spec)
+    packer.step(token_table([5]))
+    with pytest.raises(exc, match=match):
+        packer.step(bad)
+    assert packer.num_open == 1 and packer.stats().documents == 1
+
+
+def test_table_stream_bad_spec():
+    with pytest.raises(TypeError, match="spec must be an OutputSpec"):
+        TableStreamPacker(8, ["input_ids"])
+    spec = OutputSpec.for_schema(token_table([1]).schema)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        TableStreamPacker(8, spec, seed="1")
 
 
 # --------------------------------------------------------------------------
@@ -200,16 +310,16 @@ def web_lengths():
 
 
 def _stream_sequences(lengths, seq_len, window, max_open):
-    packer = StreamPacker(seq_len, "split", max_open)
+    packer = StreamPacker(seq_len, max_open=max_open)
     total = 0
     for lo in range(0, lengths.shape[0], window):
-        w = packer.step(lengths[lo:lo + window],
-                        last=lo + window >= lengths.shape[0])
-        total += w.emit.shape[0]
+        total += packer.step(lengths[lo:lo + window],
+                             last=lo + window >= lengths.shape[0]).num_sequences
     assert packer.stats().sequences == total
     return total, packer.stats()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seq_len", [2048, 8192])
 def test_quality_close_to_global_bfd(web_lengths, seq_len):
     plan = bfpack.pack(web_lengths, seq_len)

@@ -10,13 +10,13 @@ from hypothesis import given, settings
 
 import bfpack
 import bfpack.corpus
-import bfpack.packing
+import bfpack.methods
 from test_pack import ARRAYS, check_plan, documents
 
 
 @pytest.fixture
 def wide_indices(monkeypatch):
-    monkeypatch.setattr(bfpack.packing, "_INT32_INDEX_LIMIT", 0)
+    monkeypatch.setattr(bfpack.methods, "_INT32_INDEX_LIMIT", 0)
 
 
 @pytest.mark.parametrize("method", ["bfd", "ffd"])
@@ -27,7 +27,7 @@ def test_int64_scratch_gives_the_same_packing(case, method, long_docs):
     lengths, L = case
     narrow = bfpack.pack(lengths, L, method=method, long_docs=long_docs)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(bfpack.packing, "_INT32_INDEX_LIMIT", 0)
+        mp.setattr(bfpack.methods, "_INT32_INDEX_LIMIT", 0)
         wide = bfpack.pack(lengths, L, method=method, long_docs=long_docs)
     check_plan(wide, lengths, L, method, long_docs)
     for name in ARRAYS:

@@ -135,7 +135,7 @@ def tiles(pieces, lengths):
 
 def check_packed(out, lengths, seq_len, *, columns=COLUMNS, long_docs="split",
                  pad=None, position_ids=False, plan=None, rows=None,
-                 value_types=None, large=None, first_doc=0):
+                 value_types=None, large=None, first_doc=0, complete=True):
     """Assert that ``out`` is a correct packing of documents ``lengths``.
 
     ``long_docs``: "split", "truncate", or "concat" (cuts anywhere, every
@@ -143,7 +143,9 @@ def check_packed(out, lengths, seq_len, *, columns=COLUMNS, long_docs="split",
     :class:`bfpack.Packing` whose sequences the rows must be (in order
     ``rows``, default the identity; pass ``rows="any"`` to only compare
     the multisets of rows). ``value_types``: expected value type per column.
-    Returns the decoded pieces.
+    ``complete=False``: ``out`` is part of a packing (a stream step), so its
+    pieces are some of the documents' pieces, not all. Returns the decoded
+    pieces.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     expected_names = list(columns) + ["seq_lengths"] + (
@@ -205,7 +207,10 @@ def check_packed(out, lengths, seq_len, *, columns=COLUMNS, long_docs="split",
     # Coverage: exactly the pieces of the cutting rule, each once.
     got = list(map(tuple, pieces.tolist()))
     assert len(got) == len(set(got)), "a piece appears twice"
-    if long_docs == "concat":
+    if not complete:
+        if long_docs != "concat":
+            assert set(got) <= expected_pieces(lengths, seq_len, long_docs)
+    elif long_docs == "concat":
         # Cuts may fall anywhere: the pieces of each document tile it.
         assert tiles(got, lengths), "pieces do not cover each document once"
     else:

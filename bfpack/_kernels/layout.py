@@ -1,27 +1,26 @@
-"""Turning per-piece assignments into the CSR layout of a packing.
+"""The CSR layout of a packing: building it, merging it, selecting from it.
 
 A packing is stored by sequence: the pieces of sequence ``j`` are
 ``seq_offsets[j]:seq_offsets[j + 1]`` of ``piece_doc``, ``piece_start`` and
-``piece_len``.
+``piece_len`` (a :class:`.results.Layout`).
 """
 
 import numpy as np
 
 from .._jit import jit
+from .results import Layout
 
 
 @jit
-def lay_out(sorted_doc, piece_bin, bin_count, size_count, lengths, seq_len,
-            piece_start):
-    """Lay out the pieces sequence by sequence.
+def lay_out(sorted_doc, piece_seq, seq_count, size_count, lengths, seq_len, piece_start):
+    """Lay out the pieces sequence by sequence; returns a :class:`Layout`.
 
-    ``sorted_doc`` and ``piece_bin`` give the document and the sequence of
+    ``sorted_doc`` and ``piece_seq`` give the document and the sequence of
     every piece in sorted order (longest first, equal pieces in document
-    order; the last piece of a split document as ``~doc``), ``bin_count``
+    order; the last piece of a split document as ``~doc``), ``seq_count``
     the pieces each sequence received. Fills ``piece_start`` (int64, one
-    slot per piece) last, so ``sorted_doc`` and ``piece_bin`` may live in
-    its memory. Returns ``(seq_offsets, piece_doc, piece_len)``, the pieces
-    of each sequence in placement order.
+    slot per piece) last, so ``sorted_doc`` and ``piece_seq`` may live in
+    its memory. Pieces of a sequence are listed in placement order.
 
     Walking the sorted order keeps the writes near each other (pieces placed
     one after another go to sequences opened near each other), but each
@@ -30,30 +29,30 @@ def lay_out(sorted_doc, piece_bin, bin_count, size_count, lengths, seq_len,
     the document and the length are scattered; starts follow in a
     sequential pass.
     """
-    num_bins = bin_count.shape[0]
-    num_pieces = piece_bin.shape[0]
+    num_seqs = seq_count.shape[0]
+    num_pieces = piece_seq.shape[0]
     # cursor[b] is where the next piece of sequence b goes; after the pass
     # it has advanced to the start of sequence b + 1.
-    cursor = np.empty(num_bins + 1, dtype=np.int64)
+    cursor = np.empty(num_seqs + 1, dtype=np.int64)
     cursor[0] = 0
-    for b in range(num_bins):
-        cursor[b + 1] = cursor[b] + bin_count[b]
+    for b in range(num_seqs):
+        cursor[b + 1] = cursor[b] + seq_count[b]
     piece_doc = np.empty(num_pieces, dtype=np.int64)
     piece_len = np.empty(num_pieces, dtype=np.int32)
     p = 0
     for s in range(seq_len, 0, -1):
         for _ in range(size_count[s]):
-            b = piece_bin[p]
+            b = piece_seq[p]
             dst = cursor[b]
             cursor[b] = dst + 1
             piece_doc[dst] = sorted_doc[p]
             piece_len[dst] = s
             p += 1
-    for b in range(num_bins, 0, -1):
+    for b in range(num_seqs, 0, -1):
         cursor[b] = cursor[b - 1]
     cursor[0] = 0
     _piece_starts(piece_doc, piece_len, lengths, seq_len, piece_start)
-    return cursor, piece_doc, piece_len
+    return Layout(cursor, piece_doc, piece_start, piece_len)
 
 
 @jit
@@ -82,76 +81,24 @@ def _piece_starts(piece_doc, piece_len, lengths, seq_len, piece_start):
 
 
 @jit
-def concatenate(lengths, seq_len):
-    """The baseline: documents in order, one stream, cut every ``seq_len``.
-
-    Returns ``(seq_offsets, piece_doc, piece_start, piece_len, docs_cut,
-    cuts)``.
-    """
-    tokens = 0
-    num_pieces = 0
-    num_docs = 0
-    for i in range(lengths.shape[0]):
-        n = lengths[i]
-        if n > 0:
-            num_docs += 1
-            # Sequences touched by tokens [tokens, tokens + n).
-            num_pieces += (tokens + n - 1) // seq_len - tokens // seq_len + 1
-            tokens += n
-    num_seqs = (tokens + seq_len - 1) // seq_len
-    seq_offsets = np.empty(num_seqs + 1, dtype=np.int64)
-    piece_doc = np.empty(num_pieces, dtype=np.int64)
-    piece_start = np.empty(num_pieces, dtype=np.int64)
-    piece_len = np.empty(num_pieces, dtype=np.int32)
-    seq_offsets[0] = 0
-    docs_cut = 0
-    p = 0
-    room = seq_len
-    seq = 0
-    for i in range(lengths.shape[0]):
-        n = lengths[i]
-        if n <= 0:
-            continue
-        if n > room:
-            docs_cut += 1
-        start = 0
-        while start < n:
-            k = min(n - start, room)
-            piece_doc[p] = i
-            piece_start[p] = start
-            piece_len[p] = k
-            p += 1
-            start += k
-            room -= k
-            if room == 0:
-                seq += 1
-                seq_offsets[seq] = p
-                room = seq_len
-    if room < seq_len:
-        seq_offsets[num_seqs] = p
-    return (seq_offsets, piece_doc, piece_start, piece_len, docs_cut,
-            num_pieces - num_docs)
-
-
-@jit
-def prepend_open(open_offsets, open_len, seq_offsets, piece_doc, piece_start,
-                 piece_len):
+def merge_open(open_offsets, open_len, seq_offsets, piece_doc, piece_start, piece_len):
     """Put the pieces of sequences that were already open in front.
 
     Sequence ``b < B0`` already held pieces ``open_offsets[b]:open_offsets[b
     + 1]`` (lengths ``open_len``), numbered as documents ``0 .. C - 1``; the
-    new pieces' documents are shifted by ``C``. Returns the merged CSR.
+    new pieces' documents are shifted by ``C``. Returns the merged
+    :class:`Layout`.
     """
     num_open = open_offsets.shape[0] - 1
     num_carried = open_len.shape[0]
-    num_bins = seq_offsets.shape[0] - 1
+    num_seqs = seq_offsets.shape[0] - 1
     total = num_carried + piece_doc.shape[0]
-    offsets = np.empty(num_bins + 1, dtype=np.int64)
+    offsets = np.empty(num_seqs + 1, dtype=np.int64)
     doc = np.empty(total, dtype=np.int64)
     start = np.empty(total, dtype=np.int64)
     length = np.empty(total, dtype=np.int32)
     q = 0
-    for b in range(num_bins):
+    for b in range(num_seqs):
         offsets[b] = q
         if b < num_open:
             for k in range(open_offsets[b], open_offsets[b + 1]):
@@ -164,5 +111,27 @@ def prepend_open(open_offsets, open_len, seq_offsets, piece_doc, piece_start,
             start[q] = piece_start[k]
             length[q] = piece_len[k]
             q += 1
-    offsets[num_bins] = q
-    return offsets, doc, start, length
+    offsets[num_seqs] = q
+    return Layout(offsets, doc, start, length)
+
+
+@jit
+def take_sequences(seq_offsets, piece_doc, piece_start, piece_len, rows):
+    """The sequences ``rows`` (in that order) of a layout, as a new :class:`Layout`."""
+    offsets = np.empty(rows.shape[0] + 1, dtype=np.int64)
+    offsets[0] = 0
+    for r in range(rows.shape[0]):
+        j = rows[r]
+        offsets[r + 1] = offsets[r] + seq_offsets[j + 1] - seq_offsets[j]
+    total = offsets[rows.shape[0]]
+    doc = np.empty(total, dtype=np.int64)
+    start = np.empty(total, dtype=np.int64)
+    length = np.empty(total, dtype=np.int32)
+    for r in range(rows.shape[0]):
+        lo = seq_offsets[rows[r]]
+        for q in range(offsets[r], offsets[r + 1]):
+            k = lo + q - offsets[r]
+            doc[q] = piece_doc[k]
+            start[q] = piece_start[k]
+            length[q] = piece_len[k]
+    return Layout(offsets, doc, start, length)

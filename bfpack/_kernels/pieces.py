@@ -11,17 +11,12 @@ materialises as document indices for the layout.
 import numpy as np
 
 from .._jit import jit
+from .results import PieceCounts
 
 
 @jit
-def piece_histogram(lengths, seq_len, split):
-    """Count pieces per length and the cost of cutting.
-
-    Returns ``(size_count, tokens, dropped, docs_cut, cuts, empty_docs,
-    first_bad)``; ``size_count[s]`` is the number of pieces of ``s``
-    tokens (index 0 unused). ``first_bad`` is -1, or the index of the first
-    length that is negative or would take the token total past int64.
-    """
+def count_pieces(lengths, seq_len, split):
+    """Count pieces per length and the cost of cutting; a :class:`PieceCounts`."""
     limit = np.iinfo(np.int64).max
     size_count = np.zeros(seq_len + 1, dtype=np.int64)
     tokens = 0
@@ -33,11 +28,11 @@ def piece_histogram(lengths, seq_len, split):
         n = lengths[i]
         if n <= 0:
             if n < 0:
-                return size_count, 0, 0, 0, 0, 0, i
+                return PieceCounts(size_count, 0, 0, 0, 0, 0, i)
             empty_docs += 1
             continue
         if n > limit - tokens:
-            return size_count, 0, 0, 0, 0, 0, i
+            return PieceCounts(size_count, 0, 0, 0, 0, 0, i)
         tokens += n
         if n <= seq_len:
             size_count[n] += 1
@@ -56,7 +51,7 @@ def piece_histogram(lengths, seq_len, split):
             size_count[seq_len] += 1
             dropped += n - seq_len
             cuts += 1
-    return size_count, tokens, dropped, docs_cut, cuts, empty_docs, -1
+    return PieceCounts(size_count, tokens, dropped, docs_cut, cuts, empty_docs, -1)
 
 
 @jit

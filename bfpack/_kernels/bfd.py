@@ -1,45 +1,27 @@
-"""Best-fit and first-fit decreasing over pieces sorted by length.
-
-Both kernels read the sorted order from the histogram of piece lengths
-alone (``size_count[s]`` pieces of ``s`` tokens, longest first; equal
-pieces in document order) and write the sequence of every sorted piece.
+"""Best-fit decreasing: each piece goes to the sequence with the least free
+space that still holds it.
 
 Bulk placement: after the sort, equal pieces are consecutive. A sequence
-with ``c`` free tokens that is the best (or first) fit for a piece of ``s``
-tokens stays the best fit while it has room, so it takes ``min(m, c // s)``
-of the ``m`` remaining pieces at once. The result is exactly the
-item-by-item packing, with one tree walk per (length, free space) step
-instead of one per piece.
+with ``c`` free tokens that is the best fit for a piece of ``s`` tokens
+stays the best fit while it has room, so it takes ``min(m, c // s)`` of
+the ``m`` remaining pieces at once. The result is exactly the item-by-item
+packing, with one tree walk per (length, free space) step instead of one
+per piece.
 """
 
 import numpy as np
 
 from .._jit import jit
+from .anyfit import max_new_sequences
+from .results import Fit
 from .tree import tree_build, tree_leftmost_at_least, tree_set, tree_width
-
-
-@jit
-def new_bin_bound(size_count, seq_len):
-    """Upper bound on the sequences opened by any-fit packing.
-
-    Any-fit never leaves two sequences at most half full (the second one's
-    first piece would have fitted into the first), so ``S - 1`` sequences
-    hold more than ``L / 2`` tokens each and ``S <= 2 T // L + 1``.
-    """
-    tokens = 0
-    pieces = 0
-    for s in range(1, seq_len + 1):
-        tokens += s * size_count[s]
-        pieces += size_count[s]
-    return min(pieces, 2 * tokens // seq_len + 1)
-
 
 # Entries per block of the free-space stacks (see best_fit).
 BLOCK = 32
 
 
 @jit
-def best_fit(size_count, seq_len, open_free, piece_bin):
+def best_fit(size_count, seq_len, open_free, piece_seq):
     """Best-fit decreasing, continuing from sequences already open.
 
     Parameters
@@ -51,15 +33,14 @@ def best_fit(size_count, seq_len, open_free, piece_bin):
     open_free : int64 array (B0,)
         Free tokens of sequences opened earlier (0 < free < seq_len); they
         keep numbers ``0 .. B0 - 1``.
-    piece_bin : int32 or int64 array (P,)
+    piece_seq : int32 or int64 array (P,)
         Output: the sequence of each piece, in sorted order.
 
     Returns
     -------
-    count : int64 array (B,)
-        Pieces placed in each sequence, numbered in order of opening.
-    free : int64 array (B,)
-        Free tokens left in each sequence.
+    Fit
+        Pieces placed in and free tokens left in each sequence, numbered in
+        order of opening (``B0`` open ones first).
 
     Notes
     -----
@@ -80,12 +61,12 @@ def best_fit(size_count, seq_len, open_free, piece_bin):
     num_open = open_free.shape[0]
     # Sized once for the worst case: reallocating inside the loop would
     # keep numba from holding the arrays in registers.
-    max_bins = num_open + new_bin_bound(size_count, seq_len)
-    count = np.empty(max_bins, dtype=np.int64)
-    free = np.empty(max_bins, dtype=np.int64)
+    max_seqs = num_open + max_new_sequences(size_count, seq_len)
+    count = np.empty(max_seqs, dtype=np.int64)
+    free = np.empty(max_seqs, dtype=np.int64)
 
     # Every stack has at most one block that is not full.
-    num_blocks = max_bins // BLOCK + seq_len + 2
+    num_blocks = max_seqs // BLOCK + seq_len + 2
     entry_seq = np.empty(num_blocks * BLOCK, dtype=np.int64)
     entry_count = np.empty(num_blocks * BLOCK, dtype=np.int64)
     below = np.empty(num_blocks, dtype=np.int64)
@@ -113,18 +94,18 @@ def best_fit(size_count, seq_len, open_free, piece_bin):
     width = tree_width(seq_len)
     tree = tree_build(leaves, width)
 
-    num_bins = num_open
+    num_seqs = num_open
     p = 0
     for s in range(seq_len, 0, -1):
         m = size_count[s]
         while m > 0:
             c = tree_leftmost_at_least(tree, width, s) + 1
             fresh = c == seq_len
-            per_bin = c // s
+            per_seq = c // s
             while m > 0 and (fresh or top[c] >= 0):
                 if fresh:
-                    b = num_bins
-                    num_bins += 1
+                    b = num_seqs
+                    num_seqs += 1
                     n = 0
                 else:
                     blk = top[c]
@@ -137,9 +118,9 @@ def best_fit(size_count, seq_len, open_free, piece_bin):
                         top_size[c] = BLOCK
                         pool[pool_size] = blk
                         pool_size += 1
-                k = min(m, per_bin)
+                k = min(m, per_seq)
                 for q in range(p, p + k):
-                    piece_bin[q] = b
+                    piece_seq[q] = b
                 p += k
                 m -= k
                 n += k
@@ -174,36 +155,4 @@ def best_fit(size_count, seq_len, open_free, piece_bin):
                 free[entry_seq[i]] = c
             blk = below[blk]
             size = BLOCK
-    return count[:num_bins], free[:num_bins]
-
-
-@jit
-def first_fit(size_count, seq_len, piece_bin):
-    """First-fit decreasing: each piece goes to the oldest sequence it fits.
-
-    A max tree over sequences in opening order holds each one's free space;
-    leaves of sequences not yet opened hold ``L``, so the leftmost leaf with
-    room is either an open sequence or the next one to open. Same arguments
-    (without open sequences) and returns as :func:`best_fit`.
-    """
-    max_bins = max(new_bin_bound(size_count, seq_len), 1)
-    count = np.zeros(max_bins, dtype=np.int64)
-    width = tree_width(max_bins)
-    # Free space fits in int32 (the caller checks seq_len < 2**31).
-    tree = np.full(2 * width, seq_len, dtype=np.int32)
-    num_bins = 0
-    p = 0
-    for s in range(seq_len, 0, -1):
-        m = size_count[s]
-        while m > 0:
-            b = tree_leftmost_at_least(tree, width, s)
-            c = np.int64(tree[width + b])
-            k = min(m, c // s)
-            piece_bin[p:p + k] = b
-            p += k
-            m -= k
-            count[b] += k
-            tree_set(tree, width, b, c - k * s)
-            num_bins = max(num_bins, b + 1)
-    free = tree[width:width + num_bins].astype(np.int64)
-    return count[:num_bins], free
+    return Fit(count[:num_seqs], free[:num_seqs])

@@ -1,0 +1,88 @@
+"""Arrow plumbing: numpy views of list columns, list arrays over numpy buffers.
+
+A list column arrives as one or more chunks, each a flat ``values`` buffer
+and an ``offsets`` buffer (document ``i`` of the chunk is
+``values[offsets[i]:offsets[i + 1]]``). Sliced arrays keep their original
+buffers and shifted offsets, which index the same way, so nothing is copied
+on input but the offsets (widened to int64, a few bytes per document).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import pyarrow as pa
+
+from ._jit import readonly, token_view
+
+INT32_MAX = int(np.iinfo(np.int32).max)
+
+
+class ListBuffers(NamedTuple):
+    """The buffers of a list column, in the types the gather kernel takes."""
+
+    values: numba.typed.List  # per chunk: the values as unsigned ints (read-only)
+    offsets: numba.typed.List  # per chunk: int64 offsets into its values (read-only)
+    chunk_first_doc: np.ndarray  # int64: first document of each chunk, then the total
+
+
+def list_buffers(col: pa.ChunkedArray, dtype: np.dtype) -> ListBuffers:
+    """Zero-copy views of every non-empty chunk of the list column ``col``."""
+    off_dtype = np.int64 if pa.types.is_large_list(col.type) else np.int32
+    values = numba.typed.List()
+    offsets = numba.typed.List()
+    first_doc = [0]
+    for chunk in col.chunks:
+        if len(chunk) == 0:
+            continue
+        values.append(token_view(_primitive_view(chunk.values, dtype)))
+        offsets.append(readonly(_primitive_view(chunk.offsets, off_dtype).astype(np.int64)))
+        first_doc.append(first_doc[-1] + len(chunk))
+    if not len(values):
+        values.append(token_view(readonly(np.empty(0, dtype=dtype))))
+        offsets.append(readonly(np.zeros(1, dtype=np.int64)))
+        first_doc.append(0)
+    return ListBuffers(values, offsets, readonly(np.array(first_doc, dtype=np.int64)))
+
+
+def _primitive_view(arr: pa.Array, dtype: np.dtype) -> np.ndarray:
+    """Read-only numpy view of a primitive Arrow array's data, slice applied."""
+    buf = arr.buffers()[1]
+    if buf is None or len(arr) == 0:
+        return readonly(np.empty(0, dtype=dtype))
+    data = np.frombuffer(buf, dtype=dtype)
+    return readonly(data[arr.offset : arr.offset + len(arr)])
+
+
+def list_array(offsets: np.ndarray, values: np.ndarray, value_field: pa.Field | pa.DataType,
+               large: bool = False) -> pa.Array:
+    """A list (or large_list, when asked or needed) array over numpy buffers."""
+    large = large or offsets[-1] > INT32_MAX
+    typ = pa.large_list(value_field) if large else pa.list_(value_field)
+    offsets = offsets if large else offsets.astype(np.int32)
+    field = typ.value_field
+    return pa.Array.from_buffers(
+        typ, len(offsets) - 1, [None, pa.py_buffer(offsets)],
+        children=[pa.Array.from_buffers(field.type, len(values),
+                                        [None, pa.py_buffer(values)])])
+
+
+def row_lengths(col: pa.ChunkedArray) -> np.ndarray:
+    """Elements in each row of the list column ``col`` (int64); null rows count 0."""
+    n = np.zeros(len(col), dtype=np.int64)
+    lo = 0
+    for chunk in col.chunks:
+        offsets = chunk.offsets.to_numpy()
+        n[lo : lo + len(chunk)] = np.diff(offsets)
+        if chunk.null_count:
+            n[lo : lo + len(chunk)][chunk.is_null().to_numpy(zero_copy_only=False)] = 0
+        lo += len(chunk)
+    return n
+
+
+def has_null_values(col: pa.ChunkedArray) -> bool:
+    """Whether any list of ``col`` holds a null element."""
+    return any(chunk.values.null_count and chunk.flatten().null_count
+               for chunk in col.chunks)
