@@ -14,7 +14,22 @@ from .parquet import pack_parquet
 from .stream import StreamPacker, TableStreamPacker
 from .table import OutputSpec, assemble, cu_seqlens, max_seqlen, pack_table
 
-__all__ = ["METHODS", "DocumentCounts", "Method", "OutputSpec", "Packing", "PackingStats",
-           "StreamPacker", "TableStreamPacker", "__version__", "assemble", "compare",
-           "cu_seqlens", "max_seqlen", "pack", "pack_parquet", "pack_table",
-           "truncation_profile"]
+__all__ = [
+    "METHODS",
+    "DocumentCounts",
+    "Method",
+    "OutputSpec",
+    "Packing",
+    "PackingStats",
+    "StreamPacker",
+    "TableStreamPacker",
+    "__version__",
+    "assemble",
+    "compare",
+    "cu_seqlens",
+    "max_seqlen",
+    "pack",
+    "pack_parquet",
+    "pack_table",
+    "truncation_profile",
+]

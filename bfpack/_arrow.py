@@ -56,17 +56,23 @@ def _primitive_view(arr: pa.Array, dtype: np.dtype) -> np.ndarray:
     return readonly(data[arr.offset : arr.offset + len(arr)])
 
 
-def list_array(offsets: np.ndarray, values: np.ndarray, value_field: pa.Field | pa.DataType,
-               large: bool = False) -> pa.Array:
+def list_array(
+    offsets: np.ndarray,
+    values: np.ndarray,
+    value_field: pa.Field | pa.DataType,
+    large: bool = False,
+) -> pa.Array:
     """A list (or large_list, when asked or needed) array over numpy buffers."""
     large = large or offsets[-1] > INT32_MAX
     typ = pa.large_list(value_field) if large else pa.list_(value_field)
     offsets = offsets if large else offsets.astype(np.int32)
     field = typ.value_field
     return pa.Array.from_buffers(
-        typ, len(offsets) - 1, [None, pa.py_buffer(offsets)],
-        children=[pa.Array.from_buffers(field.type, len(values),
-                                        [None, pa.py_buffer(values)])])
+        typ,
+        len(offsets) - 1,
+        [None, pa.py_buffer(offsets)],
+        children=[pa.Array.from_buffers(field.type, len(values), [None, pa.py_buffer(values)])],
+    )
 
 
 def row_lengths(col: pa.ChunkedArray) -> np.ndarray:
@@ -84,5 +90,4 @@ def row_lengths(col: pa.ChunkedArray) -> np.ndarray:
 
 def has_null_values(col: pa.ChunkedArray) -> bool:
     """Whether any list of ``col`` holds a null element."""
-    return any(chunk.values.null_count and chunk.flatten().null_count
-               for chunk in col.chunks)
+    return any(chunk.values.null_count and chunk.flatten().null_count for chunk in col.chunks)

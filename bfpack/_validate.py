@@ -28,8 +28,15 @@ SEQ_LEN_MAX = int(np.iinfo(np.int32).max)
 # Scalars
 
 
-def as_int(value: Any, name: str, *, lo: int | None = None, hi: int | None = None,
-           unit: str = "", example: str = "") -> int:
+def as_int(
+    value: Any,
+    name: str,
+    *,
+    lo: int | None = None,
+    hi: int | None = None,
+    unit: str = "",
+    example: str = "",
+) -> int:
     """``value`` as a Python int in ``[lo, hi]``.
 
     TypeError for anything that is not an integer (bools and floats
@@ -44,7 +51,8 @@ def as_int(value: Any, name: str, *, lo: int | None = None, hi: int | None = Non
     except TypeError:
         hint = f"; e.g. {example}" if example else ""
         raise TypeError(
-            f"{name} must be {what}, got {type(value).__name__} {value!r}{hint}") from None
+            f"{name} must be {what}, got {type(value).__name__} {value!r}{hint}"
+        ) from None
     if (lo is not None and number < lo) or (hi is not None and number > hi):
         if hi is None:
             bounds = f">= {lo}"
@@ -68,8 +76,7 @@ def as_optional_int(value: Any, name: str, **bounds: Any) -> int | None:
 
 def as_seq_len(seq_len: Any) -> int:
     """``seq_len`` as a Python int in ``[1, 2**31 - 1]``."""
-    return as_int(seq_len, "seq_len", lo=1, hi=SEQ_LEN_MAX, unit="tokens",
-                  example="seq_len=2048")
+    return as_int(seq_len, "seq_len", lo=1, hi=SEQ_LEN_MAX, unit="tokens", example="seq_len=2048")
 
 
 def as_seed(seed: Any) -> int | None:
@@ -87,8 +94,7 @@ def as_bool(value: Any, name: str) -> bool:
 def as_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     """``value`` if it is one of ``choices``, else ValueError."""
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(
-            f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
     return value
 
 
@@ -127,23 +133,25 @@ def as_lengths(lengths: Any, name: str = "lengths") -> np.ndarray:
     if arr.ndim != 1:
         raise ValueError(
             f"{name} must be 1-D (one length per document), got an array of "
-            f"shape {arr.shape}; flatten it with np.ravel() if that is meant")
+            f"shape {arr.shape}; flatten it with np.ravel() if that is meant"
+        )
     kind = arr.dtype.kind
     if kind == "b":
         raise TypeError(
-            f"{name} has dtype bool; pass token counts as integers, "
-            f"e.g. {name}.astype(np.int64)")
+            f"{name} has dtype bool; pass token counts as integers, e.g. {name}.astype(np.int64)"
+        )
     if kind not in "iuf":
         raise TypeError(
             f"{name} must hold integer token counts, got dtype {arr.dtype}; "
-            f"convert it with .astype(np.int64)")
+            f"convert it with .astype(np.int64)"
+        )
     if kind == "f":
         _check_float_lengths(arr, name)
     elif kind == "u" and arr.dtype.itemsize == 8 and arr.size and arr.max() > INT64_MAX:
         bad = int(np.argmax(arr > INT64_MAX))
         raise ValueError(
-            f"{name}[{bad}] = {arr[bad]} does not fit in int64; it cannot be a "
-            f"token count")
+            f"{name}[{bad}] = {arr[bad]} does not fit in int64; it cannot be a token count"
+        )
     return readonly(np.ascontiguousarray(arr, dtype=np.int64))
 
 
@@ -167,20 +175,22 @@ def _check_float_lengths(arr: np.ndarray, name: str) -> None:
     if not np.isfinite(arr).all():
         bad = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise ValueError(
-            f"{name}[{bad}] is {arr[bad]}; every length must be a finite "
-            f"integer number of tokens")
+            f"{name}[{bad}] is {arr[bad]}; every length must be a finite integer number of tokens"
+        )
     frac = np.flatnonzero(arr != np.floor(arr))
     if len(frac):
         bad = int(frac[0])
         raise ValueError(
             f"{name}[{bad}] = {arr[bad]} is not a whole number of tokens; "
-            f"round it first (e.g. np.rint({name}).astype(np.int64))")
+            f"round it first (e.g. np.rint({name}).astype(np.int64))"
+        )
     # Compared in float64: 2**63 - 1 rounds up to 2**63 there, and a
     # narrower float type would overflow on the bound itself.
     if np.float64(arr.max()) >= 2.0**63:
         raise ValueError(
             f"{name} holds values above the int64 range (max {arr.max()}); "
-            f"they cannot be token counts")
+            f"they cannot be token counts"
+        )
 
 
 def raise_bad_length(lengths: np.ndarray, index: int) -> None:
@@ -188,12 +198,11 @@ def raise_bad_length(lengths: np.ndarray, index: int) -> None:
     found negative or taking the token total past int64."""
     value = lengths[index]
     if value < 0:
-        raise ValueError(
-            f"lengths[{index}] = {value} is negative; lengths are token "
-            f"counts (>= 0)")
+        raise ValueError(f"lengths[{index}] = {value} is negative; lengths are token counts (>= 0)")
     raise ValueError(
         f"the token total passes the int64 range at lengths[{index}] = "
-        f"{value}; lengths must be token counts")
+        f"{value}; lengths must be token counts"
+    )
 
 
 def _is_arrow(obj: Any) -> bool:
@@ -205,11 +214,13 @@ def _arrow_to_numpy(arr: Any, name: str) -> np.ndarray:
         if arr.null_count:
             raise ValueError(
                 f"{name} has {arr.null_count} null values; fill them "
-                f"(e.g. pyarrow.compute.fill_null({name}, 0)) or drop them")
+                f"(e.g. pyarrow.compute.fill_null({name}, 0)) or drop them"
+            )
         if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
             raise TypeError(
                 f"{name} must hold integer token counts, got Arrow type "
-                f"{arr.type}; cast it with .cast(pyarrow.int64())")
+                f"{arr.type}; cast it with .cast(pyarrow.int64())"
+            )
         if isinstance(arr, pa.ChunkedArray):
             return arr.to_numpy()
         return arr.to_numpy(zero_copy_only=False)
@@ -227,7 +238,8 @@ def as_table(table: Any) -> pa.Table:
     if not isinstance(table, pa.Table):
         raise TypeError(
             f"table must be a pyarrow.Table or RecordBatch, got "
-            f"{type(table).__name__}; e.g. pyarrow.Table.from_pydict(...)")
+            f"{type(table).__name__}; e.g. pyarrow.Table.from_pydict(...)"
+        )
     return table
 
 
@@ -253,7 +265,8 @@ def as_columns(schema: pa.Schema, columns: Any, reserved: Sequence[str]) -> tupl
             names = list(columns)
         except TypeError:
             raise TypeError(
-                f"columns must be a column name or a list of names, got {columns!r}") from None
+                f"columns must be a column name or a list of names, got {columns!r}"
+            ) from None
         if not names:
             raise ValueError("columns is empty; name at least one list column")
         bad = [n for n in names if not isinstance(n, str)]
@@ -261,12 +274,12 @@ def as_columns(schema: pa.Schema, columns: Any, reserved: Sequence[str]) -> tupl
             raise TypeError(f"columns must be names (str), got {bad[0]!r}")
     for name in names:
         if name not in schema.names:
-            raise ValueError(
-                f"column {name!r} is not in the table; its columns are {schema.names}")
+            raise ValueError(f"column {name!r} is not in the table; its columns are {schema.names}")
         check_token_type(name, schema.field(name).type)
         if name in reserved:
             raise ValueError(
-                f"column {name!r} would clash with the column bfpack adds; rename it first")
+                f"column {name!r} would clash with the column bfpack adds; rename it first"
+            )
     if len(set(names)) != len(names):
         raise ValueError(f"columns lists a column twice: {names}")
     return tuple(names)
@@ -276,13 +289,14 @@ def check_token_type(name: str, t: pa.DataType) -> None:
     """TypeError unless ``t`` is a list of integers, float32 or float64."""
     if not is_list_type(t):
         raise TypeError(
-            f"column {name!r} has type {t}, not a list of tokens; pack "
-            f"list<int> columns only")
+            f"column {name!r} has type {t}, not a list of tokens; pack list<int> columns only"
+        )
     v = t.value_type
     if not (pa.types.is_integer(v) or pa.types.is_float32(v) or pa.types.is_float64(v)):
         raise TypeError(
             f"column {name!r} holds {v} values; only integer, float32 or "
-            f"float64 tokens can be packed (cast the column first)")
+            f"float64 tokens can be packed (cast the column first)"
+        )
 
 
 def check_same_columns(schema: pa.Schema, expected: pa.Schema, where: str) -> None:
@@ -292,16 +306,19 @@ def check_same_columns(schema: pa.Schema, expected: pa.Schema, where: str) -> No
         if field.name not in schema.names:
             raise ValueError(
                 f"{where} has no column {field.name!r} (its columns: "
-                f"{schema.names}); every table must hold the packed columns")
+                f"{schema.names}); every table must hold the packed columns"
+            )
         t = schema.field(field.name).type
         if not is_list_type(t) or t.value_type != field.type.value_type:
             raise TypeError(
                 f"{where}: column {field.name!r} is {t}, but {field.type} in the "
-                f"first table; every table must hold the same token type")
+                f"first table; every table must hold the same token type"
+            )
 
 
-def as_pad_values(schema: pa.Schema, names: Sequence[str],
-                  pad_value: Any) -> tuple[int, ...] | None:
+def as_pad_values(
+    schema: pa.Schema, names: Sequence[str], pad_value: Any
+) -> tuple[int, ...] | None:
     """The pad value of each column of ``names``, or None for no padding.
 
     ``pad_value`` is one integer for every column or a mapping from column
@@ -314,8 +331,8 @@ def as_pad_values(schema: pa.Schema, names: Sequence[str],
         missing = [n for n in names if n not in pad_value]
         if missing:
             raise ValueError(
-                f"pad_value has no value for column(s) {missing}; give one "
-                f"for every packed column")
+                f"pad_value has no value for column(s) {missing}; give one for every packed column"
+            )
         given = [pad_value[n] for n in names]
     else:
         given = [pad_value] * len(names)
@@ -328,7 +345,8 @@ def as_pad_values(schema: pa.Schema, names: Sequence[str],
         if dtype.kind in "iu" and not np.iinfo(dtype).min <= value <= np.iinfo(dtype).max:
             raise ValueError(
                 f"pad_value {value} does not fit column {name!r} of type "
-                f"{dtype}; pick a value in its range")
+                f"{dtype}; pick a value in its range"
+            )
         pads.append(value)
     return tuple(pads)
 

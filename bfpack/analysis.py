@@ -15,8 +15,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ._validate import (as_columns, as_int, as_lengths, as_long_docs, as_method,
-                        as_seq_len, as_table, is_int)
+from ._validate import (
+    as_columns,
+    as_int,
+    as_lengths,
+    as_long_docs,
+    as_method,
+    as_seq_len,
+    as_table,
+    is_int,
+)
 from .methods import METHODS
 from .packing import Packing, pack
 from .table import RESERVED_COLUMNS, document_lengths
@@ -68,9 +76,15 @@ def _edges(lengths: np.ndarray, bins: Any) -> np.ndarray:
     return edges.astype(np.int64)
 
 
-def truncation_profile(data: Any, seq_len: int, methods: Sequence[str] = ("concat", "bfd"),
-                       bins: Any = None, *, long_docs: str = "split",
-                       column: str | None = None) -> pa.Table:
+def truncation_profile(
+    data: Any,
+    seq_len: int,
+    methods: Sequence[str] = ("concat", "bfd"),
+    bins: Any = None,
+    *,
+    long_docs: str = "split",
+    column: str | None = None,
+) -> pa.Table:
     """Truncations per document as a function of document length.
 
     Parameters
@@ -112,11 +126,19 @@ def truncation_profile(data: Any, seq_len: int, methods: Sequence[str] = ("conca
     nbins = edges.shape[0] - 1
     docs = np.bincount(which, minlength=nbins)
     keep = docs > 0
-    minimum = np.bincount(which, weights=(-(-lengths[inside] // seq_len) - 1),
-                          minlength=nbins)
-    columns = {k: [] for k in ("method", "length_lo", "length_hi", "documents",
-                               "cuts_per_document", "share_truncated",
-                               "min_cuts_per_document")}
+    minimum = np.bincount(which, weights=(-(-lengths[inside] // seq_len) - 1), minlength=nbins)
+    columns = {
+        k: []
+        for k in (
+            "method",
+            "length_lo",
+            "length_hi",
+            "documents",
+            "cuts_per_document",
+            "share_truncated",
+            "min_cuts_per_document",
+        )
+    }
     for method in methods:
         plan = pack(lengths, seq_len, method=method, long_docs=long_docs)
         cuts = _cuts_per_document(plan, lengths)[inside]
@@ -132,13 +154,18 @@ def truncation_profile(data: Any, seq_len: int, methods: Sequence[str] = ("conca
     for key, parts in columns.items():
         if key != "method":
             dtype = np.float64 if "per" in key or "share" in key else np.int64
-            columns[key] = np.concatenate(parts).astype(dtype) if parts \
-                else np.empty(0, dtype)
+            columns[key] = np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype)
     return pa.table(columns)
 
 
-def compare(data: Any, seq_len: int, methods: Sequence[str] = DEFAULT_METHODS, *,
-            long_docs: str = "split", column: str | None = None) -> pa.Table:
+def compare(
+    data: Any,
+    seq_len: int,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    *,
+    long_docs: str = "split",
+    column: str | None = None,
+) -> pa.Table:
     """Pack the same documents with several methods, one row per method.
 
     Parameters
@@ -170,9 +197,16 @@ def compare(data: Any, seq_len: int, methods: Sequence[str] = DEFAULT_METHODS, *
         stats = pack(lengths, seq_len, method=method, long_docs=long_docs).stats()
         rows.append((method, stats, time.perf_counter() - t0))
     base = rows[0][1].sequences if rows else 0
-    names = ("sequences", "lower_bound", "excess_sequences", "fill",
-             "padding_tokens", "documents_truncated", "truncation_cuts",
-             "tokens_dropped")
+    names = (
+        "sequences",
+        "lower_bound",
+        "excess_sequences",
+        "fill",
+        "padding_tokens",
+        "documents_truncated",
+        "truncation_cuts",
+        "tokens_dropped",
+    )
     table = {"method": [m for m, _, _ in rows]}
     for name in names:
         table[name] = [getattr(s, name) for _, s, _ in rows]

@@ -16,11 +16,10 @@ def stdlib_files():
     root = sysconfig.get_paths()["stdlib"]
     paths = []
     for folder, subdirs, files in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs
-                            if d not in ("site-packages", "dist-packages",
-                                         "__pycache__"))
-        paths.extend(os.path.join(folder, f) for f in sorted(files)
-                     if f.endswith(".py"))
+        subdirs[:] = sorted(
+            d for d in subdirs if d not in ("site-packages", "dist-packages", "__pycache__")
+        )
+        paths.extend(os.path.join(folder, f) for f in sorted(files) if f.endswith(".py"))
     return paths
 
 

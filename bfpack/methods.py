@@ -99,10 +99,14 @@ def any_fit(kernel: Callable) -> Placer:
             piece_seq = np.empty(num_pieces, dtype=np.int64)
         fit = kernel(size_count, seq_len, open_free, piece_seq)
         sort_pieces(lengths, seq_len, split, size_count, sorted_doc)
-        layout = lay_out(sorted_doc, piece_seq, fit.seq_count, size_count, lengths,
-                         seq_len, start)
-        return Placement(layout, fit.seq_free, counts.documents_truncated,
-                         counts.truncation_cuts, counts.tokens_dropped)
+        layout = lay_out(sorted_doc, piece_seq, fit.seq_count, size_count, lengths, seq_len, start)
+        return Placement(
+            layout,
+            fit.seq_free,
+            counts.documents_truncated,
+            counts.truncation_cuts,
+            counts.tokens_dropped,
+        )
 
     return place
 
@@ -114,23 +118,39 @@ def _place_concat(lengths, seq_len, split, counts, open_free):
     free = np.zeros(num_seqs, dtype=np.int64)
     if num_seqs:
         free[-1] = num_seqs * seq_len - counts.tokens
-    return Placement(result.layout, free, result.documents_truncated,
-                     result.truncation_cuts, 0)
+    return Placement(result.layout, free, result.documents_truncated, result.truncation_cuts, 0)
 
 
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("bfd", "best-fit decreasing: each piece, longest first, into the "
-           "fullest sequence that holds it (Ding et al. 2024)",
-           place=any_fit(best_fit), streams=True, cuts_by_long_docs=True),
-    # The kernel can continue from open sequences too; windows stay
-    # independent so that ffd output is what bfpack has always written.
-    Method("ffd", "first-fit decreasing: each piece, longest first, into the "
-           "oldest sequence that holds it",
-           place=any_fit(first_fit), streams=False, cuts_by_long_docs=True),
-    Method("concat", "the usual baseline: documents in order, concatenated "
-           "and cut every seq_len tokens",
-           place=_place_concat, streams=False, cuts_by_long_docs=False),
-)}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            "bfd",
+            "best-fit decreasing: each piece, longest first, into the "
+            "fullest sequence that holds it (Ding et al. 2024)",
+            place=any_fit(best_fit),
+            streams=True,
+            cuts_by_long_docs=True,
+        ),
+        # The kernel can continue from open sequences too; windows stay
+        # independent so that ffd output is what bfpack has always written.
+        Method(
+            "ffd",
+            "first-fit decreasing: each piece, longest first, into the "
+            "oldest sequence that holds it",
+            place=any_fit(first_fit),
+            streams=False,
+            cuts_by_long_docs=True,
+        ),
+        Method(
+            "concat",
+            "the usual baseline: documents in order, concatenated and cut every seq_len tokens",
+            place=_place_concat,
+            streams=False,
+            cuts_by_long_docs=False,
+        ),
+    )
+}
 
 #: Read-only empty array: no sequence is open.
 NO_OPEN_SEQUENCES = readonly(np.empty(0, dtype=np.int64))

@@ -11,8 +11,7 @@ import numpy as np
 from ._kernels.layout import take_sequences
 from ._kernels.pieces import count_pieces
 from ._kernels.results import Layout, PieceCounts
-from ._validate import (as_indices, as_lengths, as_long_docs, as_method, as_seq_len,
-                        raise_bad_length)
+from ._validate import as_indices, as_lengths, as_long_docs, as_method, as_seq_len, raise_bad_length
 from .methods import NO_OPEN_SEQUENCES, Placement
 
 
@@ -47,17 +46,21 @@ class DocumentCounts:
     truncation_cuts: int = 0
 
     def __add__(self, other: DocumentCounts) -> DocumentCounts:
-        return DocumentCounts(**{f.name: getattr(self, f.name) + getattr(other, f.name)
-                                 for f in fields(self)})
+        return DocumentCounts(
+            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
+        )
 
     @classmethod
-    def of(cls, num_documents: int, counts: PieceCounts,
-           placement: Placement) -> DocumentCounts:
+    def of(cls, num_documents: int, counts: PieceCounts, placement: Placement) -> DocumentCounts:
         """The counts of ``num_documents`` documents cut and placed as given."""
-        return cls(documents=num_documents, empty_documents=counts.empty_documents,
-                   tokens=counts.tokens, tokens_dropped=placement.tokens_dropped,
-                   documents_truncated=placement.documents_truncated,
-                   truncation_cuts=placement.truncation_cuts)
+        return cls(
+            documents=num_documents,
+            empty_documents=counts.empty_documents,
+            tokens=counts.tokens,
+            tokens_dropped=placement.tokens_dropped,
+            documents_truncated=placement.documents_truncated,
+            truncation_cuts=placement.truncation_cuts,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,8 +118,16 @@ class PackingStats:
     tokens_dropped: int
 
     @classmethod
-    def of(cls, *, method: str, long_docs: str, seq_len: int, counts: DocumentCounts,
-           sequences: int, tokens_open: int = 0) -> PackingStats:
+    def of(
+        cls,
+        *,
+        method: str,
+        long_docs: str,
+        seq_len: int,
+        counts: DocumentCounts,
+        sequences: int,
+        tokens_open: int = 0,
+    ) -> PackingStats:
         """The statistics of ``counts`` packed into ``sequences`` sequences.
 
         ``tokens_open``: packed tokens in sequences not written yet (when
@@ -127,13 +138,22 @@ class PackingStats:
         lower = -(-packed // seq_len)
         slots = sequences * seq_len
         return cls(
-            method=method, long_docs=long_docs, seq_len=seq_len,
-            documents=counts.documents, empty_documents=counts.empty_documents,
-            tokens=counts.tokens, tokens_packed=packed, sequences=sequences,
-            lower_bound=lower, excess_sequences=sequences - lower,
-            padding_tokens=slots - written, fill=written / slots if slots else 1.0,
+            method=method,
+            long_docs=long_docs,
+            seq_len=seq_len,
+            documents=counts.documents,
+            empty_documents=counts.empty_documents,
+            tokens=counts.tokens,
+            tokens_packed=packed,
+            sequences=sequences,
+            lower_bound=lower,
+            excess_sequences=sequences - lower,
+            padding_tokens=slots - written,
+            fill=written / slots if slots else 1.0,
             documents_truncated=counts.documents_truncated,
-            truncation_cuts=counts.truncation_cuts, tokens_dropped=counts.tokens_dropped)
+            truncation_cuts=counts.truncation_cuts,
+            tokens_dropped=counts.tokens_dropped,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The statistics as a plain ``dict``."""
@@ -143,8 +163,11 @@ class PackingStats:
         width = max(map(len, self.__dataclass_fields__))
         rows = []
         for key, value in self.to_dict().items():
-            text = f"{value:.6f}" if isinstance(value, float) else (
-                f"{value:,}" if isinstance(value, int) else value)
+            text = (
+                f"{value:.6f}"
+                if isinstance(value, float)
+                else (f"{value:,}" if isinstance(value, int) else value)
+            )
             rows.append(f"{key:<{width}}  {text}")
         return "\n".join(rows)
 
@@ -202,13 +225,26 @@ class Packing:
             getattr(self, name).flags.writeable = False
 
     @classmethod
-    def from_layout(cls, layout: Layout, seq_free: np.ndarray, *, seq_len: int,
-                    method: str, long_docs: str,
-                    counts: DocumentCounts | None = None) -> Packing:
+    def from_layout(
+        cls,
+        layout: Layout,
+        seq_free: np.ndarray,
+        *,
+        seq_len: int,
+        method: str,
+        long_docs: str,
+        counts: DocumentCounts | None = None,
+    ) -> Packing:
         """The packing of a kernel's layout and free space per sequence."""
         fill = np.subtract(seq_len, seq_free, dtype=np.int32)
-        return cls(seq_len=seq_len, method=method, long_docs=long_docs,
-                   **layout._asdict(), seq_fill=fill, counts=counts)
+        return cls(
+            seq_len=seq_len,
+            method=method,
+            long_docs=long_docs,
+            **layout._asdict(),
+            seq_fill=fill,
+            counts=counts,
+        )
 
     @property
     def num_sequences(self) -> int:
@@ -244,10 +280,16 @@ class Packing:
             With ``counts=None``: statistics belong to a whole packing.
         """
         rows = as_indices(rows, self.num_sequences, "rows")
-        layout = take_sequences(self.seq_offsets, self.piece_doc, self.piece_start,
-                                self.piece_len, rows)
-        return Packing(seq_len=self.seq_len, method=self.method, long_docs=self.long_docs,
-                       **layout._asdict(), seq_fill=self.seq_fill[rows])
+        layout = take_sequences(
+            self.seq_offsets, self.piece_doc, self.piece_start, self.piece_len, rows
+        )
+        return Packing(
+            seq_len=self.seq_len,
+            method=self.method,
+            long_docs=self.long_docs,
+            **layout._asdict(),
+            seq_fill=self.seq_fill[rows],
+        )
 
     def stats(self) -> PackingStats:
         """Summary of the packing; see :class:`PackingStats`.
@@ -261,16 +303,23 @@ class Packing:
             raise ValueError(
                 "this Packing is a selection of sequences (from take() or a "
                 "stream step), so document statistics do not apply; take "
-                "stats() of the whole packing or of the stream packer")
-        return PackingStats.of(method=self.method, long_docs=self.long_docs,
-                               seq_len=self.seq_len, counts=self.counts,
-                               sequences=self.num_sequences)
+                "stats() of the whole packing or of the stream packer"
+            )
+        return PackingStats.of(
+            method=self.method,
+            long_docs=self.long_docs,
+            seq_len=self.seq_len,
+            counts=self.counts,
+            sequences=self.num_sequences,
+        )
 
     def __repr__(self) -> str:
         docs = "?" if self.counts is None else self.counts.documents
-        return (f"Packing(method={self.method!r}, seq_len={self.seq_len}, "
-                f"documents={docs}, pieces={self.num_pieces}, "
-                f"sequences={self.num_sequences})")
+        return (
+            f"Packing(method={self.method!r}, seq_len={self.seq_len}, "
+            f"documents={docs}, pieces={self.num_pieces}, "
+            f"sequences={self.num_sequences})"
+        )
 
 
 def count(lengths: np.ndarray, seq_len: int, split: bool) -> PieceCounts:
@@ -284,8 +333,7 @@ def count(lengths: np.ndarray, seq_len: int, split: bool) -> PieceCounts:
     return counts
 
 
-def pack(lengths: Any, seq_len: Any, *, method: str = "bfd",
-         long_docs: str = "split") -> Packing:
+def pack(lengths: Any, seq_len: Any, *, method: str = "bfd", long_docs: str = "split") -> Packing:
     """Assign documents to sequences of ``seq_len`` tokens.
 
     Documents longer than ``seq_len`` are first cut into chunks of
@@ -356,6 +404,10 @@ def pack(lengths: Any, seq_len: Any, *, method: str = "bfd",
     counts = count(lengths, seq_len, split)
     placed = chosen.place(lengths, seq_len, split, counts, NO_OPEN_SEQUENCES)
     return Packing.from_layout(
-        placed.layout, placed.seq_free, seq_len=seq_len, method=chosen.name,
+        placed.layout,
+        placed.seq_free,
+        seq_len=seq_len,
+        method=chosen.name,
         long_docs=long_docs,
-        counts=DocumentCounts.of(lengths.shape[0], counts, placed))
+        counts=DocumentCounts.of(lengths.shape[0], counts, placed),
+    )

@@ -20,8 +20,17 @@ import pyarrow.parquet as pq
 
 from ._memory import release_free_memory
 from ._staging import staged_directory
-from ._validate import (as_bool, as_callable, as_int, as_long_docs, as_method,
-                        as_optional_int, as_seed, as_seq_len, check_same_columns)
+from ._validate import (
+    as_bool,
+    as_callable,
+    as_int,
+    as_long_docs,
+    as_method,
+    as_optional_int,
+    as_seed,
+    as_seq_len,
+    check_same_columns,
+)
 from ._version import __version__
 from .manifest import MANIFEST, write_manifest
 from .stream import DEFAULT_MAX_OPEN, TableStreamPacker
@@ -51,21 +60,27 @@ def open_dataset(src: str | os.PathLike) -> ds.Dataset:
     except (pa.ArrowInvalid, OSError) as exc:
         raise ValueError(
             f"{src} is not a Parquet file or a directory of Parquet files "
-            f"({str(exc).splitlines()[0]})") from None
+            f"({str(exc).splitlines()[0]})"
+        ) from None
     return dataset
 
 
-def dataset_spec(dataset: ds.Dataset, *, columns: str | Sequence[str] | None = None,
-                 pad_value: int | Mapping[str, int] | None = None,
-                 position_ids: bool = False) -> OutputSpec:
+def dataset_spec(
+    dataset: ds.Dataset,
+    *,
+    columns: str | Sequence[str] | None = None,
+    pad_value: int | Mapping[str, int] | None = None,
+    position_ids: bool = False,
+) -> OutputSpec:
     """The output spec for ``dataset``, its columns checked in every file.
 
     The dataset's schema comes from its first file; a later file missing a
     packed column would read as null lists (documents lost without a word),
     and one holding something else would fail deep inside the read.
     """
-    spec = OutputSpec.for_schema(dataset.schema, columns=columns, pad_value=pad_value,
-                                 position_ids=position_ids)
+    spec = OutputSpec.for_schema(
+        dataset.schema, columns=columns, pad_value=pad_value, position_ids=position_ids
+    )
     for fragment in dataset.get_fragments():
         check_same_columns(fragment.physical_schema, spec.schema, fragment.path)
     return spec
@@ -79,12 +94,14 @@ def _batches(dataset: ds.Dataset, names: Sequence[str]) -> Iterator[pa.RecordBat
     stays flat.
     """
     for fragment in dataset.get_fragments():
-        yield from fragment.to_batches(schema=dataset.schema, columns=list(names),
-                                       batch_size=_BATCH_ROWS, batch_readahead=2)
+        yield from fragment.to_batches(
+            schema=dataset.schema, columns=list(names), batch_size=_BATCH_ROWS, batch_readahead=2
+        )
 
 
-def _windows(dataset: ds.Dataset, spec: OutputSpec,
-             window_tokens: int) -> Iterator[tuple[pa.Table, bool]]:
+def _windows(
+    dataset: ds.Dataset, spec: OutputSpec, window_tokens: int
+) -> Iterator[tuple[pa.Table, bool]]:
     """Yield ``(table, last)``: tables of whole documents, each just reaching
     ``window_tokens`` tokens (the last one may hold fewer), and whether it
     is the last.
@@ -135,9 +152,9 @@ class _ShardWriter:
         name = f"part-{len(self.shards):05d}.parquet"
         self.shards.append({"file": name, "rows": table.num_rows})
         self._wait()
-        self._in_flight = self._pool.submit(pq.write_table, table,
-                                            os.path.join(self.folder, name),
-                                            row_group_size=self._row_group)
+        self._in_flight = self._pool.submit(
+            pq.write_table, table, os.path.join(self.folder, name), row_group_size=self._row_group
+        )
 
     def _wait(self) -> None:
         if self._in_flight is not None:
@@ -152,13 +169,22 @@ class _ShardWriter:
             self._pool.shutdown(wait=True)
 
 
-def pack_parquet(src: str | os.PathLike, dst: str | os.PathLike, seq_len: int, *,
-                 columns: str | Sequence[str] | None = None, method: str = "bfd",
-                 long_docs: str = "split", pad_value: int | Mapping[str, int] | None = None,
-                 position_ids: bool = False, seed: int | None = None,
-                 window_tokens: int = DEFAULT_WINDOW_TOKENS, overwrite: bool = False,
-                 max_open: int | None = None,
-                 progress: Callable[[dict[str, int]], Any] | None = None) -> dict[str, Any]:
+def pack_parquet(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    seq_len: int,
+    *,
+    columns: str | Sequence[str] | None = None,
+    method: str = "bfd",
+    long_docs: str = "split",
+    pad_value: int | Mapping[str, int] | None = None,
+    position_ids: bool = False,
+    seed: int | None = None,
+    window_tokens: int = DEFAULT_WINDOW_TOKENS,
+    overwrite: bool = False,
+    max_open: int | None = None,
+    progress: Callable[[dict[str, int]], Any] | None = None,
+) -> dict[str, Any]:
     """Pack a Parquet dataset into a directory of packed Parquet shards.
 
     Documents are read in windows of about ``window_tokens`` tokens. With
@@ -214,25 +240,30 @@ def pack_parquet(src: str | os.PathLike, dst: str | os.PathLike, seq_len: int, *
     progress = as_callable(progress, "progress")
     dst = os.path.abspath(os.fspath(dst))
     if os.path.exists(dst) and not overwrite:
-        raise FileExistsError(
-            f"{dst} already exists; choose another destination or overwrite it")
+        raise FileExistsError(f"{dst} already exists; choose another destination or overwrite it")
     dataset = open_dataset(src)
-    spec = dataset_spec(dataset, columns=columns, pad_value=pad_value,
-                        position_ids=position_ids)
+    spec = dataset_spec(dataset, columns=columns, pad_value=pad_value, position_ids=position_ids)
     if max_open is None:
         max_open = min(DEFAULT_MAX_OPEN, max(16, window_tokens // (4 * seq_len)))
-    packer = TableStreamPacker(seq_len, spec, method=method, long_docs=long_docs,
-                               max_open=max_open, seed=seed)
+    packer = TableStreamPacker(
+        seq_len, spec, method=method, long_docs=long_docs, max_open=max_open, seed=seed
+    )
     with staged_directory(dst) as folder:
         shards = _write_shards(dataset, packer, folder, window_tokens, progress)
         manifest = {
             "bfpack_version": __version__,
             "source": os.path.abspath(os.fspath(src)),
-            "options": {"seq_len": seq_len, "columns": list(spec.columns),
-                        "method": method, "long_docs": long_docs,
-                        "pad_value": _manifest_pad(pad_value, spec),
-                        "position_ids": spec.position_ids, "seed": seed,
-                        "window_tokens": window_tokens, "max_open": max_open},
+            "options": {
+                "seq_len": seq_len,
+                "columns": list(spec.columns),
+                "method": method,
+                "long_docs": long_docs,
+                "pad_value": _manifest_pad(pad_value, spec),
+                "position_ids": spec.position_ids,
+                "seed": seed,
+                "window_tokens": window_tokens,
+                "max_open": max_open,
+            },
             "shards": shards,
             "stats": packer.stats().to_dict(),
         }
@@ -240,8 +271,13 @@ def pack_parquet(src: str | os.PathLike, dst: str | os.PathLike, seq_len: int, *
     return manifest
 
 
-def _write_shards(dataset: ds.Dataset, packer: TableStreamPacker, folder: str,
-                  window_tokens: int, progress: Callable | None) -> list[dict[str, Any]]:
+def _write_shards(
+    dataset: ds.Dataset,
+    packer: TableStreamPacker,
+    folder: str,
+    window_tokens: int,
+    progress: Callable | None,
+) -> list[dict[str, Any]]:
     """Pack window after window and write one shard per window that has rows."""
     writer = _ShardWriter(folder, packer.seq_len)
     totals = dict(documents=0, tokens=0, sequences=0, windows=0)

@@ -11,8 +11,7 @@ def _pyplot():
     try:
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ImportError(
-            "bfpack.plot needs matplotlib: pip install 'bfpack[plot]'") from None
+        raise ImportError("bfpack.plot needs matplotlib: pip install 'bfpack[plot]'") from None
     return plt
 
 
@@ -47,11 +46,17 @@ def plot_truncations(profile, *, ax=None, title=None):
     mid = np.sqrt(lo * np.maximum(hi - 1, lo))
     for m in methods:
         sel = method == m
-        ax.plot(mid[sel], np.array(cols["cuts_per_document"])[sel], marker="o",
-                markersize=3, label=m)
+        ax.plot(
+            mid[sel], np.array(cols["cuts_per_document"])[sel], marker="o", markersize=3, label=m
+        )
     first = method == methods[0] if methods else np.zeros(0, bool)
-    ax.plot(mid[first], np.array(cols["min_cuts_per_document"])[first], "k--",
-            linewidth=1, label="fewest possible")
+    ax.plot(
+        mid[first],
+        np.array(cols["min_cuts_per_document"])[first],
+        "k--",
+        linewidth=1,
+        label="fewest possible",
+    )
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=0.01)
     ax.set_xlabel("document length (tokens)")

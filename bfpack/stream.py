@@ -26,8 +26,17 @@ import pyarrow as pa
 
 from ._jit import readonly
 from ._kernels.layout import merge_open
-from ._validate import (as_bool, as_int, as_lengths, as_long_docs, as_method, as_seed,
-                        as_seq_len, as_table, check_same_columns)
+from ._validate import (
+    as_bool,
+    as_int,
+    as_lengths,
+    as_long_docs,
+    as_method,
+    as_seed,
+    as_seq_len,
+    as_table,
+    check_same_columns,
+)
 from .methods import NO_OPEN_SEQUENCES
 from .packing import DocumentCounts, Packing, PackingStats, count
 from .table import OutputSpec, assemble, document_lengths, row_order
@@ -73,8 +82,14 @@ class StreamPacker:
     window that follows ``n`` documents is document ``n + i``.
     """
 
-    def __init__(self, seq_len: int, *, method: str = "bfd", long_docs: str = "split",
-                 max_open: int = DEFAULT_MAX_OPEN) -> None:
+    def __init__(
+        self,
+        seq_len: int,
+        *,
+        method: str = "bfd",
+        long_docs: str = "split",
+        max_open: int = DEFAULT_MAX_OPEN,
+    ) -> None:
         self.seq_len = as_seq_len(seq_len)
         self.method = as_method(method)
         self.long_docs = as_long_docs(long_docs)
@@ -123,10 +138,16 @@ class StreamPacker:
         kept = step.plan.piece_doc[step.carried]
         self._open_doc = doc_of[kept]
         self._open_start = shift_of[kept] + step.plan.piece_start[step.carried]
-        return Packing(seq_len=plan.seq_len, method=plan.method, long_docs=plan.long_docs,
-                       seq_offsets=plan.seq_offsets, piece_doc=doc_of[plan.piece_doc],
-                       piece_start=plan.piece_start + shift_of[plan.piece_doc],
-                       piece_len=plan.piece_len, seq_fill=plan.seq_fill)
+        return Packing(
+            seq_len=plan.seq_len,
+            method=plan.method,
+            long_docs=plan.long_docs,
+            seq_offsets=plan.seq_offsets,
+            piece_doc=doc_of[plan.piece_doc],
+            piece_start=plan.piece_start + shift_of[plan.piece_doc],
+            piece_len=plan.piece_len,
+            seq_fill=plan.seq_fill,
+        )
 
     def _advance(self, lengths: Any, last: bool) -> _Step:
         """Pack one window after the open sequences; update the carried state."""
@@ -136,8 +157,9 @@ class StreamPacker:
         counts = count(lengths, L, split)
         placed = self.method.place(lengths, L, split, counts, self._open_free)
         layout = merge_open(self._open_offsets, self._open_len, *placed.layout)
-        plan = Packing.from_layout(layout, placed.seq_free, seq_len=L,
-                                   method=self.method.name, long_docs=self.long_docs)
+        plan = Packing.from_layout(
+            layout, placed.seq_free, seq_len=L, method=self.method.name, long_docs=self.long_docs
+        )
         free = placed.seq_free
         keep = np.flatnonzero(free > 0) if not last else np.empty(0, np.int64)
         if keep.shape[0] > self.max_open:
@@ -164,10 +186,14 @@ class StreamPacker:
 
         Sequences still open count only once emitted.
         """
-        return PackingStats.of(method=self.method.name, long_docs=self.long_docs,
-                               seq_len=self.seq_len, counts=self._counts,
-                               sequences=self._sequences,
-                               tokens_open=int(self._open_len.sum()))
+        return PackingStats.of(
+            method=self.method.name,
+            long_docs=self.long_docs,
+            seq_len=self.seq_len,
+            counts=self._counts,
+            sequences=self._sequences,
+            tokens_open=int(self._open_len.sum()),
+        )
 
 
 class TableStreamPacker:
@@ -204,15 +230,22 @@ class TableStreamPacker:
     >>> write(packer.finish())                      # doctest: +SKIP
     """
 
-    def __init__(self, seq_len: int, spec: OutputSpec, *, method: str = "bfd",
-                 long_docs: str = "split", max_open: int = DEFAULT_MAX_OPEN,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self,
+        seq_len: int,
+        spec: OutputSpec,
+        *,
+        method: str = "bfd",
+        long_docs: str = "split",
+        max_open: int = DEFAULT_MAX_OPEN,
+        seed: int | None = None,
+    ) -> None:
         if not isinstance(spec, OutputSpec):
             raise TypeError(
                 f"spec must be an OutputSpec, got {type(spec).__name__}; build "
-                f"one with OutputSpec.for_schema(table.schema, columns=...)")
-        self._packer = StreamPacker(seq_len, method=method, long_docs=long_docs,
-                                    max_open=max_open)
+                f"one with OutputSpec.for_schema(table.schema, columns=...)"
+            )
+        self._packer = StreamPacker(seq_len, method=method, long_docs=long_docs, max_open=max_open)
         self.spec = spec
         self.seed = as_seed(seed)
         self._schema = spec.schema
@@ -264,8 +297,9 @@ class TableStreamPacker:
         if self.seed is not None and rows.shape[0]:
             rows = rows[row_order(rows.shape[0], self.seed + self._outputs)]
         out = assemble(source, step.plan, self.spec, rows)
-        self._carry = assemble(source, _one_piece_per_sequence(step.plan, step.carried),
-                               self.spec.without_extras()).select(list(self.spec.columns))
+        self._carry = assemble(
+            source, _one_piece_per_sequence(step.plan, step.carried), self.spec.without_extras()
+        ).select(list(self.spec.columns))
         self._carry = self._carry.cast(self._schema)
         self._rows += window.num_rows
         self._outputs += out.num_rows > 0
@@ -283,7 +317,13 @@ class TableStreamPacker:
 def _one_piece_per_sequence(plan: Packing, pieces: np.ndarray) -> Packing:
     """The pieces ``pieces`` of ``plan``, each as a sequence of its own."""
     length = plan.piece_len[pieces]
-    return Packing(seq_len=plan.seq_len, method=plan.method, long_docs=plan.long_docs,
-                   seq_offsets=np.arange(pieces.shape[0] + 1, dtype=np.int64),
-                   piece_doc=plan.piece_doc[pieces], piece_start=plan.piece_start[pieces],
-                   piece_len=length, seq_fill=length)
+    return Packing(
+        seq_len=plan.seq_len,
+        method=plan.method,
+        long_docs=plan.long_docs,
+        seq_offsets=np.arange(pieces.shape[0] + 1, dtype=np.int64),
+        piece_doc=plan.piece_doc[pieces],
+        piece_start=plan.piece_start[pieces],
+        piece_len=length,
+        seq_fill=length,
+    )

@@ -15,8 +15,16 @@ from ._arrow import has_null_values, list_array, list_buffers, row_lengths
 from ._jit import token_bits, token_view
 from ._kernels.gather import gather_piece_lengths, gather_tokens, row_offsets
 from ._kernels.gather import position_ids as _position_ids
-from ._validate import (INT64_MAX, as_bool, as_columns, as_indices, as_lengths,
-                        as_pad_values, as_seed, as_table, value_dtype)
+from ._validate import (
+    as_bool,
+    as_columns,
+    as_indices,
+    as_lengths,
+    as_pad_values,
+    as_seed,
+    as_table,
+    value_dtype,
+)
 from .packing import Packing, pack
 
 SEQ_LENGTHS = "seq_lengths"
@@ -54,9 +62,14 @@ class OutputSpec:
     position_ids: bool = False
 
     @classmethod
-    def for_schema(cls, schema: pa.Schema, *, columns: str | Sequence[str] | None = None,
-                   pad_value: int | Mapping[str, int] | None = None,
-                   position_ids: bool = False) -> OutputSpec:
+    def for_schema(
+        cls,
+        schema: pa.Schema,
+        *,
+        columns: str | Sequence[str] | None = None,
+        pad_value: int | Mapping[str, int] | None = None,
+        position_ids: bool = False,
+    ) -> OutputSpec:
         """The spec for tables of ``schema``, with the options of :func:`pack_table`.
 
         Raises TypeError or ValueError for columns that are missing, not
@@ -64,9 +77,12 @@ class OutputSpec:
         values that are not integers or do not fit their column.
         """
         names = as_columns(schema, columns, RESERVED_COLUMNS)
-        return cls(columns=names, list_types=tuple(schema.field(n).type for n in names),
-                   pad_values=as_pad_values(schema, names, pad_value),
-                   position_ids=as_bool(position_ids, "position_ids"))
+        return cls(
+            columns=names,
+            list_types=tuple(schema.field(n).type for n in names),
+            pad_values=as_pad_values(schema, names, pad_value),
+            position_ids=as_bool(position_ids, "position_ids"),
+        )
 
     @property
     def schema(self) -> pa.Schema:
@@ -96,7 +112,8 @@ def document_lengths(table: pa.Table, columns: Sequence[str], first_row: int = 0
         if has_null_values(col):
             raise ValueError(
                 f"column {name!r} has null tokens inside its lists; fill them "
-                f"(e.g. with a pad id) before packing")
+                f"(e.g. with a pad id) before packing"
+            )
         n = row_lengths(col)
         if lengths is None:
             lengths, first = n, name
@@ -105,7 +122,8 @@ def document_lengths(table: pa.Table, columns: Sequence[str], first_row: int = 0
             raise ValueError(
                 f"row {first_row + row}: column {name!r} has {n[row]} tokens but "
                 f"{first!r} has {lengths[row]}; packed columns must be "
-                f"aligned token by token (pass columns=[...] to pack fewer)")
+                f"aligned token by token (pass columns=[...] to pack fewer)"
+            )
     return as_lengths(lengths)
 
 
@@ -116,8 +134,7 @@ def row_order(num_rows: int, seed: int | None) -> np.ndarray:
     return np.random.default_rng(seed).permutation(num_rows).astype(np.int64)
 
 
-def assemble(table: pa.Table, plan: Packing, spec: OutputSpec,
-             rows: Any = None) -> pa.Table:
+def assemble(table: pa.Table, plan: Packing, spec: OutputSpec, rows: Any = None) -> pa.Table:
     """The packed table of ``plan`` over the documents of ``table``.
 
     Parameters
@@ -138,15 +155,19 @@ def assemble(table: pa.Table, plan: Packing, spec: OutputSpec,
     pyarrow.Table
         The columns of ``spec.output_columns``.
     """
-    rows = (np.arange(plan.num_sequences, dtype=np.int64) if rows is None
-            else as_indices(rows, plan.num_sequences, "rows"))
+    rows = (
+        np.arange(plan.num_sequences, dtype=np.int64)
+        if rows is None
+        else as_indices(rows, plan.num_sequences, "rows")
+    )
     pad_to = plan.seq_len if spec.pad_values is not None else 0
     out_offsets = row_offsets(rows, plan.seq_offsets, plan.piece_len, pad_to)
     arrays = {}
     for i, name in enumerate(spec.columns):
         pad = 0 if spec.pad_values is None else spec.pad_values[i]
-        arrays[name] = _gather_column(table.column(name), spec.list_types[i], plan,
-                                      rows, out_offsets, pad)
+        arrays[name] = _gather_column(
+            table.column(name), spec.list_types[i], plan, rows, out_offsets, pad
+        )
     len_offsets, len_values = gather_piece_lengths(rows, plan.seq_offsets, plan.piece_len)
     arrays[SEQ_LENGTHS] = list_array(len_offsets, len_values, pa.int32())
     if spec.position_ids:
@@ -155,23 +176,47 @@ def assemble(table: pa.Table, plan: Packing, spec: OutputSpec,
     return pa.table(arrays)
 
 
-def _gather_column(col: pa.ChunkedArray, list_type: pa.DataType, plan: Packing,
-                   rows: np.ndarray, out_offsets: np.ndarray, pad: int) -> pa.Array:
+def _gather_column(
+    col: pa.ChunkedArray,
+    list_type: pa.DataType,
+    plan: Packing,
+    rows: np.ndarray,
+    out_offsets: np.ndarray,
+    pad: int,
+) -> pa.Array:
     """One packed column: every piece's tokens, row by row, padded with ``pad``."""
     dtype = value_dtype(list_type)
     buffers = list_buffers(col, dtype)
     out = np.empty(out_offsets[-1], dtype=dtype)
-    gather_tokens(buffers.values, buffers.offsets, buffers.chunk_first_doc, rows,
-                  plan.seq_offsets, plan.piece_doc, plan.piece_start, plan.piece_len,
-                  out_offsets, token_bits(pad, dtype), token_view(out))
-    return list_array(out_offsets, out, list_type.value_field,
-                      large=pa.types.is_large_list(list_type))
+    gather_tokens(
+        buffers.values,
+        buffers.offsets,
+        buffers.chunk_first_doc,
+        rows,
+        plan.seq_offsets,
+        plan.piece_doc,
+        plan.piece_start,
+        plan.piece_len,
+        out_offsets,
+        token_bits(pad, dtype),
+        token_view(out),
+    )
+    return list_array(
+        out_offsets, out, list_type.value_field, large=pa.types.is_large_list(list_type)
+    )
 
 
-def pack_table(table: pa.Table | pa.RecordBatch, seq_len: int, *,
-               columns: str | Sequence[str] | None = None, method: str = "bfd",
-               long_docs: str = "split", pad_value: int | Mapping[str, int] | None = None,
-               position_ids: bool = False, seed: int | None = None) -> pa.Table:
+def pack_table(
+    table: pa.Table | pa.RecordBatch,
+    seq_len: int,
+    *,
+    columns: str | Sequence[str] | None = None,
+    method: str = "bfd",
+    long_docs: str = "split",
+    pad_value: int | Mapping[str, int] | None = None,
+    position_ids: bool = False,
+    seed: int | None = None,
+) -> pa.Table:
     """Pack the token lists of an Arrow table into rows of at most ``seq_len``.
 
     Parameters
@@ -225,11 +270,11 @@ def pack_table(table: pa.Table | pa.RecordBatch, seq_len: int, *,
     kernel; nothing loops over documents in Python.
     """
     table = as_table(table)
-    spec = OutputSpec.for_schema(table.schema, columns=columns, pad_value=pad_value,
-                                 position_ids=position_ids)
+    spec = OutputSpec.for_schema(
+        table.schema, columns=columns, pad_value=pad_value, position_ids=position_ids
+    )
     seed = as_seed(seed)
-    plan = pack(document_lengths(table, spec.columns), seq_len, method=method,
-                long_docs=long_docs)
+    plan = pack(document_lengths(table, spec.columns), seq_len, method=method, long_docs=long_docs)
     return assemble(table, plan, spec, row_order(plan.num_sequences, seed))
 
 
@@ -274,8 +319,10 @@ def _flat_lengths(seq_lengths: Any) -> np.ndarray:
         seq_lengths = seq_lengths.combine_chunks()
     if isinstance(seq_lengths, (pa.ListArray, pa.LargeListArray)):
         seq_lengths = seq_lengths.flatten()
-    elif isinstance(seq_lengths, (list, tuple)) and seq_lengths and all(
-            isinstance(r, (list, tuple, np.ndarray)) for r in seq_lengths):
-        seq_lengths = np.concatenate([np.asarray(r, dtype=np.int64).ravel()
-                                      for r in seq_lengths])
+    elif (
+        isinstance(seq_lengths, (list, tuple))
+        and seq_lengths
+        and all(isinstance(r, (list, tuple, np.ndarray)) for r in seq_lengths)
+    ):
+        seq_lengths = np.concatenate([np.asarray(r, dtype=np.int64).ravel() for r in seq_lengths])
     return as_lengths(seq_lengths, name="seq_lengths")

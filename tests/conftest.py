@@ -8,6 +8,5 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 # Inputs come from composite strategies whose size depends on seq_len, and
 # numba compiles each kernel on its first call: no per-example deadline.
-settings.register_profile(
-    "bfpack", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("bfpack", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("bfpack")

@@ -47,8 +47,7 @@ def _any_fit(lengths, seq_len, long_docs, choose, open_sequences=()):
     last_used = list(range(-len(sequences), 0))
     for step, piece in enumerate(sorted_pieces(lengths, seq_len, long_docs)):
         size = piece[2]
-        candidates = [(free[j], last_used[j], j)
-                      for j in range(len(sequences)) if free[j] >= size]
+        candidates = [(free[j], last_used[j], j) for j in range(len(sequences)) if free[j] >= size]
         j = choose(candidates) if candidates else None
         if j is None:
             sequences.append([])
@@ -67,15 +66,20 @@ def naive_bfd(lengths, seq_len, long_docs="split", open_sequences=()):
     Among sequences with equal free space, the one that reached it most
     recently (the tie rule documented by :func:`bfpack.pack`).
     """
-    return _any_fit(lengths, seq_len, long_docs,
-                    lambda cands: min(cands, key=lambda c: (c[0], -c[1]))[2],
-                    open_sequences)
+    return _any_fit(
+        lengths,
+        seq_len,
+        long_docs,
+        lambda cands: min(cands, key=lambda c: (c[0], -c[1]))[2],
+        open_sequences,
+    )
 
 
 def naive_ffd(lengths, seq_len, long_docs="split", open_sequences=()):
     """First-fit decreasing: the oldest sequence that fits."""
-    return _any_fit(lengths, seq_len, long_docs,
-                    lambda cands: min(c[2] for c in cands), open_sequences)
+    return _any_fit(
+        lengths, seq_len, long_docs, lambda cands: min(c[2] for c in cands), open_sequences
+    )
 
 
 def naive_concat(lengths, seq_len):
@@ -135,8 +139,7 @@ def naive_pack(lengths, seq_len, method="bfd", long_docs="split"):
     return REFERENCES[method](lengths, seq_len, long_docs)
 
 
-def naive_stream(windows, seq_len, method="bfd", long_docs="split", max_open=4096,
-                 streams=True):
+def naive_stream(windows, seq_len, method="bfd", long_docs="split", max_open=4096, streams=True):
     """Windows packed one after another, carrying the roomiest open sequences.
 
     After each window but the last, the sequences with free space are

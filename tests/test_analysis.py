@@ -8,10 +8,10 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from naive import naive_pack
 
 import bfpack
 import bfpack.corpus
-from naive import naive_pack
 
 
 def naive_cuts(lengths, L, method, long_docs):
@@ -27,13 +27,16 @@ def naive_cuts(lengths, L, method, long_docs):
 
 
 @settings(max_examples=40)
-@given(lengths=st.lists(st.integers(0, 300), max_size=60),
-       L=st.integers(1, 120),
-       long_docs=st.sampled_from(["split", "truncate"]))
+@given(
+    lengths=st.lists(st.integers(0, 300), max_size=60),
+    L=st.integers(1, 120),
+    long_docs=st.sampled_from(["split", "truncate"]),
+)
 def test_profile_matches_direct_count(lengths, L, long_docs):
     edges = np.array([1, 2, 5, 17, 64, 129, 301])
-    prof = bfpack.truncation_profile(lengths, L, ("concat", "bfd", "ffd"),
-                                     bins=edges, long_docs=long_docs).to_pydict()
+    prof = bfpack.truncation_profile(
+        lengths, L, ("concat", "bfd", "ffd"), bins=edges, long_docs=long_docs
+    ).to_pydict()
     rows = list(zip(*prof.values()))
     expected = []
     for method in ("concat", "bfd", "ffd"):
@@ -41,11 +44,17 @@ def test_profile_matches_direct_count(lengths, L, long_docs):
         for lo, hi in zip(edges[:-1], edges[1:]):
             docs = [i for i, n in enumerate(lengths) if lo <= n < hi]
             if docs:
-                expected.append((
-                    method, lo, hi, len(docs),
-                    np.mean([cuts[i] for i in docs]),
-                    np.mean([cuts[i] > 0 for i in docs]),
-                    np.mean([-(-lengths[i] // L) - 1 for i in docs])))
+                expected.append(
+                    (
+                        method,
+                        lo,
+                        hi,
+                        len(docs),
+                        np.mean([cuts[i] for i in docs]),
+                        np.mean([cuts[i] > 0 for i in docs]),
+                        np.mean([-(-lengths[i] // L) - 1 for i in docs]),
+                    )
+                )
     assert len(rows) == len(expected)
     for got, want in zip(rows, expected):
         assert got[:4] == want[:4]
@@ -72,8 +81,11 @@ def test_profile_of_a_table_equals_profile_of_its_lengths():
     a = bfpack.truncation_profile(table, 8, column="ids")
     b = bfpack.truncation_profile([5, 0, 40, 9], 8)
     assert a.equals(b)
-    assert bfpack.compare(table, 8).column("sequences").equals(
-        bfpack.compare([5, 0, 40, 9], 8).column("sequences"))
+    assert (
+        bfpack.compare(table, 8)
+        .column("sequences")
+        .equals(bfpack.compare([5, 0, 40, 9], 8).column("sequences"))
+    )
 
 
 @pytest.mark.parametrize("bins", [0, [5, 5, 9], [[1, 2]], [3]])
@@ -89,14 +101,22 @@ def test_column_without_table_is_an_error():
 
 def test_compare_rows_are_the_packings_stats():
     lengths = bfpack.corpus.web_like_lengths(5_000, seed=4)
-    table = bfpack.compare(lengths, 1024, ("concat", "bfd", "ffd"),
-                           long_docs="truncate").to_pydict()
+    table = bfpack.compare(
+        lengths, 1024, ("concat", "bfd", "ffd"), long_docs="truncate"
+    ).to_pydict()
     assert table["method"] == ["concat", "bfd", "ffd"]
     for i, method in enumerate(table["method"]):
         s = bfpack.pack(lengths, 1024, method=method, long_docs="truncate").stats()
-        for key in ("sequences", "lower_bound", "excess_sequences", "fill",
-                    "padding_tokens", "documents_truncated", "truncation_cuts",
-                    "tokens_dropped"):
+        for key in (
+            "sequences",
+            "lower_bound",
+            "excess_sequences",
+            "fill",
+            "padding_tokens",
+            "documents_truncated",
+            "truncation_cuts",
+            "tokens_dropped",
+        ):
             assert table[key][i] == getattr(s, key), (method, key)
         assert table["seconds"][i] >= 0
     base = table["sequences"][0]
@@ -105,8 +125,7 @@ def test_compare_rows_are_the_packings_stats():
 
 def test_core_import_does_not_import_matplotlib():
     code = "import sys, bfpack; bfpack.pack([1, 2], 4); print('matplotlib' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
@@ -119,7 +138,7 @@ def test_plots_return_figures():
     fig = plot_truncations(bfpack.truncation_profile(lengths, 512), title="t")
     assert isinstance(fig, matplotlib.figure.Figure)
     lines = fig.axes[0].get_lines()
-    assert [l.get_label() for l in lines] == ["concat", "bfd", "fewest possible"]
+    assert [line.get_label() for line in lines] == ["concat", "bfd", "fewest possible"]
     fig2, ax = matplotlib.pyplot.subplots()
     plans = {m: bfpack.pack(lengths, 512, method=m) for m in ("concat", "bfd")}
     assert plot_fill(plans, ax=ax) is fig2

@@ -59,8 +59,11 @@ def _cases():
                 for attr in dir(obj):
                     if attr.startswith(PREFIXES) and callable(getattr(obj, attr)):
                         cases.append((f"{short}.{name}.{attr}", mod, obj, attr))
-            elif (inspect.isfunction(obj) and name.startswith(PREFIXES)
-                  and obj.__module__ == mod.__name__):
+            elif (
+                inspect.isfunction(obj)
+                and name.startswith(PREFIXES)
+                and obj.__module__ == mod.__name__
+            ):
                 cases.append((f"{short}.{name}", mod, None, name))
     return cases
 
@@ -78,17 +81,19 @@ def test_suite_is_found():
     assert {"time", "peakmem", "track"} <= kinds
     assert len(CASES) >= 8
     names = {case[0] for case in CASES}
-    assert {"table.PackTable.time_pack_table",
-            "parquet.PackParquet.time_pack_parquet",
-            "parquet.PackParquetPeakRSS.track_peak_rss_mb",
-            "peers.LightBinPackFFD.time_ffd",
-            "peers.BinpackingConstantVolume.track_excess_sequences",
-            "peers.PythonBFD.time_python_bfd",
-            "compile_time.Import.timeraw_import_bfpack",
-            "compile_time.FirstCallColdCache.timeraw_pack_table",
-            "compile_time.FirstCallWarmCache.timeraw_pack",
-            "analysis.TruncationProfile.time_truncation_profile",
-            "analysis.Compare.time_compare"} <= names
+    assert {
+        "table.PackTable.time_pack_table",
+        "parquet.PackParquet.time_pack_parquet",
+        "parquet.PackParquetPeakRSS.track_peak_rss_mb",
+        "peers.LightBinPackFFD.time_ffd",
+        "peers.BinpackingConstantVolume.track_excess_sequences",
+        "peers.PythonBFD.time_python_bfd",
+        "compile_time.Import.timeraw_import_bfpack",
+        "compile_time.FirstCallColdCache.timeraw_pack_table",
+        "compile_time.FirstCallWarmCache.timeraw_pack",
+        "analysis.TruncationProfile.time_truncation_profile",
+        "analysis.Compare.time_compare",
+    } <= names
 
 
 def _param_grid(owner):
@@ -131,8 +136,7 @@ def test_benchmark_runs(case, tmp_path, monkeypatch):
         else:
             func = getattr(mod, attr)
             setups = [getattr(func, "setup", None), getattr(mod, "setup", None)]
-            teardowns = [getattr(func, "teardown", None),
-                         getattr(mod, "teardown", None)]
+            teardowns = [getattr(func, "teardown", None), getattr(mod, "teardown", None)]
         try:
             for setup in filter(None, setups):
                 setup(*combo)
@@ -152,10 +156,13 @@ def test_benchmark_runs(case, tmp_path, monkeypatch):
         elif attr.startswith("timeraw_"):
             if isinstance(result, tuple):  # (stmt, setup)
                 assert len(result) == 2
-            assert all(isinstance(code, str) for code in
-                       (result if isinstance(result, tuple) else (result,)))
+            assert all(
+                isinstance(code, str)
+                for code in (result if isinstance(result, tuple) else (result,))
+            )
             seconds = common.run_timeraw_code(
-                result, env=getattr(owner, "smoke_env", None), timeout=120)
+                result, env=getattr(owner, "smoke_env", None), timeout=120
+            )
             assert seconds >= 0
         elif attr.startswith("mem_"):
             assert result is not None
@@ -202,8 +209,7 @@ def test_python_bfd_is_the_naive_bfd(seq_len):
     for seed in range(3):
         lengths = common.make_lengths(800, seed=seed) % (3 * seq_len) + 1
         items = baselines.capped_items(lengths, seq_len)
-        expected = [[doc for doc, _, _ in seq]
-                    for seq in naive_bfd(lengths, seq_len, "truncate")]
+        expected = [[doc for doc, _, _ in seq] for seq in naive_bfd(lengths, seq_len, "truncate")]
         assert baselines.python_bfd(items, seq_len) == expected
     assert baselines.python_bfd([], seq_len) == []
     with pytest.raises(ValueError):
@@ -218,8 +224,7 @@ def test_peer_sizes():
 
 def test_run_timeraw_code_times_stmt_only():
     # As in asv: setup runs first and untimed, in a fresh process.
-    seconds = common.run_timeraw_code(
-        ("assert x == 1", "import time\nx = 1\ntime.sleep(0.5)"))
+    seconds = common.run_timeraw_code(("assert x == 1", "import time\nx = 1\ntime.sleep(0.5)"))
     assert 0 <= seconds < 0.4
     with pytest.raises(RuntimeError, match="ZeroDivisionError"):
         common.run_timeraw_code("1 / 0")
@@ -254,8 +259,7 @@ def test_copy_floor_copies():
 def test_pyarrow_rewrite_keeps_the_rows(tmp_path):
     import pyarrow.dataset as ds
 
-    shards = common.write_parquet_shards(tmp_path / "src", 2, 5_000,
-                                         row_group_docs=3)
+    shards = common.write_parquet_shards(tmp_path / "src", 2, 5_000, row_group_docs=3)
     dst = tmp_path / "dst"
     dst.mkdir()
     (dst / "stale").write_text("removed first, like pack_parquet(overwrite=True)")
@@ -270,8 +274,7 @@ def test_fresh_process_status_is_the_childs_own():
     # child reports its own peak, not this one (as ru_maxrss would).
     ballast = np.ones(64 << 20, dtype=np.uint8)
     small = common.fresh_process_status("x = 1\n")
-    big = common.fresh_process_status(
-        "import sys\nb = bytearray(int(sys.argv[1]))\n", 48 << 20)
+    big = common.fresh_process_status("import sys\nb = bytearray(int(sys.argv[1]))\n", 48 << 20)
     assert small["VmHWM"] > 0 and small["VmRSS"] <= small["VmHWM"]
     assert small["VmHWM"] < 48 << 10  # KiB: a bare interpreter, not this process
     assert big["VmHWM"] - small["VmHWM"] > 40 << 10

@@ -9,17 +9,21 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from naive import cut_counts, naive_bfd, naive_concat, naive_ffd, naive_pack, split_pieces
 
 import bfpack
-from naive import (cut_counts, naive_bfd, naive_concat, naive_ffd, naive_pack,
-                   split_pieces)
 
 METHODS = ["bfd", "ffd", "concat"]
 LONG_DOCS = ["split", "truncate"]
 ARRAYS = ["seq_offsets", "piece_doc", "piece_start", "piece_len", "seq_fill"]
 # Lengths and fills never exceed seq_len < 2**31: int32, like cu_seqlens.
-DTYPES = dict(seq_offsets=np.int64, piece_doc=np.int64, piece_start=np.int64,
-              piece_len=np.int32, seq_fill=np.int32)
+DTYPES = dict(
+    seq_offsets=np.int64,
+    piece_doc=np.int64,
+    piece_start=np.int64,
+    piece_len=np.int32,
+    seq_fill=np.int32,
+)
 
 
 # --------------------------------------------------------------------------
@@ -29,8 +33,9 @@ DTYPES = dict(seq_offsets=np.int64, piece_doc=np.int64, piece_start=np.int64,
 SEQ_LENS = st.one_of(
     st.integers(1, 8),
     st.integers(1, 9000),
-    st.sampled_from([1, 2, 3, 5, 63, 64, 100, 511, 1000, 1024, 2047, 2048,
-                     3000, 4096, 8191, 8192, 9000]),
+    st.sampled_from(
+        [1, 2, 3, 5, 63, 64, 100, 511, 1000, 1024, 2047, 2048, 3000, 4096, 8191, 8192, 9000]
+    ),
 )
 
 
@@ -46,9 +51,22 @@ def documents(draw, max_docs=80):
     """
     L = draw(SEQ_LENS)
     half = L // 2
-    special = sorted({0, 1, max(half, 1), half + 1, min(half + 2, L),
-                      max(L - 1, 1), L, L + 1, 2 * L, 2 * L + 1,
-                      3 * L + half + 1, 5 * L - 1})
+    special = sorted(
+        {
+            0,
+            1,
+            max(half, 1),
+            half + 1,
+            min(half + 2, L),
+            max(L - 1, 1),
+            L,
+            L + 1,
+            2 * L,
+            2 * L + 1,
+            3 * L + half + 1,
+            5 * L - 1,
+        }
+    )
     one = st.one_of(
         st.integers(0, L),
         st.integers(1, max(1, L // 8)),
@@ -72,10 +90,10 @@ def lognormal_lengths(n, seed=0, mu=6.0, sigma=1.3):
 # Helpers
 # --------------------------------------------------------------------------
 
+
 def as_lists(plan):
     """The packing as a list of sequences of ``(doc, start, len)`` tuples."""
-    return [list(zip(*(a.tolist() for a in plan.sequence(j))))
-            for j in range(plan.num_sequences)]
+    return [list(zip(*(a.tolist() for a in plan.sequence(j)))) for j in range(plan.num_sequences)]
 
 
 def fills(sequences):
@@ -124,8 +142,9 @@ def check_plan(plan, lengths, L, method, long_docs):
         # Whole chunks of L, then the remainder: exactly split_pieces.
         assert (size[order][~last] == L).all()
         if lengths.shape[0] <= 200:
-            assert sorted(zip(doc.tolist(), start.tolist(), size.tolist())) \
-                == split_pieces(lengths, L, long_docs)
+            assert sorted(zip(doc.tolist(), start.tolist(), size.tolist())) == split_pieces(
+                lengths, L, long_docs
+            )
         # Any-fit: a sequence was opened only because the piece did not fit
         # any older one, so no two sequences fit together.
         if S >= 2:
@@ -142,18 +161,25 @@ def check_plan(plan, lengths, L, method, long_docs):
     packed = int(kept.sum())
     lower = -(-packed // L)
     expect = dict(
-        method=method, long_docs=long_docs, seq_len=L,
-        documents=lengths.shape[0], empty_documents=int((lengths == 0).sum()),
-        tokens=tokens, tokens_packed=packed, sequences=S, lower_bound=lower,
-        excess_sequences=S - lower, padding_tokens=S * L - packed,
-        tokens_dropped=tokens - packed)
+        method=method,
+        long_docs=long_docs,
+        seq_len=L,
+        documents=lengths.shape[0],
+        empty_documents=int((lengths == 0).sum()),
+        tokens=tokens,
+        tokens_packed=packed,
+        sequences=S,
+        lower_bound=lower,
+        excess_sequences=S - lower,
+        padding_tokens=S * L - packed,
+        tokens_dropped=tokens - packed,
+    )
     got = st_.to_dict()
     assert {k: got[k] for k in expect} == expect
     assert int(size.sum()) == packed
     assert S >= lower
     assert S >= int((2 * size > L).sum()), "two pieces > L/2 share a sequence"
-    assert got["fill"] == pytest.approx(packed / (S * L) if S else 1.0,
-                                        rel=1e-15)
+    assert got["fill"] == pytest.approx(packed / (S * L) if S else 1.0, rel=1e-15)
     assert 0.0 < got["fill"] <= 1.0
     return plan
 
@@ -173,6 +199,7 @@ def stats_cut_counts(plan):
 # --------------------------------------------------------------------------
 # Against the references
 # --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("long_docs", LONG_DOCS)
 @pytest.mark.parametrize("method", ["bfd", "ffd"])
@@ -212,24 +239,30 @@ def test_same_assignment_as_reference_lognormal(L):
             assert as_lists(plan) == ref(lengths, L, long_docs), (method, long_docs)
 
 
-@pytest.mark.parametrize("method, expected", [
-    # L=10, [8, 6, 3, 1]: the 1 goes to the fullest sequence that fits
-    # (BFD, 1 free) or to the oldest (FFD, 2 free).
-    ("bfd", [[(0, 0, 8)], [(1, 0, 6), (2, 0, 3), (3, 0, 1)]]),
-    ("ffd", [[(0, 0, 8), (3, 0, 1)], [(1, 0, 6), (2, 0, 3)]]),
-    ("concat", [[(0, 0, 8), (1, 0, 2)], [(1, 2, 4), (2, 0, 3), (3, 0, 1)]]),
-])
+@pytest.mark.parametrize(
+    "method, expected",
+    [
+        # L=10, [8, 6, 3, 1]: the 1 goes to the fullest sequence that fits
+        # (BFD, 1 free) or to the oldest (FFD, 2 free).
+        ("bfd", [[(0, 0, 8)], [(1, 0, 6), (2, 0, 3), (3, 0, 1)]]),
+        ("ffd", [[(0, 0, 8), (3, 0, 1)], [(1, 0, 6), (2, 0, 3)]]),
+        ("concat", [[(0, 0, 8), (1, 0, 2)], [(1, 2, 4), (2, 0, 3), (3, 0, 1)]]),
+    ],
+)
 def test_small_case_by_hand(method, expected):
     plan = bfpack.pack([8, 6, 3, 1], 10, method=method)
     assert as_lists(plan) == expected
     assert naive_pack([8, 6, 3, 1], 10, method) == expected
 
 
-@pytest.mark.parametrize("method, expected", [
-    # Equal free space (4 and 4): BFD takes the one that got there last.
-    ("bfd", [[(0, 0, 6)], [(1, 0, 6), (2, 0, 1)]]),
-    ("ffd", [[(0, 0, 6), (2, 0, 1)], [(1, 0, 6)]]),
-])
+@pytest.mark.parametrize(
+    "method, expected",
+    [
+        # Equal free space (4 and 4): BFD takes the one that got there last.
+        ("bfd", [[(0, 0, 6)], [(1, 0, 6), (2, 0, 1)]]),
+        ("ffd", [[(0, 0, 6), (2, 0, 1)], [(1, 0, 6)]]),
+    ],
+)
 def test_tie_break_by_hand(method, expected):
     assert as_lists(bfpack.pack([6, 6, 1], 10, method=method)) == expected
 
@@ -237,13 +270,17 @@ def test_tie_break_by_hand(method, expected):
 def test_docstring_example():
     plan = bfpack.pack([3000, 1500, 500, 100], seq_len=2048)
     assert (plan.num_sequences, plan.stats().truncation_cuts) == (3, 1)
-    assert as_lists(plan) == [[(0, 0, 2048)], [(1, 0, 1500), (2, 0, 500)],
-                              [(0, 2048, 952), (3, 0, 100)]]
+    assert as_lists(plan) == [
+        [(0, 0, 2048)],
+        [(1, 0, 1500), (2, 0, 500)],
+        [(0, 2048, 952), (3, 0, 100)],
+    ]
 
 
 # --------------------------------------------------------------------------
 # Invariants
 # --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("long_docs", LONG_DOCS)
 @pytest.mark.parametrize("method", METHODS)
@@ -253,8 +290,7 @@ def test_invariants(case, method, long_docs):
     lengths, L = case
     plan = bfpack.pack(lengths, L, method=method, long_docs=long_docs)
     check_plan(plan, lengths, L, method, long_docs)
-    assert stats_cut_counts(plan) == direct_cut_counts(lengths, L, method,
-                                                       long_docs)
+    assert stats_cut_counts(plan) == direct_cut_counts(lengths, L, method, long_docs)
 
 
 @pytest.mark.parametrize("long_docs", LONG_DOCS)
@@ -264,20 +300,16 @@ def test_invariants_lognormal(method, long_docs, L):
     lengths = lognormal_lengths(30_000, seed=L)
     plan = bfpack.pack(lengths, L, method=method, long_docs=long_docs)
     check_plan(plan, lengths, L, method, long_docs)
-    assert stats_cut_counts(plan) == direct_cut_counts(lengths, L, method,
-                                                       long_docs)
+    assert stats_cut_counts(plan) == direct_cut_counts(lengths, L, method, long_docs)
 
 
 def test_truncate_keeps_the_first_seq_len_tokens():
     lengths = [0, 5, 10, 11, 25, 30, 100]
     plan = bfpack.pack(lengths, 10, long_docs="truncate")
-    got = sorted(zip(plan.piece_doc.tolist(), plan.piece_start.tolist(),
-                     plan.piece_len.tolist()))
-    assert got == [(1, 0, 5), (2, 0, 10), (3, 0, 10), (4, 0, 10), (5, 0, 10),
-                   (6, 0, 10)]
+    got = sorted(zip(plan.piece_doc.tolist(), plan.piece_start.tolist(), plan.piece_len.tolist()))
+    assert got == [(1, 0, 5), (2, 0, 10), (3, 0, 10), (4, 0, 10), (5, 0, 10), (6, 0, 10)]
     s = plan.stats()
-    assert (s.documents_truncated, s.truncation_cuts, s.tokens_dropped) \
-        == (4, 4, 1 + 15 + 20 + 90)
+    assert (s.documents_truncated, s.truncation_cuts, s.tokens_dropped) == (4, 4, 1 + 15 + 20 + 90)
     assert (s.tokens, s.tokens_packed) == (181, 55)
 
 
@@ -286,8 +318,7 @@ def test_split_counts_by_hand():
     # 10 fits whole.
     plan = bfpack.pack([25, 10, 30, 11, 0], 10)
     s = plan.stats()
-    assert (s.documents_truncated, s.truncation_cuts, s.tokens_dropped) \
-        == (3, 5, 0)
+    assert (s.documents_truncated, s.truncation_cuts, s.tokens_dropped) == (3, 5, 0)
     assert plan.num_pieces == 3 + 1 + 3 + 2
     assert (s.documents, s.empty_documents, s.tokens) == (5, 1, 76)
 
@@ -295,9 +326,11 @@ def test_split_counts_by_hand():
 def test_concat_cut_counts_by_hand():
     # Stream: [7 | 3] [4 .. ] -> doc 1 is cut once, doc 2 (9) spans 2 seqs.
     plan = bfpack.pack([7, 7, 9, 0, 1], 10, method="concat")
-    assert as_lists(plan) == [[(0, 0, 7), (1, 0, 3)],
-                              [(1, 3, 4), (2, 0, 6)],
-                              [(2, 6, 3), (4, 0, 1)]]
+    assert as_lists(plan) == [
+        [(0, 0, 7), (1, 0, 3)],
+        [(1, 3, 4), (2, 0, 6)],
+        [(2, 6, 3), (4, 0, 1)],
+    ]
     s = plan.stats()
     assert (s.documents_truncated, s.truncation_cuts) == (2, 2)
     assert plan.seq_fill.tolist() == [10, 10, 4]
@@ -318,8 +351,7 @@ def test_sequence_accessor():
     plan = bfpack.pack([8, 6, 3, 1, 12], 10)
     for j in range(plan.num_sequences):
         lo, hi = plan.seq_offsets[j], plan.seq_offsets[j + 1]
-        for got, arr in zip(plan.sequence(j),
-                            (plan.piece_doc, plan.piece_start, plan.piece_len)):
+        for got, arr in zip(plan.sequence(j), (plan.piece_doc, plan.piece_start, plan.piece_len)):
             np.testing.assert_array_equal(got, arr[lo:hi])
     last = plan.sequence(plan.num_sequences - 1)
     for a, b in zip(plan.sequence(-1), last):
@@ -349,6 +381,7 @@ def test_stats_is_plain_data():
 # Determinism: the result depends on the values only
 # --------------------------------------------------------------------------
 
+
 def _containers(values):
     """The same lengths (all < 2**16) in every accepted container."""
     arr = np.asarray(values, dtype=np.int64)
@@ -372,7 +405,8 @@ def _containers(values):
         "pyarrow float64": pa.array(arr.astype(np.float64)),
         "pyarrow sliced": pa.array(np.concatenate([[7, 7], arr]))[2:],
         "pyarrow chunked": pa.chunked_array(
-            [arr[:third], arr[third:third], arr[third:]], type=pa.int32()),
+            [arr[:third], arr[third:third], arr[third:]], type=pa.int32()
+        ),
         "pyarrow chunked one chunk": pa.chunked_array([arr]),
     }
     for dtype in (np.int8, np.int16):
@@ -383,8 +417,7 @@ def _containers(values):
 
 def assert_same_plan(a, b):
     for name in ARRAYS:
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name),
-                                      err_msg=name)
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     assert a.stats() == b.stats()
 
 
@@ -394,8 +427,7 @@ def test_same_result_for_every_container(method, long_docs):
     values = np.random.default_rng(7).integers(0, 5000, 3000)
     values[::17] = 0
     values[1::5] = 1500
-    expected = bfpack.pack(values.tolist(), 1024, method=method,
-                           long_docs=long_docs)
+    expected = bfpack.pack(values.tolist(), 1024, method=method, long_docs=long_docs)
     check_plan(expected, values, 1024, method, long_docs)
     for name, lengths in _containers(values).items():
         plan = bfpack.pack(lengths, 1024, method=method, long_docs=long_docs)
@@ -412,7 +444,10 @@ def test_same_result_for_every_container_hypothesis(case):
     lengths = [min(n, 2**16 - 1) for n in lengths]
     expected = bfpack.pack(lengths, L)
     for name, container in _containers(lengths).items():
-        assert_same_plan(bfpack.pack(container, L), expected)
+        try:
+            assert_same_plan(bfpack.pack(container, L), expected)
+        except AssertionError as exc:
+            raise AssertionError(f"container {name}: {exc}") from None
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -468,26 +503,31 @@ def test_empty_input(lengths, method, long_docs):
     for name in ARRAYS[1:]:
         assert getattr(plan, name).shape == (0,)
     s = plan.stats()
-    assert (s.documents, s.tokens, s.sequences, s.lower_bound,
-            s.padding_tokens, s.fill) == (0, 0, 0, 0, 0, 1.0)
+    assert (s.documents, s.tokens, s.sequences, s.lower_bound, s.padding_tokens, s.fill) == (
+        0,
+        0,
+        0,
+        0,
+        0,
+        1.0,
+    )
     check_plan(plan, [], 2048, method, long_docs)
 
 
 @pytest.mark.parametrize("long_docs", LONG_DOCS)
 @pytest.mark.parametrize("method", METHODS)
 def test_all_zero_lengths(method, long_docs):
-    plan = bfpack.pack(np.zeros(1000, dtype=np.int32), 7, method=method,
-                       long_docs=long_docs)
+    plan = bfpack.pack(np.zeros(1000, dtype=np.int32), 7, method=method, long_docs=long_docs)
     assert plan.seq_offsets.tolist() == [0] and plan.num_pieces == 0
     s = plan.stats()
-    assert (s.documents, s.empty_documents, s.tokens, s.sequences) \
-        == (1000, 1000, 0, 0)
+    assert (s.documents, s.empty_documents, s.tokens, s.sequences) == (1000, 1000, 0, 0)
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_seq_len_one(method):
-    plan = check_plan(bfpack.pack([0, 1, 3, 0, 2], 1, method=method),
-                      [0, 1, 3, 0, 2], 1, method, "split")
+    plan = check_plan(
+        bfpack.pack([0, 1, 3, 0, 2], 1, method=method), [0, 1, 3, 0, 2], 1, method, "split"
+    )
     assert plan.num_sequences == 6
     assert plan.seq_fill.tolist() == [1] * 6
     assert plan.stats().truncation_cuts == 3
@@ -504,32 +544,41 @@ def test_single_document_of_exactly_seq_len(L, method, long_docs):
     plan = bfpack.pack([L], L, method=method, long_docs=long_docs)
     assert as_lists(plan) == [[(0, 0, L)]]
     s = plan.stats()
-    assert (s.documents_truncated, s.truncation_cuts, s.tokens_dropped,
-            s.excess_sequences, s.padding_tokens, s.fill) == (0, 0, 0, 0, 0, 1.0)
+    assert (
+        s.documents_truncated,
+        s.truncation_cuts,
+        s.tokens_dropped,
+        s.excess_sequences,
+        s.padding_tokens,
+        s.fill,
+    ) == (0, 0, 0, 0, 0, 1.0)
 
 
 @pytest.mark.parametrize("method", ["bfd", "ffd"])
 def test_documents_of_exact_multiples(method):
     L = 100
     plan = bfpack.pack([2 * L, L, 3 * L], L, method=method)
-    assert sorted(as_lists(plan)) == [[(0, 0, L)], [(0, L, L)], [(1, 0, L)],
-                                      [(2, 0, L)], [(2, L, L)], [(2, 2 * L, L)]]
+    assert sorted(as_lists(plan)) == [
+        [(0, 0, L)],
+        [(0, L, L)],
+        [(1, 0, L)],
+        [(2, 0, L)],
+        [(2, L, L)],
+        [(2, 2 * L, L)],
+    ]
     s = plan.stats()
     # No remainder: a document in k chunks has k - 1 cuts.
-    assert (s.documents_truncated, s.truncation_cuts, s.padding_tokens) \
-        == (2, 1 + 2, 0)
+    assert (s.documents_truncated, s.truncation_cuts, s.padding_tokens) == (2, 1 + 2, 0)
     t = bfpack.pack([2 * L, L, 3 * L], L, method=method, long_docs="truncate")
     assert t.num_sequences == 3
     st_ = t.stats()
-    assert (st_.documents_truncated, st_.truncation_cuts, st_.tokens_dropped) \
-        == (2, 2, L + 2 * L)
+    assert (st_.documents_truncated, st_.truncation_cuts, st_.tokens_dropped) == (2, 2, L + 2 * L)
 
 
 def test_chunks_open_sequences_in_document_order():
     # Full chunks are placed first, in document then token order.
     plan = bfpack.pack([250, 5, 120], 100)
-    assert as_lists(plan)[:3] == [[(0, 0, 100)], [(0, 100, 100)],
-                                  [(2, 0, 100)]]
+    assert as_lists(plan)[:3] == [[(0, 0, 100)], [(0, 100, 100)], [(2, 0, 100)]]
 
 
 def test_pieces_just_above_half_never_share():
@@ -577,6 +626,7 @@ def test_packing_is_immutable():
 # Quality at scale (the paper's claims, in shape)
 # --------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def web_lengths():
     return lognormal_lengths(200_000, seed=0)
@@ -596,8 +646,7 @@ def test_quality_at_scale(web_lengths, L):
     assert bfd.num_sequences <= ffd.num_sequences
     # The paper: best-fit adds well under 0.1% sequences over concatenation
     # while cutting far fewer documents.
-    assert (bfd.num_sequences - concat.num_sequences) / concat.num_sequences \
-        < 1e-3
+    assert (bfd.num_sequences - concat.num_sequences) / concat.num_sequences < 1e-3
     assert s.documents_truncated == int((web_lengths > L).sum())
     assert s.truncation_cuts < concat.stats().truncation_cuts
 
@@ -606,13 +655,18 @@ def test_quality_at_scale(web_lengths, L):
 # Bad input
 # --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("lengths", [
-    [5, 3, -1, 4],
-    np.array([5, 3, -1, -7], dtype=np.int8),
-    np.array([5.0, 3.0, -1.0]),
-    pa.array([5, 3, -1], type=pa.int32()),
-], ids=["list", "int8", "float", "pyarrow"])
+@pytest.mark.parametrize(
+    "lengths",
+    [
+        [5, 3, -1, 4],
+        np.array([5, 3, -1, -7], dtype=np.int8),
+        np.array([5.0, 3.0, -1.0]),
+        pa.array([5, 3, -1], type=pa.int32()),
+    ],
+    ids=["list", "int8", "float", "pyarrow"],
+)
 def test_negative_lengths(lengths, method):
     with pytest.raises(ValueError, match=r"lengths\[2\] = -1 is negative"):
         bfpack.pack(lengths, 10, method=method)
@@ -625,45 +679,55 @@ def test_negative_length_after_long_documents():
         bfpack.pack(lengths, 100)
 
 
-@pytest.mark.parametrize("lengths, match", [
-    (np.array([1.0, 2.5]), r"lengths\[1\] = 2.5 is not a whole number"),
-    ([3, 4, 0.1], r"lengths\[2\] = 0.1 is not a whole number"),
-    (np.array([1.0, np.nan]), r"lengths\[1\] is nan.*finite"),
-    (np.array([np.inf, 1.0]), r"lengths\[0\] is inf.*finite"),
-    (np.array([1.0, -np.inf]), r"lengths\[1\] is -inf.*finite"),
-    (pa.array([1.0, float("nan")]), r"lengths\[1\] is nan"),
-    (np.array([1e30]), r"int64"),
-    (np.array([1, 2], dtype=np.uint64) << np.uint64(63),
-     r"lengths\[0\] = 9223372036854775808 does not fit in int64"),
-    (np.array([7, 2**64 - 1], dtype=np.uint64),
-     r"lengths\[1\] = 18446744073709551615 does not fit in int64"),
-    (pa.array([1, 2**63], type=pa.uint64()), r"lengths\[1\].*int64"),
-    (np.zeros((2, 2), dtype=np.int64), r"1-D.*shape \(2, 2\)"),
-    ([[1, 2], [3, 4]], r"1-D.*shape \(2, 2\)"),
-    (np.int64(5), r"1-D.*shape \(\)"),
-    (5, r"1-D.*shape \(\)"),
-    (pa.array([1, None, 3]), r"1 null values"),
-    (pa.chunked_array([[1, None], [None]]), r"2 null values"),
-])
+@pytest.mark.parametrize(
+    "lengths, match",
+    [
+        (np.array([1.0, 2.5]), r"lengths\[1\] = 2.5 is not a whole number"),
+        ([3, 4, 0.1], r"lengths\[2\] = 0.1 is not a whole number"),
+        (np.array([1.0, np.nan]), r"lengths\[1\] is nan.*finite"),
+        (np.array([np.inf, 1.0]), r"lengths\[0\] is inf.*finite"),
+        (np.array([1.0, -np.inf]), r"lengths\[1\] is -inf.*finite"),
+        (pa.array([1.0, float("nan")]), r"lengths\[1\] is nan"),
+        (np.array([1e30]), r"int64"),
+        (
+            np.array([1, 2], dtype=np.uint64) << np.uint64(63),
+            r"lengths\[0\] = 9223372036854775808 does not fit in int64",
+        ),
+        (
+            np.array([7, 2**64 - 1], dtype=np.uint64),
+            r"lengths\[1\] = 18446744073709551615 does not fit in int64",
+        ),
+        (pa.array([1, 2**63], type=pa.uint64()), r"lengths\[1\].*int64"),
+        (np.zeros((2, 2), dtype=np.int64), r"1-D.*shape \(2, 2\)"),
+        ([[1, 2], [3, 4]], r"1-D.*shape \(2, 2\)"),
+        (np.int64(5), r"1-D.*shape \(\)"),
+        (5, r"1-D.*shape \(\)"),
+        (pa.array([1, None, 3]), r"1 null values"),
+        (pa.chunked_array([[1, None], [None]]), r"2 null values"),
+    ],
+)
 def test_bad_values(lengths, match):
     with pytest.raises(ValueError, match=match):
         bfpack.pack(lengths, 10)
 
 
-@pytest.mark.parametrize("lengths, match", [
-    (np.array([True, False]), r"dtype bool.*astype"),
-    ([True, False], r"dtype bool"),
-    (np.array(["1", "2"]), r"integer token counts.*<U1.*astype"),
-    (["1", "2"], r"integer token counts.*<U1"),
-    (np.array([1, 2], dtype=object), r"dtype object"),
-    ([1, None], r"dtype object"),
-    (np.array([1 + 0j, 2]), r"dtype complex128"),
-    (np.array([1, 2], dtype="m8[s]"), r"dtype timedelta64"),
-    (pa.array(["1", "2"]), r"Arrow type string.*cast"),
-    (pa.array([True, False]), r"Arrow type bool"),
-    (pa.chunked_array([["a"]]), r"Arrow type string"),
-    (pa.scalar(5), r"1-D array of integers, got Int64Scalar"),
-])
+@pytest.mark.parametrize(
+    "lengths, match",
+    [
+        (np.array([True, False]), r"dtype bool.*astype"),
+        ([True, False], r"dtype bool"),
+        (np.array(["1", "2"]), r"integer token counts.*<U1.*astype"),
+        (["1", "2"], r"integer token counts.*<U1"),
+        (np.array([1, 2], dtype=object), r"dtype object"),
+        ([1, None], r"dtype object"),
+        (np.array([1 + 0j, 2]), r"dtype complex128"),
+        (np.array([1, 2], dtype="m8[s]"), r"dtype timedelta64"),
+        (pa.array(["1", "2"]), r"Arrow type string.*cast"),
+        (pa.array([True, False]), r"Arrow type bool"),
+        (pa.chunked_array([["a"]]), r"Arrow type string"),
+        (pa.scalar(5), r"1-D array of integers, got Int64Scalar"),
+    ],
+)
 def test_bad_types(lengths, match):
     with pytest.raises(TypeError, match=match):
         bfpack.pack(lengths, 10)
@@ -671,27 +735,30 @@ def test_bad_types(lengths, match):
 
 @pytest.mark.parametrize("seq_len", [0, -5, 2**31, np.int64(-1)])
 def test_seq_len_out_of_range(seq_len):
-    with pytest.raises(ValueError, match=rf"seq_len must be between 1 and "
-                                         rf"2147483647 tokens, got {seq_len}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"seq_len must be between 1 and "
+        rf"2147483647 tokens, got {seq_len}",
+    ):
         bfpack.pack([1, 2], seq_len)
 
 
-@pytest.mark.parametrize("seq_len", [2048.0, "2048", True, np.True_, None,
-                                     np.float32(8), [2048]])
+@pytest.mark.parametrize("seq_len", [2048.0, "2048", True, np.True_, None, np.float32(8), [2048]])
 def test_seq_len_not_an_integer(seq_len):
     with pytest.raises(TypeError, match=r"seq_len must be an integer number"):
         bfpack.pack([1, 2], seq_len)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(method="BFD"),
-     r"method must be one of 'bfd', 'ffd', 'concat'; got 'BFD'"),
-    (dict(method="best_fit"), r"method must be one of .*'best_fit'"),
-    (dict(method=None), r"method must be one of .*None"),
-    (dict(long_docs="drop"),
-     r"long_docs must be one of 'split', 'truncate'; got 'drop'"),
-    (dict(long_docs=""), r"long_docs must be one of 'split', 'truncate'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(method="BFD"), r"method must be one of 'bfd', 'ffd', 'concat'; got 'BFD'"),
+        (dict(method="best_fit"), r"method must be one of .*'best_fit'"),
+        (dict(method=None), r"method must be one of .*None"),
+        (dict(long_docs="drop"), r"long_docs must be one of 'split', 'truncate'; got 'drop'"),
+        (dict(long_docs=""), r"long_docs must be one of 'split', 'truncate'"),
+    ],
+)
 def test_unknown_choices(kwargs, match):
     with pytest.raises(ValueError, match=match):
         bfpack.pack([1, 2], 10, **kwargs)
@@ -701,11 +768,16 @@ def test_unknown_choices(kwargs, match):
 # Bugs found while writing these tests (they fail as of e131de9)
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lengths", [
-    np.array([10, 2.0**63]),
-    np.array([10, 2.0**63], dtype=np.float32),
-    [10, 2**63],  # numpy makes this list float64
-], ids=["float64", "float32", "list"])
+
+@pytest.mark.parametrize(
+    "lengths",
+    [
+        np.array([10, 2.0**63]),
+        np.array([10, 2.0**63], dtype=np.float32),
+        [10, 2**63],  # numpy makes this list float64
+    ],
+    ids=["float64", "float32", "list"],
+)
 def test_float_just_above_int64_range(lengths):
     # 2**63 is the first float above int64 max; it must be reported as out
     # of range, not cast to -2**63 and reported as negative.

@@ -15,11 +15,11 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from tokens import COLUMNS, check_packed, token_table
 
 import bfpack
 from bfpack.corpus import web_like_lengths
 from bfpack.parquet import MANIFEST, pack_parquet
-from tokens import COLUMNS, check_packed, token_table
 
 SEQ_LEN = 512
 # Shard boundaries of the medium dataset (one shard is empty).
@@ -29,6 +29,7 @@ CUTS = [0, 1500, 1500, 2600, 4000]
 # --------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------
+
 
 def medium_lengths():
     lengths = np.minimum(web_like_lengths(4000, seed=5) // 4, 20_000)
@@ -84,23 +85,40 @@ def same(a, b):
 # pack_parquet
 # --------------------------------------------------------------------------
 
+
 def test_round_trip_bfd_many_windows(medium, tmp_path):
     src, lengths = medium
     dst = tmp_path / "out"
     pad = {"input_ids": -1, "labels": -100, "mask": 0}
     progress = []
-    manifest = pack_parquet(src, dst, SEQ_LEN, pad_value=pad, position_ids=True,
-                            window_tokens=50_000, progress=progress.append)
+    manifest = pack_parquet(
+        src,
+        dst,
+        SEQ_LEN,
+        pad_value=pad,
+        position_ids=True,
+        window_tokens=50_000,
+        progress=progress.append,
+    )
     out, on_disk = read_output(dst)
     assert on_disk == json.loads(json.dumps(manifest))
     check_layout(dst, on_disk)
-    check_packed(out, lengths, SEQ_LEN, pad=pad, position_ids=True,
-                 value_types={"input_ids": pa.int64(), "labels": pa.int64(),
-                              "mask": pa.uint32()})
+    check_packed(
+        out,
+        lengths,
+        SEQ_LEN,
+        pad=pad,
+        position_ids=True,
+        value_types={"input_ids": pa.int64(), "labels": pa.int64(), "mask": pa.uint32()},
+    )
     # Several windows, so carried sequences were exercised.
     assert len(manifest["shards"]) >= 10
-    assert progress[-1] == {"documents": len(lengths), "tokens": int(lengths.sum()),
-                            "sequences": out.num_rows, "windows": len(progress)}
+    assert progress[-1] == {
+        "documents": len(lengths),
+        "tokens": int(lengths.sum()),
+        "sequences": out.num_rows,
+        "windows": len(progress),
+    }
     assert [p["windows"] for p in progress] == list(range(1, len(progress) + 1))
     # Each window (but the last) holds whole documents up to the first one
     # that reaches window_tokens.
@@ -111,16 +129,32 @@ def test_round_trip_bfd_many_windows(medium, tmp_path):
     assert manifest["bfpack_version"] == bfpack.__version__
     assert manifest["source"] == os.path.abspath(src)
     assert manifest["options"] == {
-        "seq_len": SEQ_LEN, "columns": list(COLUMNS), "method": "bfd",
-        "long_docs": "split", "pad_value": pad, "position_ids": True,
-        "seed": None, "window_tokens": 50_000,
+        "seq_len": SEQ_LEN,
+        "columns": list(COLUMNS),
+        "method": "bfd",
+        "long_docs": "split",
+        "pad_value": pad,
+        "position_ids": True,
+        "seed": None,
+        "window_tokens": 50_000,
         # Default: carried tokens at most a quarter of a window.
-        "max_open": 50_000 // (4 * SEQ_LEN)}
+        "max_open": 50_000 // (4 * SEQ_LEN),
+    }
     s = manifest["stats"]
     ref = bfpack.pack(lengths, SEQ_LEN).stats()
-    for key in ("method", "long_docs", "seq_len", "documents", "empty_documents",
-                "tokens", "tokens_packed", "lower_bound", "documents_truncated",
-                "truncation_cuts", "tokens_dropped"):
+    for key in (
+        "method",
+        "long_docs",
+        "seq_len",
+        "documents",
+        "empty_documents",
+        "tokens",
+        "tokens_packed",
+        "lower_bound",
+        "documents_truncated",
+        "truncation_cuts",
+        "tokens_dropped",
+    ):
         assert s[key] == getattr(ref, key), key
     assert s["sequences"] == out.num_rows == sum(x["rows"] for x in manifest["shards"])
     assert s["excess_sequences"] == s["sequences"] - s["lower_bound"]
@@ -129,8 +163,7 @@ def test_round_trip_bfd_many_windows(medium, tmp_path):
     # Within the streaming tolerance of one global BFD: 0.01% is under one
     # sequence here, so allow two; and no worse than windows packed alone.
     assert ref.sequences <= s["sequences"] <= ref.sequences + 2
-    alone = pack_parquet(src, tmp_path / "alone", SEQ_LEN, window_tokens=50_000,
-                         max_open=0)
+    alone = pack_parquet(src, tmp_path / "alone", SEQ_LEN, window_tokens=50_000, max_open=0)
     assert s["sequences"] <= alone["stats"]["sequences"]
     assert alone["stats"]["sequences"] == read_output(tmp_path / "alone")[0].num_rows
 
@@ -138,8 +171,9 @@ def test_round_trip_bfd_many_windows(medium, tmp_path):
 @pytest.mark.parametrize("method", ["bfd", "ffd", "concat"])
 def test_one_window_equals_pack_table(medium, tmp_path, method):
     src, lengths = medium
-    kw = dict(method=method, pad_value=7, position_ids=True, seed=11,
-              columns=["labels", "input_ids"])
+    kw = dict(
+        method=method, pad_value=7, position_ids=True, seed=11, columns=["labels", "input_ids"]
+    )
     manifest = pack_parquet(src, tmp_path / "o", SEQ_LEN, **kw)
     out, _ = read_output(tmp_path / "o")
     assert len(manifest["shards"]) == 1
@@ -149,23 +183,39 @@ def test_one_window_equals_pack_table(medium, tmp_path, method):
     assert manifest["stats"] == plan.stats().to_dict()
 
 
-@pytest.mark.parametrize("method,long_docs", [
-    ("ffd", "split"), ("ffd", "truncate"), ("concat", "split"), ("bfd", "truncate")])
+@pytest.mark.parametrize(
+    "method,long_docs",
+    [("ffd", "split"), ("ffd", "truncate"), ("concat", "split"), ("bfd", "truncate")],
+)
 def test_windows_other_paths(medium, tmp_path, method, long_docs):
     src, lengths = medium
-    manifest = pack_parquet(src, tmp_path / "o", SEQ_LEN, method=method,
-                            long_docs=long_docs, window_tokens=80_000,
-                            columns=["input_ids", "mask"], position_ids=True)
+    manifest = pack_parquet(
+        src,
+        tmp_path / "o",
+        SEQ_LEN,
+        method=method,
+        long_docs=long_docs,
+        window_tokens=80_000,
+        columns=["input_ids", "mask"],
+        position_ids=True,
+    )
     out, _ = read_output(tmp_path / "o")
     check_layout(tmp_path / "o", manifest)
     assert len(manifest["shards"]) >= 5
     mode = "concat" if method == "concat" else long_docs
-    check_packed(out, lengths, SEQ_LEN, columns=["input_ids", "mask"],
-                 long_docs=mode, position_ids=True)
+    check_packed(
+        out, lengths, SEQ_LEN, columns=["input_ids", "mask"], long_docs=mode, position_ids=True
+    )
     s = manifest["stats"]
     ref = bfpack.pack(lengths, SEQ_LEN, method=method, long_docs=long_docs).stats()
-    for key in ("documents", "empty_documents", "tokens", "tokens_packed",
-                "tokens_dropped", "lower_bound"):
+    for key in (
+        "documents",
+        "empty_documents",
+        "tokens",
+        "tokens_packed",
+        "tokens_dropped",
+        "lower_bound",
+    ):
         assert s[key] == getattr(ref, key), key
     assert (s["method"], s["long_docs"], s["seq_len"]) == (method, long_docs, SEQ_LEN)
     assert s["sequences"] == out.num_rows >= ref.sequences
@@ -184,8 +234,9 @@ def test_seed_shuffles_within_shards(medium, tmp_path):
     src, lengths = medium
     runs = {}
     for name, seed in [("a", 5), ("b", 5), ("c", None), ("d", 6)]:
-        pack_parquet(src, tmp_path / name, SEQ_LEN, seed=seed, window_tokens=200_000,
-                     columns="input_ids")
+        pack_parquet(
+            src, tmp_path / name, SEQ_LEN, seed=seed, window_tokens=200_000, columns="input_ids"
+        )
         runs[name] = read_output(tmp_path / name)
     (a, ma), (b, mb), (c, mc), (d, _) = runs["a"], runs["b"], runs["c"], runs["d"]
     assert same(a, b) and ma == mb
@@ -195,8 +246,9 @@ def test_seed_shuffles_within_shards(medium, tmp_path):
     lo = 0
     for s in ma["shards"]:
         rows = slice(lo, lo + s["rows"])
-        assert sorted(map(str, a.slice(rows.start, s["rows"]).to_pylist())) == \
-            sorted(map(str, c.slice(rows.start, s["rows"]).to_pylist()))
+        assert sorted(map(str, a.slice(rows.start, s["rows"]).to_pylist())) == sorted(
+            map(str, c.slice(rows.start, s["rows"]).to_pylist())
+        )
         lo += s["rows"]
     check_packed(a, lengths, SEQ_LEN, columns=["input_ids"])
 
@@ -260,8 +312,12 @@ def test_errors_leave_nothing(medium, tmp_path):
         # The row counts from the start of the dataset, across shards.
         (bad, {}, ValueError, "row 4: column 'labels' has 1 tokens but 'input_ids' has 3"),
         # ... also when the bad row is in a later window.
-        (bad, dict(window_tokens=1), ValueError,
-         "row 4: column 'labels' has 1 tokens but 'input_ids' has 3"),
+        (
+            bad,
+            dict(window_tokens=1),
+            ValueError,
+            "row 4: column 'labels' has 1 tokens but 'input_ids' has 3",
+        ),
         (bad, dict(window_tokens=1, method="ffd"), ValueError, "row 4: column 'labels'"),
     ]
     for i, (s, kw, exc, match) in enumerate(cases):
@@ -307,8 +363,9 @@ def test_numpy_integer_options(tmp_path):
     # made json.dump of the manifest fail after all the work was done.
     lengths = [5, 3, 9, 1]
     pq.write_table(token_table(lengths), tmp_path / "a.parquet")
-    m = pack_parquet(tmp_path / "a.parquet", tmp_path / "o", np.int32(8),
-                     seed=np.int64(1), pad_value=np.int64(0))
+    m = pack_parquet(
+        tmp_path / "a.parquet", tmp_path / "o", np.int32(8), seed=np.int64(1), pad_value=np.int64(0)
+    )
     assert m["options"]["seed"] == 1 and m["options"]["pad_value"] == 0
     assert m["options"]["seq_len"] == 8
     out, on_disk = read_output(tmp_path / "o")
@@ -316,11 +373,22 @@ def test_numpy_integer_options(tmp_path):
     check_packed(out, lengths, 8, pad=0)
     pack_parquet(tmp_path / "a.parquet", tmp_path / "p", 8, seed=1, pad_value=0)
     assert same(out, read_output(tmp_path / "p")[0])
-    m = pack_parquet(tmp_path / "a.parquet", tmp_path / "q", 8,
-                     pad_value={"input_ids": np.uint8(1), "labels": np.int16(-1),
-                                "mask": 0, "unpacked": np.int64(5)})
+    m = pack_parquet(
+        tmp_path / "a.parquet",
+        tmp_path / "q",
+        8,
+        pad_value={
+            "input_ids": np.uint8(1),
+            "labels": np.int16(-1),
+            "mask": 0,
+            "unpacked": np.int64(5),
+        },
+    )
     assert read_output(tmp_path / "q")[1]["options"]["pad_value"] == {
-        "input_ids": 1, "labels": -1, "mask": 0}
+        "input_ids": 1,
+        "labels": -1,
+        "mask": 0,
+    }
 
 
 def window_tokens_of(progress):
@@ -331,17 +399,20 @@ def window_tokens_of(progress):
 def test_windows_hold_about_window_tokens(tmp_path):
     # Regression: windows were whole 8192-row batches (819,200 tokens per
     # window for window_tokens=100,000 with 100-token documents).
-    pq.write_table(token_table(np.full(20_000, 100), columns=["input_ids"]),
-                   tmp_path / "a.parquet")
+    pq.write_table(token_table(np.full(20_000, 100), columns=["input_ids"]), tmp_path / "a.parquet")
     progress = []
-    pack_parquet(tmp_path / "a.parquet", tmp_path / "o", 1024,
-                 window_tokens=100_000, progress=progress.append)
+    pack_parquet(
+        tmp_path / "a.parquet",
+        tmp_path / "o",
+        1024,
+        window_tokens=100_000,
+        progress=progress.append,
+    )
     tokens = window_tokens_of(progress)
     # Whole documents, each window just reaching window_tokens.
     assert np.all(tokens[:-1] == 100_000)
     assert tokens.sum() == 2_000_000
-    check_packed(read_output(tmp_path / "o")[0], np.full(20_000, 100), 1024,
-                 columns=["input_ids"])
+    check_packed(read_output(tmp_path / "o")[0], np.full(20_000, 100), 1024, columns=["input_ids"])
 
 
 # --------------------------------------------------------------------------
@@ -354,40 +425,67 @@ def test_windows_hold_about_window_tokens(tmp_path):
 # other core.
 # --------------------------------------------------------------------------
 
+
 def bfpack_cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "bfpack", *map(str, args)],
-                          capture_output=True, text=True, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "bfpack", *map(str, args)], capture_output=True, text=True, **kw
+    )
 
 
 def start_cli(*args):
-    return subprocess.Popen([sys.executable, "-m", "bfpack", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bfpack", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
-PACK_ARGS = ["--seq-len", SEQ_LEN, "--column", "input_ids", "--column", "labels",
-             "--pad-value", 0, "--position-ids", "--seed", 3,
-             "--window-tokens", 100_000]
+PACK_ARGS = [
+    "--seq-len",
+    SEQ_LEN,
+    "--column",
+    "input_ids",
+    "--column",
+    "labels",
+    "--pad-value",
+    0,
+    "--position-ids",
+    "--seed",
+    3,
+    "--window-tokens",
+    100_000,
+]
 
 ERRORS = {
     # name: (args, text expected in the error line); {dst} is fresh per case
     "missing src": (["pack", "{tmp}/missing", "{dst}", "--seq-len", 8], "no such file"),
     "not parquet": (["pack", "{tmp}/notes.txt", "{dst}", "--seq-len", 8], "not a Parquet"),
-    "missing column": (["pack", "{ok}", "{dst}", "--seq-len", 8, "--column", "nope"],
-                       "'nope' is not in the table"),
-    "non-list column": (["pack", "{ok}", "{dst}", "--seq-len", 8, "--column", "doc_id"],
-                        "'doc_id' has type int64, not a list"),
+    "missing column": (
+        ["pack", "{ok}", "{dst}", "--seq-len", 8, "--column", "nope"],
+        "'nope' is not in the table",
+    ),
+    "non-list column": (
+        ["pack", "{ok}", "{dst}", "--seq-len", 8, "--column", "doc_id"],
+        "'doc_id' has type int64, not a list",
+    ),
     "no list column": (["pack", "{flat}", "{dst}", "--seq-len", 8], "no list column"),
     "string lists": (["pack", "{strings}", "{dst}", "--seq-len", 8], "holds string values"),
-    "mismatched": (["pack", "{mismatch}", "{dst}", "--seq-len", 8],
-                   "row 2: column 'labels' has 1 tokens but 'input_ids' has 3"),
+    "mismatched": (
+        ["pack", "{mismatch}", "{dst}", "--seq-len", 8],
+        "row 2: column 'labels' has 1 tokens but 'input_ids' has 3",
+    ),
     "null tokens": (["pack", "{nulls}", "{dst}", "--seq-len", 8], "null tokens"),
     "seq-len 0": (["pack", "{ok}", "{dst}", "--seq-len", 0], "seq_len"),
     "seq-len negative": (["pack", "{ok}", "{dst}", "--seq-len", -4], "got -4"),
-    "window-tokens 0": (["pack", "{ok}", "{dst}", "--seq-len", 8, "--window-tokens", 0],
-                        "window_tokens"),
-    "pad out of range": (["pack", "{u16}", "{dst}", "--seq-len", 8, "--pad-value", -1],
-                         "pad_value -1 does not fit column 'input_ids' of type uint16"),
+    "window-tokens 0": (
+        ["pack", "{ok}", "{dst}", "--seq-len", 8, "--window-tokens", 0],
+        "window_tokens",
+    ),
+    "pad out of range": (
+        ["pack", "{u16}", "{dst}", "--seq-len", 8, "--pad-value", -1],
+        "pad_value -1 does not fit column 'input_ids' of type uint16",
+    ),
     "negative seed": (["pack", "{ok}", "{dst}", "--seq-len", 8, "--seed", -1], "seed must be >= 0"),
     "dst exists": (["pack", "{ok}", "{tmp}/existing", "--seq-len", 8], "already exists"),
     "stats seq-len 0": (["stats", "{ok}", "--seq-len", 0], "seq_len"),
@@ -400,18 +498,27 @@ def _error_inputs(tmp):
     pq.write_table(pa.table({"n": [1, 2]}), tmp / "flat.parquet")
     pq.write_table(pa.table({"s": pa.array([["a"], ["b"]])}), tmp / "strings.parquet")
     t = token_table([1, 2, 3, 4])
-    t = t.set_column(t.column_names.index("labels"), "labels",
-                     pa.array([[1], [2, 3], [4], [5, 6, 7, 8]], pa.list_(pa.int64())))
+    t = t.set_column(
+        t.column_names.index("labels"),
+        "labels",
+        pa.array([[1], [2, 3], [4], [5, 6, 7, 8]], pa.list_(pa.int64())),
+    )
     pq.write_table(t, tmp / "mismatch.parquet")
-    pq.write_table(pa.table({"input_ids": pa.array([[1, 2], [3, None]])}),
-                   tmp / "nulls.parquet")
-    pq.write_table(pa.table({"input_ids": pa.array([[1, 2]], pa.list_(pa.uint16()))}),
-                   tmp / "u16.parquet")
+    pq.write_table(pa.table({"input_ids": pa.array([[1, 2], [3, None]])}), tmp / "nulls.parquet")
+    pq.write_table(
+        pa.table({"input_ids": pa.array([[1, 2]], pa.list_(pa.uint16()))}), tmp / "u16.parquet"
+    )
     (tmp / "existing").mkdir()
     (tmp / "existing" / "keep.txt").write_text("mine")
-    return {"tmp": tmp, "ok": tmp / "ok.parquet", "flat": tmp / "flat.parquet",
-            "strings": tmp / "strings.parquet", "mismatch": tmp / "mismatch.parquet",
-            "nulls": tmp / "nulls.parquet", "u16": tmp / "u16.parquet"}
+    return {
+        "tmp": tmp,
+        "ok": tmp / "ok.parquet",
+        "flat": tmp / "flat.parquet",
+        "strings": tmp / "strings.parquet",
+        "mismatch": tmp / "mismatch.parquet",
+        "nulls": tmp / "nulls.parquet",
+        "u16": tmp / "u16.parquet",
+    }
 
 
 def _overwrite_job(tmp):
@@ -435,14 +542,26 @@ def _warm_numba(tmp):
     or not (the stream, bfd). Compiling them once here, before the
     background runs start, spares every subprocess its own compilation.
     """
-    for typ, methods in [(pa.int64(), ["bfd"]), (pa.uint32(), ["bfd", "ffd", "concat"]),
-                         (pa.uint16(), ["bfd"]), (pa.uint8(), ["bfd"])]:
+    for typ, methods in [
+        (pa.int64(), ["bfd"]),
+        (pa.uint32(), ["bfd", "ffd", "concat"]),
+        (pa.uint16(), ["bfd"]),
+        (pa.uint8(), ["bfd"]),
+    ]:
         arr = pa.array([[1, 2, 3], [4], [5, 6]], pa.list_(typ))
         path = tmp / f"warm-{typ}.parquet"
         pq.write_table(pa.table({"x": arr}), path)
         for method in methods:
-            pack_parquet(path, tmp / f"warm-{typ}-{method}", 4, method=method,
-                         pad_value=0, position_ids=True, seed=1, window_tokens=2)
+            pack_parquet(
+                path,
+                tmp / f"warm-{typ}-{method}",
+                4,
+                method=method,
+                pad_value=0,
+                position_ids=True,
+                seed=1,
+                window_tokens=2,
+            )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -461,13 +580,17 @@ def cli(medium, tmp_path_factory):
         argv = [str(a).format(dst=dst, **subs) for a in args]
         jobs["error", name] = early.submit(lambda a=argv, d=dst: (bfpack_cli(*a), d))
 
-    mixed = {kind: (mixed_shards(errors, kind), errors / f"mixed-{kind}-out")
-             for kind in ("not-list", "missing")}
+    mixed = {
+        kind: (mixed_shards(errors, kind), errors / f"mixed-{kind}-out")
+        for kind in ("not-list", "missing")
+    }
     d, dst = mixed["not-list"]
     jobs["mixed", "not-list", "pack"] = early.submit(
-        lambda: (bfpack_cli("pack", d, dst, "--seq-len", 8), dst))
+        lambda: (bfpack_cli("pack", d, dst, "--seq-len", 8), dst)
+    )
     jobs["mixed", "not-list", "stats"] = early.submit(
-        lambda: (bfpack_cli("stats", d, "--seq-len", 8), None))
+        lambda: (bfpack_cli("stats", d, "--seq-len", 8), None)
+    )
 
     (tmp / "warm").mkdir()
     _warm_numba(tmp / "warm")
@@ -475,7 +598,8 @@ def cli(medium, tmp_path_factory):
     # This one packs (wrongly): it compiles, so it waits for the cache too.
     d2, dst2 = mixed["missing"]
     jobs["mixed", "missing", "pack"] = pool.submit(
-        lambda: (bfpack_cli("pack", d2, dst2, "--seq-len", 8), dst2))
+        lambda: (bfpack_cli("pack", d2, dst2, "--seq-len", 8), dst2)
+    )
 
     def run(name, *args):
         jobs[name] = pool.submit(bfpack_cli, *args)
@@ -485,8 +609,21 @@ def cli(medium, tmp_path_factory):
     run("pack", "pack", src, tmp / "pack", *PACK_ARGS)
     run("pack quiet", "pack", src, tmp / "quiet", *PACK_ARGS, "--quiet")
     for m in ("ffd", "concat"):
-        run(m, "pack", src, tmp / m, "--seq-len", SEQ_LEN, "--method", m,
-            "--long-docs", "truncate", "--column", "mask", "--quiet")
+        run(
+            m,
+            "pack",
+            src,
+            tmp / m,
+            "--seq-len",
+            SEQ_LEN,
+            "--method",
+            m,
+            "--long-docs",
+            "truncate",
+            "--column",
+            "mask",
+            "--quiet",
+        )
     (tmp / "over").mkdir()
     jobs["overwrite"] = pool.submit(_overwrite_job, tmp / "over")
     run("stats", "stats", src, "--seq-len", 256, 1024)
@@ -499,6 +636,7 @@ def cli(medium, tmp_path_factory):
 # --------------------------------------------------------------------------
 # Interrupted runs and determinism
 # --------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def big_src(tmp_path_factory):
@@ -513,15 +651,18 @@ def big_src(tmp_path_factory):
         np.cumsum(lengths, out=offsets[1:])
         values = rng.integers(0, 65535, int(offsets[-1]), dtype=np.uint16)
         ids = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
-        pq.write_table(pa.table({"input_ids": ids}), src / f"shard-{k}.parquet",
-                       compression="none", use_dictionary=False,
-                       row_group_size=1000)
+        pq.write_table(
+            pa.table({"input_ids": ids}),
+            src / f"shard-{k}.parquet",
+            compression="none",
+            use_dictionary=False,
+            row_group_size=1000,
+        )
     return src
 
 
 def test_interrupted_run_leaves_no_destination(big_src, tmp_path):
-    args = ["--seq-len", 2048, "--window-tokens", 500_000, "--seed", 1,
-            "--position-ids", "--quiet"]
+    args = ["--seq-len", 2048, "--window-tokens", 500_000, "--seed", 1, "--position-ids", "--quiet"]
     # (The ``cli`` fixture has compiled the kernels for uint16 tokens, so
     # the run below spends its time packing.)
     dst = tmp_path / "out"
@@ -573,6 +714,7 @@ def test_interrupted_run_leaves_no_destination(big_src, tmp_path):
 # Command line: the background runs' results
 # --------------------------------------------------------------------------
 
+
 def test_cli_pack(medium, cli):
     _, lengths = medium
     r = cli["pack"].result()
@@ -581,13 +723,19 @@ def test_cli_pack(medium, cli):
     assert "Traceback" not in r.stderr
     out, manifest = read_output(dst)
     check_layout(dst, manifest)
-    check_packed(out, lengths, SEQ_LEN, columns=["input_ids", "labels"], pad=0,
-                 position_ids=True)
+    check_packed(out, lengths, SEQ_LEN, columns=["input_ids", "labels"], pad=0, position_ids=True)
     s = manifest["stats"]
     assert manifest["options"] == {
-        "seq_len": SEQ_LEN, "columns": ["input_ids", "labels"], "method": "bfd",
-        "long_docs": "split", "pad_value": 0, "position_ids": True, "seed": 3,
-        "window_tokens": 100_000, "max_open": 100_000 // (4 * SEQ_LEN)}
+        "seq_len": SEQ_LEN,
+        "columns": ["input_ids", "labels"],
+        "method": "bfd",
+        "long_docs": "split",
+        "pad_value": 0,
+        "position_ids": True,
+        "seed": 3,
+        "window_tokens": 100_000,
+        "max_open": 100_000 // (4 * SEQ_LEN),
+    }
     assert f"{s['documents']:,} documents" in r.stdout
     assert f"-> {s['sequences']:,} sequences of {SEQ_LEN}" in r.stdout
     assert f"{len(manifest['shards'])} shard(s)" in r.stdout
@@ -622,15 +770,19 @@ def test_cli_stats(medium, cli):
     assert lines[0].split()[:3] == ["corpus", "seq_len", "method"]
     rows = [line.split() for line in lines[2:8]]
     assert [(x[1], x[2]) for x in rows] == [
-        (f"{L:,}", m) for L in (256, 1024) for m in ("concat", "bfd", "ffd")]
+        (f"{L:,}", m) for L in (256, 1024) for m in ("concat", "bfd", "ffd")
+    ]
     for x in rows:
         L = int(x[1].replace(",", ""))
         s = bfpack.pack(lengths, L, method=x[2]).stats()
         assert x[3] == f"{s.documents:,}" and x[4] == f"{s.tokens:,}"
         assert x[5] == f"{s.sequences:,}"
     r = cli["stats labels"].result()
-    assert r.returncode == 0 and r.stdout.splitlines()[2].split()[5] == \
-        f"{bfpack.pack(lengths, 256, method='concat').num_sequences:,}"
+    assert (
+        r.returncode == 0
+        and r.stdout.splitlines()[2].split()[5]
+        == f"{bfpack.pack(lengths, 256, method='concat').num_sequences:,}"
+    )
 
 
 @pytest.mark.parametrize("name", list(ERRORS))
@@ -658,13 +810,11 @@ def _assert_one_line_error(r, dst=None, text=""):
 
 @pytest.mark.parametrize("command", ["pack", "stats"])
 def test_cli_shard_with_a_non_list_column(cli, command):
-    _assert_one_line_error(*cli["mixed", "not-list", command].result(),
-                           text="input_ids")
+    _assert_one_line_error(*cli["mixed", "not-list", command].result(), text="input_ids")
 
 
 def test_cli_shard_without_the_column(cli):
-    _assert_one_line_error(*cli["mixed", "missing", "pack"].result(),
-                           text="input_ids")
+    _assert_one_line_error(*cli["mixed", "missing", "pack"].result(), text="input_ids")
 
 
 def test_cli_overwrite(cli):
@@ -678,11 +828,14 @@ def test_cli_overwrite(cli):
     check_packed(out, lengths, 8)
 
 
-@pytest.mark.parametrize("bad,text", [
-    (["--seq-len", "abc"], "argument --seq-len: invalid int value: 'abc'"),
-    (["--seq-len", "8", "--method", "best"], "argument --method: invalid choice: 'best'"),
-    ([], "the following arguments are required: --seq-len"),
-])
+@pytest.mark.parametrize(
+    "bad,text",
+    [
+        (["--seq-len", "abc"], "argument --seq-len: invalid int value: 'abc'"),
+        (["--seq-len", "8", "--method", "best"], "argument --method: invalid choice: 'best'"),
+        ([], "the following arguments are required: --seq-len"),
+    ],
+)
 def test_cli_usage_errors_are_one_line(tmp_path, bad, text):
     # Regression: argparse printed a usage block and "bfpack pack: error:".
     pq.write_table(token_table([3]), tmp_path / "a.parquet")
@@ -715,9 +868,10 @@ def test_demo(cli):
     assert "Traceback" not in r.stderr
     lines = r.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("corpus"))
-    rows = [line.split() for line in lines[header + 2:header + 8]]
+    rows = [line.split() for line in lines[header + 2 : header + 8]]
     assert [(x[1], x[2]) for x in rows] == [
-        (L, m) for L in ("2,048", "8,192") for m in ("concat", "bfd", "ffd")]
+        (L, m) for L in ("2,048", "8,192") for m in ("concat", "bfd", "ffd")
+    ]
     tokens = int(rows[0][4].replace(",", ""))
     out, manifest = read_output(out_dir / "packed")
     assert out.column_names == ["input_ids", "seq_lengths", "position_ids"]
@@ -736,18 +890,21 @@ def test_demo(cli):
     # The source written beside it reads back too: the same bytes, packed.
     src = pq.read_table(out_dir / "stdlib.parquet")["input_ids"].combine_chunks()
     assert len(src.flatten()) == tokens
-    assert np.array_equal(np.bincount(src.flatten().to_numpy(), minlength=256),
-                          np.bincount(out["input_ids"].combine_chunks().flatten()
-                                      .to_numpy(), minlength=256))
+    assert np.array_equal(
+        np.bincount(src.flatten().to_numpy(), minlength=256),
+        np.bincount(out["input_ids"].combine_chunks().flatten().to_numpy(), minlength=256),
+    )
 
 
-@pytest.mark.parametrize("window_tokens,seq_len,expected", [
-    (2**30, 8, 4096),      # capped
-    (100, 512, 16),        # floor
-    (1 << 20, 1024, 256),  # a quarter of a window's sequences
-])
+@pytest.mark.parametrize(
+    "window_tokens,seq_len,expected",
+    [
+        (2**30, 8, 4096),  # capped
+        (100, 512, 16),  # floor
+        (1 << 20, 1024, 256),  # a quarter of a window's sequences
+    ],
+)
 def test_default_max_open(tmp_path, window_tokens, seq_len, expected):
     pq.write_table(token_table([5, 3]), tmp_path / "a.parquet")
-    m = pack_parquet(tmp_path / "a.parquet", tmp_path / "o", seq_len,
-                     window_tokens=window_tokens)
+    m = pack_parquet(tmp_path / "a.parquet", tmp_path / "o", seq_len, window_tokens=window_tokens)
     assert m["options"]["max_open"] == expected

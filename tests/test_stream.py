@@ -7,17 +7,16 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from naive import cut_counts, naive_stream
+from tokens import COLUMNS, check_packed, token_table
 
 import bfpack
 from bfpack import METHODS, OutputSpec, Packing, StreamPacker, TableStreamPacker
 from bfpack.corpus import web_like_lengths
-from naive import cut_counts, naive_stream
-from tokens import COLUMNS, check_packed, token_table
 
 
 def as_lists(plan):
-    return [list(zip(*(a.tolist() for a in plan.sequence(j))))
-            for j in range(plan.num_sequences)]
+    return [list(zip(*(a.tolist() for a in plan.sequence(j)))) for j in range(plan.num_sequences)]
 
 
 def run_stream(windows, seq_len, method="bfd", long_docs="split", max_open=4096):
@@ -25,8 +24,7 @@ def run_stream(windows, seq_len, method="bfd", long_docs="split", max_open=4096)
     packer = StreamPacker(seq_len, method=method, long_docs=long_docs, max_open=max_open)
     plans = []
     for i, lengths in enumerate(windows):
-        plan = packer.step(np.asarray(lengths, dtype=np.int64),
-                           last=i == len(windows) - 1)
+        plan = packer.step(np.asarray(lengths, dtype=np.int64), last=i == len(windows) - 1)
         assert isinstance(plan, Packing) and plan.counts is None
         assert packer.num_open <= (max_open if METHODS[method].streams else 0)
         plans.append(plan)
@@ -38,26 +36,40 @@ def expected_stats(windows, emitted, seq_len, method, long_docs):
     """The stream's statistics, counted from the lengths and the reference's
     emitted sequences alone."""
     lengths = np.array([n for w in windows for n in w], dtype=np.int64)
-    keep = lengths if not METHODS[method].cuts_by_long_docs or long_docs == "split" \
+    keep = (
+        lengths
+        if not METHODS[method].cuts_by_long_docs or long_docs == "split"
         else np.minimum(lengths, seq_len)
+    )
     seqs = [s for step in emitted for s in step]
     truncated, cuts, dropped = cut_counts(lengths, seqs)
     packed = int(keep.sum())
-    return dict(method=method, long_docs=long_docs, seq_len=seq_len,
-                documents=len(lengths), empty_documents=int((lengths == 0).sum()),
-                tokens=int(lengths.sum()), tokens_packed=packed, sequences=len(seqs),
-                lower_bound=-(-packed // seq_len),
-                excess_sequences=len(seqs) - -(-packed // seq_len),
-                padding_tokens=len(seqs) * seq_len - packed,
-                documents_truncated=truncated, truncation_cuts=cuts,
-                tokens_dropped=dropped)
+    return dict(
+        method=method,
+        long_docs=long_docs,
+        seq_len=seq_len,
+        documents=len(lengths),
+        empty_documents=int((lengths == 0).sum()),
+        tokens=int(lengths.sum()),
+        tokens_packed=packed,
+        sequences=len(seqs),
+        lower_bound=-(-packed // seq_len),
+        excess_sequences=len(seqs) - -(-packed // seq_len),
+        padding_tokens=len(seqs) * seq_len - packed,
+        documents_truncated=truncated,
+        truncation_cuts=cuts,
+        tokens_dropped=dropped,
+    )
 
 
 @st.composite
 def streams(draw):
     seq_len = draw(st.sampled_from([1, 2, 3, 7, 16, 50]))
-    one = st.one_of(st.integers(0, seq_len), st.integers(1, max(1, seq_len // 4)),
-                    st.integers(0, 3 * seq_len + 1))
+    one = st.one_of(
+        st.integers(0, seq_len),
+        st.integers(1, max(1, seq_len // 4)),
+        st.integers(0, 3 * seq_len + 1),
+    )
     windows = draw(st.lists(st.lists(one, max_size=25), min_size=1, max_size=6))
     max_open = draw(st.sampled_from([0, 1, 2, 5, 4096]))
     long_docs = draw(st.sampled_from(["split", "truncate"]))
@@ -70,18 +82,21 @@ def streams(draw):
 def test_steps_are_the_reference_stream(case):
     windows, seq_len, method, long_docs, max_open = case
     plans, packer = run_stream(windows, seq_len, method, long_docs, max_open)
-    ref = naive_stream(windows, seq_len, method, long_docs, max_open,
-                       streams=METHODS[method].streams)
+    ref = naive_stream(
+        windows, seq_len, method, long_docs, max_open, streams=METHODS[method].streams
+    )
     assert [as_lists(p) for p in plans] == ref
     got = packer.stats().to_dict()
     want = expected_stats(windows, ref, seq_len, method, long_docs)
     assert {k: got[k] for k in want} == want
     assert got["fill"] == pytest.approx(
-        want["tokens_packed"] / (want["sequences"] * seq_len) if want["sequences"] else 1.0)
+        want["tokens_packed"] / (want["sequences"] * seq_len) if want["sequences"] else 1.0
+    )
 
 
-@pytest.mark.parametrize("max_open,long_docs", [
-    (0, "split"), (1, "truncate"), (16, "split"), (4096, "truncate")])
+@pytest.mark.parametrize(
+    "max_open,long_docs", [(0, "split"), (1, "truncate"), (16, "split"), (4096, "truncate")]
+)
 def test_medium_stream_is_the_reference(max_open, long_docs):
     seq_len = 512
     lengths = web_like_lengths(6_000, seed=3) // 4
@@ -128,8 +143,8 @@ def test_empty_windows_keep_the_open_sequences():
 
 def test_documents_are_numbered_across_the_stream():
     packer = StreamPacker(10, max_open=8)
-    assert packer.step([12]).num_sequences == 1        # doc 0: 10 + 2, the 2 stays open
-    plan = packer.step([0, 5], last=True)              # docs 1 (empty) and 2
+    assert packer.step([12]).num_sequences == 1  # doc 0: 10 + 2, the 2 stays open
+    plan = packer.step([0, 5], last=True)  # docs 1 (empty) and 2
     assert as_lists(plan) == [[(0, 10, 2), (2, 0, 5)]]
 
 
@@ -154,15 +169,18 @@ def test_take_numbers_and_reorders_sequences():
         plan.take([0.5])
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(seq_len=0), ValueError, "seq_len must be between 1"),
-    (dict(seq_len="8"), TypeError, "seq_len must be an integer number of tokens"),
-    (dict(seq_len=8, long_docs="drop"), ValueError, "long_docs must be one of"),
-    (dict(seq_len=8, method="nf"), ValueError, "method must be one of 'bfd', 'ffd', 'concat'"),
-    (dict(seq_len=8, max_open=-1), ValueError, "max_open must be >= 0, got -1"),
-    (dict(seq_len=8, max_open=1.5), TypeError, "max_open must be an integer, got float"),
-    (dict(seq_len=8, max_open=True), TypeError, "max_open must be an integer, got a bool"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(seq_len=0), ValueError, "seq_len must be between 1"),
+        (dict(seq_len="8"), TypeError, "seq_len must be an integer number of tokens"),
+        (dict(seq_len=8, long_docs="drop"), ValueError, "long_docs must be one of"),
+        (dict(seq_len=8, method="nf"), ValueError, "method must be one of 'bfd', 'ffd', 'concat'"),
+        (dict(seq_len=8, max_open=-1), ValueError, "max_open must be >= 0, got -1"),
+        (dict(seq_len=8, max_open=1.5), TypeError, "max_open must be an integer, got float"),
+        (dict(seq_len=8, max_open=True), TypeError, "max_open must be an integer, got a bool"),
+    ],
+)
 def test_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         StreamPacker(**kwargs)
@@ -190,24 +208,26 @@ def test_bad_lengths_and_last():
 # TableStreamPacker
 # --------------------------------------------------------------------------
 
+
 def table_windows(lengths, cuts, **kwargs):
     """Token tables of ``lengths`` cut at ``cuts``, documents numbered across them."""
     bounds = [0, *cuts, len(lengths)]
-    return [token_table(lengths[a:b], first_doc=a, **kwargs)
-            for a, b in zip(bounds, bounds[1:])]
+    return [token_table(lengths[a:b], first_doc=a, **kwargs) for a, b in zip(bounds, bounds[1:])]
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
-@pytest.mark.parametrize("pad,positions", [(None, False), ({"input_ids": -1, "labels": -100,
-                                                            "mask": 0}, True)])
+@pytest.mark.parametrize(
+    "pad,positions", [(None, False), ({"input_ids": -1, "labels": -100, "mask": 0}, True)]
+)
 def test_table_stream_equals_the_lengths_stream(method, pad, positions):
     seq_len = 64
     lengths = web_like_lengths(1500, seed=8) // 16
     lengths[::31] = 0
     cuts = [100, 100, 700, 701, 1200]
     windows = table_windows(lengths, cuts)
-    spec = OutputSpec.for_schema(windows[0].schema, columns=list(COLUMNS),
-                                 pad_value=pad, position_ids=positions)
+    spec = OutputSpec.for_schema(
+        windows[0].schema, columns=list(COLUMNS), pad_value=pad, position_ids=positions
+    )
     packer = TableStreamPacker(seq_len, spec, method=method, max_open=7)
     ref = StreamPacker(seq_len, method=method, max_open=7)
     outs = []
@@ -216,31 +236,48 @@ def test_table_stream_equals_the_lengths_stream(method, pad, positions):
         out = packer.step(w, last=last)
         plan = ref.step(lens, last=last)
         assert out.num_rows == plan.num_sequences
-        check_packed(out, lengths, seq_len, pad=pad, position_ids=positions,
-                     long_docs="concat" if method == "concat" else "split",
-                     plan=plan, complete=False)
+        check_packed(
+            out,
+            lengths,
+            seq_len,
+            pad=pad,
+            position_ids=positions,
+            long_docs="concat" if method == "concat" else "split",
+            plan=plan,
+            complete=False,
+        )
         outs.append(out)
         assert packer.num_open == ref.num_open
         carried = packer.open_pieces
         assert carried.column_names == list(COLUMNS)
         written = sum(sum(r) for o in outs for r in o["seq_lengths"].to_pylist())
-        assert sum(len(r) for r in carried["input_ids"].to_pylist()) \
+        assert (
+            sum(len(r) for r in carried["input_ids"].to_pylist())
             == ref.stats().tokens_packed - written
+        )
     full = pa.concat_tables(outs)
-    check_packed(full, lengths, seq_len, pad=pad, position_ids=positions,
-                 long_docs="concat" if method == "concat" else "split")
+    check_packed(
+        full,
+        lengths,
+        seq_len,
+        pad=pad,
+        position_ids=positions,
+        long_docs="concat" if method == "concat" else "split",
+    )
     assert packer.stats() == ref.stats()
 
 
 def test_open_pieces_are_the_carried_tokens():
     spec = OutputSpec.for_schema(token_table([1]).schema, columns=["input_ids"])
     packer = TableStreamPacker(10, spec, max_open=8)
-    out = packer.step(token_table([12, 3]))                 # 10 | 2 + 3 open
+    out = packer.step(token_table([12, 3]))  # 10 | 2 + 3 open
     assert out.num_rows == 1
     pieces = packer.open_pieces
     assert pieces.column_names == ["input_ids"]
     assert sorted(map(tuple, pieces["input_ids"].to_pylist())) == [
-        (10, 11), (100_000, 100_001, 100_002)]
+        (10, 11),
+        (100_000, 100_001, 100_002),
+    ]
     rest = packer.finish()
     assert rest["seq_lengths"].to_pylist() == [[3, 2]]
     assert packer.open_pieces.num_rows == 0 and packer.num_open == 0
@@ -275,14 +312,19 @@ def test_table_stream_ignores_other_columns_and_accepts_large_lists():
     check_packed(out, lengths, 8, columns=["input_ids", "mask"])
 
 
-@pytest.mark.parametrize("bad,exc,match", [
-    (pa.table({"labels": pa.array([[1]])}), ValueError,
-     "the window has no column 'input_ids'"),
-    (pa.table({"input_ids": pa.array([[1.5]])}), TypeError,
-     "column 'input_ids' is list<item: double>, but list<item: int64>"),
-    (pa.table({"input_ids": pa.array([1])}), TypeError, "column 'input_ids' is int64"),
-    ("not a table", TypeError, "pyarrow.Table or RecordBatch"),
-])
+@pytest.mark.parametrize(
+    "bad,exc,match",
+    [
+        (pa.table({"labels": pa.array([[1]])}), ValueError, "the window has no column 'input_ids'"),
+        (
+            pa.table({"input_ids": pa.array([[1.5]])}),
+            TypeError,
+            "column 'input_ids' is list<item: double>, but list<item: int64>",
+        ),
+        (pa.table({"input_ids": pa.array([1])}), TypeError, "column 'input_ids' is int64"),
+        ("not a table", TypeError, "pyarrow.Table or RecordBatch"),
+    ],
+)
 def test_table_stream_bad_windows(bad, exc, match):
     spec = OutputSpec.for_schema(token_table([1]).schema, columns=["input_ids"])
     packer = TableStreamPacker(8, spec)
@@ -304,6 +346,7 @@ def test_table_stream_bad_spec():
 # Quality: close to one global BFD
 # --------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def web_lengths():
     return web_like_lengths(2_000_000, seed=0)
@@ -313,8 +356,9 @@ def _stream_sequences(lengths, seq_len, window, max_open):
     packer = StreamPacker(seq_len, max_open=max_open)
     total = 0
     for lo in range(0, lengths.shape[0], window):
-        total += packer.step(lengths[lo:lo + window],
-                             last=lo + window >= lengths.shape[0]).num_sequences
+        total += packer.step(
+            lengths[lo : lo + window], last=lo + window >= lengths.shape[0]
+        ).num_sequences
     assert packer.stats().sequences == total
     return total, packer.stats()
 

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tokens import COLUMNS, STRIDE, check_packed, token_table
 
 import bfpack
-from tokens import COLUMNS, STRIDE, check_packed, token_table
 
 METHODS = ["bfd", "ffd", "concat"]
 LONG_DOCS = ["split", "truncate"]
@@ -29,18 +29,30 @@ def _lengths(n, seq_len, seed=0, zeros=0.1):
 # Every token once, in the right place, with everything aligned
 # --------------------------------------------------------------------------
 
+
 @st.composite
 def tables(draw):
     """A token table with random lengths (zeros and null lists included)
     and random packing options."""
     seq_len = draw(st.sampled_from([1, 2, 3, 5, 8, 13, 64]))
     n = draw(st.integers(0, 40))
-    lengths = np.array(draw(st.lists(
-        st.one_of(st.integers(0, seq_len), st.integers(0, 4 * seq_len + 1),
-                  st.sampled_from([0, seq_len, 2 * seq_len])),
-        min_size=n, max_size=n)), dtype=np.int64)
-    nulls = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)),
-                     dtype=bool) & (lengths == 0)
+    lengths = np.array(
+        draw(
+            st.lists(
+                st.one_of(
+                    st.integers(0, seq_len),
+                    st.integers(0, 4 * seq_len + 1),
+                    st.sampled_from([0, seq_len, 2 * seq_len]),
+                ),
+                min_size=n,
+                max_size=n,
+            )
+        ),
+        dtype=np.int64,
+    )
+    nulls = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool) & (
+        lengths == 0
+    )
     large = draw(st.booleans())
     kwargs = dict(
         method=draw(st.sampled_from(METHODS)),
@@ -48,8 +60,11 @@ def tables(draw):
         position_ids=draw(st.booleans()),
         seed=draw(st.one_of(st.none(), st.integers(0, 2**32))),
     )
-    pad = draw(st.one_of(st.none(), st.integers(0, 7),
-                         st.just({"input_ids": 3, "labels": -100, "mask": 0})))
+    pad = draw(
+        st.one_of(
+            st.none(), st.integers(0, 7), st.just({"input_ids": 3, "labels": -100, "mask": 0})
+        )
+    )
     kwargs["pad_value"] = pad
     return lengths, nulls, large, seq_len, kwargs
 
@@ -60,16 +75,22 @@ def test_every_token_once_in_place(case):
     lengths, nulls, large, seq_len, kwargs = case
     table = token_table(lengths, nulls=nulls, large=large)
     out = bfpack.pack_table(table, seq_len, **kwargs)
-    plan = bfpack.pack(lengths, seq_len, method=kwargs["method"],
-                       long_docs=kwargs["long_docs"])
+    plan = bfpack.pack(lengths, seq_len, method=kwargs["method"], long_docs=kwargs["long_docs"])
     rows = None if kwargs["seed"] is None else "any"
     # Concat cuts anywhere and keeps every token (it ignores long_docs).
     mode = "concat" if kwargs["method"] == "concat" else kwargs["long_docs"]
     pieces = check_packed(
-        out, lengths, seq_len, long_docs=mode, pad=kwargs["pad_value"],
-        position_ids=kwargs["position_ids"], plan=plan, rows=rows, large=large,
-        value_types={"input_ids": pa.int64(), "labels": pa.int64(),
-                     "mask": pa.uint32()})
+        out,
+        lengths,
+        seq_len,
+        long_docs=mode,
+        pad=kwargs["pad_value"],
+        position_ids=kwargs["position_ids"],
+        plan=plan,
+        rows=rows,
+        large=large,
+        value_types={"input_ids": pa.int64(), "labels": pa.int64(), "mask": pa.uint32()},
+    )
     assert out.num_rows == plan.num_sequences
     kept = np.minimum(lengths, seq_len) if mode == "truncate" else lengths
     assert pieces[:, 2].sum() == kept.sum()
@@ -82,14 +103,24 @@ def test_medium_table_exact_plan(method, long_docs):
     lengths = _lengths(3000, seq_len, seed=1)
     nulls = (lengths == 0) & (np.arange(len(lengths)) % 2 == 0)
     table = token_table(lengths, nulls=nulls)
-    out = bfpack.pack_table(table, seq_len, method=method, long_docs=long_docs,
-                            pad_value={"input_ids": 0, "labels": -100, "mask": 7},
-                            position_ids=True)
+    out = bfpack.pack_table(
+        table,
+        seq_len,
+        method=method,
+        long_docs=long_docs,
+        pad_value={"input_ids": 0, "labels": -100, "mask": 7},
+        position_ids=True,
+    )
     plan = bfpack.pack(lengths, seq_len, method=method, long_docs=long_docs)
-    check_packed(out, lengths, seq_len,
-                 long_docs="concat" if method == "concat" else long_docs,
-                 pad={"input_ids": 0, "labels": -100, "mask": 7},
-                 position_ids=True, plan=plan)
+    check_packed(
+        out,
+        lengths,
+        seq_len,
+        long_docs="concat" if method == "concat" else long_docs,
+        pad={"input_ids": 0, "labels": -100, "mask": 7},
+        position_ids=True,
+        plan=plan,
+    )
     assert out.num_rows == plan.num_sequences
 
 
@@ -98,19 +129,21 @@ def test_truncate_drops_exactly_the_tail_of_long_documents():
     lengths = np.array([25, 10, 11, 3, 0, 9, 30])
     out = bfpack.pack_table(token_table(lengths), seq_len, long_docs="truncate")
     tokens = np.sort(out["input_ids"].combine_chunks().flatten().to_numpy())
-    want = np.sort(np.concatenate([d * STRIDE + np.arange(min(n, seq_len))
-                                   for d, n in enumerate(lengths)]))
+    want = np.sort(
+        np.concatenate([d * STRIDE + np.arange(min(n, seq_len)) for d, n in enumerate(lengths)])
+    )
     assert np.array_equal(tokens, want)
 
 
 def test_small_table_by_hand():
-    table = pa.table({"ids": pa.array([[1, 2, 3], [4, 5], None, [6], []],
-                                      pa.list_(pa.int64())),
-                      "lab": pa.array([[-1, -2, -3], [-4, -5], None, [-6], []],
-                                      pa.list_(pa.int64())),
-                      "other": ["a", "b", "c", "d", "e"]})
-    out = bfpack.pack_table(table, 4, pad_value={"ids": 0, "lab": -100},
-                            position_ids=True)
+    table = pa.table(
+        {
+            "ids": pa.array([[1, 2, 3], [4, 5], None, [6], []], pa.list_(pa.int64())),
+            "lab": pa.array([[-1, -2, -3], [-4, -5], None, [-6], []], pa.list_(pa.int64())),
+            "other": ["a", "b", "c", "d", "e"],
+        }
+    )
+    out = bfpack.pack_table(table, 4, pad_value={"ids": 0, "lab": -100}, position_ids=True)
     assert out.to_pydict() == {
         "ids": [[1, 2, 3, 6], [4, 5, 0, 0]],
         "lab": [[-1, -2, -3, -6], [-4, -5, -100, -100]],
@@ -118,8 +151,7 @@ def test_small_table_by_hand():
         "position_ids": [[0, 1, 2, 0], [0, 1, 0, 0]],
     }
     out = bfpack.pack_table(table, 2, columns="ids")
-    assert out.to_pydict() == {"ids": [[1, 2], [4, 5], [3, 6]],
-                               "seq_lengths": [[2], [2], [1, 1]]}
+    assert out.to_pydict() == {"ids": [[1, 2], [4, 5], [3, 6]], "seq_lengths": [[2], [2], [1, 1]]}
 
 
 # Values each type holds exactly, derived from the decodable input_ids.
@@ -152,9 +184,15 @@ def test_token_types_are_kept(name):
     body = ids != -1
     assert np.array_equal(xs[body], pa.array(f(ids[body])).cast(typ).to_numpy())
     assert np.all(xs[~body] == 5)
-    check_packed(out.select(["input_ids", "seq_lengths", "position_ids"]),
-                 lengths, seq_len, columns=["input_ids"], pad=-1,
-                 position_ids=True, plan=bfpack.pack(lengths, seq_len))
+    check_packed(
+        out.select(["input_ids", "seq_lengths", "position_ids"]),
+        lengths,
+        seq_len,
+        columns=["input_ids"],
+        pad=-1,
+        position_ids=True,
+        plan=bfpack.pack(lengths, seq_len),
+    )
 
 
 def test_value_field_and_large_list_kept():
@@ -173,8 +211,10 @@ def test_non_list_columns_are_dropped_and_default_picks_every_list_column():
     assert out.column_names == list(COLUMNS) + ["seq_lengths"]
     out = bfpack.pack_table(table, 8, columns=["labels", "input_ids"])
     assert out.column_names == ["labels", "input_ids", "seq_lengths"]
-    assert np.array_equal(out["labels"].combine_chunks().flatten().to_numpy(),
-                          -out["input_ids"].combine_chunks().flatten().to_numpy())
+    assert np.array_equal(
+        out["labels"].combine_chunks().flatten().to_numpy(),
+        -out["input_ids"].combine_chunks().flatten().to_numpy(),
+    )
 
 
 def test_empty_and_all_empty_tables():
@@ -191,6 +231,7 @@ def test_empty_and_all_empty_tables():
 # Seeds
 # --------------------------------------------------------------------------
 
+
 def test_seed_shuffles_rows_reproducibly():
     seq_len = 64
     lengths = _lengths(2000, seq_len, seed=4)
@@ -206,19 +247,22 @@ def test_seed_shuffles_rows_reproducibly():
     # The same rows, in another order.
     for t in (a, c):
         assert sorted(map(str, t.to_pylist())) == sorted(map(str, plain.to_pylist()))
-    check_packed(a, lengths, seq_len, position_ids=True,
-                 plan=bfpack.pack(lengths, seq_len), rows="any")
+    check_packed(
+        a, lengths, seq_len, position_ids=True, plan=bfpack.pack(lengths, seq_len), rows="any"
+    )
 
 
 def test_seed_accepts_numpy_integers():
     table = token_table(_lengths(300, 16, seed=5))
     assert bfpack.pack_table(table, 16, seed=np.int64(3)).equals(
-        bfpack.pack_table(table, 16, seed=3))
+        bfpack.pack_table(table, 16, seed=3)
+    )
 
 
 # --------------------------------------------------------------------------
 # Sliced, chunked and batch inputs give the contiguous result
 # --------------------------------------------------------------------------
+
 
 def _contiguous(table):
     """The same data in fresh, unsliced, single-chunk buffers."""
@@ -236,9 +280,17 @@ def test_sliced_table(k, m, large):
     kw = dict(pad_value=1, position_ids=True, seed=2)
     got = bfpack.pack_table(sliced, seq_len, **kw)
     assert got.equals(bfpack.pack_table(_contiguous(sliced), seq_len, **kw))
-    check_packed(got, lengths[k:k + m], seq_len, pad=1, position_ids=True,
-                 first_doc=k, plan=bfpack.pack(lengths[k:k + m], seq_len),
-                 rows="any", large=large)
+    check_packed(
+        got,
+        lengths[k : k + m],
+        seq_len,
+        pad=1,
+        position_ids=True,
+        first_doc=k,
+        plan=bfpack.pack(lengths[k : k + m], seq_len),
+        rows="any",
+        large=large,
+    )
 
 
 def test_chunked_columns_with_empty_and_sliced_chunks():
@@ -258,24 +310,27 @@ def test_chunked_columns_with_empty_and_sliced_chunks():
         bounds = [0, 7 * (i + 1), 7 * (i + 1), 150 + i, 300]
         chunks = [arr.slice(a, b - a) for a, b in zip(bounds, bounds[1:])]
         mixed[name] = pa.chunked_array(
-            [arr.slice(0, 0)] + chunks + [arr.slice(300, 0)], type=arr.type)
+            [arr.slice(0, 0)] + chunks + [arr.slice(300, 0)], type=arr.type
+        )
     mixed = pa.table(mixed)
-    want = bfpack.pack_table(_contiguous(whole), seq_len, pad_value=0,
-                             position_ids=True)
+    want = bfpack.pack_table(_contiguous(whole), seq_len, pad_value=0, position_ids=True)
     for method in METHODS:
-        want = bfpack.pack_table(_contiguous(whole), seq_len, method=method,
-                                 position_ids=True)
+        want = bfpack.pack_table(_contiguous(whole), seq_len, method=method, position_ids=True)
         for t in (chunked, mixed):
             got = bfpack.pack_table(t, seq_len, method=method, position_ids=True)
             assert got.equals(want), method
-    check_packed(bfpack.pack_table(mixed, seq_len, position_ids=True), lengths,
-                 seq_len, position_ids=True, plan=bfpack.pack(lengths, seq_len))
+    check_packed(
+        bfpack.pack_table(mixed, seq_len, position_ids=True),
+        lengths,
+        seq_len,
+        position_ids=True,
+        plan=bfpack.pack(lengths, seq_len),
+    )
 
 
 def test_all_chunks_empty():
     table = token_table([], doc_id=False)
-    t = pa.table({n: pa.chunked_array([table[n].combine_chunks()] * 3)
-                  for n in COLUMNS})
+    t = pa.table({n: pa.chunked_array([table[n].combine_chunks()] * 3) for n in COLUMNS})
     out = bfpack.pack_table(t, 4)
     assert out.num_rows == 0
 
@@ -285,15 +340,19 @@ def test_list_offsets_not_starting_at_zero_and_sliced_child():
     # Offsets start at 3 (a valid Arrow layout) and the child is sliced.
     a = pa.ListArray.from_arrays(pa.array([3, 5, 5, 9], pa.int32()), values.slice(2))
     out = bfpack.pack_table(pa.table({"x": a}), 4, pad_value=0)
-    assert out.to_pydict() == {"x": [[107, 108, 109, 110], [105, 106, 0, 0]],
-                               "seq_lengths": [[4], [2]]}
+    assert out.to_pydict() == {
+        "x": [[107, 108, 109, 110], [105, 106, 0, 0]],
+        "seq_lengths": [[4], [2]],
+    }
 
 
 def test_null_list_backed_by_values_is_empty():
     # A null slot may cover values in Arrow; they are not tokens.
-    a = pa.ListArray.from_arrays(pa.array([0, 2, 5, 6], pa.int32()),
-                                 pa.array([1, 2, None, 4, 5, 6], pa.int64()),
-                                 mask=pa.array([False, True, False]))
+    a = pa.ListArray.from_arrays(
+        pa.array([0, 2, 5, 6], pa.int32()),
+        pa.array([1, 2, None, 4, 5, 6], pa.int64()),
+        mask=pa.array([False, True, False]),
+    )
     out = bfpack.pack_table(pa.table({"x": a}), 4)
     assert out.to_pydict() == {"x": [[1, 2, 6]], "seq_lengths": [[2, 1]]}
 
@@ -305,10 +364,10 @@ def test_record_batch_input():
     batch = table.to_batches()[0]
     assert isinstance(batch, pa.RecordBatch)
     kw = dict(pad_value=0, position_ids=True, seed=1)
-    assert bfpack.pack_table(batch, seq_len, **kw).equals(
-        bfpack.pack_table(table, seq_len, **kw))
+    assert bfpack.pack_table(batch, seq_len, **kw).equals(bfpack.pack_table(table, seq_len, **kw))
     assert bfpack.pack_table(batch.slice(20, 100), seq_len, **kw).equals(
-        bfpack.pack_table(_contiguous(table.slice(20, 100)), seq_len, **kw))
+        bfpack.pack_table(_contiguous(table.slice(20, 100)), seq_len, **kw)
+    )
 
 
 def test_input_is_not_modified():
@@ -323,6 +382,7 @@ def test_input_is_not_modified():
 # Errors
 # --------------------------------------------------------------------------
 
+
 def _ok_table():
     return token_table([3, 2, 0, 5])
 
@@ -333,13 +393,16 @@ def test_not_a_table():
             bfpack.pack_table(bad, 4)
 
 
-@pytest.mark.parametrize("columns,exc,match", [
-    ("nope", ValueError, "'nope' is not in the table"),
-    (["input_ids", "nope"], ValueError, "'nope' is not in the table"),
-    ("doc_id", TypeError, "'doc_id' has type int64, not a list"),
-    ([], ValueError, "columns is empty"),
-    (["labels", "labels"], ValueError, "twice"),
-])
+@pytest.mark.parametrize(
+    "columns,exc,match",
+    [
+        ("nope", ValueError, "'nope' is not in the table"),
+        (["input_ids", "nope"], ValueError, "'nope' is not in the table"),
+        ("doc_id", TypeError, "'doc_id' has type int64, not a list"),
+        ([], ValueError, "columns is empty"),
+        (["labels", "labels"], ValueError, "twice"),
+    ],
+)
 def test_bad_columns(columns, exc, match):
     with pytest.raises(exc, match=match):
         bfpack.pack_table(_ok_table(), 4, columns=columns)
@@ -350,11 +413,14 @@ def test_no_list_column():
         bfpack.pack_table(pa.table({"n": [1, 2]}), 4)
 
 
-@pytest.mark.parametrize("values,vtype", [
-    ([["a", "b"], ["c"]], "string"),
-    ([[True], [False]], "bool"),
-    ([[[1]], [[2]]], "list<item: int64>"),
-])
+@pytest.mark.parametrize(
+    "values,vtype",
+    [
+        ([["a", "b"], ["c"]], "string"),
+        ([[True], [False]], "bool"),
+        ([[[1]], [[2]]], "list<item: int64>"),
+    ],
+)
 def test_non_numeric_list_values(values, vtype):
     table = pa.table({"x": pa.array(values)})
     with pytest.raises(TypeError, match=f"holds {vtype} values"):
@@ -373,9 +439,13 @@ def test_clashing_column_name(name):
 
 
 def test_mismatched_lengths_name_row_and_column():
-    table = pa.table({"a": pa.array([[1, 2], [3], [4, 5, 6], [7]]),
-                      "b": pa.array([[1, 2], [3], [4, 5], []]),
-                      "c": pa.array([[1, 2], [3], [4, 5, 6], [7]])})
+    table = pa.table(
+        {
+            "a": pa.array([[1, 2], [3], [4, 5, 6], [7]]),
+            "b": pa.array([[1, 2], [3], [4, 5], []]),
+            "c": pa.array([[1, 2], [3], [4, 5, 6], [7]]),
+        }
+    )
     with pytest.raises(ValueError, match=r"row 2: column 'b' has 2 tokens but 'a' has 3"):
         bfpack.pack_table(table, 4)
     with pytest.raises(ValueError, match=r"row 2: column 'a' has 3 tokens but 'b' has 2"):
@@ -392,8 +462,7 @@ def test_mismatched_lengths_name_row_and_column():
 
 
 def test_nulls_inside_lists():
-    table = pa.table({"a": pa.array([[1, 2], [3, None]]),
-                      "b": pa.array([[1, 2], [3, 4]])})
+    table = pa.table({"a": pa.array([[1, 2], [3, None]]), "b": pa.array([[1, 2], [3, 4]])})
     with pytest.raises(ValueError, match="'a' has null tokens"):
         bfpack.pack_table(table, 4)
     with pytest.raises(ValueError, match="'a' has null tokens"):
@@ -402,11 +471,19 @@ def test_nulls_inside_lists():
     assert bfpack.pack_table(table.slice(0, 1), 4).num_rows == 1
 
 
-@pytest.mark.parametrize("typ,value", [
-    (pa.uint16(), -1), (pa.uint16(), 65536), (pa.uint8(), 256),
-    (pa.int8(), 128), (pa.int8(), -129), (pa.int32(), 2**31),
-    (pa.uint32(), -1), (pa.int64(), 2**63),
-])
+@pytest.mark.parametrize(
+    "typ,value",
+    [
+        (pa.uint16(), -1),
+        (pa.uint16(), 65536),
+        (pa.uint8(), 256),
+        (pa.int8(), 128),
+        (pa.int8(), -129),
+        (pa.int32(), 2**31),
+        (pa.uint32(), -1),
+        (pa.int64(), 2**63),
+    ],
+)
 def test_pad_value_out_of_range(typ, value):
     table = pa.table({"x": pa.array([[1, 2]], pa.list_(typ))})
     with pytest.raises(ValueError, match=f"pad_value {value} does not fit column 'x'"):
@@ -415,10 +492,17 @@ def test_pad_value_out_of_range(typ, value):
         bfpack.pack_table(table, 4, pad_value={"x": value})
 
 
-@pytest.mark.parametrize("typ,value", [
-    (pa.uint16(), 65535), (pa.uint16(), 0), (pa.int32(), -2**31),
-    (pa.uint32(), 2**32 - 1), (pa.int64(), 2**63 - 1), (pa.float32(), -1),
-])
+@pytest.mark.parametrize(
+    "typ,value",
+    [
+        (pa.uint16(), 65535),
+        (pa.uint16(), 0),
+        (pa.int32(), -(2**31)),
+        (pa.uint32(), 2**32 - 1),
+        (pa.int64(), 2**63 - 1),
+        (pa.float32(), -1),
+    ],
+)
 def test_pad_value_at_range_edges(typ, value):
     table = pa.table({"x": pa.array([[1, 2]], pa.list_(typ))})
     out = bfpack.pack_table(table, 4, pad_value=value)
@@ -426,48 +510,59 @@ def test_pad_value_at_range_edges(typ, value):
     assert out.schema.field("x").type == pa.list_(typ)
 
 
-@pytest.mark.parametrize("pad,exc,match", [
-    ({"input_ids": 0, "labels": 0}, ValueError, r"no value for column\(s\) \['mask'\]"),
-    (True, TypeError, "must be an integer"),
-    ({"input_ids": 0, "labels": False, "mask": 0}, TypeError, "'labels' must be an integer"),
-    (1.5, TypeError, "must be an integer"),
-    ("0", TypeError, "must be an integer"),
-])
+@pytest.mark.parametrize(
+    "pad,exc,match",
+    [
+        ({"input_ids": 0, "labels": 0}, ValueError, r"no value for column\(s\) \['mask'\]"),
+        (True, TypeError, "must be an integer"),
+        ({"input_ids": 0, "labels": False, "mask": 0}, TypeError, "'labels' must be an integer"),
+        (1.5, TypeError, "must be an integer"),
+        ("0", TypeError, "must be an integer"),
+    ],
+)
 def test_bad_pad_value(pad, exc, match):
     with pytest.raises(exc, match=match):
         bfpack.pack_table(_ok_table(), 4, pad_value=pad)
 
 
 def test_pad_value_dict_may_name_unpacked_columns():
-    out = bfpack.pack_table(_ok_table(), 8, columns="input_ids",
-                            pad_value={"input_ids": 9, "elsewhere": 1})
+    out = bfpack.pack_table(
+        _ok_table(), 8, columns="input_ids", pad_value={"input_ids": 9, "elsewhere": 1}
+    )
     doc3 = [3 * STRIDE + i for i in range(5)]
-    assert out["input_ids"].to_pylist() == [doc3 + [0, 1, 2],
-                                            [STRIDE, STRIDE + 1] + [9] * 6]
+    assert out["input_ids"].to_pylist() == [doc3 + [0, 1, 2], [STRIDE, STRIDE + 1] + [9] * 6]
 
 
-@pytest.mark.parametrize("seed,exc", [
-    ("1", TypeError), (1.0, TypeError), (True, TypeError), (-1, ValueError),
-])
+@pytest.mark.parametrize(
+    "seed,exc",
+    [
+        ("1", TypeError),
+        (1.0, TypeError),
+        (True, TypeError),
+        (-1, ValueError),
+    ],
+)
 def test_bad_seed(seed, exc):
     with pytest.raises(exc):
         bfpack.pack_table(_ok_table(), 4, seed=seed)
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(seq_len=0), ValueError, "seq_len"),
-    (dict(seq_len="4"), TypeError, "seq_len"),
-    (dict(seq_len=4, method="best"), ValueError, "method"),
-    (dict(seq_len=4, long_docs="drop"), ValueError, "long_docs"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(seq_len=0), ValueError, "seq_len"),
+        (dict(seq_len="4"), TypeError, "seq_len"),
+        (dict(seq_len=4, method="best"), ValueError, "method"),
+        (dict(seq_len=4, long_docs="drop"), ValueError, "long_docs"),
+    ],
+)
 def test_bad_pack_options(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         bfpack.pack_table(_ok_table(), **kwargs)
 
 
 def test_float16_tokens_packed_or_refused_cleanly():
-    table = pa.table({"x": pa.array([np.array([1, 2], np.float16)],
-                                    pa.list_(pa.float16()))})
+    table = pa.table({"x": pa.array([np.array([1, 2], np.float16)], pa.list_(pa.float16()))})
     # Regression: float16 passed validation and numba then raised
     # NotImplementedError. Packing it would do; refusing it cleanly too.
     try:
@@ -481,6 +576,7 @@ def test_float16_tokens_packed_or_refused_cleanly():
 # --------------------------------------------------------------------------
 # cu_seqlens and max_seqlen
 # --------------------------------------------------------------------------
+
 
 def _packed():
     lengths = _lengths(400, 32, seed=10)
@@ -503,10 +599,19 @@ def test_cu_seqlens_of_a_batch():
     flat = [n for r in rows for n in r]
     want = np.concatenate([[0], np.cumsum(flat)]).tolist()
     col = out["seq_lengths"]
-    for batch in (rows, [np.array(r) for r in rows], col, col.combine_chunks(),
-                  pa.chunked_array([col.combine_chunks().slice(0, 5),
-                                    col.combine_chunks().slice(5, 0),
-                                    col.combine_chunks().slice(5)])):
+    for batch in (
+        rows,
+        [np.array(r) for r in rows],
+        col,
+        col.combine_chunks(),
+        pa.chunked_array(
+            [
+                col.combine_chunks().slice(0, 5),
+                col.combine_chunks().slice(5, 0),
+                col.combine_chunks().slice(5),
+            ]
+        ),
+    ):
         cu = bfpack.cu_seqlens(batch)
         assert cu.dtype == np.int32
         assert cu.tolist() == want
@@ -529,11 +634,18 @@ def test_cu_seqlens_of_a_large_list_batch():
     assert bfpack.max_seqlen(pa.chunked_array([arr])) == 4
 
 
-@pytest.mark.parametrize("empty", [
-    [], [[]], [[], []], np.array([], dtype=np.int32),
-    pa.array([], pa.list_(pa.int32())), pa.array([[]], pa.list_(pa.int32())),
-    pa.chunked_array([], pa.list_(pa.int32())),
-])
+@pytest.mark.parametrize(
+    "empty",
+    [
+        [],
+        [[]],
+        [[], []],
+        np.array([], dtype=np.int32),
+        pa.array([], pa.list_(pa.int32())),
+        pa.array([[]], pa.list_(pa.int32())),
+        pa.chunked_array([], pa.list_(pa.int32())),
+    ],
+)
 def test_cu_seqlens_of_nothing(empty):
     cu = bfpack.cu_seqlens(empty)
     assert cu.dtype == np.int32 and cu.tolist() == [0]
@@ -562,7 +674,8 @@ def test_cu_seqlens_of_one_arrow_row():
     packed = bfpack.pack_table(pa.table({"x": [[1] * 5, [2] * 3, [3] * 7]}), 8)
     row = packed["seq_lengths"][0]
     np.testing.assert_array_equal(
-        bfpack.cu_seqlens(row), np.concatenate([[0], np.cumsum(row.as_py())]))
+        bfpack.cu_seqlens(row), np.concatenate([[0], np.cumsum(row.as_py())])
+    )
     assert bfpack.max_seqlen(row) == max(row.as_py())
 
 

@@ -13,7 +13,6 @@ pieces are exactly those of a :class:`bfpack.Packing`.
 
 import numpy as np
 import pyarrow as pa
-
 from naive import split_pieces
 
 STRIDE = 100_000
@@ -51,8 +50,7 @@ def _list_array(lengths, values, large=False, nulls=None):
     return cls.from_arrays(pa.array(offsets), pa.array(values), mask=mask)
 
 
-def token_table(lengths, nulls=None, columns=COLUMNS, large=False, doc_id=True,
-                first_doc=0):
+def token_table(lengths, nulls=None, columns=COLUMNS, large=False, doc_id=True, first_doc=0):
     """A table with one row per document.
 
     ``nulls`` (bool per document) makes those rows null lists; their length
@@ -100,7 +98,7 @@ def decode(out, column="input_ids"):
     # Unpadded tokens of each row.
     keep = np.zeros(values.shape[0], dtype=bool)
     for r in range(len(offsets) - 1):
-        keep[offsets[r]:offsets[r] + fill[r]] = True
+        keep[offsets[r] : offsets[r] + fill[r]] = True
     tokens = values[keep].astype(np.int64)
     assert tokens.shape[0] == lens.sum()
     doc, pos = tokens // STRIDE, tokens % STRIDE
@@ -109,11 +107,21 @@ def decode(out, column="input_ids"):
         # One document per piece, positions consecutive from the start.
         assert np.array_equal(doc, np.repeat(doc[first], lens)), "piece mixes documents"
         within = np.arange(tokens.shape[0]) - np.repeat(first, lens)
-        assert np.array_equal(pos, np.repeat(pos[first], lens) + within), \
+        assert np.array_equal(pos, np.repeat(pos[first], lens) + within), (
             "positions inside a piece are not consecutive"
-    pieces = np.stack([doc[first] if len(lens) else np.empty(0, np.int64),
-                       pos[first] if len(lens) else np.empty(0, np.int64),
-                       lens], axis=1).astype(np.int64).reshape(-1, 3)
+        )
+    pieces = (
+        np.stack(
+            [
+                doc[first] if len(lens) else np.empty(0, np.int64),
+                pos[first] if len(lens) else np.empty(0, np.int64),
+                lens,
+            ],
+            axis=1,
+        )
+        .astype(np.int64)
+        .reshape(-1, 3)
+    )
     row_of_piece = np.repeat(np.arange(len(len_offsets) - 1), np.diff(len_offsets))
     return pieces, row_of_piece
 
@@ -133,9 +141,22 @@ def tiles(pieces, lengths):
     return all(end.get(d, 0) == int(n) for d, n in enumerate(lengths))
 
 
-def check_packed(out, lengths, seq_len, *, columns=COLUMNS, long_docs="split",
-                 pad=None, position_ids=False, plan=None, rows=None,
-                 value_types=None, large=None, first_doc=0, complete=True):
+def check_packed(
+    out,
+    lengths,
+    seq_len,
+    *,
+    columns=COLUMNS,
+    long_docs="split",
+    pad=None,
+    position_ids=False,
+    plan=None,
+    rows=None,
+    value_types=None,
+    large=None,
+    first_doc=0,
+    complete=True,
+):
     """Assert that ``out`` is a correct packing of documents ``lengths``.
 
     ``long_docs``: "split", "truncate", or "concat" (cuts anywhere, every
@@ -148,8 +169,7 @@ def check_packed(out, lengths, seq_len, *, columns=COLUMNS, long_docs="split",
     pieces.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
-    expected_names = list(columns) + ["seq_lengths"] + (
-        ["position_ids"] if position_ids else [])
+    expected_names = list(columns) + ["seq_lengths"] + (["position_ids"] if position_ids else [])
     assert out.column_names == expected_names
     assert out.schema.field("seq_lengths").type == pa.list_(pa.int32())
     if position_ids:
@@ -175,7 +195,7 @@ def check_packed(out, lengths, seq_len, *, columns=COLUMNS, long_docs="split",
         assert np.all(row_len == seq_len), "padded rows must be seq_len long"
     pad_mask = np.ones(ids_values.shape[0], dtype=bool)
     for r in range(out.num_rows):
-        pad_mask[ids_offsets[r]:ids_offsets[r] + fill[r]] = False
+        pad_mask[ids_offsets[r] : ids_offsets[r] + fill[r]] = False
 
     # Every column aligned with input_ids, token by token, padding included.
     ref = ids_values.astype(np.int64)
@@ -186,8 +206,9 @@ def check_packed(out, lengths, seq_len, *, columns=COLUMNS, long_docs="split",
         assert np.array_equal(offsets, ids_offsets), f"{name} rows differ in length"
         if ref is not None:
             body = values[~pad_mask]
-            assert np.array_equal(body, derived(name, ref[~pad_mask])), \
+            assert np.array_equal(body, derived(name, ref[~pad_mask])), (
                 f"{name} not aligned with input_ids"
+            )
         if pad is not None:
             p = pad[name] if isinstance(pad, dict) else pad
             assert np.all(values[pad_mask] == p), f"{name} padding is not {p}"
@@ -217,8 +238,9 @@ def check_packed(out, lengths, seq_len, *, columns=COLUMNS, long_docs="split",
         assert set(got) == expected_pieces(lengths, seq_len, long_docs)
 
     if plan is not None:
-        plan_rows = [tuple(zip(*(a.tolist() for a in plan.sequence(j))))
-                     for j in range(plan.num_sequences)]
+        plan_rows = [
+            tuple(zip(*(a.tolist() for a in plan.sequence(j)))) for j in range(plan.num_sequences)
+        ]
         out_rows = [[] for _ in range(out.num_rows)]
         for (d, s, n), r in zip(got, row_of_piece.tolist()):
             out_rows[r].append((d, s, n))

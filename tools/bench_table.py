@@ -56,15 +56,14 @@ sys.path.insert(0, str(ROOT / "asv_bench"))
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
-
 import pyarrow as pa  # noqa: E402
-
-import bfpack  # noqa: E402
-from bfpack.parquet import pack_parquet  # noqa: E402
 from benchmarks import baselines, common  # noqa: E402
 from benchmarks import compile_time as compile_bench  # noqa: E402
 from benchmarks import parquet as parquet_bench  # noqa: E402
 from benchmarks import table as table_bench  # noqa: E402
+
+import bfpack  # noqa: E402
+from bfpack.parquet import pack_parquet  # noqa: E402
 
 FULL_SIZES = (1_000_000, 10_000_000)
 QUICK_SIZES = (1_000_000,)
@@ -85,8 +84,9 @@ median_seconds = common.median_seconds
 
 
 class Row:
-    def __init__(self, method, n, seq_len, seconds, runs, peak, sequences=None,
-                 excess=None, obfd_ref=True):
+    def __init__(
+        self, method, n, seq_len, seconds, runs, peak, sequences=None, excess=None, obfd_ref=True
+    ):
         self.method, self.n, self.seq_len = method, n, seq_len
         self.seconds, self.runs, self.peak = seconds, runs, peak
         self.sequences, self.excess = sequences, excess
@@ -95,8 +95,9 @@ class Row:
 
 
 def measure_pack(lengths, seq_len, method, long_docs="split"):
-    bfpack.pack(common.tiny_lengths(seq_len), seq_len, method=method,
-                long_docs=long_docs)          # JIT warm-up (same signature)
+    bfpack.pack(
+        common.tiny_lengths(seq_len), seq_len, method=method, long_docs=long_docs
+    )  # JIT warm-up (same signature)
 
     def call():
         return bfpack.pack(lengths, seq_len, method=method, long_docs=long_docs)
@@ -105,8 +106,16 @@ def measure_pack(lengths, seq_len, method, long_docs="split"):
     plan, peak = common.peak_bytes(call) if PEAK else (call(), None)
     stats = plan.stats()
     label = f"bfpack {method}" + (" (truncate)" if long_docs == "truncate" else "")
-    return Row(label, lengths.shape[0], seq_len, seconds, runs, peak,
-               stats.sequences, stats.excess_sequences)
+    return Row(
+        label,
+        lengths.shape[0],
+        seq_len,
+        seconds,
+        runs,
+        peak,
+        stats.sequences,
+        stats.excess_sequences,
+    )
 
 
 def measure_counting_sort(lengths, seq_len):
@@ -117,8 +126,7 @@ def measure_counting_sort(lengths, seq_len):
 
     seconds, runs = median_seconds(call)
     peak = common.peak_bytes(call)[1] if PEAK else None
-    return Row("counting sort (floor)", lengths.shape[0], seq_len, seconds,
-               runs, peak)
+    return Row("counting sort (floor)", lengths.shape[0], seq_len, seconds, runs, peak)
 
 
 def measure_obfd(lengths, seq_len):
@@ -130,11 +138,9 @@ def measure_obfd(lengths, seq_len):
 
     rows = []
     for gc_off in (True, False):
-        seconds, runs = median_seconds(call, min_runs=3, max_runs=5,
-                                       budget=20.0, gc_off=gc_off)
+        seconds, runs = median_seconds(call, min_runs=3, max_runs=5, budget=20.0, gc_off=gc_off)
         label = "lightbinpack obfd" + ("" if gc_off else " (gc on)")
-        rows.append(Row(label, lengths.shape[0], seq_len, seconds, runs, None,
-                        obfd_ref=gc_off))
+        rows.append(Row(label, lengths.shape[0], seq_len, seconds, runs, None, obfd_ref=gc_off))
     bins, peak = common.peak_bytes(call) if PEAK else (call(), None)
     for row in rows:
         row.sequences = len(bins)
@@ -148,8 +154,19 @@ def measure_obfd(lengths, seq_len):
 class PeerRow:
     """One peer (or bfpack) on the capped lengths of one size."""
 
-    def __init__(self, label, language, n, seq_len, seconds, runs,
-                 gc_on_seconds, sequences, excess, bfpack_seconds=None):
+    def __init__(
+        self,
+        label,
+        language,
+        n,
+        seq_len,
+        seconds,
+        runs,
+        gc_on_seconds,
+        sequences,
+        excess,
+        bfpack_seconds=None,
+    ):
         self.label, self.language, self.n, self.seq_len = label, language, n, seq_len
         self.seconds, self.runs, self.gc_on_seconds = seconds, runs, gc_on_seconds
         self.sequences, self.excess = sequences, excess
@@ -172,9 +189,19 @@ def measure_peers(lengths, seq_len):
     """bfpack (truncate) and every installed peer that manages this size."""
     n = lengths.shape[0]
     ref = measure_pack(lengths, seq_len, "bfd", long_docs="truncate")
-    rows = [PeerRow("`bfpack.pack(..., long_docs=\"truncate\")`", "numba", n,
-                    seq_len, ref.seconds, ref.runs, None, ref.sequences,
-                    ref.excess)]
+    rows = [
+        PeerRow(
+            '`bfpack.pack(..., long_docs="truncate")`',
+            "numba",
+            n,
+            seq_len,
+            ref.seconds,
+            ref.runs,
+            None,
+            ref.sequences,
+            ref.excess,
+        )
+    ]
     items = baselines.capped_items(lengths, seq_len)
     total = sum(items)
     for key, peer in baselines.PEERS.items():
@@ -189,17 +216,25 @@ def measure_peers(lengths, seq_len):
         num_bins = len(bins)
         del bins
         gc.collect()
-        if first > SLOW_CALL_SECONDS:   # binpacking: minutes; that call only
+        if first > SLOW_CALL_SECONDS:  # binpacking: minutes; that call only
             seconds, runs, gc_on = first, 1, None
         else:
-            seconds, runs = median_seconds(call, min_runs=3, max_runs=5,
-                                           budget=20.0)
-            gc_on, _ = median_seconds(call, min_runs=1, max_runs=3,
-                                      budget=10.0, gc_off=False)
-        rows.append(PeerRow(
-            peer.label, peer.language, n, seq_len, seconds, runs, gc_on,
-            num_bins, baselines.excess_over_lower_bound(num_bins, total, seq_len),
-            bfpack_seconds=ref.seconds))
+            seconds, runs = median_seconds(call, min_runs=3, max_runs=5, budget=20.0)
+            gc_on, _ = median_seconds(call, min_runs=1, max_runs=3, budget=10.0, gc_off=False)
+        rows.append(
+            PeerRow(
+                peer.label,
+                peer.language,
+                n,
+                seq_len,
+                seconds,
+                runs,
+                gc_on,
+                num_bins,
+                baselines.excess_over_lower_bound(num_bins, total, seq_len),
+                bfpack_seconds=ref.seconds,
+            )
+        )
     return rows
 
 
@@ -211,8 +246,10 @@ def measure_compile(runs=3):
     warm.setup()
     cases = [
         ("`import bfpack`", imports.timeraw_import_bfpack),
-        ("`import numba, numpy, pyarrow` (dependencies alone)",
-         imports.timeraw_import_dependencies),
+        (
+            "`import numba, numpy, pyarrow` (dependencies alone)",
+            imports.timeraw_import_dependencies,
+        ),
         ("first `pack`, empty numba cache (compile)", cold.timeraw_pack),
         ("first `pack`, filled numba cache (load)", warm.timeraw_pack),
         ("first `pack_table`, empty numba cache (compile)", cold.timeraw_pack_table),
@@ -229,8 +266,9 @@ def measure_compile(runs=3):
 class TokenRow:
     """One call that moves tokens: time, what it is compared with, memory."""
 
-    def __init__(self, call, data, seconds, runs, ref=None, ref_seconds=None,
-                 peak=None, in_out_bytes=None):
+    def __init__(
+        self, call, data, seconds, runs, ref=None, ref_seconds=None, peak=None, in_out_bytes=None
+    ):
         self.call, self.data = call, data
         self.seconds, self.runs = seconds, runs
         self.ref, self.ref_seconds = ref, ref_seconds
@@ -261,11 +299,24 @@ def measure_table(runs=7):
             gc.collect()
     data = f"{values.shape[0]:,} tokens, {table.num_rows:,} docs"
     rows = [
-        TokenRow("numpy copy of the token buffer (floor)", data, floor, runs,
-                 peak=peaks.get("copy"), in_out_bytes=2 * values.nbytes),
-        TokenRow(f"`bfpack.pack_table(table, {seq_len})`", data, packed, runs,
-                 ref="copy", ref_seconds=floor, peak=peaks.get("pack"),
-                 in_out_bytes=in_out),
+        TokenRow(
+            "numpy copy of the token buffer (floor)",
+            data,
+            floor,
+            runs,
+            peak=peaks.get("copy"),
+            in_out_bytes=2 * values.nbytes,
+        ),
+        TokenRow(
+            f"`bfpack.pack_table(table, {seq_len})`",
+            data,
+            packed,
+            runs,
+            ref="copy",
+            ref_seconds=floor,
+            peak=peaks.get("pack"),
+            in_out_bytes=in_out,
+        ),
     ]
     common.clear_cache()
     return rows
@@ -286,12 +337,20 @@ def measure_parquet(root, datasets, runs=5):
 
     packed, base = common.median_seconds_pair(pack, rewrite, runs=runs)
     shards = datasets[parquet_bench.TIME_SCALE]
-    data = (f"{len(shards)} shards, {sum(x['tokens'] for x in shards):,} tokens, "
-            f"{sum(x['documents'] for x in shards):,} docs")
+    data = (
+        f"{len(shards)} shards, {sum(x['tokens'] for x in shards):,} tokens, "
+        f"{sum(x['documents'] for x in shards):,} docs"
+    )
     return [
         TokenRow("pyarrow: dataset batches → `ParquetWriter`", data, base, runs),
-        TokenRow(f"`pack_parquet(src, dst, {seq_len})`", data, packed, runs,
-                 ref="pyarrow rewrite", ref_seconds=base),
+        TokenRow(
+            f"`pack_parquet(src, dst, {seq_len})`",
+            data,
+            packed,
+            runs,
+            ref="pyarrow rewrite",
+            ref_seconds=base,
+        ),
     ]
 
 
@@ -302,16 +361,16 @@ def measure_parquet_peaks(root, datasets):
     rows = []
     for scale in parquet_bench.SCALES:
         status = parquet_bench.pack_parquet_peak(
-            parquet_bench.dataset_path(root, scale),
-            os.path.join(root, f"peak-x{scale}"), window)
+            parquet_bench.dataset_path(root, scale), os.path.join(root, f"peak-x{scale}"), window
+        )
         shards = datasets[scale]
-        rows.append((scale, sum(x["tokens"] for x in shards), window,
-                     status["VmHWM"], base))
+        rows.append((scale, sum(x["tokens"] for x in shards), window, status["VmHWM"], base))
     return rows
 
 
 # ---------------------------------------------------------------------------
 # Reporting
+
 
 def cpu_model():
     try:
@@ -326,11 +385,27 @@ def cpu_model():
 
 def git_describe():
     try:
-        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
-                                "--untracked-files=no", "--", "bfpack"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(ROOT),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                "bfpack",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         return rev + ("+dirty bfpack/" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -351,7 +426,8 @@ def header():
         f"numpy {np.__version__}, numba {numba.__version__}, lightbinpack {lbp}, binpacking {bp}, "
         f"bfpack {bfpack.__version__} (git {git_describe()}); "
         f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "
-        f"load average at start {load:.2f}.")
+        f"load average at start {load:.2f}."
+    )
 
 
 def fmt_seconds(s):
@@ -359,14 +435,14 @@ def fmt_seconds(s):
 
 
 def table(rows):
-    floor = {(r.n, r.seq_len): r.seconds for r in rows
-             if r.method.startswith("counting sort")}
-    obfd = {(r.n, r.seq_len): r.seconds for r in rows
-            if r.method == "lightbinpack obfd"}
-    out = ["| method | N | seq_len | median s (runs) | × counting sort | "
-           "obfd time ÷ this | sequences | excess over lower bound | "
-           "peak bytes/doc beyond input |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    floor = {(r.n, r.seq_len): r.seconds for r in rows if r.method.startswith("counting sort")}
+    obfd = {(r.n, r.seq_len): r.seconds for r in rows if r.method == "lightbinpack obfd"}
+    out = [
+        "| method | N | seq_len | median s (runs) | × counting sort | "
+        "obfd time ÷ this | sequences | excess over lower bound | "
+        "peak bytes/doc beyond input |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         key = (r.n, r.seq_len)
         ratio_floor = f"{r.seconds / floor[key]:.1f}" if key in floor else "–"
@@ -377,17 +453,21 @@ def table(rows):
         seqs = f"{r.sequences:,}" if r.sequences is not None else "–"
         excess = f"{r.excess:,}" if r.excess is not None else "–"
         peak = f"{r.peak / r.n:.1f}" if r.peak is not None else "–"
-        out.append(f"| {r.method} | {r.n:,} | {r.seq_len} | "
-                   f"{fmt_seconds(r.seconds)} ({r.runs}) | {ratio_floor} | "
-                   f"{ratio_obfd} | {seqs} | {excess} | {peak} |")
+        out.append(
+            f"| {r.method} | {r.n:,} | {r.seq_len} | "
+            f"{fmt_seconds(r.seconds)} ({r.runs}) | {ratio_floor} | "
+            f"{ratio_obfd} | {seqs} | {excess} | {peak} |"
+        )
     return "\n".join(out)
 
 
 def peer_table(rows):
-    out = ["| packer | implementation | N | seq_len | median s (runs) | "
-           "median s, gc on | × bfpack time | sequences | "
-           "excess over lower bound |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "| packer | implementation | N | seq_len | median s (runs) | "
+        "median s, gc on | × bfpack time | sequences | "
+        "excess over lower bound |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         gc_on = fmt_seconds(r.gc_on_seconds) if r.gc_on_seconds else "–"
         if r.bfpack_seconds:
@@ -395,9 +475,11 @@ def peer_table(rows):
             ratio = f"{x:.1f}" if x < 100 else f"{x:,.0f}"
         else:
             ratio = "1"
-        out.append(f"| {r.label} | {r.language} | {r.n:,} | {r.seq_len} | "
-                   f"{fmt_seconds(r.seconds)} ({r.runs}) | {gc_on} | {ratio} | "
-                   f"{r.sequences:,} | {r.excess:,} |")
+        out.append(
+            f"| {r.label} | {r.language} | {r.n:,} | {r.seq_len} | "
+            f"{fmt_seconds(r.seconds)} ({r.runs}) | {gc_on} | {ratio} | "
+            f"{r.sequences:,} | {r.excess:,} |"
+        )
     return "\n".join(out)
 
 
@@ -413,29 +495,35 @@ def mb(nbytes):
 
 
 def token_table(rows):
-    out = ["| call | data | median s (runs) | × reference | "
-           "peak MB beyond resident | peak ÷ (input + output) |",
-           "|---|---|---:|---:|---:|---:|"]
+    out = [
+        "| call | data | median s (runs) | × reference | "
+        "peak MB beyond resident | peak ÷ (input + output) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        ratio = (f"{r.seconds / r.ref_seconds:.2f} × {r.ref}"
-                 if r.ref_seconds else "–")
+        ratio = f"{r.seconds / r.ref_seconds:.2f} × {r.ref}" if r.ref_seconds else "–"
         peak = mb(r.peak) if r.peak is not None else "–"
-        rel = (f"{r.peak / r.in_out_bytes:.2f}"
-               if r.peak is not None and r.in_out_bytes else "–")
-        out.append(f"| {r.call} | {r.data} | {fmt_seconds(r.seconds)} ({r.runs}) "
-                   f"| {ratio} | {peak} | {rel} |")
+        rel = f"{r.peak / r.in_out_bytes:.2f}" if r.peak is not None and r.in_out_bytes else "–"
+        out.append(
+            f"| {r.call} | {r.data} | {fmt_seconds(r.seconds)} ({r.runs}) "
+            f"| {ratio} | {peak} | {rel} |"
+        )
     return "\n".join(out)
 
 
 def peak_rss_table(rows):
-    out = ["| dataset | tokens | window_tokens | peak RSS MB (VmHWM) | "
-           "beyond a fresh `import bfpack.parquet` MB | × 1-shard peak |",
-           "|---|---:|---:|---:|---:|---:|"]
+    out = [
+        "| dataset | tokens | window_tokens | peak RSS MB (VmHWM) | "
+        "beyond a fresh `import bfpack.parquet` MB | × 1-shard peak |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     first = rows[0][3]
     for scale, tokens, window, hwm_kib, base_kib in rows:
-        out.append(f"| {scale} shard{'s' if scale > 1 else ''} | {tokens:,} | "
-                   f"{window:,} | {mb(hwm_kib * 1024)} | "
-                   f"{mb((hwm_kib - base_kib) * 1024)} | {hwm_kib / first:.2f} |")
+        out.append(
+            f"| {scale} shard{'s' if scale > 1 else ''} | {tokens:,} | "
+            f"{window:,} | {mb(hwm_kib * 1024)} | "
+            f"{mb((hwm_kib - base_kib) * 1024)} | {hwm_kib / first:.2f} |"
+        )
     return "\n".join(out)
 
 
@@ -448,11 +536,18 @@ PARTS = ("pack", "peers", "compile", "table", "parquet")
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="pack at N = 1e6 only (default: 1e6 and 1e7), "
-                        "peers at 1e5 and 1e6 (default: also 1e7)")
-    parser.add_argument("--only", action="append", choices=PARTS,
-                        help="measure only this part (repeatable; default: all)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="pack at N = 1e6 only (default: 1e6 and 1e7), "
+        "peers at 1e5 and 1e6 (default: also 1e7)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=PARTS,
+        help="measure only this part (repeatable; default: all)",
+    )
     args = parser.parse_args(argv)
     parts = args.only or list(PARTS)
 
@@ -508,7 +603,8 @@ def pack_part(sizes):
         "Excess: sequences over ceil(tokens packed / seq_len). Peak: VmHWM "
         "after one call minus VmRSS before it (high-water mark reset via "
         "/proc/self/clear_refs), per document"
-        + ("." if PEAK else "; not available on this machine."))
+        + ("." if PEAK else "; not available on this machine.")
+    )
     print()
 
 
@@ -524,7 +620,7 @@ def peers_part(sizes):
         "Peers: the same lognormal lengths as above, capped at seq_len (none "
         "of the peers splits long documents) and given as a Python list built "
         "outside the timing; `bfpack` packs exactly these pieces "
-        "(`long_docs=\"truncate\"`) from the int64 array. `× bfpack time`: "
+        '(`long_docs="truncate"`) from the int64 array. `× bfpack time`: '
         "the peer's median over bfpack's, same N. Times: median wall seconds "
         "after one untimed call, garbage collector off as in asv; `gc on` as "
         "users run them. A peer whose first call takes over "
@@ -532,15 +628,15 @@ def peers_part(sizes):
         "`binpacking.to_constant_volume` (worst-fit decreasing, O(N × bins)) "
         "runs at 100k documents only, the pure-Python BFD up to 1M. The "
         "pure-Python BFD is a re-implementation of TRL's `pack_dataset("
-        "strategy=\"bfd\")` packer over all documents at once (TRL packs each "
+        'strategy="bfd")` packer over all documents at once (TRL packs each '
         "1,000-row batch separately). Excess: sequences over "
-        "ceil(tokens / seq_len).")
+        "ceil(tokens / seq_len)."
+    )
     print()
 
 
 def compile_part():
-    print("measuring start-up in fresh interpreters ...", file=sys.stderr,
-          flush=True)
+    print("measuring start-up in fresh interpreters ...", file=sys.stderr, flush=True)
     rows = measure_compile()
     print(compile_table(rows))
     print()
@@ -551,7 +647,8 @@ def compile_part():
         "`bfpack.pack(lengths, 2048)` or `bfpack.pack_table(table, 2048)` "
         "call. Empty cache: `NUMBA_CACHE_DIR` set to a fresh directory, so "
         "every kernel the call needs is compiled; filled cache: a directory "
-        "that an earlier process filled, so they are loaded.")
+        "that an earlier process filled, so they are loaded."
+    )
     print()
 
 
@@ -566,8 +663,7 @@ def token_part(parts):
             datasets = parquet_bench.write_datasets(root)
             print("measuring pack_parquet ...", file=sys.stderr, flush=True)
             rows.extend(measure_parquet(root, datasets))
-            print("measuring peak RSS in fresh processes ...", file=sys.stderr,
-                  flush=True)
+            print("measuring peak RSS in fresh processes ...", file=sys.stderr, flush=True)
             peaks = measure_parquet_peaks(root, datasets)
     print(token_table(rows))
     print()
@@ -583,7 +679,8 @@ def token_part(parts):
         "snappy, in the page cache; `pack_parquet` with the default "
         "`window_tokens` and `overwrite=True`; the pyarrow rewrite streams "
         "`pyarrow.dataset` batches into one `pq.ParquetWriter` (default "
-        f"compression), also replacing its output. pyarrow {pa.__version__}.")
+        f"compression), also replacing its output. pyarrow {pa.__version__}."
+    )
     if peaks:
         print()
         print(peak_rss_table(peaks))
@@ -594,7 +691,8 @@ def token_part(parts):
             "own /proc/self/status at the end (`ru_maxrss` of children would "
             "report this parent's peak); the baseline is a fresh process that "
             "only imports `bfpack.parquet`. Compiled kernels come from numba's "
-            "on-disk cache.")
+            "on-disk cache."
+        )
     print()
 
 

@@ -10,11 +10,11 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import bfpack  # noqa: E402
-from bfpack.corpus import stdlib_lengths, web_like_lengths  # noqa: E402
-from bfpack.plot import plot_truncations  # noqa: E402
+import bfpack
+from bfpack.corpus import stdlib_lengths, web_like_lengths
+from bfpack.plot import plot_truncations
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "docs", "truncations.png")
 
@@ -23,9 +23,14 @@ def main():
     web = web_like_lengths(1_000_000)
     code = stdlib_lengths()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
-    for ax, (name, lengths, seq_len) in zip(axes, [
-            ("web-like, 1M docs", web, 2048), ("web-like, 1M docs", web, 8192),
-            ("stdlib .py (bytes)", code, 2048)]):
+    for ax, (name, lengths, seq_len) in zip(
+        axes,
+        [
+            ("web-like, 1M docs", web, 2048),
+            ("web-like, 1M docs", web, 8192),
+            ("stdlib .py (bytes)", code, 2048),
+        ],
+    ):
         profile = bfpack.truncation_profile(lengths, seq_len)
         plot_truncations(profile, ax=ax, title=f"{name}, seq_len {seq_len}")
     fig.tight_layout()

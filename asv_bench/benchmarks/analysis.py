@@ -46,7 +46,9 @@ class TruncationProfile(Benchmark):
     def track_time_ratio(self, n_docs, seq_len):
         profile, packs = median_seconds_pair(
             lambda: bfpack.truncation_profile(self.lengths, seq_len),
-            lambda: _packs(self.lengths, PROFILE_METHODS), runs=3)
+            lambda: _packs(self.lengths, PROFILE_METHODS),
+            runs=3,
+        )
         return profile / packs
 
     track_time_ratio.unit = "x its packs"
@@ -69,7 +71,9 @@ class Compare(Benchmark):
     def track_time_ratio(self, n_docs, seq_len):
         compared, packs = median_seconds_pair(
             lambda: bfpack.compare(self.lengths, seq_len),
-            lambda: _packs(self.lengths, COMPARE_METHODS), runs=3)
+            lambda: _packs(self.lengths, COMPARE_METHODS),
+            runs=3,
+        )
         return compared / packs
 
     track_time_ratio.unit = "x its packs"

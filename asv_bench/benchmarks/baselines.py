@@ -37,7 +37,8 @@ What the token-moving calls are measured against:
 
 import os
 import shutil
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -95,8 +96,7 @@ def counting_sort_order(lengths, seq_len):
     ndarray of int64, shape (N,)
         The permutation.
     """
-    return _counting_sort_order(np.ascontiguousarray(lengths, dtype=np.int64),
-                                int(seq_len))
+    return _counting_sort_order(np.ascontiguousarray(lengths, dtype=np.int64), int(seq_len))
 
 
 def warm_counting_sort():
@@ -117,6 +117,7 @@ def _package_version(name, module):
     if module is None:
         return None
     from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version(name)
     except PackageNotFoundError:
@@ -220,8 +221,8 @@ def python_bfd(items, seq_len):
     """
     if items and not 1 <= min(items) <= max(items) <= seq_len:
         raise ValueError(f"items must be in [1, {seq_len}]")
-    leaves = 1 << (seq_len - 1).bit_length()   # a power of two >= seq_len
-    tree = [0] * (2 * leaves)                  # leaf c is node leaves + c - 1
+    leaves = 1 << (seq_len - 1).bit_length()  # a power of two >= seq_len
+    tree = [0] * (2 * leaves)  # leaf c is node leaves + c - 1
 
     def set_leaf(space, value):
         node = leaves + space - 1
@@ -240,9 +241,9 @@ def python_bfd(items, seq_len):
         size = items[item]
         node = 1
         while node < leaves:
-            node *= 2                     # left child...
+            node *= 2  # left child...
             if tree[node] < size:
-                node += 1                 # ...unless it holds too little
+                node += 1  # ...unless it holds too little
         space = tree[node]
         if space == seq_len:
             b = len(bins)
@@ -274,7 +275,7 @@ class Peer(NamedTuple):
     #: ``pack(items, seq_len) -> list of bins``, each a list of item indices.
     pack: Callable
     #: Largest document count worth running it at (``None``: no limit).
-    max_docs: Optional[int]
+    max_docs: int | None
     #: Implementation, for the tables.
     language: str
 
@@ -282,15 +283,21 @@ class Peer(NamedTuple):
 #: The peers, by key. ``binpacking`` is quadratic: 100k documents only
 #: (~4 min a call; 1M would take hours). The pure-Python BFD: up to 1M.
 PEERS = {
-    "obfd": Peer("lightbinpack obfd", "lightbinpack", HAVE_LIGHTBINPACK, obfd,
-                 None, "C++"),
-    "lightbinpack_ffd": Peer("lightbinpack ffd", "lightbinpack",
-                             HAVE_LIGHTBINPACK, lightbinpack_ffd, None, "C++"),
-    "binpacking": Peer("binpacking to_constant_volume", "binpacking",
-                       HAVE_BINPACKING, binpacking_constant_volume, 100_000,
-                       "pure Python"),
-    "python_bfd": Peer("pure-Python BFD (segment tree, as TRL)", "", True,
-                       python_bfd, 1_000_000, "pure Python"),
+    "obfd": Peer("lightbinpack obfd", "lightbinpack", HAVE_LIGHTBINPACK, obfd, None, "C++"),
+    "lightbinpack_ffd": Peer(
+        "lightbinpack ffd", "lightbinpack", HAVE_LIGHTBINPACK, lightbinpack_ffd, None, "C++"
+    ),
+    "binpacking": Peer(
+        "binpacking to_constant_volume",
+        "binpacking",
+        HAVE_BINPACKING,
+        binpacking_constant_volume,
+        100_000,
+        "pure Python",
+    ),
+    "python_bfd": Peer(
+        "pure-Python BFD (segment tree, as TRL)", "", True, python_bfd, 1_000_000, "pure Python"
+    ),
 }
 
 
@@ -331,8 +338,7 @@ def pyarrow_rewrite(src, dst, columns=("input_ids",)):
     dataset = ds.dataset(src, format="parquet")
     schema = pa.schema([dataset.schema.field(c) for c in columns])
     rows = 0
-    with pq.ParquetWriter(os.path.join(dst, "part-00000.parquet"),
-                          schema) as writer:
+    with pq.ParquetWriter(os.path.join(dst, "part-00000.parquet"), schema) as writer:
         for batch in dataset.to_batches(columns=list(columns)):
             writer.write_batch(batch)
             rows += batch.num_rows

@@ -97,8 +97,21 @@ def tiny_lengths(seq_len):
     for read-only arrays, so warming up with a writable array would leave
     the compilation (or a cache load) inside the first timed call.
     """
-    arr = np.array([1, 2, 3, seq_len // 2, seq_len - 1, seq_len, seq_len + 1,
-                    3 * seq_len + 5, 7, seq_len // 3], dtype=np.int64)
+    arr = np.array(
+        [
+            1,
+            2,
+            3,
+            seq_len // 2,
+            seq_len - 1,
+            seq_len,
+            seq_len + 1,
+            3 * seq_len + 5,
+            7,
+            seq_len // 3,
+        ],
+        dtype=np.int64,
+    )
     arr.flags.writeable = False
     return arr
 
@@ -140,7 +153,7 @@ def lengths_for_tokens(n_tokens, seed=SEED):
         lens = make_lengths(m, seed)
         total = np.cumsum(lens)
         if total[-1] >= n_tokens:
-            return lens[:int(np.searchsorted(total, n_tokens)) + 1]
+            return lens[: int(np.searchsorted(total, n_tokens)) + 1]
         m *= 2
 
 
@@ -188,8 +201,9 @@ def values_view(table, column=TOKEN_COLUMN):
     """Read-only numpy view of the flat int32 token buffer of a one-chunk list column."""
     chunk = table.column(column).chunk(0)
     values = chunk.values
-    return np.frombuffer(values.buffers()[1], dtype=np.int32,
-                         count=len(values), offset=values.offset * 4)
+    return np.frombuffer(
+        values.buffers()[1], dtype=np.int32, count=len(values), offset=values.offset * 4
+    )
 
 
 def tiny_token_table(seq_len):
@@ -200,8 +214,7 @@ def tiny_token_table(seq_len):
     return list_table(lens, values)
 
 
-def write_parquet_shards(folder, n_shards, shard_tokens, row_group_docs=4096,
-                         first_seed=SEED):
+def write_parquet_shards(folder, n_shards, shard_tokens, row_group_docs=4096, first_seed=SEED):
     """Write ``part-00000.parquet``, ... each a :func:`make_token_table` of ``shard_tokens``.
 
     Shard ``s`` has seed ``first_seed + s`` (its own lengths and tokens);
@@ -215,8 +228,13 @@ def write_parquet_shards(folder, n_shards, shard_tokens, row_group_docs=4096,
         path = os.path.join(folder, f"part-{s:05d}.parquet")
         table = make_token_table(shard_tokens, first_seed + s)
         pq.write_table(table, path, row_group_size=row_group_docs)
-        shards.append({"path": path, "documents": table.num_rows,
-                       "tokens": len(table.column(TOKEN_COLUMN).chunk(0).values)})
+        shards.append(
+            {
+                "path": path,
+                "documents": table.num_rows,
+                "tokens": len(table.column(TOKEN_COLUMN).chunk(0).values),
+            }
+        )
         del table
     return shards
 
@@ -248,6 +266,7 @@ def _load_malloc_trim():
     try:
         import ctypes
         import ctypes.util
+
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         trim = libc.malloc_trim
     except (OSError, AttributeError):  # not glibc
@@ -286,8 +305,7 @@ def peak_probe_available():
 def require_peak_probe():
     """Raise ``NotImplementedError`` (asv: skip) when :func:`peak_bytes` cannot work."""
     if not peak_probe_available():
-        raise NotImplementedError(
-            "peak memory needs a writable /proc/self/clear_refs and VmHWM")
+        raise NotImplementedError("peak memory needs a writable /proc/self/clear_refs and VmHWM")
 
 
 def peak_bytes(func, *args, **kwargs):
@@ -335,10 +353,14 @@ def fresh_process_status(code, *args, timeout=600):
     """
     proc = subprocess.run(
         [sys.executable, "-c", code + FRESH_PROCESS_EPILOGUE, *map(str, args)],
-        capture_output=True, text=True, timeout=timeout)
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if proc.returncode:
-        raise RuntimeError(f"the child exited with status {proc.returncode}:\n"
-                           f"{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"the child exited with status {proc.returncode}:\n{proc.stderr[-3000:]}"
+        )
     for line in proc.stdout.splitlines():
         if line.startswith("BFPACK_BENCH_STATUS "):
             return json.loads(line.partition(" ")[2])
@@ -372,15 +394,21 @@ def run_timeraw_code(code, *, env=None, timeout=600):
     proc = subprocess.run(
         [sys.executable, "-c", TIMERAW_CHILD],
         input=textwrap.dedent(stmt) + "\0" + textwrap.dedent(setup),
-        capture_output=True, text=True, timeout=timeout, env=child_env)
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=child_env,
+    )
     if proc.returncode:
-        raise RuntimeError(f"the child exited with status {proc.returncode}:\n"
-                           f"{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"the child exited with status {proc.returncode}:\n{proc.stderr[-3000:]}"
+        )
     return float(proc.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------------------
 # Timing outside asv (track_ ratios, tools/bench_table.py).
+
 
 def median_seconds(func, *, min_runs=3, max_runs=7, budget=15.0, gc_off=True):
     """Median wall time of ``func()`` after one untimed warm-up call.
@@ -394,8 +422,7 @@ def median_seconds(func, *, min_runs=3, max_runs=7, budget=15.0, gc_off=True):
     func()
     times = []
     start = time.perf_counter()
-    while len(times) < max_runs and (
-            len(times) < min_runs or time.perf_counter() - start < budget):
+    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < budget):
         times.append(_time_once(func, gc_off))
     return statistics.median(times), len(times)
 
@@ -431,6 +458,7 @@ def median_seconds_pair(func, ref, runs=3):
 
 # ---------------------------------------------------------------------------
 # asv settings.
+
 
 class Benchmark:
     """Base class: asv settings sized for calls of 1 ms to a few seconds.

@@ -3,14 +3,20 @@
 import bfpack
 
 from .common import (
-    METHODS, SEQ_LENS, SIZES, Benchmark, lengths, peak_bytes,
-    require_peak_probe, tiny_lengths)
+    METHODS,
+    SEQ_LENS,
+    SIZES,
+    Benchmark,
+    lengths,
+    peak_bytes,
+    require_peak_probe,
+    tiny_lengths,
+)
 
 
 def _warm(seq_len, method, long_docs="split"):
     # Compile (or load from numba's cache) the kernels this call needs.
-    bfpack.pack(tiny_lengths(seq_len), seq_len, method=method,
-                long_docs=long_docs)
+    bfpack.pack(tiny_lengths(seq_len), seq_len, method=method, long_docs=long_docs)
 
 
 class Pack(Benchmark):
@@ -77,8 +83,7 @@ class PackMemory(Benchmark):
         _warm(self.seq_len, method)
 
     def track_bytes_per_document(self, method):
-        _, extra = peak_bytes(bfpack.pack, self.lengths, self.seq_len,
-                              method=method)
+        _, extra = peak_bytes(bfpack.pack, self.lengths, self.seq_len, method=method)
         return extra / self.lengths.shape[0]
 
     track_bytes_per_document.unit = "bytes/doc"

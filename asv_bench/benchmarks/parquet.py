@@ -24,8 +24,12 @@ from bfpack.parquet import pack_parquet
 
 from .baselines import pyarrow_rewrite
 from .common import (
-    Benchmark, fresh_process_status, median_seconds_pair, num_tokens,
-    write_parquet_shards)
+    Benchmark,
+    fresh_process_status,
+    median_seconds_pair,
+    num_tokens,
+    write_parquet_shards,
+)
 
 SEQ_LEN = 2048
 #: Tokens per shard (before the smoke cap of :func:`.common.num_tokens`).
@@ -73,8 +77,7 @@ def write_datasets(root):
     except OSError:
         shutil.copyfile(shards[0]["path"], first)
     # Two small shards, small row groups: several windows, carried sequences.
-    write_parquet_shards(os.path.join(root, "tiny"), 2, 20_000,
-                         row_group_docs=8)
+    write_parquet_shards(os.path.join(root, "tiny"), 2, 20_000, row_group_docs=8)
     return {1: [dict(shards[0], path=first)], 4: shards}
 
 
@@ -89,16 +92,14 @@ def warm_pack_parquet(root, dst):
     path is compiled too; the kernels land in numba's on-disk cache, where
     a fresh child process finds them.
     """
-    pack_parquet(os.path.join(root, "tiny"), dst, SEQ_LEN, window_tokens=5_000,
-                 overwrite=True)
+    pack_parquet(os.path.join(root, "tiny"), dst, SEQ_LEN, window_tokens=5_000, overwrite=True)
     shutil.rmtree(dst, ignore_errors=True)
 
 
 def pack_parquet_peak(src, dst, window_tokens, seq_len=SEQ_LEN):
     """``VmHWM`` and ``VmRSS`` (KiB) at the end of a fresh process that packs ``src``."""
     try:
-        return fresh_process_status(PACK_PARQUET_CHILD, src, dst, seq_len,
-                                    window_tokens)
+        return fresh_process_status(PACK_PARQUET_CHILD, src, dst, seq_len, window_tokens)
     finally:
         shutil.rmtree(dst, ignore_errors=True)
 
@@ -115,9 +116,11 @@ class ParquetDatasets(Benchmark):
 
     def _outputs(self, root):
         tag = f"{type(self).__name__}-{os.getpid()}"
-        return (os.path.join(root, f"out-{tag}"),
-                os.path.join(root, f"rewrite-{tag}"),
-                os.path.join(root, f"warm-{tag}"))
+        return (
+            os.path.join(root, f"out-{tag}"),
+            os.path.join(root, f"rewrite-{tag}"),
+            os.path.join(root, f"warm-{tag}"),
+        )
 
     def teardown(self, root, *params):
         for path in self._outputs(root):

@@ -21,8 +21,14 @@ pure-Python BFD (segment tree, TRL)    100k, 1M      3
 import bfpack
 
 from .baselines import (
-    PEERS, capped_items, counting_sort_order, excess_over_lower_bound,
-    peer_sizes, require_peer, warm_counting_sort)
+    PEERS,
+    capped_items,
+    counting_sort_order,
+    excess_over_lower_bound,
+    peer_sizes,
+    require_peer,
+    warm_counting_sort,
+)
 from .common import SEQ_LENS, SIZES, Benchmark, lengths, num_docs, tiny_lengths
 
 

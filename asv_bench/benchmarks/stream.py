@@ -29,8 +29,7 @@ class StreamQuality(Benchmark):
         packer = StreamPacker(seq_len, max_open=max_open)
         n = self.lengths.shape[0]
         for lo in range(0, n, self.window):
-            packer.step(self.lengths[lo:lo + self.window],
-                        last=lo + self.window >= n)
+            packer.step(self.lengths[lo : lo + self.window], last=lo + self.window >= n)
         return packer.stats().sequences
 
     def track_excess_over_global_percent(self, n_docs, seq_len, max_open):

@@ -12,8 +12,15 @@ import bfpack
 
 from .baselines import copy_floor
 from .common import (
-    TABLE_TOKENS, Benchmark, median_seconds_pair, peak_bytes,
-    peak_probe_available, tiny_token_table, token_table, values_view)
+    TABLE_TOKENS,
+    Benchmark,
+    median_seconds_pair,
+    peak_bytes,
+    peak_probe_available,
+    tiny_token_table,
+    token_table,
+    values_view,
+)
 
 SEQ_LEN = 2048
 
@@ -59,8 +66,8 @@ class PackTable(Benchmark):
 
     def track_time_ratio(self):
         packed, floor = median_seconds_pair(
-            lambda: bfpack.pack_table(self.table, SEQ_LEN),
-            lambda: copy_floor(self.values), runs=5)
+            lambda: bfpack.pack_table(self.table, SEQ_LEN), lambda: copy_floor(self.values), runs=5
+        )
         return packed / floor
 
     track_time_ratio.unit = "x copy"

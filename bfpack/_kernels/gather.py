@@ -33,8 +33,19 @@ def row_offsets(rows, seq_offsets, piece_len, pad_to):
 
 
 @jit
-def gather_tokens(values, offsets, chunk_first_doc, rows, seq_offsets,
-                  piece_doc, piece_start, piece_len, out_offsets, pad, out):
+def gather_tokens(
+    values,
+    offsets,
+    chunk_first_doc,
+    rows,
+    seq_offsets,
+    piece_doc,
+    piece_start,
+    piece_len,
+    out_offsets,
+    pad,
+    out,
+):
     """Copy every piece's tokens into ``out``, row by row.
 
     ``values`` and ``offsets`` are typed lists with one buffer per chunk;
@@ -53,9 +64,9 @@ def gather_tokens(values, offsets, chunk_first_doc, rows, seq_offsets,
                 c = np.searchsorted(chunk_first_doc, doc, side="right") - 1
             src = offsets[c][doc - chunk_first_doc[c]] + piece_start[k]
             n = piece_len[k]
-            out[pos:pos + n] = values[c][src:src + n]
+            out[pos : pos + n] = values[c][src : src + n]
             pos += n
-        out[pos:out_offsets[r + 1]] = pad
+        out[pos : out_offsets[r + 1]] = pad
 
 
 @jit

@@ -24,7 +24,7 @@ def tree_width(num_leaves):
 def tree_build(leaves, width):
     """A tree over ``leaves`` (padded with zeros up to ``width``)."""
     tree = np.zeros(2 * width, dtype=leaves.dtype)
-    tree[width:width + leaves.shape[0]] = leaves
+    tree[width : width + leaves.shape[0]] = leaves
     for node in range(width - 1, 0, -1):
         tree[node] = max(tree[2 * node], tree[2 * node + 1])
     return tree
