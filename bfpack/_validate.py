@@ -286,16 +286,16 @@ def as_columns(schema: pa.Schema, columns: Any, reserved: Sequence[str]) -> tupl
 
 
 def check_token_type(name: str, t: pa.DataType) -> None:
-    """TypeError unless ``t`` is a list of integers, float32 or float64."""
+    """TypeError unless ``t`` is a list of integers or floating-point numbers."""
     if not is_list_type(t):
         raise TypeError(
             f"column {name!r} has type {t}, not a list of tokens; pack list<int> columns only"
         )
     v = t.value_type
-    if not (pa.types.is_integer(v) or pa.types.is_float32(v) or pa.types.is_float64(v)):
+    if not (pa.types.is_integer(v) or pa.types.is_floating(v)):
         raise TypeError(
-            f"column {name!r} holds {v} values; only integer, float32 or "
-            f"float64 tokens can be packed (cast the column first)"
+            f"column {name!r} holds {v} values; only integer or floating-point "
+            f"tokens can be packed (cast the column first)"
         )
 
 
@@ -342,7 +342,9 @@ def as_pad_values(
             raise TypeError(f"pad_value for {name!r} must be an integer, got {value!r}")
         value = int(value)
         dtype = value_dtype(schema.field(name).type)
-        if dtype.kind in "iu" and not np.iinfo(dtype).min <= value <= np.iinfo(dtype).max:
+        info = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
+        # A float column would store a value beyond its range as inf.
+        if not int(np.floor(info.min)) <= value <= int(info.max):
             raise ValueError(
                 f"pad_value {value} does not fit column {name!r} of type "
                 f"{dtype}; pick a value in its range"

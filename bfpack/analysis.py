@@ -29,6 +29,9 @@ from .methods import METHODS
 from .packing import Packing, pack
 from .table import RESERVED_COLUMNS, document_lengths
 
+# The clock compare() times packs with (a name of its own, so tests can replace it).
+_clock = time.perf_counter
+
 #: The baseline first (``vs_first`` compares with it), then every other method.
 BASELINE = "concat"
 DEFAULT_METHODS = (BASELINE, *(m for m in METHODS if m != BASELINE))
@@ -193,9 +196,9 @@ def compare(
     rows = []
     for method in methods:
         pack(lengths[:1], seq_len, method=method, long_docs=long_docs)  # compile
-        t0 = time.perf_counter()
+        t0 = _clock()
         stats = pack(lengths, seq_len, method=method, long_docs=long_docs).stats()
-        rows.append((method, stats, time.perf_counter() - t0))
+        rows.append((method, stats, _clock() - t0))
     base = rows[0][1].sequences if rows else 0
     names = (
         "sequences",
