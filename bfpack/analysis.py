@@ -32,9 +32,8 @@ from .table import RESERVED_COLUMNS, document_lengths
 # The clock compare() times packs with (a name of its own, so tests can replace it).
 _clock = time.perf_counter
 
-#: The baseline first (``vs_first`` compares with it), then every other method.
+#: The method :func:`compare` lists first, so ``vs_first`` compares with it.
 BASELINE = "concat"
-DEFAULT_METHODS = (BASELINE, *(m for m in METHODS if m != BASELINE))
 
 
 def _lengths_of(data: Any, column: str | None) -> np.ndarray:
@@ -49,6 +48,9 @@ def _lengths_of(data: Any, column: str | None) -> np.ndarray:
 
 
 def _methods(methods: Any) -> list[str]:
+    """Validated method names; None: the baseline, then every other registered method."""
+    if methods is None:
+        return [BASELINE, *(m for m in METHODS if m != BASELINE)]
     if isinstance(methods, str):
         methods = [methods]
     return [as_method(m).name for m in methods]
@@ -164,7 +166,7 @@ def truncation_profile(
 def compare(
     data: Any,
     seq_len: int,
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[str] | None = None,
     *,
     long_docs: str = "split",
     column: str | None = None,
@@ -175,7 +177,7 @@ def compare(
     ----------
     data, seq_len, long_docs, column
         As in :func:`truncation_profile`.
-    methods : sequence of str
+    methods : sequence of str, optional
         Methods of :data:`bfpack.methods.METHODS`; by default the baseline
         ``concat`` first, then every other registered method.
 
