@@ -21,6 +21,7 @@ from bfpack._kernels.gather import gather_piece_lengths, position_ids, row_offse
 from bfpack._kernels.layout import merge_open, take_sequences
 from bfpack._kernels.pieces import count_pieces, sort_pieces
 from bfpack._kernels.tree import tree_build, tree_leftmost_at_least, tree_set, tree_width
+
 from naive import naive_bfd, naive_ffd, sorted_pieces, split_pieces
 
 

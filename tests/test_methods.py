@@ -10,6 +10,7 @@ from bfpack import METHODS, Method
 from bfpack.__main__ import _parser
 from bfpack._kernels.results import Fit
 from bfpack.methods import any_fit
+
 from naive import OPEN_REFERENCES, REFERENCES, naive_stream, sorted_pieces
 from test_stream import as_lists
 

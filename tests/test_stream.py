@@ -7,12 +7,13 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from naive import cut_counts, naive_stream
-from tokens import COLUMNS, check_packed, token_table
 
 import bfpack
 from bfpack import METHODS, OutputSpec, Packing, StreamPacker, TableStreamPacker
 from bfpack.corpus import web_like_lengths
+
+from naive import cut_counts, naive_stream
+from tokens import COLUMNS, check_packed, token_table
 
 
 def as_lists(plan):
