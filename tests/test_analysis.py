@@ -8,10 +8,11 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from naive import naive_pack
 
 import bfpack
 import bfpack.corpus
+
+from naive import naive_pack
 
 
 def naive_cuts(lengths, L, method, long_docs):

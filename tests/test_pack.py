@@ -9,11 +9,12 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from naive import cut_counts, naive_bfd, naive_concat, naive_ffd, naive_pack, split_pieces
 
 import bfpack
 
-METHODS = ["bfd", "ffd", "concat"]
+from naive import cut_counts, naive_bfd, naive_concat, naive_ffd, naive_pack, split_pieces
+
+METHODS = list(bfpack.METHODS)
 LONG_DOCS = ["split", "truncate"]
 ARRAYS = ["seq_offsets", "piece_doc", "piece_start", "piece_len", "seq_fill"]
 # Lengths and fills never exceed seq_len < 2**31: int32, like cu_seqlens.

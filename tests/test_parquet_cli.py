@@ -15,11 +15,12 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from tokens import COLUMNS, check_packed, token_table
 
 import bfpack
 from bfpack.corpus import web_like_lengths
 from bfpack.parquet import MANIFEST, pack_parquet
+
+from tokens import COLUMNS, check_packed, token_table
 
 SEQ_LEN = 512
 # Shard boundaries of the medium dataset (one shard is empty).

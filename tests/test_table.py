@@ -10,11 +10,12 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tokens import COLUMNS, STRIDE, check_packed, token_table
 
 import bfpack
 
-METHODS = ["bfd", "ffd", "concat"]
+from tokens import COLUMNS, STRIDE, check_packed, token_table
+
+METHODS = list(bfpack.METHODS)
 LONG_DOCS = ["split", "truncate"]
 
 

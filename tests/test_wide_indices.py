@@ -7,11 +7,12 @@ threshold is lowered to force it; the results must not change.
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from test_pack import ARRAYS, check_plan, documents
 
 import bfpack
 import bfpack.corpus
 import bfpack.methods
+
+from test_pack import ARRAYS, check_plan, documents
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ pieces are exactly those of a :class:`bfpack.Packing`.
 
 import numpy as np
 import pyarrow as pa
+
 from naive import split_pieces
 
 STRIDE = 100_000
