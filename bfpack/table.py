@@ -155,11 +155,9 @@ def assemble(table: pa.Table, plan: Packing, spec: OutputSpec, rows: Any = None)
     pyarrow.Table
         The columns of ``spec.output_columns``.
     """
-    rows = (
-        np.arange(plan.num_sequences, dtype=np.int64)
-        if rows is None
-        else as_indices(rows, plan.num_sequences, "rows")
-    )
+    if rows is None:
+        rows = np.arange(plan.num_sequences)
+    rows = as_indices(rows, plan.num_sequences, "rows")
     pad_to = plan.seq_len if spec.pad_values is not None else 0
     out_offsets = row_offsets(rows, plan.seq_offsets, plan.piece_len, pad_to)
     arrays = {}
