@@ -30,7 +30,7 @@ class ListBuffers(NamedTuple):
 
 def list_buffers(col: pa.ChunkedArray, dtype: np.dtype) -> ListBuffers:
     """Zero-copy views of every non-empty chunk of the list column ``col``."""
-    off_dtype = np.int64 if pa.types.is_large_list(col.type) else np.int32
+    off_dtype = np.dtype(np.int64 if pa.types.is_large_list(col.type) else np.int32)
     values = numba.typed.List()
     offsets = numba.typed.List()
     first_doc = [0]

@@ -40,6 +40,8 @@ Kernels release the GIL (``nogil=True``): a shard can be encoded by pyarrow
 in one thread while the next window is packed in another.
 """
 
+from typing import cast
+
 import numba
 import numpy as np
 
@@ -66,4 +68,5 @@ def token_view(arr: np.ndarray) -> np.ndarray:
 
 def token_bits(value: int, dtype: np.dtype) -> np.generic:
     """``value`` stored as ``dtype``, as the unsigned integer of its bits."""
-    return np.array(value, dtype=dtype).view(_UNSIGNED[dtype.itemsize])[()]
+    bits = np.array(value, dtype=dtype).view(_UNSIGNED[dtype.itemsize])
+    return cast(np.generic, bits[()])

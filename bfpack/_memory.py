@@ -3,12 +3,13 @@
 import ctypes
 import ctypes.util
 import functools
+from collections.abc import Callable
 
 import pyarrow as pa
 
 
 @functools.cache
-def _malloc_trim():
+def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or None; looked up on first use, not import
     (``find_library`` costs about 12 ms)."""
     try:

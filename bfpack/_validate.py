@@ -64,11 +64,6 @@ def as_int(
     return number
 
 
-def is_int(value: Any) -> bool:
-    """Whether ``value`` is an integer (a Python or numpy int, not a bool)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def as_optional_int(value: Any, name: str, **bounds: Any) -> int | None:
     """``None``, or ``value`` checked by :func:`as_int`."""
     return None if value is None else as_int(value, name, **bounds)

@@ -23,7 +23,6 @@ from ._validate import (
     as_method,
     as_seq_len,
     as_table,
-    is_int,
 )
 from .methods import METHODS
 from .packing import Packing, pack
@@ -70,9 +69,9 @@ def _edges(lengths: np.ndarray, bins: Any) -> np.ndarray:
     if bins is None:
         # One bin per power of two: 1, 2-3, 4-7, ...
         return 2 ** np.arange(0, int(np.ceil(np.log2(top + 1))) + 1)
-    if is_int(bins):
-        bins = as_int(bins, "bins", lo=1)
-        edges = np.unique(np.round(np.logspace(0, np.log10(top + 1), bins + 1)))
+    if np.ndim(bins) == 0:
+        count = as_int(bins, "bins", lo=1)
+        edges = np.unique(np.round(np.logspace(0, np.log10(top + 1), count + 1)))
         edges[-1] = max(edges[-1], top + 1)
         return edges.astype(np.int64)
     edges = np.asarray(bins)
@@ -132,7 +131,7 @@ def truncation_profile(
     docs = np.bincount(which, minlength=nbins)
     keep = docs > 0
     minimum = np.bincount(which, weights=(-(-lengths[inside] // seq_len) - 1), minlength=nbins)
-    columns = {
+    columns: dict[str, Any] = {
         k: []
         for k in (
             "method",
@@ -212,7 +211,7 @@ def compare(
         "truncation_cuts",
         "tokens_dropped",
     )
-    table = {"method": [m for m, _, _ in rows]}
+    table: dict[str, list[Any]] = {"method": [m for m, _, _ in rows]}
     for name in names:
         table[name] = [getattr(s, name) for _, s, _ in rows]
     table["vs_first"] = [s.sequences / base - 1 if base else 0.0 for _, s, _ in rows]

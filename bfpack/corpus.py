@@ -4,9 +4,10 @@ import os
 import sysconfig
 
 import numpy as np
+import pyarrow as pa
 
 
-def stdlib_files():
+def stdlib_files() -> list[str]:
     """Paths of the Python standard library's ``.py`` files, sorted.
 
     The standard library ships with every interpreter, so it is a real code
@@ -14,7 +15,7 @@ def stdlib_files():
     are left out, so the corpus depends only on the Python version.
     """
     root = sysconfig.get_paths()["stdlib"]
-    paths = []
+    paths: list[str] = []
     for folder, subdirs, files in os.walk(root):
         subdirs[:] = sorted(
             d for d in subdirs if d not in ("site-packages", "dist-packages", "__pycache__")
@@ -23,7 +24,7 @@ def stdlib_files():
     return paths
 
 
-def stdlib_lengths():
+def stdlib_lengths() -> np.ndarray:
     """Length in tokens of every standard-library file, one token per byte.
 
     Byte-level tokens (as in byte-level models, before any merges) keep the
@@ -32,7 +33,7 @@ def stdlib_lengths():
     return np.array([os.path.getsize(p) for p in stdlib_files()], dtype=np.int64)
 
 
-def web_like_lengths(num_docs, seed=0):
+def web_like_lengths(num_docs: int, seed: int = 0) -> np.ndarray:
     """Synthetic web-text lengths: ``lognormal(6, 1.3) + 1`` tokens.
 
     The shape (median ~400 tokens, a long tail past 10k) resembles crawled
@@ -42,14 +43,12 @@ def web_like_lengths(num_docs, seed=0):
     return (rng.lognormal(6.0, 1.3, num_docs) + 1).astype(np.int64)
 
 
-def stdlib_table():
+def stdlib_table() -> pa.Table:
     """The standard library as a table: ``path`` and ``input_ids``.
 
     ``input_ids`` holds each file's UTF-8 bytes as uint8 tokens (byte-level
     tokenization), so the corpus is exact and built in about a second.
     """
-    import pyarrow as pa
-
     paths = stdlib_files()
     data = []
     for p in paths:

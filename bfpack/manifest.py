@@ -18,9 +18,3 @@ def write_manifest(folder: str, manifest: dict[str, Any]) -> None:
     with open(os.path.join(folder, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
-
-
-def read_manifest(folder: str) -> dict[str, Any]:
-    """The manifest of the output directory ``folder``."""
-    with open(os.path.join(os.fspath(folder), MANIFEST)) as f:
-        return json.load(f)

@@ -84,7 +84,9 @@ def any_fit(kernel: Callable) -> Placer:
     """The placer of an any-fit kernel with :func:`._kernels.bfd.best_fit`'s
     signature: sort the pieces by length, fit them, lay them out."""
 
-    def place(lengths, seq_len, split, counts, open_free):
+    def place(
+        lengths: np.ndarray, seq_len: int, split: bool, counts: PieceCounts, open_free: np.ndarray
+    ) -> Placement:
         size_count = counts.size_count
         num_pieces = int(size_count.sum())
         start = np.empty(num_pieces, dtype=np.int64)
@@ -111,7 +113,9 @@ def any_fit(kernel: Callable) -> Placer:
     return place
 
 
-def _place_concat(lengths, seq_len, split, counts, open_free):
+def _place_concat(
+    lengths: np.ndarray, seq_len: int, split: bool, counts: PieceCounts, open_free: np.ndarray
+) -> Placement:
     result = concatenate(lengths, seq_len)
     # Every sequence is full but the last, which holds what is left.
     num_seqs = result.layout.seq_offsets.shape[0] - 1

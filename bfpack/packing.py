@@ -53,13 +53,15 @@ class DocumentCounts:
     @classmethod
     def of(cls, num_documents: int, counts: PieceCounts, placement: Placement) -> DocumentCounts:
         """The counts of ``num_documents`` documents cut and placed as given."""
+        # Plain ints whatever the kernels return (numpy scalars when numba's
+        # JIT is disabled), so statistics serialize as JSON.
         return cls(
-            documents=num_documents,
-            empty_documents=counts.empty_documents,
-            tokens=counts.tokens,
-            tokens_dropped=placement.tokens_dropped,
-            documents_truncated=placement.documents_truncated,
-            truncation_cuts=placement.truncation_cuts,
+            documents=int(num_documents),
+            empty_documents=int(counts.empty_documents),
+            tokens=int(counts.tokens),
+            tokens_dropped=int(placement.tokens_dropped),
+            documents_truncated=int(placement.documents_truncated),
+            truncation_cuts=int(placement.truncation_cuts),
         )
 
 

@@ -4,10 +4,20 @@ Importing :mod:`bfpack` never imports matplotlib; this module does, when
 one of its functions is called.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-def _pyplot():
+    from .packing import Packing
+
+
+def _pyplot() -> Any:
     try:
         import matplotlib.pyplot as plt
     except ImportError:
@@ -15,14 +25,14 @@ def _pyplot():
     return plt
 
 
-def _axes(ax, figsize):
+def _axes(ax: Any, figsize: tuple[float, float]) -> tuple[Any, Any]:
     plt = _pyplot()
     if ax is None:
         fig, ax = plt.subplots(figsize=figsize)
     return ax.figure, ax
 
 
-def plot_truncations(profile, *, ax=None, title=None):
+def plot_truncations(profile: pa.Table, *, ax: Any = None, title: str | None = None) -> Any:
     """Truncations per document against document length (the paper's Fig. 4).
 
     Parameters
@@ -68,7 +78,13 @@ def plot_truncations(profile, *, ax=None, title=None):
     return fig
 
 
-def plot_fill(packings, *, bins=50, ax=None, title=None):
+def plot_fill(
+    packings: Packing | Mapping[str, Packing],
+    *,
+    bins: int = 50,
+    ax: Any = None,
+    title: str | None = None,
+) -> Any:
     """Histogram of sequence fill (tokens / seq_len) for one or more packings.
 
     Parameters
@@ -83,10 +99,9 @@ def plot_fill(packings, *, bins=50, ax=None, title=None):
     matplotlib.figure.Figure
     """
     fig, ax = _axes(ax, (6.4, 4.0))
-    if not isinstance(packings, dict):
-        packings = {packings.method: packings}
+    plans = packings if isinstance(packings, Mapping) else {packings.method: packings}
     edges = np.linspace(0, 1, bins + 1)
-    for label, plan in packings.items():
+    for label, plan in plans.items():
         fill = plan.seq_fill / plan.seq_len
         ax.hist(fill, bins=edges, histtype="step", label=label, log=True)
     ax.set_xlabel("sequence fill (tokens / seq_len)")
