@@ -21,6 +21,9 @@ from .methods import METHODS, Method
 
 LONG_DOCS = ("split", "truncate")
 INT64_MAX = int(np.iinfo(np.int64).max)
+# Compared as uint64: numpy 1.x compares uint64 with a Python int in float64,
+# where 2**63 - 1 rounds up to 2**63.
+_UINT64_LIMIT = np.uint64(INT64_MAX)
 SEQ_LEN_MAX = int(np.iinfo(np.int32).max)
 
 
@@ -142,8 +145,8 @@ def as_lengths(lengths: Any, name: str = "lengths") -> np.ndarray:
         )
     if kind == "f":
         _check_float_lengths(arr, name)
-    elif kind == "u" and arr.dtype.itemsize == 8 and arr.size and arr.max() > INT64_MAX:
-        bad = int(np.argmax(arr > INT64_MAX))
+    elif kind == "u" and arr.dtype.itemsize == 8 and arr.size and arr.max() > _UINT64_LIMIT:
+        bad = int(np.argmax(arr > _UINT64_LIMIT))
         raise ValueError(
             f"{name}[{bad}] = {arr[bad]} does not fit in int64; it cannot be a token count"
         )
@@ -350,4 +353,7 @@ def as_pad_values(
 
 def value_dtype(list_type: pa.DataType) -> np.dtype:
     """The numpy dtype of the values of a list type."""
-    return np.dtype(list_type.value_type.to_pandas_dtype())
+    # Not DataType.to_pandas_dtype(): before pyarrow 15 it imports pandas.
+    v = list_type.value_type
+    kind = "f" if pa.types.is_floating(v) else "u" if pa.types.is_unsigned_integer(v) else "i"
+    return np.dtype(f"{kind}{v.bit_width // 8}")

@@ -62,7 +62,9 @@ def token_tables():
     ]
     columns = {}
     for t in types:
-        values = pa.array(rng.integers(0, 100, offsets[-1]).astype(t.to_pandas_dtype()))
+        ints = rng.integers(0, 100, offsets[-1])
+        # float16 from numpy: pyarrow before 15 cannot cast to it.
+        values = pa.array(ints.astype(np.float16)) if t == pa.float16() else pa.array(ints).cast(t)
         columns[str(t)] = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
         columns[f"large {t}"] = pa.LargeListArray.from_arrays(pa.array(offsets), values)
     table = pa.table(columns)
@@ -99,7 +101,10 @@ def run_variants():
         for kwargs in ({}, {"pad_value": 3, "position_ids": True, "seed": 1}):
             bfpack.pack_table(table, 16, **kwargs)
     with tempfile.TemporaryDirectory() as tmp:
-        pq.write_table(token_tables()[0], os.path.join(tmp, "src.parquet"), row_group_size=7)
+        # Parquet has float16 from pyarrow 15 on; the other types suffice here.
+        table = token_tables()[0]
+        table = table.select([n for n in table.column_names if "halffloat" not in n])
+        pq.write_table(table, os.path.join(tmp, "src.parquet"), row_group_size=7)
         for method in bfpack.METHODS:
             bfpack.pack_parquet(
                 os.path.join(tmp, "src.parquet"),
