@@ -1,0 +1,60 @@
+"""Rules of the code's shape, checked: small signatures, lazy compilation,
+layers that only go one way."""
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "bfpack"
+MAX_POSITIONAL = 6
+
+
+def _is_kernel(node):
+    return any(
+        isinstance(d, ast.Name) and d.id in ("jit", "jit_inline") for d in node.decorator_list
+    )
+
+
+def test_python_functions_take_at_most_six_positional_arguments():
+    too_many = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not _is_kernel(node):
+                names = [a.arg for a in node.args.posonlyargs + node.args.args]
+                names = [n for n in names if n not in ("self", "cls")]
+                if len(names) > MAX_POSITIONAL:
+                    too_many.append(f"{path.name}:{node.lineno} {node.name}({', '.join(names)})")
+    assert not too_many, "use keyword-only arguments or a small object:\n" + "\n".join(too_many)
+
+
+def test_import_compiles_nothing():
+    code = (
+        "import bfpack, bfpack._kernels.bfd as k, bfpack._kernels.gather as g\n"
+        "print(len(k.best_fit.signatures) + len(g.gather_tokens.signatures))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
+
+
+def test_kernels_import_nothing_above_them():
+    # Kernels work on arrays: no Arrow, no validation, no public modules.
+    for path in sorted((PACKAGE / "_kernels").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = "." * node.level + (node.module or "")
+                assert (
+                    module in ("..", ".._jit", "typing")
+                    or module.startswith(".")
+                    and not module.startswith("..")
+                ), f"{path.name} imports {module}"
+            elif isinstance(node, ast.Import):
+                assert all(a.name in ("numpy",) for a in node.names), path.name
+
+
+def test_io_modules_hold_no_packing_logic():
+    # The Parquet layer reaches packing through the stream packer only.
+    tree = ast.parse((PACKAGE / "parquet.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"methods", "packing", "_kernels", "_kernels.layout"}
+    assert "stream" in imported
