@@ -1,6 +1,9 @@
-"""asv benchmarks for bfpack (see ../asv.conf.json).
+"""asv benchmarks for bfpack (see ../asv.conf.json and ../README.md).
 
-``common`` holds the shared data and settings, ``baselines`` the counting
-sort floor and the lightbinpack wrapper that ``tools/bench_table.py`` uses
-too; ``pack`` and ``peers`` hold the benchmarks.
+``common`` holds the shared data, settings and memory probes, ``baselines``
+what bfpack is measured against (the counting-sort floor, the peers, the
+copy floor, the pyarrow rewrite); the other modules hold the benchmarks.
+``tools/readme_tables.py`` turns the results of one run into the README's
+tables, and ``tests/test_benchmarks.py`` runs the suite through asv on tiny
+inputs.
 """

@@ -1,4 +1,4 @@
-"""What bfpack is measured against, shared with ``tools/bench_table.py``.
+"""What bfpack is measured against: one definition for the benchmarks and the tests.
 
 - :func:`counting_sort_order`: a stable counting sort of the lengths capped
   at ``seq_len``, longest first, returning the permutation. Any
@@ -19,7 +19,7 @@
   - :func:`binpacking_constant_volume`: ``binpacking.to_constant_volume``,
     pure Python. It puts each item (largest first) into the *emptiest* bin
     that still holds it (worst-fit decreasing, not best fit), scanning every
-    open bin: ``O(N x bins)``, minutes at 100k documents;
+    open bin: ``O(N x bins)``: 2-4 s at 10k documents, ~4 min at 100k;
   - :func:`python_bfd`: best-fit decreasing in pure Python with a max
     segment tree over the free space, the algorithm of Ding et al. (2024)
     and of Hugging Face TRL's ``pack_dataset(strategy="bfd")``, re-written
@@ -108,32 +108,6 @@ def warm_counting_sort():
     counting_sort_order(lengths, 2)
 
 
-def require_lightbinpack():
-    """Raise ``NotImplementedError`` (asv: skip) when lightbinpack is missing."""
-    require_peer("obfd")
-
-
-def _package_version(name, module):
-    if module is None:
-        return None
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return getattr(module, "__version__", "unknown")
-
-
-def lightbinpack_version():
-    """Installed lightbinpack version, or ``None``."""
-    return _package_version("lightbinpack", lightbinpack)
-
-
-def binpacking_version():
-    """Installed binpacking version, or ``None``."""
-    return _package_version("binpacking", binpacking)
-
-
 def capped_items(lengths, seq_len):
     """``lengths`` capped at ``seq_len`` as a Python list (what every peer takes).
 
@@ -142,10 +116,6 @@ def capped_items(lengths, seq_len):
     the timed code.
     """
     return np.minimum(lengths, seq_len).tolist()
-
-
-#: The old name of :func:`capped_items`.
-obfd_input = capped_items
 
 
 def obfd(items, seq_len):
@@ -171,7 +141,7 @@ def binpacking_constant_volume(items, seq_len):
     items largest first and puts each into the *emptiest* open bin that
     still holds it (its comments call this "least loaded fit"; it is
     worst-fit decreasing, not best fit), scanning every open bin for every
-    item: ``O(N x bins)``, quadratic in practice (~2 s at 10k documents,
+    item: ``O(N x bins)``, quadratic in practice (2-4 s at 10k documents,
     ~4 min at 100k).
     """
     bins = binpacking.to_constant_volume(dict(enumerate(items)), seq_len)
@@ -276,28 +246,23 @@ class Peer(NamedTuple):
     pack: Callable
     #: Largest document count worth running it at (``None``: no limit).
     max_docs: int | None
-    #: Implementation, for the tables.
-    language: str
 
 
-#: The peers, by key. ``binpacking`` is quadratic: 100k documents only
-#: (~4 min a call; 1M would take hours). The pure-Python BFD: up to 1M.
+#: The peers, by key. ``binpacking`` is quadratic: 10k documents only
+#: (2-4 s a call; 100k takes ~4 min). The pure-Python BFD: up to 1M.
 PEERS = {
-    "obfd": Peer("lightbinpack obfd", "lightbinpack", HAVE_LIGHTBINPACK, obfd, None, "C++"),
+    "obfd": Peer("lightbinpack obfd", "lightbinpack", HAVE_LIGHTBINPACK, obfd, None),
     "lightbinpack_ffd": Peer(
-        "lightbinpack ffd", "lightbinpack", HAVE_LIGHTBINPACK, lightbinpack_ffd, None, "C++"
+        "lightbinpack ffd", "lightbinpack", HAVE_LIGHTBINPACK, lightbinpack_ffd, None
     ),
     "binpacking": Peer(
         "binpacking to_constant_volume",
         "binpacking",
         HAVE_BINPACKING,
         binpacking_constant_volume,
-        100_000,
-        "pure Python",
+        10_000,
     ),
-    "python_bfd": Peer(
-        "pure-Python BFD (segment tree, as TRL)", "", True, python_bfd, 1_000_000, "pure Python"
-    ),
+    "python_bfd": Peer("pure-Python BFD (segment tree, as TRL)", "", True, python_bfd, 1_000_000),
 }
 
 

@@ -1,8 +1,5 @@
 """Shared data, timing settings and memory probes for the bfpack benchmarks.
 
-Used by every benchmark module here and by ``tools/bench_table.py``, so the
-asv suite and the README table measure the same inputs the same way.
-
 Sizes can be shrunk for smoke tests without touching the benchmark
 parameters: set ``BFPACK_BENCH_SMOKE=1`` (at most 1,000 documents) or
 ``BFPACK_BENCH_MAX_DOCS=n`` in the environment, or assign
@@ -10,6 +7,7 @@ parameters: set ``BFPACK_BENCH_SMOKE=1`` (at most 1,000 documents) or
 MAX_DOCS)`` documents while the parameter still reads ``n``; token counts
 are capped the same way at ``MAX_DOCS * 100`` tokens (:func:`num_tokens`),
 so the 100M-token table becomes ~100k tokens in smoke mode.
+``tests/test_benchmarks.py`` runs the whole suite through asv that way.
 """
 
 import gc
@@ -18,19 +16,23 @@ import os
 import statistics
 import subprocess
 import sys
-import textwrap
 import time
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import bfpack
+
 #: Document counts the benchmarks are parameterized over.
 SIZES = (100_000, 1_000_000, 10_000_000)
 #: Context lengths (tokens per sequence).
 SEQ_LENS = (2048, 8192)
-#: ``bfpack.pack`` methods.
-METHODS = ("bfd", "ffd", "concat")
+#: ``bfpack.pack`` methods, from the registry.
+try:
+    METHODS = tuple(bfpack.METHODS)
+except AttributeError:  # asv also benchmarks older commits: efe70bc has no registry
+    METHODS = ("bfd", "ffd", "concat")
 
 #: Seed of the document lengths; the same for every size.
 SEED = 20240415
@@ -40,12 +42,14 @@ SEED = 20240415
 LOG_MEAN, LOG_SIGMA = 6.0, 1.3
 
 SMOKE_DOCS = 1_000
+#: Whether ``BFPACK_BENCH_SMOKE`` asks for a smoke run (tiny inputs, no compilation timed).
+SMOKE = os.environ.get("BFPACK_BENCH_SMOKE", "") not in ("", "0")
 
 
 def _max_docs_from_env():
     if os.environ.get("BFPACK_BENCH_MAX_DOCS"):
         return int(os.environ["BFPACK_BENCH_MAX_DOCS"])
-    if os.environ.get("BFPACK_BENCH_SMOKE", "") not in ("", "0"):
+    if SMOKE:
         return SMOKE_DOCS
     return None
 
@@ -114,12 +118,6 @@ def tiny_lengths(seq_len):
     )
     arr.flags.writeable = False
     return arr
-
-
-def clear_cache():
-    """Forget the cached lengths and token tables."""
-    _LENGTHS.clear()
-    _TABLES.clear()
 
 
 # ---------------------------------------------------------------------------
@@ -368,63 +366,17 @@ def fresh_process_status(code, *args, timeout=600):
 
 
 # ---------------------------------------------------------------------------
-# What a ``timeraw_`` benchmark returns, run the way asv runs it.
-
-#: The child: ``stmt`` timed once by ``timeit`` after ``setup``, as asv
-#: does (``asv_runner.benchmarks.timeraw``), the two read from stdin.
-TIMERAW_CHILD = """
-import sys, timeit
-stmt, setup = sys.stdin.read().split("\\0")
-print(repr(timeit.timeit(stmt=stmt, setup=setup, number=1)))
-"""
+# Timing inside ``track_`` benchmarks (ratios, the garbage collector on).
 
 
-def run_timeraw_code(code, *, env=None, timeout=600):
-    """Run ``code``, what a ``timeraw_`` benchmark returns, in a fresh interpreter.
+def median_seconds(func, runs=3, *, gc_off=True):
+    """Median wall time of ``runs`` calls of ``func()``, after one untimed call.
 
-    ``code`` is a statement, or ``(stmt, setup)``. Like asv (0.6, with
-    ``number = 1``), both are dedented, ``setup`` runs first and untimed,
-    then ``stmt`` runs once under ``timeit``, all in a new ``python``
-    process with this process's environment plus ``env``. Returns the
-    seconds of ``stmt``; raises ``RuntimeError`` with the end of the
-    child's stderr when it fails.
-    """
-    stmt, setup = code if isinstance(code, tuple) else (code, "")
-    child_env = dict(os.environ, **(env or {}))
-    proc = subprocess.run(
-        [sys.executable, "-c", TIMERAW_CHILD],
-        input=textwrap.dedent(stmt) + "\0" + textwrap.dedent(setup),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=child_env,
-    )
-    if proc.returncode:
-        raise RuntimeError(
-            f"the child exited with status {proc.returncode}:\n{proc.stderr[-3000:]}"
-        )
-    return float(proc.stdout.strip().splitlines()[-1])
-
-
-# ---------------------------------------------------------------------------
-# Timing outside asv (track_ ratios, tools/bench_table.py).
-
-
-def median_seconds(func, *, min_runs=3, max_runs=7, budget=15.0, gc_off=True):
-    """Median wall time of ``func()`` after one untimed warm-up call.
-
-    Runs at least ``min_runs`` and at most ``max_runs`` times, stopping once
-    ``budget`` seconds have been spent timing. Like ``timeit`` (and asv), the
-    garbage collector is off during each call unless ``gc_off`` is False; the
-    result is dropped inside the timed region, as asv does.
-    Returns ``(median seconds, runs)``.
+    The garbage collector is off during each call, as in ``timeit`` (and
+    asv's ``time_`` benchmarks), unless ``gc_off`` is False.
     """
     func()
-    times = []
-    start = time.perf_counter()
-    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < budget):
-        times.append(_time_once(func, gc_off))
-    return statistics.median(times), len(times)
+    return statistics.median(_time_once(func, gc_off) for _ in range(runs))
 
 
 def _time_once(func, gc_off=True):

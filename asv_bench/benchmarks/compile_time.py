@@ -2,9 +2,8 @@
 
 A ``timeraw_`` benchmark returns code, ``stmt`` or ``(stmt, setup)``; asv
 runs ``setup`` and then times one run of ``stmt`` in a new ``python``
-process (``asv_runner.benchmarks.timeraw``; :func:`.common.run_timeraw_code`
-does the same for the tests and ``tools/bench_table.py``). So these times
-hold nothing of the parent's warm state:
+process (``asv_runner.benchmarks.timeraw``). So these times hold nothing of
+the parent's warm state:
 
 - :class:`Import`: ``import bfpack`` (which compiles nothing), next to
   importing its dependencies alone.
@@ -13,20 +12,24 @@ hold nothing of the parent's warm state:
   kernel the call needs. The child points ``NUMBA_CACHE_DIR`` at a fresh
   temporary directory before numba is imported (removed when it exits).
 - :class:`FirstCallWarmCache`: the same first calls when the kernels are
-  in numba's on-disk cache, as for every run after the first: ``setup``
-  fills a cache directory in a child process once per benchmark process,
-  and the timed child loads the kernels from it.
+  in numba's on-disk cache, as for every run after the first:
+  ``setup_cache`` fills a cache directory in a child process once per asv
+  run, and the timed child loads the kernels from it.
 
 Imports and building the input happen in ``setup`` (untimed), so the
 first-call times are compilation (or cache loading) plus a call on ten
 documents (microseconds).
+
+In a smoke run (``BFPACK_BENCH_SMOKE``) the empty-cache children run with
+``NUMBA_DISABLE_JIT=1``: compiling (~10 s for both) is what they time, and a
+smoke run only checks that the code runs.
 """
 
-import atexit
-import shutil
-import tempfile
+import os
+import subprocess
+import sys
 
-from .common import Benchmark, run_timeraw_code, tiny_lengths
+from .common import SMOKE, Benchmark, tiny_lengths
 
 SEQ_LEN = 2048
 
@@ -81,23 +84,6 @@ def first_call_code(stmt, cache_dir=None):
     return stmt, cache_code(cache_dir) + input_code()
 
 
-_WARM_CACHE = []
-
-
-def warm_cache_dir():
-    """A numba cache directory holding the kernels of both first calls.
-
-    Filled by one child process (a few seconds: it compiles), once per
-    process; removed when this process exits.
-    """
-    if not _WARM_CACHE:
-        path = tempfile.mkdtemp(prefix="bfpack-numba-warm-")
-        atexit.register(shutil.rmtree, path, True)
-        run_timeraw_code(first_call_code(f"{PACK_STMT}\n{PACK_TABLE_STMT}\n", path))
-        _WARM_CACHE.append(path)
-    return _WARM_CACHE[0]
-
-
 class Import(Benchmark):
     """``import bfpack`` in a fresh interpreter, and its dependencies alone."""
 
@@ -116,9 +102,9 @@ class FirstCallColdCache(Benchmark):
     repeat = (2, 5, 60.0)
     warmup_time = 0.0
     timeout = 600.0
-    # Smoke knob, not read by asv: tests/test_benchmarks.py runs this code
-    # with the JIT off, since compiling is what it times (~10 s for both).
-    smoke_env = {"NUMBA_DISABLE_JIT": "1"}
+    # asv_runner adds ``env`` to the timed child's environment; a smoke run
+    # needs the code to run, not ~10 s of compiling.
+    env = {"NUMBA_DISABLE_JIT": "1"} if SMOKE else {}
 
     def timeraw_pack(self):
         return first_call_code(PACK_STMT)
@@ -133,11 +119,16 @@ class FirstCallWarmCache(Benchmark):
     warmup_time = 0.0
     timeout = 600.0
 
-    def setup(self):
-        self.cache_dir = warm_cache_dir()
+    def setup_cache(self):
+        # Runs once for both benchmarks, in asv's temporary working
+        # directory (removed after them); the child compiles, a few seconds.
+        cache_dir = os.path.abspath("numba-cache")
+        stmt, setup = first_call_code(f"{PACK_STMT}\n{PACK_TABLE_STMT}\n", cache_dir)
+        subprocess.run([sys.executable, "-c", setup + stmt], check=True)
+        return cache_dir
 
-    def timeraw_pack(self):
-        return first_call_code(PACK_STMT, self.cache_dir)
+    def timeraw_pack(self, cache_dir):
+        return first_call_code(PACK_STMT, cache_dir)
 
-    def timeraw_pack_table(self):
-        return first_call_code(PACK_TABLE_STMT, self.cache_dir)
+    def timeraw_pack_table(self, cache_dir):
+        return first_call_code(PACK_TABLE_STMT, cache_dir)

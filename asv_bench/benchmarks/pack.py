@@ -48,6 +48,11 @@ class PackQuality(Benchmark):
     def _stats(self, seq_len, method):
         return bfpack.pack(self.lengths, seq_len, method=method).stats()
 
+    def track_sequences(self, n_docs, seq_len, method):
+        return self._stats(seq_len, method).sequences
+
+    track_sequences.unit = "sequences"
+
     def track_excess_sequences(self, n_docs, seq_len, method):
         return self._stats(seq_len, method).excess_sequences
 
@@ -65,25 +70,27 @@ class PackQuality(Benchmark):
 
 
 class PackMemory(Benchmark):
-    """Peak resident memory of one ``pack`` of 10M documents at 2048,
-    beyond the input and everything else already resident, per document.
+    """Peak resident memory of one ``pack`` of 10M documents, beyond the input
+    and everything else already resident, per document.
 
-    Measured in-process from ``VmHWM`` (reset through
-    ``/proc/self/clear_refs``); skipped where that is not available.
+    Long documents split and truncated (the pieces the peers get, as in
+    ``peers.PackTruncate``); ``concat`` ignores ``long_docs``. Measured
+    in-process from ``VmHWM`` (reset through ``/proc/self/clear_refs``);
+    skipped where that is not available.
     """
 
-    n_docs = 10_000_000
-    seq_len = 2048
-    params = [METHODS]
-    param_names = ["method"]
+    params = [[10_000_000], SEQ_LENS, METHODS, ["split", "truncate"]]
+    param_names = ["n_docs", "seq_len", "method", "long_docs"]
 
-    def setup(self, method):
+    def setup(self, n_docs, seq_len, method, long_docs):
         require_peak_probe()
-        self.lengths = lengths(self.n_docs)
-        _warm(self.seq_len, method)
+        self.lengths = lengths(n_docs)
+        _warm(seq_len, method, long_docs)
 
-    def track_bytes_per_document(self, method):
-        _, extra = peak_bytes(bfpack.pack, self.lengths, self.seq_len, method=method)
+    def track_bytes_per_document(self, n_docs, seq_len, method, long_docs):
+        _, extra = peak_bytes(
+            bfpack.pack, self.lengths, seq_len, method=method, long_docs=long_docs
+        )
         return extra / self.lengths.shape[0]
 
     track_bytes_per_document.unit = "bytes/doc"

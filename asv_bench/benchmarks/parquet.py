@@ -48,8 +48,6 @@ from bfpack.parquet import pack_parquet
 src, dst, seq_len, window = sys.argv[1:]
 pack_parquet(src, dst, int(seq_len), window_tokens=int(window), overwrite=True)
 """
-#: The same imports and nothing else: the baseline of a fresh process.
-IMPORT_CHILD = "import bfpack.parquet\n"
 
 
 def shard_tokens():
@@ -66,7 +64,6 @@ def write_datasets(root):
     """Write ``root/x1``, ``root/x4`` and the warm-up dataset ``root/tiny``.
 
     ``x1`` holds the first shard of ``x4`` (a hard link where possible).
-    Returns ``{scale: list of shard dicts}``.
     """
     shards = write_parquet_shards(os.path.join(root, "x4"), 4, shard_tokens())
     x1 = os.path.join(root, "x1")
@@ -78,7 +75,6 @@ def write_datasets(root):
         shutil.copyfile(shards[0]["path"], first)
     # Two small shards, small row groups: several windows, carried sequences.
     write_parquet_shards(os.path.join(root, "tiny"), 2, 20_000, row_group_docs=8)
-    return {1: [dict(shards[0], path=first)], 4: shards}
 
 
 def dataset_path(root, scale):

@@ -1,20 +1,19 @@
 """``bfpack.pack`` next to its floor and its peers, on the same lengths.
 
-The implementations live in :mod:`.baselines` (shared with
-``tools/bench_table.py``). The peers cannot split long documents, so they
-all get the lengths capped at ``seq_len`` as a Python list, and
-:class:`PackTruncate` times ``bfpack`` on exactly those pieces; compare
-their timings with it (and ``pack.Pack.time_pack``) of the same run. Each
-peer is skipped when its package is missing, and runs only at the sizes it
-can manage (:data:`.baselines.PEERS`):
+The implementations live in :mod:`.baselines`. The peers cannot split long
+documents, so they all get the lengths capped at ``seq_len`` as a Python
+list, and :class:`PackTruncate` times ``bfpack`` on exactly those pieces;
+compare their timings with it (and ``pack.Pack.time_pack``) of the same run.
+Each peer is skipped when its package is missing, and runs only at the
+sizes it can manage (:data:`.baselines.PEERS`):
 
 =====================================  ============  ======================
 peer                                   sizes         ~ seconds at 1M docs
 =====================================  ============  ======================
-lightbinpack ``obfd`` (C++ BFD)        100k-10M      0.4
-lightbinpack ``ffd`` (C++ FFD)         100k-10M      0.6
-pure-Python BFD (segment tree, TRL)    100k, 1M      3
-``binpacking.to_constant_volume``      100k          (~4 min at 100k)
+lightbinpack ``obfd`` (C++ BFD)        10k-10M       0.15
+lightbinpack ``ffd`` (C++ FFD)         10k-10M       0.35
+pure-Python BFD (segment tree, TRL)    10k-1M        3
+``binpacking.to_constant_volume``      10k           (2-4 s at 10k)
 =====================================  ============  ======================
 """
 
@@ -29,7 +28,19 @@ from .baselines import (
     require_peer,
     warm_counting_sort,
 )
-from .common import SEQ_LENS, SIZES, Benchmark, lengths, num_docs, tiny_lengths
+from .common import (
+    SEQ_LENS,
+    SIZES,
+    Benchmark,
+    lengths,
+    median_seconds,
+    num_docs,
+    tiny_lengths,
+)
+
+#: Document counts of the peer comparison: :data:`.common.SIZES` and 10k,
+#: where even the quadratic ``binpacking`` finishes in seconds.
+PEER_SIZES = (10_000, *SIZES)
 
 
 class CountingSortFloor(Benchmark):
@@ -49,15 +60,28 @@ class CountingSortFloor(Benchmark):
 class PackTruncate(Benchmark):
     """``bfpack`` BFD on the pieces the peers get: lengths capped at ``seq_len``."""
 
-    params = [SIZES, SEQ_LENS]
+    params = [PEER_SIZES, SEQ_LENS]
     param_names = ["n_docs", "seq_len"]
 
     def setup(self, n_docs, seq_len):
         self.lengths = lengths(n_docs)
         bfpack.pack(tiny_lengths(seq_len), seq_len, long_docs="truncate")
 
+    def _pack(self, seq_len):
+        return bfpack.pack(self.lengths, seq_len, long_docs="truncate")
+
     def time_pack_truncate(self, n_docs, seq_len):
-        bfpack.pack(self.lengths, seq_len, long_docs="truncate")
+        self._pack(seq_len)
+
+    def track_sequences(self, n_docs, seq_len):
+        return self._pack(seq_len).num_sequences
+
+    track_sequences.unit = "sequences"
+
+    def track_excess_sequences(self, n_docs, seq_len):
+        return self._pack(seq_len).stats().excess_sequences
+
+    track_excess_sequences.unit = "sequences over lower bound"
 
 
 _CAPPED = {}
@@ -108,7 +132,7 @@ class LightBinPackOBFD(_Peer):
     """
 
     peer = "obfd"
-    params = [peer_sizes(peer, SIZES), [2048]]
+    params = [peer_sizes(peer, PEER_SIZES), [2048]]
     repeat = (2, 5, 30.0)
     warmup_time = 0.1
     timeout = 600.0
@@ -116,12 +140,19 @@ class LightBinPackOBFD(_Peer):
     def time_obfd(self, n_docs, seq_len):
         self._pack(seq_len)
 
+    def track_seconds_gc_on(self, n_docs, seq_len):
+        """Median of 3 calls with the garbage collector on, as scripts run it:
+        ``obfd`` returns millions of Python lists, which the collector scans."""
+        return median_seconds(lambda: self._pack(seq_len), gc_off=False)
+
+    track_seconds_gc_on.unit = "seconds"
+
 
 class LightBinPackFFD(_Peer):
     """lightbinpack ``ffd`` (C++ first-fit decreasing) on the capped lengths."""
 
     peer = "lightbinpack_ffd"
-    params = [peer_sizes(peer, SIZES), [2048]]
+    params = [peer_sizes(peer, PEER_SIZES), [2048]]
     repeat = (2, 5, 30.0)
     warmup_time = 0.1
     timeout = 600.0
@@ -134,11 +165,11 @@ class PythonBFD(_Peer):
     """Best-fit decreasing in pure Python with a segment tree, as in the paper
     and TRL's ``pack_dataset(strategy="bfd")`` (:func:`.baselines.python_bfd`).
 
-    ~0.2 s at 100k documents, ~3 s at 1M.
+    ~20 ms at 10k documents, ~0.2 s at 100k, ~3 s at 1M.
     """
 
     peer = "python_bfd"
-    params = [peer_sizes(peer, SIZES), [2048]]
+    params = [peer_sizes(peer, PEER_SIZES), [2048]]
     repeat = (1, 3, 30.0)
     min_run_count = 1
     warmup_time = 0.0
@@ -151,18 +182,16 @@ class PythonBFD(_Peer):
 class BinpackingConstantVolume(_Peer):
     """``binpacking.to_constant_volume`` (pure Python, ``O(N x bins)``).
 
-    ~4 minutes a call at 100k documents, so one call per benchmark and no
-    warm-up; 1M would take hours and is not run.
+    Quadratic: 2-4 s a call at 10k documents, ~4 minutes at 100k, hours at
+    1M, so 10k only, with at most 3 samples and no warm-up.
     """
 
     peer = "binpacking"
-    params = [peer_sizes(peer, SIZES), [2048]]
-    number = 1
-    repeat = 1
+    params = [peer_sizes(peer, PEER_SIZES), [2048]]
+    repeat = (1, 3, 10.0)
     rounds = 1
     min_run_count = 1
     warmup_time = 0.0
-    timeout = 1800.0
 
     def time_to_constant_volume(self, n_docs, seq_len):
         self._pack(seq_len)
