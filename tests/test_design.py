@@ -2,9 +2,12 @@
 layers that only go one way."""
 
 import ast
+import os
 import pathlib
 import subprocess
 import sys
+
+import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "bfpack"
 MAX_POSITIONAL = 6
@@ -28,6 +31,10 @@ def test_python_functions_take_at_most_six_positional_arguments():
     assert not too_many, "use keyword-only arguments or a small object:\n" + "\n".join(too_many)
 
 
+@pytest.mark.skipif(
+    os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"),
+    reason="nothing is compiled with NUMBA_DISABLE_JIT",
+)
 def test_import_compiles_nothing():
     code = (
         "import bfpack, bfpack._kernels.bfd as k, bfpack._kernels.gather as g\n"
