@@ -202,7 +202,7 @@ def pack_parquet(
         Output directory; it must not exist unless ``overwrite``. It gets
         shards ``part-00000.parquet``, ... (one per window, each row a packed
         sequence, as :func:`bfpack.pack_table` makes them) and, last, the
-        manifest ``_bfpack.json`` (input, options, version, stats).
+        manifest ``.bfpack.json`` (input, options, version, stats).
     seq_len, columns, method, long_docs, pad_value, position_ids, seed
         As in :func:`bfpack.pack_table`; ``seed`` shuffles rows within each
         shard (shard ``k`` with ``seed + k``).
