@@ -69,10 +69,11 @@ def plot_truncations(profile: pa.Table, *, ax: Any = None, title: str | None = N
     )
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=0.01)
-    # Autoscaling pads below the smallest value (0 cuts) into negative cuts;
-    # above the largest, half a decade of room (the axis is logarithmic there).
-    top = max([1.0, *cols["cuts_per_document"], *cols["min_cuts_per_document"]])
-    ax.set_ylim(0, 1.5 * top)
+    # Autoscaling pads below the smallest value (0 cuts) into negative cuts.
+    # Above the largest, some room (the axis is logarithmic there), and never
+    # less than the axes already show (axes shared with an earlier plot).
+    top = 1.5 * max([1.0, *cols["cuts_per_document"], *cols["min_cuts_per_document"]])
+    ax.set_ylim(0, max(top, ax.get_ylim()[1]))
     ax.set_xlabel("document length (tokens)")
     ax.set_ylabel("truncations per document")
     ax.grid(True, which="major", alpha=0.3)

@@ -169,6 +169,21 @@ def test_truncation_plot_has_no_negative_cuts(tokens, seq_len):
     matplotlib.pyplot.close("all")
 
 
+def test_truncation_plots_on_shared_axes_show_every_value():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from bfpack.plot import plot_truncations
+
+    lengths = bfpack.corpus.web_like_lengths(5_000, seed=6)
+    profiles = [bfpack.truncation_profile(lengths, L) for L in (256, 4096)]
+    fig, axes = matplotlib.pyplot.subplots(1, 2, sharey=True)
+    for ax, prof in zip(axes, profiles):
+        plot_truncations(prof, ax=ax)
+    top = max(max(p["cuts_per_document"].to_pylist()) for p in profiles)
+    assert all(ax.get_ylim()[0] == 0 and ax.get_ylim()[1] > top for ax in axes)
+    matplotlib.pyplot.close("all")
+
+
 def test_fill_bars_do_not_hide_each_other():
     # Regression: concat's bar was drawn behind bfd's (same bin, same place).
     matplotlib = pytest.importorskip("matplotlib")
