@@ -7,7 +7,7 @@ Truncations Improve Language Modeling", ICML 2024).
 """
 
 from ._version import __version__
-from .analysis import compare, truncation_profile
+from .analysis import compare, document_lengths, truncation_profile
 from .methods import METHODS, Method
 from .packing import DocumentCounts, Packing, PackingStats, pack
 from .parquet import pack_parquet
@@ -27,6 +27,7 @@ __all__ = [
     "assemble",
     "compare",
     "cu_seqlens",
+    "document_lengths",
     "max_seqlen",
     "pack",
     "pack_parquet",

@@ -8,18 +8,22 @@ Python standard library.
 import argparse
 import os
 import sys
-import tempfile
 import time
 
+import numba.core.event as numba_event
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ._validate import LONG_DOCS
 from ._version import __version__
 from .analysis import compare
 from .corpus import stdlib_table
+from .manifest import MANIFEST
 from .methods import METHODS
 from .parquet import DEFAULT_WINDOW_TOKENS, dataset_spec, open_dataset, pack_parquet
-from .table import document_lengths
+from .stream import TableStreamPacker
+from .table import OutputSpec, document_lengths
 
 
 class ProgressBar:
@@ -43,61 +47,84 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _compare_rows(label, lengths, seq_lens):
-    """Table rows of :func:`bfpack.compare` for each context length."""
-    docs = f"{lengths.shape[0]:,}"
-    tokens = f"{int(lengths.sum()):,}"
-    nonempty = max(int(np.count_nonzero(lengths)), 1)
+def _percent(count, total):
+    return f"{100 * count / max(total, 1):.2f}%"
+
+
+def _compare_rows(results, nonempty):
+    """Table rows of :func:`bfpack.compare` results, one dict per context length."""
     rows = []
-    for seq_len in seq_lens:
-        c = compare(lengths, seq_len).to_pydict()
+    for seq_len, c in results.items():
         for i, method in enumerate(c["method"]):
             rows.append(
                 (
-                    label,
                     f"{seq_len:,}",
                     method,
-                    docs,
-                    tokens,
                     f"{c['sequences'][i]:,}",
-                    f"{100 * c['vs_first'][i]:+.4f}%",
+                    f"{100 * c['vs_first'][i]:+.3f}%" if i else "-",
                     f"{100 * c['fill'][i]:.3f}%",
-                    f"{100 * c['documents_truncated'][i] / nonempty:.2f}%",
-                    f"{c['truncation_cuts'][i] / nonempty:.3f}",
+                    _percent(c["documents_truncated"][i], nonempty),
+                    _percent(c["min_documents_truncated"][i], nonempty),
                 )
             )
     return rows
 
 
-_HEADER = (
-    "corpus",
-    "seq_len",
-    "method",
-    "documents",
-    "tokens",
-    "sequences",
-    "vs concat",
-    "fill",
-    "docs truncated",
-    "cuts/doc",
-)
-_LEGEND = (
-    "vs concat: sequences added over concatenation. docs truncated: "
-    "documents not kept whole in one sequence;\ncuts/doc: cuts made "
-    "inside documents, per document. bfd and ffd cut only documents "
-    "longer than seq_len."
-)
+def _fewest_everywhere(results):
+    """Methods that make the fewest possible cuts at every context length."""
+    fewest = set(METHODS)
+    for c in results.values():
+        fewest &= {
+            m
+            for m, docs, cuts, min_docs, min_cuts in zip(
+                c["method"],
+                c["documents_truncated"],
+                c["truncation_cuts"],
+                c["min_documents_truncated"],
+                c["min_truncation_cuts"],
+            )
+            if docs == min_docs and cuts == min_cuts
+        }
+    return [m for m in METHODS if m in fewest]
 
 
-def _print_table(header, rows, out=sys.stdout):
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    for r in (header, ["-" * w for w in widths], *rows):
+_HEADER = ("seq_len", "method", "sequences", "vs concat", "fill", "docs cut", "fewest possible")
+
+
+def _legend(nonempty):
+    return (
+        "vs concat: sequences added over concatenation (what packing costs).\n"
+        "fill: tokens / (sequences x seq_len).\n"
+        f"docs cut: documents not kept whole in one sequence, of the {nonempty:,}\n"
+        "non-empty ones; fewest possible: those longer than seq_len, which any\n"
+        "method must cut."
+    )
+
+
+def _print_comparison(lengths, seq_lens, out=sys.stdout):
+    """The comparison table of ``lengths``, its legend, and who cuts the fewest."""
+    results = {seq_len: compare(lengths, seq_len).to_pydict() for seq_len in seq_lens}
+    nonempty = int(np.count_nonzero(lengths))
+    _print_table(_HEADER, _compare_rows(results, nonempty), out)
+    print("\n" + _legend(nonempty), file=out)
+    fewest = _fewest_everywhere(results)
+    if fewest:
         print(
-            "  ".join(
-                str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))
-            ),
+            f"{', '.join(fewest)}: the fewest possible cuts at every seq_len (each document\n"
+            f"longer than seq_len cut ceil(length / seq_len) - 1 times, no other).",
             file=out,
         )
+
+
+def _print_table(header, rows, out=sys.stdout, text_columns=(1,)):
+    """Columns padded to their widest cell: numbers to the right, ``text_columns`` left."""
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    for r in (header, ["-" * w for w in widths], *rows):
+        cells = [
+            str(c).ljust(w) if i in text_columns else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths))
+        ]
+        print("  ".join(cells).rstrip(), file=out)
 
 
 def _progress(args):
@@ -140,39 +167,115 @@ def _cmd_stats(args):
     spec = dataset_spec(dataset, columns=args.column)
     table = dataset.to_table(columns=list(spec.columns))
     lengths = document_lengths(table, spec.columns)
-    _print_table(
-        _HEADER, _compare_rows(os.path.basename(os.path.normpath(args.src)), lengths, args.seq_len)
-    )
-    print("\n" + _LEGEND)
+    name = os.path.basename(os.path.normpath(args.src))
+    print(f"{name}: {len(lengths):,} documents, {int(lengths.sum()):,} tokens\n")
+    _print_comparison(lengths, args.seq_len)
     return 0
+
+
+#: Where ``bfpack demo`` writes without ``--out``: a folder of the current directory.
+DEMO_OUT = "bfpack-demo"
+
+
+def _warm_kernels(seq_len):
+    """Call every kernel the demo uses, on tiny data: compiles them, or loads them."""
+    tiny = pa.table({"input_ids": pa.array([[1, 2, 3], [4]], type=pa.list_(pa.uint16()))})
+    compare(document_lengths(tiny, ["input_ids"]), seq_len)
+    spec = OutputSpec.for_schema(tiny.schema, columns="input_ids", position_ids=True)
+    packer = TableStreamPacker(seq_len, spec, seed=0)
+    packer.step(tiny)
+    packer.finish()
+
+
+class _CompileNotice(numba_event.Listener):
+    """Says once, on stderr, that kernels are compiling.
+
+    numba signals "numba:compile" only when a kernel is missing from its
+    on-disk cache, just before compiling it: so the notice shows on a first
+    run (or after an upgrade), never when the kernels load from the cache.
+    """
+
+    def __init__(self, err):
+        self.err = err
+        self.started = None
+
+    def on_start(self, event):
+        # numba's own helpers (typed lists) compile in every process: not ours to announce.
+        module = getattr(event.data["dispatcher"].py_func, "__module__", "") or ""
+        if self.started is None and module.startswith("bfpack."):
+            self.started = time.perf_counter()
+            print(
+                "Compiling bfpack's kernels: first run only, numba caches them (~5-20 s)...",
+                end="",
+                file=self.err,
+                flush=True,
+            )
+
+    def on_end(self, event):
+        pass
+
+    def done(self):
+        if self.started is not None:
+            print(f" done in {time.perf_counter() - self.started:.1f} s.\n", file=self.err)
+
+
+def _warm_up_announced(seq_len, err=sys.stderr):
+    """:func:`_warm_kernels`, saying so when kernels compile."""
+    notice = _CompileNotice(err)
+    with numba_event.install_listener("numba:compile", notice):
+        _warm_kernels(seq_len)
+    notice.done()
+
+
+def _shown(path):
+    """``path`` as the user can type it: relative when inside the current directory."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith(os.pardir) else rel
+
+
+def _size_mb(path):
+    total = sum(
+        os.path.getsize(os.path.join(folder, f))
+        for folder, _, files in os.walk(path)
+        for f in files
+    )
+    return total / 1e6
 
 
 def _cmd_demo(args):
     t0 = time.perf_counter()
+    out = os.path.abspath(args.out or DEMO_OUT)
+    dst = os.path.join(out, "packed")
+    if os.path.exists(dst) and not os.path.exists(os.path.join(dst, MANIFEST)):
+        raise FileExistsError(
+            f"{_shown(dst)} exists and is not a bfpack output; the demo would replace "
+            f"it: pass --out with another directory"
+        )
+    _warm_up_announced(args.seq_len[0])
     corpus = stdlib_table()
     lengths = document_lengths(corpus, ["input_ids"])
     print(
-        f"Corpus: the {corpus.num_rows:,} .py files of this Python's "
-        f"standard library, one document per file, tokenized as UTF-8 "
-        f"bytes.\n"
+        f"Corpus: the {corpus.num_rows:,} .py files of this Python's standard library,\n"
+        f"one document per file, split into {int(lengths.sum()):,} GPT-2-style tokens "
+        f"(words,\nnumbers, punctuation, whitespace; ids by hashing, nothing to download).\n"
     )
-    _print_table(_HEADER, _compare_rows("stdlib", lengths, args.seq_len))
-    print("\n" + _LEGEND)
+    _print_comparison(lengths, args.seq_len)
 
-    out = args.out or tempfile.mkdtemp(prefix="bfpack-demo-")
     os.makedirs(out, exist_ok=True)
     src = os.path.join(out, "stdlib.parquet")
-    import pyarrow.parquet as pq
-
-    pq.write_table(corpus, src)
-    dst = os.path.join(out, "packed")
+    partial = os.path.join(out, ".stdlib.parquet.partial")
+    pq.write_table(corpus, partial)
+    os.replace(partial, src)
     manifest = pack_parquet(
         src, dst, args.seq_len[0], columns=["input_ids"], position_ids=True, seed=0, overwrite=True
     )
     print(
-        f"\nPacked with bfd at seq_len {args.seq_len[0]}: "
-        f"{manifest['stats']['sequences']:,} rows (input_ids, seq_lengths, "
-        f"position_ids) in {dst}  [{time.perf_counter() - t0:.1f} s]"
+        f"\nPacked with bfd at seq_len {args.seq_len[0]:,}: "
+        f"{manifest['stats']['sequences']:,} rows (input_ids, seq_lengths,\n"
+        f"position_ids). Wrote {_size_mb(out):.0f} MB to {_shown(out)}{os.sep}:\n"
+        f"  stdlib.parquet  the corpus, one row per file\n"
+        f"  packed{os.sep}         the packed rows, ready to train on\n"
+        f"Remove it with: rm -r {_shown(out)}   [{time.perf_counter() - t0:.1f} s]"
     )
     return 0
 
@@ -237,8 +340,18 @@ def _parser():
     d = commands.add_parser(
         "demo", help="the whole job on the Python standard library (no download)"
     )
-    d.add_argument("--seq-len", type=int, nargs="+", default=[2048, 8192, 32768])
-    d.add_argument("--out", help="where to write (default: a new temporary directory)")
+    d.add_argument(
+        "--seq-len",
+        type=int,
+        nargs="+",
+        default=[2048, 8192, 32768],
+        help="context lengths to compare; the first one packs (default: 2048 8192 32768)",
+    )
+    d.add_argument(
+        "--out",
+        help=f"directory for the corpus (stdlib.parquet) and the packed rows (packed/), "
+        f"created if needed; both are replaced on a rerun (default: ./{DEMO_OUT})",
+    )
     d.set_defaults(run=_cmd_demo)
     return parser
 

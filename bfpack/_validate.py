@@ -283,6 +283,19 @@ def as_columns(schema: pa.Schema, columns: Any, reserved: Sequence[str]) -> tupl
     return tuple(names)
 
 
+def as_column(schema: pa.Schema, column: Any) -> str:
+    """The one token column ``column`` of ``schema``; None: its first list column."""
+    if column is None:
+        column = next((f.name for f in schema if is_list_type(f.type)), None)
+        if column is None:
+            raise ValueError(
+                f"the data has no list column of tokens; its columns are {schema.names}"
+            )
+    elif not isinstance(column, str):
+        raise TypeError(f"column must be a column name (str) or None, got {column!r}")
+    return as_columns(schema, column, ())[0]
+
+
 def check_token_type(name: str, t: pa.DataType) -> None:
     """TypeError unless ``t`` is a list of integers or floating-point numbers."""
     if not is_list_type(t):

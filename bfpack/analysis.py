@@ -8,6 +8,7 @@ and runtime).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from ._validate import (
-    as_columns,
+    as_column,
     as_int,
     as_lengths,
     as_long_docs,
@@ -26,7 +27,7 @@ from ._validate import (
 )
 from .methods import METHODS
 from .packing import Packing, pack
-from .table import RESERVED_COLUMNS, document_lengths
+from .table import document_lengths as _column_lengths
 
 # The clock compare() times packs with (a name of its own, so tests can replace it).
 _clock = time.perf_counter
@@ -35,14 +36,78 @@ _clock = time.perf_counter
 BASELINE = "concat"
 
 
+def document_lengths(data: Any, *, column: str | None = None) -> np.ndarray:
+    """Tokens per document of a table, a list column or a Parquet dataset.
+
+    What :func:`bfpack.pack` takes, read from token data: the lengths of
+    your own corpus, to compare methods or choose ``seq_len`` before packing.
+
+    Parameters
+    ----------
+    data : pyarrow.Table, RecordBatch, list Array or ChunkedArray, str or os.PathLike
+        One row per document, or the path of a Parquet file or of a
+        directory of them. A Parquet dataset is read one column and one
+        batch at a time (memory stays bounded), files in the order
+        :func:`bfpack.pack_parquet` reads them, so document ``i`` here is
+        document ``i`` there.
+    column : str, optional
+        The token list column of a table or dataset (default: its first
+        list column).
+
+    Returns
+    -------
+    numpy.ndarray
+        Read-only int64, one length per row; null lists count as empty.
+
+    Raises
+    ------
+    TypeError
+        ``data`` is none of the above, the column is not a list of numbers,
+        or ``column`` is not a string.
+    ValueError
+        No list column, an unknown column, null tokens inside a list, or a
+        path that is not Parquet.
+    FileNotFoundError
+        The path does not exist.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        return _dataset_lengths(data, column)
+    if isinstance(data, (pa.Array, pa.ChunkedArray)):
+        if column is not None:
+            raise ValueError("column= only applies to a table or a Parquet dataset, not an array")
+        data = pa.table({"tokens": data})
+    elif not isinstance(data, (pa.Table, pa.RecordBatch)):
+        raise TypeError(
+            f"data must be a pyarrow Table, RecordBatch or list array, or the path of a "
+            f"Parquet dataset; got {type(data).__name__} (lengths already? pass them to "
+            f"bfpack.pack directly)"
+        )
+    table = as_table(data)
+    return _column_lengths(table, [as_column(table.schema, column)])
+
+
+def _dataset_lengths(path: str | os.PathLike, column: str | None) -> np.ndarray:
+    """:func:`document_lengths` of a Parquet file or directory."""
+    # Imported here: the Parquet layer (pyarrow.dataset) is needed only for paths.
+    from .parquet import dataset_spec, open_dataset
+
+    dataset = open_dataset(path)
+    name = as_column(dataset.schema, column)
+    dataset_spec(dataset, columns=name)  # the column, checked in every file
+    parts = [
+        _column_lengths(pa.Table.from_batches([batch]), [name])
+        for fragment in dataset.get_fragments()
+        for batch in fragment.to_batches(schema=dataset.schema, columns=[name])
+    ]
+    return as_lengths(np.concatenate(parts) if parts else np.empty(0, dtype=np.int64))
+
+
 def _lengths_of(data: Any, column: str | None) -> np.ndarray:
-    """Document lengths from plain lengths or from a table's token column."""
-    if isinstance(data, (pa.Table, pa.RecordBatch)):
-        table = as_table(data)
-        names = as_columns(table.schema, column, RESERVED_COLUMNS)
-        return document_lengths(table, names[:1])
+    """Document lengths from plain lengths, or from token data (a table, a Parquet path)."""
+    if isinstance(data, (pa.Table, pa.RecordBatch, str, os.PathLike)):
+        return document_lengths(data, column=column)
     if column is not None:
-        raise ValueError("column= only applies when data is a pyarrow table")
+        raise ValueError("column= only applies when data is a table or a Parquet dataset")
     return as_lengths(data)
 
 
@@ -93,8 +158,10 @@ def truncation_profile(
 
     Parameters
     ----------
-    data : array_like of int, or pyarrow.Table
-        Document lengths, or a table whose token list column gives them.
+    data : array_like of int, pyarrow.Table, str or os.PathLike
+        Document lengths, or token data whose list column gives them: a
+        table or the path of a Parquet dataset (see
+        :func:`document_lengths`).
     seq_len : int
         Context length.
     methods : sequence of str
@@ -106,8 +173,8 @@ def truncation_profile(
     long_docs : {"split", "truncate"}
         As in :func:`bfpack.pack`.
     column : str, optional
-        The token column when ``data`` is a table (default: its first list
-        column).
+        The token column when ``data`` is a table or a dataset (default:
+        its first list column).
 
     Returns
     -------
@@ -188,7 +255,11 @@ def compare(
         against the first method, concat by default: the paper's Table 2),
         ``fill``, ``padding_tokens``, ``documents_truncated``,
         ``truncation_cuts``, ``tokens_dropped``, ``seconds`` (time of
-        :func:`bfpack.pack`, compilation excluded).
+        :func:`bfpack.pack`, compilation excluded), and the fewest
+        truncations any packing can make, the same in every row:
+        ``min_documents_truncated`` (the documents longer than ``seq_len``)
+        and ``min_truncation_cuts`` (``ceil(length / seq_len) - 1`` cuts in
+        each of them when splitting, one when truncating).
     """
     lengths = _lengths_of(data, column)
     seq_len = as_seq_len(seq_len)
@@ -216,4 +287,8 @@ def compare(
         table[name] = [getattr(s, name) for _, s, _ in rows]
     table["vs_first"] = [s.sequences / base - 1 if base else 0.0 for _, s, _ in rows]
     table["seconds"] = [t for _, _, t in rows]
+    long = lengths[lengths > seq_len]
+    cuts = (-(-long // seq_len) - 1).sum() if long_docs == "split" else long.shape[0]
+    table["min_documents_truncated"] = [int(long.shape[0])] * len(rows)
+    table["min_truncation_cuts"] = [int(cuts)] * len(rows)
     return pa.table(table)

@@ -69,6 +69,11 @@ def plot_truncations(profile: pa.Table, *, ax: Any = None, title: str | None = N
     )
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=0.01)
+    # Autoscaling pads below the smallest value (0 cuts) into negative cuts.
+    # Above the largest, some room (the axis is logarithmic there), and never
+    # less than the axes already show (axes shared with an earlier plot).
+    top = 1.5 * max([1.0, *cols["cuts_per_document"], *cols["min_cuts_per_document"]])
+    ax.set_ylim(0, max(top, ax.get_ylim()[1]))
     ax.set_xlabel("document length (tokens)")
     ax.set_ylabel("truncations per document")
     ax.grid(True, which="major", alpha=0.3)
@@ -87,10 +92,14 @@ def plot_fill(
 ) -> Any:
     """Histogram of sequence fill (tokens / seq_len) for one or more packings.
 
+    Each fill bin holds one bar per packing, side by side, so no packing's
+    bar hides another's (most sequences of every method sit in the last bin).
+
     Parameters
     ----------
     packings : Packing, or dict of label -> Packing
     bins : int
+        Number of equal fill bins over ``[0, 1]``.
     ax : matplotlib Axes, optional
     title : str, optional
 
@@ -101,9 +110,19 @@ def plot_fill(
     fig, ax = _axes(ax, (6.4, 4.0))
     plans = packings if isinstance(packings, Mapping) else {packings.method: packings}
     edges = np.linspace(0, 1, bins + 1)
-    for label, plan in plans.items():
-        fill = plan.seq_fill / plan.seq_len
-        ax.hist(fill, bins=edges, histtype="step", label=label, log=True)
+    width = (edges[1] - edges[0]) / max(len(plans), 1)
+    for i, (label, plan) in enumerate(plans.items()):
+        counts, _ = np.histogram(plan.seq_fill / plan.seq_len, bins=edges)
+        shown = counts > 0  # an empty bar has no height on a log axis
+        ax.bar(
+            edges[:-1][shown] + i * width,
+            counts[shown],
+            width=width,
+            align="edge",
+            log=True,
+            label=label,
+        )
+    ax.set_xlim(0, 1)
     ax.set_xlabel("sequence fill (tokens / seq_len)")
     ax.set_ylabel("sequences")
     ax.legend(loc="upper left")

@@ -6,6 +6,9 @@ from hypothesis import HealthCheck, settings
 # ``from naive import ...`` works whatever pytest's import mode.
 sys.path.insert(0, os.path.dirname(__file__))
 
+# Every run leaves the system temporary directory as it found it (tests/clutter.py).
+pytest_plugins = ["clutter"]
+
 # Inputs come from composite strategies whose size depends on seq_len, and
 # numba compiles each kernel on its first call: no per-example deadline.
 settings.register_profile("bfpack", deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -6,6 +6,8 @@ sequences, each a list of pieces in the order they were placed; sequences
 are listed in the order they were opened.
 """
 
+import re
+
 
 def split_pieces(lengths, seq_len, long_docs="split"):
     """Cut every document into pieces of at most ``seq_len`` tokens.
@@ -170,3 +172,14 @@ def naive_stream(windows, seq_len, method="bfd", long_docs="split", max_open=409
         open_seqs = [seqs[j] for j in kept]
         base += len(lengths)
     return emitted
+
+
+# GPT-2's pre-tokenization pattern without its English contractions, on
+# bytes, every non-ASCII byte a letter: the reference of the built-in
+# corpus's word split (bfpack.corpus).
+WORD_PATTERN = rb" ?[A-Za-z\x80-\xff]+| ?[0-9]+| ?[^\sA-Za-z0-9\x80-\xff]+|\s+(?!\S)|\s+"
+
+
+def naive_words(text):
+    """The tokens of ``text`` (bytes) under :data:`WORD_PATTERN`."""
+    return re.findall(WORD_PATTERN, text)

@@ -147,5 +147,149 @@ def test_plots_return_figures():
     fig2, ax = matplotlib.pyplot.subplots()
     plans = {m: bfpack.pack(lengths, 512, method=m) for m in ("concat", "bfd")}
     assert plot_fill(plans, ax=ax) is fig2
-    assert len(ax.patches) == 2
+    assert [c.get_label() for c in ax.containers] == ["concat", "bfd"]
     assert plot_fill(plans["bfd"]).axes[0].get_legend().get_texts()[0].get_text() == "bfd"
+    matplotlib.pyplot.close("all")
+
+
+@pytest.mark.parametrize("tokens", ["words", "bytes"])
+@pytest.mark.parametrize("seq_len", [2048, 8192])
+def test_truncation_plot_has_no_negative_cuts(tokens, seq_len):
+    # Regression: on real data the y-axis reached below 0 (symlog padding).
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from bfpack.plot import plot_truncations
+
+    prof = bfpack.truncation_profile(bfpack.corpus.stdlib_lengths(tokens), seq_len)
+    ax = plot_truncations(prof).axes[0]
+    lo, hi = ax.get_ylim()
+    assert lo == 0
+    top = max(prof["cuts_per_document"].to_pylist())
+    assert hi > top  # the largest value is inside the axes
+    matplotlib.pyplot.close("all")
+
+
+def test_truncation_plots_on_shared_axes_show_every_value():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from bfpack.plot import plot_truncations
+
+    lengths = bfpack.corpus.web_like_lengths(5_000, seed=6)
+    profiles = [bfpack.truncation_profile(lengths, L) for L in (256, 4096)]
+    fig, axes = matplotlib.pyplot.subplots(1, 2, sharey=True)
+    for ax, prof in zip(axes, profiles):
+        plot_truncations(prof, ax=ax)
+    top = max(max(p["cuts_per_document"].to_pylist()) for p in profiles)
+    assert all(ax.get_ylim()[0] == 0 and ax.get_ylim()[1] > top for ax in axes)
+    matplotlib.pyplot.close("all")
+
+
+def test_fill_bars_do_not_hide_each_other():
+    # Regression: concat's bar was drawn behind bfd's (same bin, same place).
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from bfpack.plot import plot_fill
+
+    lengths = bfpack.corpus.web_like_lengths(20_000, seed=3)
+    plans = {m: bfpack.pack(lengths, 2048, method=m) for m in ("concat", "bfd", "ffd")}
+    ax = plot_fill(plans, bins=20).axes[0]
+    spans = []
+    for container, plan in zip(ax.containers, plans.values()):
+        bars = list(container)
+        # Every sequence is counted once, in a visible bar.
+        assert sum(b.get_height() for b in bars) == plan.num_sequences
+        assert all(b.get_height() > 0 for b in bars)
+        spans += [(b.get_x(), b.get_x() + b.get_width()) for b in bars]
+    spans.sort()
+    assert all(end <= nxt + 1e-12 for (_, end), (nxt, _) in zip(spans, spans[1:]))
+    # Most sequences of every method are full: all of them have a bar in the last bin.
+    assert sum(lo >= 0.95 - 1e-12 for lo, _ in spans) == 3
+    assert ax.get_xlim() == (0, 1)
+    matplotlib.pyplot.close("all")
+
+
+def test_document_lengths_of_tables_and_arrays():
+    ids = pa.array([[1, 2, 3], None, [], [4] * 7], type=pa.list_(pa.int32()))
+    table = pa.table({"n": [0, 1, 2, 3], "ids": ids, "labels": [[1], [2, 2], [], [0]]})
+    expected = [3, 0, 0, 7]
+    for data in (table, table.to_batches()[0], ids, pa.chunked_array([ids[:1], ids[1:]])):
+        got = bfpack.document_lengths(data)
+        assert got.dtype == np.int64 and not got.flags.writeable
+        assert got.tolist() == expected
+    assert bfpack.document_lengths(table, column="labels").tolist() == [1, 2, 0, 1]
+
+
+def test_document_lengths_of_parquet_in_pack_parquet_order(tmp_path):
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "src"
+    src.mkdir()
+    parts = [[[1, 2], [3]], [[4] * 5, None, [6] * 3]]
+    # Written in an order other than their names: the names decide.
+    for k in (1, 0):
+        pq.write_table(pa.table({"ids": parts[k]}), src / f"part-{k}.parquet", row_group_size=1)
+    lengths = bfpack.document_lengths(src)
+    assert lengths.tolist() == [2, 1, 5, 0, 3]
+    assert bfpack.document_lengths(str(src / "part-1.parquet"), column="ids").tolist() == [5, 0, 3]
+    manifest = bfpack.pack_parquet(src, tmp_path / "out", 4)
+    assert manifest["stats"] == bfpack.pack(lengths, 4).stats().to_dict()
+    # compare and truncation_profile take the path too.
+    from_path = bfpack.compare(src, 4).drop_columns(["seconds"])
+    assert from_path.equals(bfpack.compare(lengths, 4).drop_columns(["seconds"]))
+    assert bfpack.truncation_profile(src, 4).equals(bfpack.truncation_profile(lengths, 4))
+
+
+def test_document_lengths_errors(tmp_path):
+    import pyarrow.parquet as pq
+
+    table = pa.table({"n": [1], "ids": [[1, 2]], "words": [["a"]], "holes": [[1, None]]})
+    with pytest.raises(TypeError, match="lengths already"):
+        bfpack.document_lengths([1, 2, 3])
+    with pytest.raises(TypeError, match="column must be a column name"):
+        bfpack.document_lengths(table, column=["ids"])
+    with pytest.raises(TypeError, match="not a list of tokens"):
+        bfpack.document_lengths(table, column="n")
+    with pytest.raises(TypeError, match="string values"):
+        bfpack.document_lengths(table, column="words")
+    with pytest.raises(ValueError, match="null tokens"):
+        bfpack.document_lengths(table, column="holes")
+    with pytest.raises(ValueError, match="'nope' is not in the table"):
+        bfpack.document_lengths(table, column="nope")
+    with pytest.raises(ValueError, match="no list column"):
+        bfpack.document_lengths(pa.table({"n": [1]}))
+    with pytest.raises(ValueError, match="only applies to a table"):
+        bfpack.document_lengths(table["ids"], column="ids")
+    with pytest.raises(FileNotFoundError):
+        bfpack.document_lengths(tmp_path / "missing")
+    (tmp_path / "notes.parquet").write_text("not parquet")
+    with pytest.raises(ValueError, match="not a Parquet file"):
+        bfpack.document_lengths(tmp_path / "notes.parquet")
+    # A later file without the column is named.
+    d = tmp_path / "d"
+    d.mkdir()
+    pq.write_table(pa.table({"ids": [[1]]}), d / "a.parquet")
+    pq.write_table(pa.table({"other": [[1]]}), d / "b.parquet")
+    with pytest.raises(ValueError, match="b.parquet"):
+        bfpack.document_lengths(d)
+    with pytest.raises(ValueError, match="column= only applies"):
+        bfpack.compare([1, 2], 4, column="ids")
+
+
+@settings(max_examples=30)
+@given(
+    lengths=st.lists(st.integers(0, 300), max_size=40),
+    L=st.integers(1, 100),
+    long_docs=st.sampled_from(["split", "truncate"]),
+)
+def test_compare_gives_the_fewest_possible_truncations(lengths, L, long_docs):
+    table = bfpack.compare(lengths, L, long_docs=long_docs).to_pydict()
+    long = [n for n in lengths if n > L]
+    fewest_cuts = sum(-(-n // L) - 1 for n in long) if long_docs == "split" else len(long)
+    assert set(table["min_documents_truncated"]) == {len(long)}
+    assert set(table["min_truncation_cuts"]) == {fewest_cuts}
+    for method, docs, cuts in zip(
+        table["method"], table["documents_truncated"], table["truncation_cuts"]
+    ):
+        assert docs >= len(long) and cuts >= fewest_cuts
+        if method != "concat":
+            assert (docs, cuts) == (len(long), fewest_cuts)

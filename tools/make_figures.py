@@ -2,7 +2,7 @@
 
 Writes ``docs/truncations.png``: truncations per document against document
 length (the paper's Figure 4), concat against bfd, on web-like lengths at
-2048 and 8192 tokens and on the standard-library code corpus at 2048.
+2048 and 8192 tokens and on the standard-library code corpus (GPT-2-style tokens) at 2048.
 """
 
 import os
@@ -28,7 +28,7 @@ def main():
         [
             ("web-like, 1M docs", web, 2048),
             ("web-like, 1M docs", web, 8192),
-            ("stdlib .py (bytes)", code, 2048),
+            ("stdlib .py, GPT-2-style tokens", code, 2048),
         ],
     ):
         profile = bfpack.truncation_profile(lengths, seq_len)

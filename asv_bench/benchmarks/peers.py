@@ -1,8 +1,11 @@
 """``bfpack.pack`` next to its floor and its peers, on the same lengths.
 
-The implementations live in :mod:`.baselines`. The peers cannot split long
-documents, so they all get the lengths capped at ``seq_len`` as a Python
-list, and :class:`PackTruncate` times ``bfpack`` on exactly those pieces;
+The implementations live in :mod:`.baselines`. lightbinpack and
+``binpacking`` cannot split long documents (TRL's ``bfd-requeue`` can, with
+the same pieces as bfpack's ``long_docs="split"``, but splitting only adds
+chunks before the packing timed here), so every peer gets the lengths capped
+at ``seq_len`` as a Python list, and :class:`PackTruncate` times ``bfpack``
+on exactly those pieces;
 compare their timings with it (and ``pack.Pack.time_pack``) of the same run.
 Each peer is skipped when its package is missing, and runs only at the
 sizes it can manage (:data:`.baselines.PEERS`):

@@ -1,0 +1,56 @@
+"""A pytest plugin: the tests leave the system temporary directory as they found it.
+
+For the whole session, ``TMPDIR`` (read by :mod:`tempfile` here and in every
+child process: the command line, notebook kernels, asv) points to a fresh
+directory of its own. Whatever is left in it at the end was written by the
+code under test and not removed: the session fails and names it, then the
+directory is deleted. pytest's own ``tmp_path`` folders stay where pytest
+puts them (``PYTEST_DEBUG_TEMPROOT``, the system temporary directory by
+default), with pytest's own retention.
+
+Checking a private directory, rather than listing the shared system one
+before and after, keeps the check exact when other processes on the machine
+create and remove their own temporary files meanwhile.
+"""
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+_KEY = pytest.StashKey[dict]()
+
+
+def pytest_configure(config):
+    system = tempfile.gettempdir()
+    scratch = tempfile.mkdtemp(prefix="bfpack-tests-tmp-", dir=system)
+    saved = {k: os.environ.get(k) for k in ("TMPDIR", "PYTEST_DEBUG_TEMPROOT")}
+    config.stash[_KEY] = {"scratch": scratch, "saved": saved, "tempdir": tempfile.tempdir}
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", system)
+    os.environ["TMPDIR"] = scratch
+    tempfile.tempdir = scratch
+
+
+def pytest_sessionfinish(session, exitstatus):
+    state = session.config.stash.get(_KEY, None)
+    if state is None:
+        return
+    scratch = state["scratch"]
+    left = sorted(os.listdir(scratch))
+    shutil.rmtree(scratch, ignore_errors=True)
+    tempfile.tempdir = state["tempdir"]
+    for key, value in state["saved"].items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = (
+            "the tests left files in the temporary directory (removed now; write "
+            f"under tmp_path or clean up): {', '.join(left)}"
+        )
+        if reporter is not None:
+            reporter.write_line(f"ERROR: {message}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
