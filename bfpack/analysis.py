@@ -39,7 +39,7 @@ def _lengths_of(data: Any, column: str | None) -> np.ndarray:
     """Document lengths from plain lengths or from a table's token column."""
     if isinstance(data, (pa.Table, pa.RecordBatch)):
         table = as_table(data)
-        names = as_columns(table.schema, column, RESERVED_COLUMNS)
+        names = as_columns(table.schema, column, RESERVED_COLUMNS, warn_skipped=False)
         return document_lengths(table, names[:1])
     if column is not None:
         raise ValueError("column= only applies when data is a pyarrow table")
