@@ -434,3 +434,19 @@ def value_dtype(list_type: pa.DataType) -> np.dtype:
     v = list_type.value_type
     kind = "f" if pa.types.is_floating(v) else "u" if pa.types.is_unsigned_integer(v) else "i"
     return np.dtype(f"{kind}{v.bit_width // 8}")
+
+
+# ---------------------------------------------------------------------------
+# Paths
+
+
+def as_path(value: Any, name: str) -> str:
+    """``value`` (a str or os.PathLike) as a str."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {value!r}")
+    return os.fspath(value)
+
+
+def as_optional_path(value: Any, name: str) -> str | None:
+    """``None``, or ``value`` checked by :func:`as_path`."""
+    return None if value is None else as_path(value, name)
