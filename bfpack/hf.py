@@ -279,13 +279,20 @@ def _schema_of(dataset: datasets.IterableDataset) -> pa.Schema:
     from its first batch when they are unknown (e.g. after ``map``)."""
     if dataset.features is not None:
         return dataset.features.arrow_schema
-    first = next(iter(dataset.with_format("arrow").iter(batch_size=1)), None)
-    if first is None:
+    first = next(iter(dataset.with_format("arrow").iter(batch_size=_READ_ROWS)), None)
+    unknown = [] if first is None else [f.name for f in first.schema if _holds_nulls_only(f.type)]
+    if first is None or unknown:
+        what = "no rows" if first is None else f"only empty lists in column(s) {unknown} at first"
         raise ValueError(
-            "the IterableDataset has no rows and no features, so its columns are "
-            "unknown; give it features (e.g. .cast(features))"
+            f"the IterableDataset has no features and {what}, so its token types are "
+            f"unknown; give it features first (e.g. .cast(features))"
         )
     return first.schema
+
+
+def _holds_nulls_only(t: pa.DataType) -> bool:
+    """A list type whose values have no type yet (inferred from empty lists)."""
+    return (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_null(t.value_type)
 
 
 def _packed_rows(

@@ -23,6 +23,7 @@ from ._validate import (
     as_lengths,
     as_pad_values,
     as_seed,
+    as_seq_len,
     as_table,
     value_dtype,
 )
@@ -230,6 +231,7 @@ def plan_table(
     ``assemble(table, *plan_table(table, ...))`` is ``pack_table(table,
     ...)``; assembling a few output rows at a time bounds memory.
     """
+    seq_len = as_seq_len(seq_len)
     spec = OutputSpec.for_schema(
         table.schema, columns=columns, pad_value=pad_value, position_ids=position_ids
     )
