@@ -450,3 +450,69 @@ def as_path(value: Any, name: str) -> str:
 def as_optional_path(value: Any, name: str) -> str | None:
     """``None``, or ``value`` checked by :func:`as_path`."""
     return None if value is None else as_path(value, name)
+
+
+# ---------------------------------------------------------------------------
+# Packed rows (the training collator)
+
+
+def as_packed_row(row: Any, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(input_ids, labels, seq_lengths)`` of packed row number ``index``.
+
+    ``row`` is a mapping (a row of a packed dataset) whose ``input_ids``,
+    optional ``labels`` (default: ``input_ids``) and ``seq_lengths`` are
+    1-D integer sequences (lists, numpy arrays, CPU tensors); the pieces
+    must fit in the row (slots after them are padding).
+    """
+    if not isinstance(row, Mapping):
+        raise TypeError(
+            f"row {index} is a {type(row).__name__}; a batch is a list of packed rows, "
+            f"dicts with input_ids and seq_lengths (rows of bfpack.hf.pack_dataset, "
+            f"bfpack.torch.PackedDataset or pack_table's output)"
+        )
+    for key in ("input_ids", "seq_lengths"):
+        if key not in row:
+            raise ValueError(
+                f"row {index} has no {key!r} (its keys: {sorted(row)}); pack the "
+                f"documents with bfpack first: pieces are read from seq_lengths"
+            )
+    ids = _row_array(row["input_ids"], index, "input_ids")
+    labels = ids if row.get("labels") is None else _row_array(row["labels"], index, "labels")
+    pieces = _row_array(row["seq_lengths"], index, "seq_lengths")
+    if labels.shape != ids.shape:
+        raise ValueError(
+            f"row {index}: labels has {labels.shape[0]} values but input_ids "
+            f"{ids.shape[0]}; they must be aligned token by token"
+        )
+    if pieces.shape[0] and pieces.min() < 1:
+        raise ValueError(f"row {index}: seq_lengths must be >= 1, got {pieces.min()}")
+    if pieces.sum() > ids.shape[0]:
+        raise ValueError(
+            f"row {index}: its seq_lengths add up to {pieces.sum()} tokens, but it holds "
+            f"{ids.shape[0]}; seq_lengths must describe the row's own tokens"
+        )
+    return ids, labels, pieces.astype(np.int64, copy=False)
+
+
+def _row_array(value: Any, index: int, key: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.ndim != 1:
+        raise ValueError(f"row {index}: {key} must be 1-D, got shape {arr.shape}")
+    if not arr.shape[0]:
+        return np.empty(0, dtype=np.int64)  # [] reads as float64
+    if arr.dtype.kind not in "iu":
+        raise TypeError(
+            f"row {index}: {key} must hold integers, got dtype {arr.dtype}; "
+            f"cast it (e.g. .astype(np.int64))"
+        )
+    return arr
+
+
+def as_floating_dtype(value: Any, name: str, dtype_type: type) -> Any:
+    """``value`` if it is a floating-point dtype of ``dtype_type`` (e.g. ``torch.dtype``)."""
+    if not isinstance(value, dtype_type) or not getattr(value, "is_floating_point", False):
+        raise TypeError(
+            f"{name} must be a floating-point {dtype_type.__module__}.{dtype_type.__name__} "
+            f"(e.g. torch.float32, the model's dtype), got {value!r}"
+        )
+    return value
