@@ -279,9 +279,7 @@ def as_columns(
         names = [n for n in names if n != ATTENTION_MASK]
         if not names:
             also = f" (and {ATTENTION_MASK!r}, never packed by default)" if skipped else ""
-            raise ValueError(
-                f"the table has no list column to pack{also}; columns: {schema.names}"
-            )
+            raise ValueError(f"the table has no list column to pack{also}; columns: {schema.names}")
     elif isinstance(columns, str):
         names = [columns]
     else:
@@ -357,7 +355,7 @@ def _filter_action(message: str, category: type[Warning], module: str, lineno: i
             and (line == 0 or line == lineno)
         ):
             return action
-    return warnings.defaultaction
+    return getattr(warnings, "defaultaction", "default")  # not in typeshed
 
 
 def check_token_type(name: str, t: pa.DataType) -> None:

@@ -105,7 +105,7 @@ def pack_dataset(
     >>> packed.column_names                                   # doctest: +SKIP
     ['input_ids', 'seq_lengths']
     """
-    options = dict(
+    options: dict[str, Any] = dict(
         columns=columns,
         method=method,
         long_docs=long_docs,
@@ -115,7 +115,7 @@ def pack_dataset(
     )
     if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         names = _split_cache_files(cache_file_name, list(dataset))
-        return type(dataset)(  # type: ignore[return-value]
+        return type(dataset)(
             {
                 split: pack_dataset(
                     part,
@@ -134,7 +134,7 @@ def pack_dataset(
                 "cache_file_name applies to a Dataset; an IterableDataset is packed "
                 "lazily, as it is iterated, and writes no file"
             )
-        return _pack_iterable(  # type: ignore[return-value]
+        return _pack_iterable(
             dataset, seq_len, options, window_tokens=window_tokens, max_open=max_open
         )
     if isinstance(dataset, datasets.Dataset):
@@ -144,9 +144,12 @@ def pack_dataset(
                 "packed globally, in one window"
             )
         if isinstance(cache_file_name, Mapping):
-            raise TypeError("cache_file_name must be one path for a Dataset (a dict of them by split is for a DatasetDict)")
+            raise TypeError(
+                "cache_file_name must be one path for a Dataset (a dict of them by "
+                "split is for a DatasetDict)"
+            )
         path = as_optional_path(cache_file_name, "cache_file_name")
-        return _pack_map_style(dataset, seq_len, options, path)  # type: ignore[return-value]
+        return _pack_map_style(dataset, seq_len, options, path)
     raise TypeError(
         f"dataset must be a datasets.Dataset, IterableDataset, DatasetDict or "
         f"IterableDatasetDict, got {type(dataset).__name__}; for a pyarrow Table "
@@ -260,7 +263,10 @@ def _pack_iterable(
         position_ids=options["position_ids"],
     )
     packer = dict(
-        method=options["method"], long_docs=options["long_docs"], max_open=max_open, seed=options["seed"]
+        method=options["method"],
+        long_docs=options["long_docs"],
+        max_open=max_open,
+        seed=options["seed"],
     )
     # Every option is checked now, not at the first iteration; the empty
     # output gives the packed rows' features.

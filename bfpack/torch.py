@@ -155,8 +155,7 @@ class PackedCollator:
         if self.layout == "padding_free":
             flat = _batch.padding_free(gathered)
             out: dict[str, Any] = {
-                key: torch.from_numpy(flat[key])
-                for key in ("input_ids", "labels", "position_ids")
+                key: torch.from_numpy(flat[key]) for key in ("input_ids", "labels", "position_ids")
             }
             cu = torch.from_numpy(flat["cu_seqlens"])
             out.update(cu_seq_lens_q=cu, cu_seq_lens_k=cu)

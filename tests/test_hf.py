@@ -84,8 +84,8 @@ def test_a_dataset_is_pack_table_of_its_rows(options):
         lambda ds: ds.select([5, 3, 3, 0, 119, 64]),
         lambda ds: ds.shuffle(seed=7),
         lambda ds: ds.filter(lambda row: len(row["input_ids"]) % 3 != 0),
-        lambda ds: ds.shuffle(seed=1).filter(lambda row: len(row["input_ids"]) > 40).select(
-            range(10, 50)
+        lambda ds: (
+            ds.shuffle(seed=1).filter(lambda row: len(row["input_ids"]) > 40).select(range(10, 50))
         ),
     ],
     ids=["select", "shuffle", "filter", "chained"],

@@ -58,7 +58,9 @@ def test_padding_free_is_the_reference(rows, document_ids):
     keys = ["input_ids", "labels", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k"]
     keys += ["max_length_q", "max_length_k"] + (["document_ids"] if document_ids else [])
     assert list(batch) == keys  # no attention_mask, no extra key unless asked
-    for key in ("input_ids", "labels", "position_ids") + (("document_ids",) if document_ids else ()):
+    for key in ("input_ids", "labels", "position_ids") + (
+        ("document_ids",) if document_ids else ()
+    ):
         assert batch[key].dtype == torch.int64 and batch[key].shape == (1, len(ref[key]))
         assert batch[key][0].tolist() == ref[key]
     for key in ("cu_seq_lens_q", "cu_seq_lens_k"):
@@ -78,7 +80,9 @@ def test_padded_is_the_reference(rows, seq_len, mask, document_ids):
     keys = ["input_ids", "labels", "position_ids"]
     keys += (["attention_mask"] if mask else []) + (["document_ids"] if document_ids else [])
     assert list(batch) == keys
-    for key in ("input_ids", "labels", "position_ids") + (("document_ids",) if document_ids else ()):
+    for key in ("input_ids", "labels", "position_ids") + (
+        ("document_ids",) if document_ids else ()
+    ):
         assert batch[key].dtype == torch.int64 and batch[key].shape == (len(rows), length)
         assert batch[key].tolist() == ref[key]
     if mask:
@@ -147,7 +151,11 @@ def test_bad_options(kwargs, error, match):
         ([[1, 2, 3]], TypeError, "row 0 is a list; a batch is a list of packed rows"),
         ([{"input_ids": [1, 2]}], ValueError, r"row 0 has no 'seq_lengths'.*pack the documents"),
         ([{"seq_lengths": [2]}], ValueError, "row 0 has no 'input_ids'"),
-        ([{"input_ids": [1.0, 2.0], "seq_lengths": [2]}], TypeError, "input_ids must hold integers"),
+        (
+            [{"input_ids": [1.0, 2.0], "seq_lengths": [2]}],
+            TypeError,
+            "input_ids must hold integers",
+        ),
         ([{"input_ids": [[1, 2]], "seq_lengths": [2]}], ValueError, "input_ids must be 1-D"),
         ([{"input_ids": [1, 2], "seq_lengths": [2, 1]}], ValueError, "add up to 3 tokens"),
         ([{"input_ids": [1, 2], "seq_lengths": [0, 2]}], ValueError, "seq_lengths must be >= 1"),
@@ -251,7 +259,9 @@ def test_memory_mapped(packed_dir):
     before = pa.total_allocated_bytes()
     ds = PackedDataset(dst)
     tokens = sum(int(ds[i]["input_ids"].sum()) for i in range(len(ds)))
-    assert tokens == int(pa.compute.sum(expected.column("input_ids").combine_chunks().flatten()).as_py())
+    assert tokens == int(
+        pa.compute.sum(expected.column("input_ids").combine_chunks().flatten()).as_py()
+    )
     # Every row came from the mapped files; nothing was read into Arrow's memory.
     assert pa.total_allocated_bytes() - before < 1 << 16 < expected.nbytes
 
@@ -308,9 +318,7 @@ def test_pickles_without_data_and_feeds_workers(packed_dir):
     assert same_rows([pickle.loads(blob)[3]], [ds[3]])
     collate = PackedCollator()
     single = list(torch.utils.data.DataLoader(ds, batch_size=8, collate_fn=collate))
-    workers = list(
-        torch.utils.data.DataLoader(ds, batch_size=8, collate_fn=collate, num_workers=2)
-    )
+    workers = list(torch.utils.data.DataLoader(ds, batch_size=8, collate_fn=collate, num_workers=2))
     assert len(single) == len(workers)
     assert all(torch.equal(a[k], b[k]) for a, b in zip(single, workers) for k in ("input_ids",))
 
@@ -332,7 +340,9 @@ def test_distributed_sampler_and_resuming(packed_dir):
     order = list(sampler)
     full = list(DataLoader(ds, batch_size=4, sampler=order, collate_fn=PackedCollator()))
     k = 3
-    resumed = list(DataLoader(ds, batch_size=4, sampler=order[4 * k :], collate_fn=PackedCollator()))
+    resumed = list(
+        DataLoader(ds, batch_size=4, sampler=order[4 * k :], collate_fn=PackedCollator())
+    )
     assert len(resumed) == len(full) - k
     assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(full[k:], resumed))
 
@@ -356,9 +366,12 @@ def test_bad_directories(tmp_path, packed_dir):
         PackedDataset(tmp_path / "ids", cache_dir=tmp_path / "c2")
     (tmp_path / "mixed").mkdir()
     pq.write_table(packed, tmp_path / "mixed" / "a.parquet")
-    pq.write_table(packed.cast(pa.schema([
-        ("input_ids", pa.list_(pa.int32())), ("seq_lengths", pa.list_(pa.int32()))
-    ])), tmp_path / "mixed" / "b.parquet")
+    pq.write_table(
+        packed.cast(
+            pa.schema([("input_ids", pa.list_(pa.int32())), ("seq_lengths", pa.list_(pa.int32()))])
+        ),
+        tmp_path / "mixed" / "b.parquet",
+    )
     with pytest.raises(ValueError, match="share a schema"):
         PackedDataset(tmp_path / "mixed", cache_dir=tmp_path / "c3")
     dst, _ = packed_dir

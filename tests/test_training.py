@@ -166,4 +166,3 @@ def test_positions_without_use_cache_false_are_caught(model, rows):
             assert_documents_alone(model, batch, rows)
     finally:
         model.eval()
-
