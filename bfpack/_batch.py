@@ -126,16 +126,10 @@ def padded(rows: Rows, seq_len: int | None, pad_token_id: int) -> dict[str, np.n
     )
 
 
-def block_causal(document_ids: np.ndarray) -> np.ndarray:
-    """Which key each query may attend to, shape ``(B, L, L)`` (bool).
-
-    A token attends to the tokens of its own piece up to itself; a padding
-    slot (document id -1) to itself only, so no row of the mask is empty
-    (an empty row gives NaN in softmax).
-    """
-    length = document_ids.shape[1]
-    causal = np.tri(length, dtype=bool)
-    same = document_ids[:, :, None] == document_ids[:, None, :]
-    allowed = same & causal & (document_ids >= 0)[:, :, None]
-    allowed |= np.eye(length, dtype=bool)
-    return allowed
+def piece_blocks(rows: Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(row, start, length)`` of every piece, ``start`` counted within its row
+    (int64 arrays): the diagonal blocks of a block-diagonal attention mask."""
+    row = np.repeat(np.arange(rows.row_pieces.shape[0], dtype=np.int64), rows.row_pieces)
+    ends = np.cumsum(rows.seq_lengths)
+    row_first = np.cumsum(rows.row_tokens) - rows.row_tokens  # where each row starts, flat
+    return row, ends - rows.seq_lengths - row_first[row], rows.seq_lengths

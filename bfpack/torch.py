@@ -166,12 +166,23 @@ class PackedCollator:
         grid = _batch.padded(gathered, self.seq_len, self.pad_token_id)
         out = {key: torch.from_numpy(grid[key]) for key in ("input_ids", "labels", "position_ids")}
         if self.attention_mask:
-            allowed = torch.from_numpy(_batch.block_causal(grid["document_ids"]))[:, None]
-            mask = torch.zeros(allowed.shape, dtype=self.mask_dtype)
-            out["attention_mask"] = mask.masked_fill_(~allowed, torch.finfo(self.mask_dtype).min)
+            out["attention_mask"] = self._mask(gathered, grid["input_ids"].shape[1])
         if self.document_ids:
             out["document_ids"] = torch.from_numpy(grid["document_ids"])
         return out
+
+    def _mask(self, rows: _batch.Rows, length: int) -> torch.Tensor:
+        """The additive block-diagonal causal mask ``[B, 1, length, length]``."""
+        low = torch.finfo(self.mask_dtype).min
+        mask = torch.full((rows.row_tokens.shape[0], 1, length, length), low, dtype=self.mask_dtype)
+        # A piece of n tokens is the top-left n x n corner of one causal block.
+        causal = torch.full((length, length), low, dtype=self.mask_dtype).triu_(1)
+        for b, start, n in zip(*(x.tolist() for x in _batch.piece_blocks(rows))):
+            mask[b, 0, start : start + n, start : start + n] = causal[:n, :n]
+        for b, used in enumerate(rows.row_tokens.tolist()):
+            pads = torch.arange(used, length)
+            mask[b, 0, pads, pads] = 0  # a padding slot attends to itself: no empty row
+        return mask
 
     def __repr__(self) -> str:
         options = [f"layout={self.layout!r}"]
