@@ -87,7 +87,8 @@ def pack_dataset(
         (list<int32>: the pieces of the row) and ``position_ids`` if asked.
         A Dataset comes back memory-mapped from its Arrow file, in no
         format (call ``with_format`` again if needed); an IterableDataset
-        comes back lazy: nothing is read until it is iterated.
+        comes back lazy: nothing is read until it is iterated, and then in
+        order, as one shard (of several DataLoader workers, one reads it).
 
     Raises
     ------
