@@ -317,3 +317,14 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(TypeError, match="max_open must be an integer"):
         pack_dataset(stream, SEQ_LEN, max_open="many")
     assert list(tmp_path.iterdir()) == []  # nothing written by a failed call
+
+
+def test_a_failed_write_leaves_no_file(monkeypatch, tmp_path):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(bfpack.hf, "assemble", broken)
+    path = tmp_path / "packed.arrow"
+    with pytest.raises(RuntimeError, match="disk full"):
+        pack_dataset(dataset_of(lengths_of(10)), SEQ_LEN, columns=COLUMNS, cache_file_name=path)
+    assert list(tmp_path.iterdir()) == []

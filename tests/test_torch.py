@@ -180,6 +180,7 @@ def test_a_row_longer_than_seq_len():
 def test_repr():
     assert repr(PackedCollator()) == "PackedCollator(layout='padding_free')"
     assert "attention_mask=True" in repr(PackedCollator("padded", attention_mask=True))
+    assert repr(PackedCollator(document_ids=True)).endswith("document_ids=True)")
 
 
 def test_trl_reads_seq_lengths_the_same_way():
@@ -388,3 +389,14 @@ def test_a_directory_without_manifest(packed_dir, tmp_path):
         os.link(dst / name, tmp_path / name)
     ds = PackedDataset(tmp_path)  # every *.parquet, in name order
     assert same_rows([ds[i] for i in range(len(ds))], rows_of(expected))
+
+
+def test_a_failed_copy_leaves_no_file(packed_dir, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    dst, _ = packed_dir
+    monkeypatch.setattr(pa.ipc, "new_file", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        PackedDataset(dst, cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
