@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 import numba.core.event as numba_event
 import numpy as np
@@ -356,6 +357,11 @@ def _parser():
     return parser
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line on stderr, like errors."""
+    print(f"bfpack: warning: {message}", file=sys.stderr)
+
+
 def main(argv=None):
     """Run the command line; returns the exit status."""
     parser = _parser()
@@ -364,7 +370,9 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line
+            return args.run(args)
     except (ValueError, TypeError, OSError) as exc:
         print(f"bfpack: error: {exc}", file=sys.stderr)
         return 2

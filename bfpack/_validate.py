@@ -10,6 +10,9 @@ bools).
 from __future__ import annotations
 
 import operator
+import os
+import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +28,9 @@ INT64_MAX = int(np.iinfo(np.int64).max)
 # where 2**63 - 1 rounds up to 2**63.
 _UINT64_LIMIT = np.uint64(INT64_MAX)
 SEQ_LEN_MAX = int(np.iinfo(np.int32).max)
+#: A per-document mask that packing must not carry by default (see :func:`as_columns`).
+ATTENTION_MASK = "attention_mask"
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 # ---------------------------------------------------------------------------
@@ -233,6 +239,14 @@ def as_table(table: Any) -> pa.Table:
     """``table`` as a :class:`pyarrow.Table` (a RecordBatch is wrapped, not copied)."""
     if isinstance(table, pa.RecordBatch):
         return pa.Table.from_batches([table])
+    if type(table).__module__.split(".")[0] == "datasets":
+        # A datasets.Dataset, or its .data: packing the storage table would
+        # ignore select/shuffle/filter (the indices mapping).
+        raise TypeError(
+            f"table must be a pyarrow.Table, got a {type(table).__name__} of Hugging Face "
+            f"datasets; pack it with bfpack.hf.pack_dataset(dataset, seq_len), which "
+            f"honours select, shuffle and filter (pip install 'bfpack[hf]')"
+        )
     if not isinstance(table, pa.Table):
         raise TypeError(
             f"table must be a pyarrow.Table or RecordBatch, got "
@@ -246,16 +260,26 @@ def is_list_type(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t)
 
 
-def as_columns(schema: pa.Schema, columns: Any, reserved: Sequence[str]) -> tuple[str, ...]:
+def as_columns(
+    schema: pa.Schema, columns: Any, reserved: Sequence[str], *, warn_skipped: bool = True
+) -> tuple[str, ...]:
     """Names of the list columns to pack, checked against ``schema``.
 
-    ``columns=None`` picks every list column. ``reserved`` names the
-    columns bfpack adds to its output, which an input column may not take.
+    ``columns=None`` picks every list column except ``attention_mask``: a
+    per-document mask of ones, packed along, would let every token of a
+    packed row attend to the other documents of the row. It is left out
+    with a warning (unless ``warn_skipped`` is False) and packed only when
+    ``columns`` names it. ``reserved`` names the columns bfpack adds to its
+    output, which an input column may not take.
     """
+    skipped = False
     if columns is None:
         names = [f.name for f in schema if is_list_type(f.type)]
+        skipped = ATTENTION_MASK in names
+        names = [n for n in names if n != ATTENTION_MASK]
         if not names:
-            raise ValueError(f"the table has no list column to pack; columns: {schema.names}")
+            also = f" (and {ATTENTION_MASK!r}, never packed by default)" if skipped else ""
+            raise ValueError(f"the table has no list column to pack{also}; columns: {schema.names}")
     elif isinstance(columns, str):
         names = [columns]
     else:
@@ -280,13 +304,23 @@ def as_columns(schema: pa.Schema, columns: Any, reserved: Sequence[str]) -> tupl
             )
     if len(set(names)) != len(names):
         raise ValueError(f"columns lists a column twice: {names}")
+    if skipped and warn_skipped:
+        warn_user(
+            f"column {ATTENTION_MASK!r} is not packed: a per-document mask packed along "
+            f"would let tokens attend across the documents of a row (each piece is kept "
+            f"apart by seq_lengths and position_ids); name it in columns= (--column) to "
+            f"pack it anyway"
+        )
     return tuple(names)
 
 
 def as_column(schema: pa.Schema, column: Any) -> str:
-    """The one token column ``column`` of ``schema``; None: its first list column."""
+    """The one token column ``column`` of ``schema``; None: its first list
+    column other than ``attention_mask``."""
     if column is None:
-        column = next((f.name for f in schema if is_list_type(f.type)), None)
+        column = next(
+            (f.name for f in schema if is_list_type(f.type) and f.name != ATTENTION_MASK), None
+        )
         if column is None:
             raise ValueError(
                 f"the data has no list column of tokens; its columns are {schema.names}"
@@ -294,6 +328,50 @@ def as_column(schema: pa.Schema, column: Any) -> str:
     elif not isinstance(column, str):
         raise TypeError(f"column must be a column name (str) or None, got {column!r}")
     return as_columns(schema, column, ())[0]
+
+
+def warn_user(message: str) -> None:
+    """A UserWarning attributed to the first caller outside bfpack, shown
+    once per place of that call.
+
+    Python's own once-per-place registry is cleared whenever any code
+    changes the warning filters, which numba does while it compiles and
+    pandas while it converts types; so under the default filters a record
+    of its own keeps a script or a notebook cell that packs many tables to
+    one line. Filters that show every warning ("always") or raise it
+    ("error") are obeyed as usual.
+    """
+    frame = sys._getframe(1)
+    level = 2  # stacklevel 2 is the caller of this function
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    module = frame.f_globals.get("__name__", "<string>")
+    action = _filter_action(message, UserWarning, module, frame.f_lineno)
+    place = {"once": (), "module": (module,)}.get(
+        action, (frame.f_code.co_filename, frame.f_lineno)
+    )
+    key = (message, *place)
+    if action in ("default", "module", "once") and key in _SHOWN:
+        return
+    warnings.warn(message, UserWarning, stacklevel=level)
+    _SHOWN.add(key)
+
+
+_SHOWN: set[tuple[Any, ...]] = set()
+
+
+def _filter_action(message: str, category: type[Warning], module: str, lineno: int) -> str:
+    """The action the current warning filters give this warning (as Python decides it)."""
+    for action, text, cat, mod, line in warnings.filters:
+        if (
+            (text is None or text.match(message))
+            and issubclass(category, cat)
+            and (mod is None or mod.match(module))
+            and (line == 0 or line == lineno)
+        ):
+            return action
+    return getattr(warnings, "defaultaction", "default")  # not in typeshed
 
 
 def check_token_type(name: str, t: pa.DataType) -> None:
@@ -370,3 +448,85 @@ def value_dtype(list_type: pa.DataType) -> np.dtype:
     v = list_type.value_type
     kind = "f" if pa.types.is_floating(v) else "u" if pa.types.is_unsigned_integer(v) else "i"
     return np.dtype(f"{kind}{v.bit_width // 8}")
+
+
+# ---------------------------------------------------------------------------
+# Paths
+
+
+def as_path(value: Any, name: str) -> str:
+    """``value`` (a str or os.PathLike) as a str."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {value!r}")
+    return os.fspath(value)
+
+
+def as_optional_path(value: Any, name: str) -> str | None:
+    """``None``, or ``value`` checked by :func:`as_path`."""
+    return None if value is None else as_path(value, name)
+
+
+# ---------------------------------------------------------------------------
+# Packed rows (the training collator)
+
+
+def as_packed_row(row: Any, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(input_ids, labels, seq_lengths)`` of packed row number ``index``.
+
+    ``row`` is a mapping (a row of a packed dataset) whose ``input_ids``,
+    optional ``labels`` (default: ``input_ids``) and ``seq_lengths`` are
+    1-D integer sequences (lists, numpy arrays, CPU tensors); the pieces
+    must fit in the row (slots after them are padding).
+    """
+    if not isinstance(row, Mapping):
+        raise TypeError(
+            f"row {index} is a {type(row).__name__}; a batch is a list of packed rows, "
+            f"dicts with input_ids and seq_lengths (rows of bfpack.hf.pack_dataset, "
+            f"bfpack.torch.PackedDataset or pack_table's output)"
+        )
+    for key in ("input_ids", "seq_lengths"):
+        if key not in row:
+            raise ValueError(
+                f"row {index} has no {key!r} (its keys: {sorted(row)}); pack the "
+                f"documents with bfpack first: pieces are read from seq_lengths"
+            )
+    ids = _row_array(row["input_ids"], index, "input_ids")
+    labels = ids if row.get("labels") is None else _row_array(row["labels"], index, "labels")
+    pieces = _row_array(row["seq_lengths"], index, "seq_lengths")
+    if labels.shape != ids.shape:
+        raise ValueError(
+            f"row {index}: labels has {labels.shape[0]} values but input_ids "
+            f"{ids.shape[0]}; they must be aligned token by token"
+        )
+    if pieces.shape[0] and pieces.min() < 1:
+        raise ValueError(f"row {index}: seq_lengths must be >= 1, got {pieces.min()}")
+    if pieces.sum() > ids.shape[0]:
+        raise ValueError(
+            f"row {index}: its seq_lengths add up to {pieces.sum()} tokens, but it holds "
+            f"{ids.shape[0]}; seq_lengths must describe the row's own tokens"
+        )
+    return ids, labels, pieces.astype(np.int64, copy=False)
+
+
+def _row_array(value: Any, index: int, key: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.ndim != 1:
+        raise ValueError(f"row {index}: {key} must be 1-D, got shape {arr.shape}")
+    if not arr.shape[0]:
+        return np.empty(0, dtype=np.int64)  # [] reads as float64
+    if arr.dtype.kind not in "iu":
+        raise TypeError(
+            f"row {index}: {key} must hold integers, got dtype {arr.dtype}; "
+            f"cast it (e.g. .astype(np.int64))"
+        )
+    return arr
+
+
+def as_floating_dtype(value: Any, name: str, dtype_type: type) -> Any:
+    """``value`` if it is a floating-point dtype of ``dtype_type`` (e.g. ``torch.dtype``)."""
+    if not isinstance(value, dtype_type) or not getattr(value, "is_floating_point", False):
+        raise TypeError(
+            f"{name} must be a floating-point {dtype_type.__module__}.{dtype_type.__name__} "
+            f"(e.g. torch.float32, the model's dtype), got {value!r}"
+        )
+    return value

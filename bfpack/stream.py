@@ -18,6 +18,7 @@ sequences (``Method.streams`` is False) pack every window on its own.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,15 @@ from .table import OutputSpec, assemble, document_lengths, row_order
 
 #: Open sequences carried between windows by default.
 DEFAULT_MAX_OPEN = 4096
+
+
+def default_max_open(seq_len: int, window_tokens: int) -> int:
+    """Sequences to carry between windows of ``window_tokens`` tokens.
+
+    Their tokens stay in memory, so they are kept to a quarter of a window:
+    ``min(4096, window_tokens // (4 * seq_len))``, at least 16.
+    """
+    return min(DEFAULT_MAX_OPEN, max(16, window_tokens // (4 * seq_len)))
 
 
 @dataclass(frozen=True)
@@ -327,3 +337,60 @@ def _one_piece_per_sequence(plan: Packing, pieces: np.ndarray) -> Packing:
         piece_len=length,
         seq_fill=length,
     )
+
+
+def windows(
+    tables: Iterable[pa.Table | pa.RecordBatch], spec: OutputSpec, window_tokens: int
+) -> Iterator[tuple[pa.Table, bool]]:
+    """Regroup a stream of tables into windows for :meth:`TableStreamPacker.step`.
+
+    Yields ``(window, last)``: tables of whole documents (the columns of
+    ``spec``), each just reaching ``window_tokens`` tokens (the last may
+    hold fewer), and whether it is the last. The cut falls after the
+    document that reaches the window, wherever the input tables end, so
+    the windows do not depend on how the stream is batched. One table is
+    read ahead, so the last window is known as such without holding two
+    windows; a stream with no rows gives one empty window.
+    """
+    window_tokens = as_int(window_tokens, "window_tokens", lo=1, unit="tokens")
+    if not isinstance(spec, OutputSpec):
+        raise TypeError(f"spec must be an OutputSpec, got {type(spec).__name__}")
+    return _windows(tables, spec, window_tokens)
+
+
+def _windows(
+    tables: Iterable[pa.Table | pa.RecordBatch], spec: OutputSpec, window_tokens: int
+) -> Iterator[tuple[pa.Table, bool]]:
+    schema = spec.schema
+    stream = (t for t in map(as_table, tables) if t.num_rows)
+    parts: list[pa.Table] = []
+    tokens = 0
+    yielded = False
+    table = next(stream, None)
+    while table is not None:
+        check_same_columns(table.schema, schema, "a table of the stream")
+        table = table.select(list(spec.columns))
+        n = document_lengths(table, spec.columns[:1])
+        # Rows up to the document that reaches the window, inclusive.
+        upto = int(np.searchsorted(np.cumsum(n), window_tokens - tokens)) + 1
+        if upto > table.num_rows:
+            parts.append(table)
+            tokens += int(n.sum())
+            table = next(stream, None)
+            continue
+        parts.append(table.slice(0, upto))
+        table = table.slice(upto) if upto < table.num_rows else next(stream, None)
+        yield _concat(parts, schema), table is None
+        yielded = True
+        parts, tokens = [], 0
+    if parts or not yielded:
+        yield _concat(parts, schema), True
+
+
+def _concat(parts: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    """The rows of ``parts``, in the types of ``schema``."""
+    same = []
+    for t in parts:
+        t = t.replace_schema_metadata(None)
+        same.append(t if t.schema.equals(schema) else t.cast(schema))
+    return pa.concat_tables(same) if same else schema.empty_table()

@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +23,7 @@ from ._validate import (
     as_lengths,
     as_pad_values,
     as_seed,
+    as_seq_len,
     as_table,
     value_dtype,
 )
@@ -204,6 +206,47 @@ def _gather_column(
     )
 
 
+class TablePlan(NamedTuple):
+    """A table's packing, before any token moves (:func:`plan_table`)."""
+
+    spec: OutputSpec  # the output's columns
+    plan: Packing  # pieces per sequence; piece_doc numbers rows of the table
+    rows: np.ndarray  # the sequences in output order (int64)
+
+
+def plan_table(
+    table: pa.Table,
+    seq_len: int,
+    *,
+    columns: str | Sequence[str] | None = None,
+    method: str = "bfd",
+    long_docs: str = "split",
+    pad_value: int | Mapping[str, int] | None = None,
+    position_ids: bool = False,
+    seed: int | None = None,
+    indices: Any = None,
+) -> TablePlan:
+    """Plan :func:`pack_table` of ``table`` (a validated pyarrow Table).
+
+    ``assemble(table, *plan_table(table, ...))`` is ``pack_table(table,
+    ...)``; assembling a few output rows at a time bounds memory.
+    """
+    seq_len = as_seq_len(seq_len)
+    spec = OutputSpec.for_schema(
+        table.schema, columns=columns, pad_value=pad_value, position_ids=position_ids
+    )
+    seed = as_seed(seed)
+    lengths = document_lengths(table, spec.columns)
+    if indices is not None:
+        indices = as_indices(indices, table.num_rows, "indices")
+        lengths = lengths[indices]
+    plan = pack(lengths, seq_len, method=method, long_docs=long_docs)
+    if indices is not None:
+        # Document i of the plan is row indices[i] of the table.
+        plan = dataclasses.replace(plan, piece_doc=indices[plan.piece_doc])
+    return TablePlan(spec, plan, row_order(plan.num_sequences, seed))
+
+
 def pack_table(
     table: pa.Table | pa.RecordBatch,
     seq_len: int,
@@ -214,6 +257,7 @@ def pack_table(
     pad_value: int | Mapping[str, int] | None = None,
     position_ids: bool = False,
     seed: int | None = None,
+    indices: Any = None,
 ) -> pa.Table:
     """Pack the token lists of an Arrow table into rows of at most ``seq_len``.
 
@@ -226,9 +270,12 @@ def pack_table(
     columns : str or list of str, optional
         The list columns to pack (token ids and anything aligned with them,
         such as labels or loss masks). Default: every list or large_list
-        column. Every packed column must hold lists of the same length in
-        each row; a null list is an empty document. Other columns are per
-        document and are not carried over.
+        column but ``attention_mask``, which is left out with a warning (a
+        per-document mask packed along would let tokens attend across the
+        documents of a row); name it here to pack it. Every packed column
+        must hold lists of the same length in each row; a null list is an
+        empty document. Other columns are per document and are not carried
+        over.
     method, long_docs : str
         As in :func:`bfpack.pack`.
     pad_value : int or dict, optional
@@ -242,6 +289,11 @@ def pack_table(
         Shuffle the output rows with this seed. BFD opens sequences from the
         longest pieces to the shortest, so unshuffled rows are ordered by
         content length. The same seed gives the same order.
+    indices : array_like of int, optional
+        The documents are rows ``indices[0], indices[1], ...`` of ``table``,
+        in that order (a selection or permutation, like the indices mapping
+        of a ``datasets.Dataset``); nothing is copied to apply it. Default:
+        every row, in order.
 
     Returns
     -------
@@ -254,12 +306,13 @@ def pack_table(
     Raises
     ------
     TypeError
-        ``table`` is not an Arrow table, a column is not a list column of
+        ``table`` is not an Arrow table (a ``datasets.Dataset`` goes to
+        :func:`bfpack.hf.pack_dataset`), a column is not a list column of
         numbers, ``pad_value`` or ``seed`` is not an integer.
     ValueError
         A column is missing, rows of packed columns differ in length, a list
-        holds nulls, ``pad_value`` does not fit the column type, or an
-        option of :func:`bfpack.pack` is invalid.
+        holds nulls, ``pad_value`` does not fit the column type, an index is
+        out of range, or an option of :func:`bfpack.pack` is invalid.
 
     Notes
     -----
@@ -268,12 +321,18 @@ def pack_table(
     kernel; nothing loops over documents in Python.
     """
     table = as_table(table)
-    spec = OutputSpec.for_schema(
-        table.schema, columns=columns, pad_value=pad_value, position_ids=position_ids
+    spec, plan, rows = plan_table(
+        table,
+        seq_len,
+        columns=columns,
+        method=method,
+        long_docs=long_docs,
+        pad_value=pad_value,
+        position_ids=position_ids,
+        seed=seed,
+        indices=indices,
     )
-    seed = as_seed(seed)
-    plan = pack(document_lengths(table, spec.columns), seq_len, method=method, long_docs=long_docs)
-    return assemble(table, plan, spec, row_order(plan.num_sequences, seed))
+    return assemble(table, plan, spec, rows)
 
 
 def cu_seqlens(seq_lengths: Any) -> np.ndarray:

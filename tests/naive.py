@@ -183,3 +183,70 @@ WORD_PATTERN = rb" ?[A-Za-z\x80-\xff]+| ?[0-9]+| ?[^\sA-Za-z0-9\x80-\xff]+|\s+(?
 def naive_words(text):
     """The tokens of ``text`` (bytes) under :data:`WORD_PATTERN`."""
     return re.findall(WORD_PATTERN, text)
+
+
+# ---------------------------------------------------------------------------
+# Training batches of packed rows (bfpack.torch.PackedCollator), token by token.
+
+IGNORE = -100
+
+
+def naive_pieces(row):
+    """``[(tokens, labels), ...]`` of each piece of a packed row (plain lists)."""
+    ids = [int(x) for x in row["input_ids"]]
+    labels = [int(x) for x in row["labels"]] if row.get("labels") is not None else ids
+    out, at = [], 0
+    for n in row["seq_lengths"]:
+        n = int(n)
+        out.append((ids[at : at + n], labels[at : at + n]))
+        at += n
+    return out
+
+
+def naive_padding_free(rows):
+    """The padding-free batch as plain lists: one flat sequence of every piece."""
+    ids, labels, positions, documents, cu = [], [], [], [], [0]
+    for row in rows:
+        for tokens, targets in naive_pieces(row):
+            for p, (t, y) in enumerate(zip(tokens, targets)):
+                ids.append(t)
+                labels.append(IGNORE if p == 0 else y)
+                positions.append(p)
+                documents.append(len(cu) - 1)
+            cu.append(cu[-1] + len(tokens))
+    longest = max((b - a for a, b in zip(cu, cu[1:])), default=0)
+    return dict(
+        input_ids=ids,
+        labels=labels,
+        position_ids=positions,
+        document_ids=documents,
+        cu_seqlens=cu,
+        max_seqlen=longest,
+    )
+
+
+def naive_padded(rows, seq_len, pad):
+    """The padded batch as lists of rows, and the allowed (query, key) pairs
+    of each row: same piece and key <= query, or a padding slot's own."""
+    out = dict(input_ids=[], labels=[], position_ids=[], document_ids=[], allowed=[])
+    for row in rows:
+        ids, labels, positions, documents = [], [], [], []
+        for d, (tokens, targets) in enumerate(naive_pieces(row)):
+            for p, (t, y) in enumerate(zip(tokens, targets)):
+                ids.append(t)
+                labels.append(IGNORE if p == 0 else y)
+                positions.append(p)
+                documents.append(d)
+        fill = seq_len - len(ids)
+        out["input_ids"].append(ids + [pad] * fill)
+        out["labels"].append(labels + [IGNORE] * fill)
+        out["position_ids"].append(positions + [0] * fill)
+        out["document_ids"].append(documents + [-1] * fill)
+        docs = out["document_ids"][-1]
+        out["allowed"].append(
+            [
+                [(k <= q and docs[q] == docs[k] and docs[q] >= 0) or k == q for k in range(seq_len)]
+                for q in range(seq_len)
+            ]
+        )
+    return out

@@ -128,10 +128,14 @@ def test_compare_rows_are_the_packings_stats(monkeypatch):
     np.testing.assert_allclose(table["vs_first"], [s / base - 1 for s in table["sequences"]])
 
 
-def test_core_import_does_not_import_matplotlib():
-    code = "import sys, bfpack; bfpack.pack([1, 2], 4); print('matplotlib' in sys.modules)"
+def test_core_import_does_not_import_optional_dependencies():
+    optional = ["matplotlib", "torch", "datasets", "transformers", "trl"]
+    code = (
+        "import sys, bfpack; bfpack.pack([1, 2], 4); "
+        f"print([m for m in {optional!r} if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"
 
 
 def test_plots_return_figures():

@@ -32,7 +32,7 @@ ASV_BENCH = ROOT / "asv_bench"
 if str(ASV_BENCH) not in sys.path:
     sys.path.insert(0, str(ASV_BENCH))
 
-from benchmarks import baselines, common, peers  # noqa: E402
+from benchmarks import baselines, common, peers, training  # noqa: E402
 from naive import naive_bfd  # noqa: E402
 
 SMOKE_DOCS = 1_000
@@ -129,8 +129,8 @@ def expected_skips(names):
     """The benchmarks that must be skipped here.
 
     A peer whose package is missing (lightbinpack and binpacking are not in
-    the test extra), and the in-process peak probes where ``VmHWM`` cannot
-    be reset.
+    the test extra), the in-process peak probes where ``VmHWM`` cannot be
+    reset, and the training benchmarks without torch and transformers.
     """
     skips = set()
     for name in names:
@@ -141,6 +141,8 @@ def expected_skips(names):
     if not common.peak_probe_available():
         skips |= {n for n in names if n.startswith("pack.PackMemory.")}
         skips.add("table.PackTable.track_memory_ratio")  # returns NaN there
+    if training.torch is None:  # torch or transformers missing
+        skips |= {n for n in names if n.startswith("training.")}
     return skips
 
 
@@ -176,6 +178,9 @@ def test_every_benchmark_runs(smoke_run):
         "analysis.TruncationProfile.time_truncation_profile",
         "analysis.Compare.time_compare",
         "stream.StreamQuality.track_excess_over_global_percent",
+        "training.Collate.track_tokens_per_second",
+        "training.TrainStep.time_train_step",
+        "training.TrainStep.track_collate_percent_of_step",
     } <= set(found)
     assert {n for n, outcome in found.items() if outcome == "failed"} == set()
     skipped = {n for n, outcome in found.items() if outcome == "skipped"}

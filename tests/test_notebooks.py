@@ -23,7 +23,27 @@ PRINTS = {
     ],
     "02_truncations.ipynb": ["vs concat", "web-like, seq_len 8192", "stdlib code, seq_len 2048"],
     "03_streaming.ipynb": ["global BFD:", "window docs", "window tokens"],
+    "04_training.ipynb": [
+        "packed rows of 256 tokens",
+        "rows holding several pieces",
+        "cu_seq_lens_q: [0, ",
+        "step  20  loss",
+        "padded batch loss",
+        "PackedDataset(",
+    ],
 }
+
+#: Packages a notebook needs beyond the test extra; without them it is skipped.
+REQUIRES = {"04_training.ipynb": ("torch", "transformers", "datasets")}
+
+
+def _loss_falls(text):
+    losses = [float(x) for x in re.findall(r"step +\d+  loss ([0-9.]+)", text)]
+    assert len(losses) >= 2 and losses[-1] < losses[0] - 1, f"the loss did not fall: {losses}"
+
+
+#: Checks of a notebook's printed results beyond the text it must print.
+CHECKS = {"04_training.ipynb": _loss_falls}
 
 
 def test_every_notebook_is_checked():
@@ -42,6 +62,8 @@ def _text(cell):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path, tmp_path):
+    for package in REQUIRES.get(path.name, ()):
+        pytest.importorskip(package)
     nb = nbformat.read(path, as_version=4)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert not any(cell.get("outputs") for cell in code), "commit notebooks without outputs"
@@ -52,6 +74,8 @@ def test_notebook_runs(path, tmp_path):
     text = "".join(_text(cell) for cell in code)
     for expected in PRINTS[path.name]:
         assert expected in text, f"{path.name} did not print {expected!r}"
+    if path.name in CHECKS:
+        CHECKS[path.name](text)
     for cell in code:
         streams = [o for o in cell.outputs if o.get("output_type") == "stream"]
         assert all(o["name"] == "stdout" for o in streams), f"warnings in:\n{cell.source}"

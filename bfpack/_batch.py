@@ -1,0 +1,135 @@
+"""Packed rows to training batches, in numpy (``bfpack.torch`` wraps them in tensors).
+
+A packed row holds the tokens of its pieces end to end (then padding, when
+it was packed with ``pad_value``) and ``seq_lengths``, the pieces' lengths.
+Everything a training step needs follows from ``seq_lengths``: positions
+that restart at each piece, a label of ``IGNORE_INDEX`` at each piece's
+first token (so no target crosses from one document to the next), the
+piece of every token, and flash-attention's ``cu_seqlens``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ._validate import as_packed_row
+from .table import cu_seqlens, max_seqlen
+
+#: The label that losses ignore (PyTorch's ``cross_entropy`` default).
+IGNORE_INDEX = -100
+
+
+class Rows(NamedTuple):
+    """A list of packed rows, laid end to end, padding dropped."""
+
+    input_ids: np.ndarray  # int64, the tokens of every piece, row after row
+    labels: np.ndarray  # int64, the same slots: a row's labels, or its input_ids
+    seq_lengths: np.ndarray  # int64, the pieces of every row, in order
+    row_tokens: np.ndarray  # int64, tokens of each row (its pieces, no padding)
+    row_pieces: np.ndarray  # int64, pieces of each row
+
+
+def gather_rows(rows: Sequence[Any]) -> Rows:
+    """Check the packed rows ``rows`` and lay them end to end.
+
+    Each row is a mapping with ``input_ids`` and ``seq_lengths`` (lists,
+    numpy arrays or CPU tensors) and optionally ``labels``; other keys are
+    ignored. Slots after the pieces (padding) are dropped.
+    """
+    if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence) or not len(rows):
+        raise ValueError(
+            "a batch must be a non-empty list of packed rows (dicts with input_ids "
+            f"and seq_lengths), got {type(rows).__name__}"
+        )
+    ids, labels, pieces = [], [], []
+    for i, row in enumerate(rows):
+        row_ids, row_labels, row_pieces = as_packed_row(row, i)
+        n = int(row_pieces.sum())
+        ids.append(row_ids[:n])
+        labels.append(row_labels[:n])
+        pieces.append(row_pieces)
+    return Rows(
+        input_ids=np.concatenate(ids).astype(np.int64, copy=False),
+        labels=np.concatenate(labels).astype(np.int64, copy=False),
+        seq_lengths=np.concatenate(pieces),
+        row_tokens=np.array([x.shape[0] for x in ids], dtype=np.int64),
+        row_pieces=np.array([x.shape[0] for x in pieces], dtype=np.int64),
+    )
+
+
+def piece_positions(seq_lengths: np.ndarray) -> np.ndarray:
+    """Position of every token inside its piece: ``0 .. n - 1`` for each piece of ``n``."""
+    starts = np.cumsum(seq_lengths) - seq_lengths
+    return np.arange(int(seq_lengths.sum()), dtype=np.int64) - np.repeat(starts, seq_lengths)
+
+
+def piece_index(seq_lengths: np.ndarray) -> np.ndarray:
+    """Index of the piece of every token (``0, 0, 0, 1, 1, ...``), int64."""
+    return np.repeat(np.arange(seq_lengths.shape[0], dtype=np.int64), seq_lengths)
+
+
+def piece_labels(rows: Rows) -> np.ndarray:
+    """The labels, with ``IGNORE_INDEX`` at the first token of every piece."""
+    labels = rows.labels.copy()
+    labels[(np.cumsum(rows.seq_lengths) - rows.seq_lengths)] = IGNORE_INDEX
+    return labels
+
+
+def padding_free(rows: Rows) -> dict[str, Any]:
+    """The rows flattened into one sequence of ``T`` tokens.
+
+    ``input_ids``, ``labels``, ``position_ids`` and ``document_ids`` (the
+    piece of each token, numbered across the batch) of shape ``(1, T)``;
+    ``cu_seqlens`` (int32, from 0) and ``max_seqlen`` (int) of the pieces.
+    """
+    return dict(
+        input_ids=rows.input_ids[None],
+        labels=piece_labels(rows)[None],
+        position_ids=piece_positions(rows.seq_lengths)[None],
+        document_ids=piece_index(rows.seq_lengths)[None],
+        cu_seqlens=cu_seqlens(rows.seq_lengths),
+        max_seqlen=max_seqlen(rows.seq_lengths),
+    )
+
+
+def padded(rows: Rows, seq_len: int | None, pad_token_id: int) -> dict[str, np.ndarray]:
+    """The rows padded to ``seq_len`` (default: the longest row), shape ``(B, L)``.
+
+    Padding slots hold ``pad_token_id``, label ``IGNORE_INDEX``, position 0
+    and document id -1; document ids number the pieces of each row from 0.
+    """
+    longest = int(rows.row_tokens.max())
+    length = longest if seq_len is None else seq_len
+    if longest > length:
+        row = int(np.argmax(rows.row_tokens))
+        raise ValueError(
+            f"row {row} holds {longest} tokens, more than seq_len={length}; pass the "
+            f"seq_len the rows were packed with"
+        )
+    real = np.arange(length)[None, :] < rows.row_tokens[:, None]
+    # The batch-wide index of each row's first piece, for every token of the row.
+    first_piece = np.repeat(np.cumsum(rows.row_pieces) - rows.row_pieces, rows.row_tokens)
+
+    def laid_out(flat: np.ndarray, fill: int) -> np.ndarray:
+        out = np.full(real.shape, fill, dtype=np.int64)
+        out[real] = flat  # row-major order: row by row, as the flat arrays
+        return out
+
+    return dict(
+        input_ids=laid_out(rows.input_ids, pad_token_id),
+        labels=laid_out(piece_labels(rows), IGNORE_INDEX),
+        position_ids=laid_out(piece_positions(rows.seq_lengths), 0),
+        document_ids=laid_out(piece_index(rows.seq_lengths) - first_piece, -1),
+    )
+
+
+def piece_blocks(rows: Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(row, start, length)`` of every piece, ``start`` counted within its row
+    (int64 arrays): the diagonal blocks of a block-diagonal attention mask."""
+    row = np.repeat(np.arange(rows.row_pieces.shape[0], dtype=np.int64), rows.row_pieces)
+    ends = np.cumsum(rows.seq_lengths)
+    row_first = np.cumsum(rows.row_tokens) - rows.row_tokens  # where each row starts, flat
+    return row, ends - rows.seq_lengths - row_first[row], rows.seq_lengths

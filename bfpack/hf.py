@@ -1,0 +1,316 @@
+"""Hugging Face ``datasets``: pack a Dataset, a DatasetDict or an IterableDataset.
+
+``pip install 'bfpack[hf]'``. Imported only when used (``import bfpack``
+does not import ``datasets``).
+
+- A :class:`datasets.Dataset` is packed globally, in one pass over its
+  Arrow data (no copy of the input), in its *logical* row order: after
+  ``select``, ``shuffle`` or ``filter`` the dataset's indices mapping picks
+  the documents. The packed rows are written to an Arrow file and returned
+  as a memory-mapped :class:`datasets.Dataset`, so they are never held
+  twice in memory.
+- A :class:`datasets.IterableDataset` is packed on the fly, window by
+  window, by the :class:`~bfpack.stream.TableStreamPacker` that
+  :func:`bfpack.pack_parquet` uses: the same windows, the same sequences
+  carried between them, the same rows.
+- A ``DatasetDict`` / ``IterableDatasetDict`` is packed split by split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+import datasets
+import pyarrow as pa
+
+from ._validate import as_int, as_optional_int, as_optional_path, as_seq_len
+from ._version import __version__
+from .parquet import DEFAULT_WINDOW_TOKENS
+from .stream import TableStreamPacker, default_max_open, windows
+from .table import OutputSpec, TablePlan, assemble, plan_table
+
+__all__ = ["pack_dataset"]
+
+#: Tokens per record batch of a packed Arrow file (bounds memory while writing).
+_BATCH_TOKENS = 1 << 22
+#: Documents per Arrow batch read from an IterableDataset.
+_READ_ROWS = 8192
+
+D = TypeVar("D")
+
+
+def pack_dataset(
+    dataset: D,
+    seq_len: int,
+    *,
+    columns: str | Sequence[str] | None = None,
+    method: str = "bfd",
+    long_docs: str = "split",
+    pad_value: int | Mapping[str, int] | None = None,
+    position_ids: bool = False,
+    seed: int | None = None,
+    window_tokens: int | None = None,
+    max_open: int | None = None,
+    cache_file_name: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
+) -> D:
+    """Pack the token lists of a Hugging Face dataset into rows of at most ``seq_len``.
+
+    Parameters
+    ----------
+    dataset : datasets.Dataset, IterableDataset, DatasetDict or IterableDatasetDict
+        One row per document, with list columns of tokens (``input_ids``
+        and anything aligned with it).
+    seq_len, columns, method, long_docs, pad_value, position_ids, seed
+        As in :func:`bfpack.pack_table`. By default every list column but
+        ``attention_mask`` is packed. For an IterableDataset ``seed``
+        shuffles the rows of each window's output (window ``k`` with
+        ``seed + k``), as :func:`bfpack.pack_parquet` does for its shards.
+    window_tokens, max_open : int, optional
+        IterableDataset only: tokens per window (default ``2**26``) and
+        sequences carried between windows (default: as
+        :func:`bfpack.pack_parquet`).
+    cache_file_name : path or dict of paths, optional
+        Dataset only: the Arrow file the packed rows are written to (a dict
+        of them, by split, for a DatasetDict). Default: a file named after
+        the input's fingerprint and the options, beside the input's cache
+        files, or in a temporary directory that ``datasets`` removes at exit
+        when the input lives in memory.
+
+    Returns
+    -------
+    The same kind of object as ``dataset``
+        One row per packed sequence, with the packed columns, ``seq_lengths``
+        (list<int32>: the pieces of the row) and ``position_ids`` if asked.
+        A Dataset comes back memory-mapped from its Arrow file, in no
+        format (call ``with_format`` again if needed); an IterableDataset
+        comes back lazy: nothing is read until it is iterated, and then in
+        order, as one shard (of several DataLoader workers, one reads it).
+
+    Raises
+    ------
+    TypeError
+        ``dataset`` is not a ``datasets`` dataset, or an option has the
+        wrong type (see :func:`bfpack.pack_table`).
+    ValueError
+        An option does not apply to this kind of dataset, or has a wrong
+        value (see :func:`bfpack.pack_table`).
+
+    Examples
+    --------
+    >>> ds = datasets.Dataset.from_dict({"input_ids": [[1, 2, 3], [4, 5], [6]]})
+    >>> packed = pack_dataset(ds.shuffle(seed=0), seq_len=4)  # doctest: +SKIP
+    >>> packed.column_names                                   # doctest: +SKIP
+    ['input_ids', 'seq_lengths']
+    """
+    options: dict[str, Any] = dict(
+        columns=columns,
+        method=method,
+        long_docs=long_docs,
+        pad_value=pad_value,
+        position_ids=position_ids,
+        seed=seed,
+    )
+    if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        names = _split_cache_files(cache_file_name, list(dataset))
+        return type(dataset)(
+            {
+                split: pack_dataset(
+                    part,
+                    seq_len,
+                    **options,
+                    window_tokens=window_tokens,
+                    max_open=max_open,
+                    cache_file_name=names[split],
+                )
+                for split, part in dataset.items()
+            }
+        )
+    if isinstance(dataset, datasets.IterableDataset):
+        if cache_file_name is not None:
+            raise ValueError(
+                "cache_file_name applies to a Dataset; an IterableDataset is packed "
+                "lazily, as it is iterated, and writes no file"
+            )
+        return _pack_iterable(
+            dataset, seq_len, options, window_tokens=window_tokens, max_open=max_open
+        )
+    if isinstance(dataset, datasets.Dataset):
+        if window_tokens is not None or max_open is not None:
+            raise ValueError(
+                "window_tokens and max_open apply to an IterableDataset; a Dataset is "
+                "packed globally, in one window"
+            )
+        if isinstance(cache_file_name, Mapping):
+            raise TypeError(
+                "cache_file_name must be one path for a Dataset (a dict of them by "
+                "split is for a DatasetDict)"
+            )
+        path = as_optional_path(cache_file_name, "cache_file_name")
+        return _pack_map_style(dataset, seq_len, options, path)
+    raise TypeError(
+        f"dataset must be a datasets.Dataset, IterableDataset, DatasetDict or "
+        f"IterableDatasetDict, got {type(dataset).__name__}; for a pyarrow Table "
+        f"use bfpack.pack_table"
+    )
+
+
+def _split_cache_files(names: Any, splits: list[str]) -> dict[str, str | None]:
+    """The cache file of each split: ``names`` is None or a dict by split."""
+    if names is None:
+        return dict.fromkeys(splits)
+    if not isinstance(names, Mapping):
+        raise TypeError(
+            "cache_file_name of a DatasetDict must be a dict of paths by split, e.g. "
+            "{'train': 'train.arrow'}"
+        )
+    unknown = sorted(set(names) - set(splits))
+    if unknown:
+        raise ValueError(f"cache_file_name names splits {unknown} that are not in {splits}")
+    return {s: as_optional_path(names.get(s), f"cache_file_name[{s!r}]") for s in splits}
+
+
+# ---------------------------------------------------------------------------
+# Dataset: one global packing, written to a memory-mapped Arrow file.
+
+
+def _pack_map_style(
+    dataset: datasets.Dataset, seq_len: int, options: dict[str, Any], path: str | None
+) -> datasets.Dataset:
+    table = dataset.data.table  # the storage, in storage order (no copy)
+    mapping = dataset._indices  # logical row i is storage row mapping[i]; None: the identity
+    indices = None if mapping is None else mapping.column(0)
+    planned = plan_table(table, seq_len, indices=indices, **options)
+    if path is None:
+        path = _default_cache_file(dataset, planned, options)
+    _write_arrow(path, table, planned)
+    return datasets.Dataset.from_file(path, split=dataset.split)
+
+
+def _default_cache_file(
+    dataset: datasets.Dataset, planned: TablePlan, options: dict[str, Any]
+) -> str:
+    """A file named after the input's fingerprint and the options.
+
+    Beside the input's own cache files (where ``datasets`` keeps what it
+    derives from them), else in the temporary directory ``datasets`` removes
+    at exit. Packing the same input the same way again replaces the file
+    (a Dataset already mapping it keeps the old one until it is dropped).
+    """
+    fingerprint = getattr(dataset, "_fingerprint", None) or uuid.uuid4().hex
+    key = repr((fingerprint, planned.plan.seq_len, sorted(options.items()), __version__))
+    name = f"bfpack-packed-{hashlib.sha256(key.encode()).hexdigest()[:16]}.arrow"
+    files = dataset.cache_files
+    folder = os.path.dirname(files[0]["filename"]) if files else ""
+    if not folder or not os.access(folder, os.W_OK):
+        from datasets.fingerprint import get_temporary_cache_files_directory
+
+        folder = get_temporary_cache_files_directory()
+    return os.path.join(folder, name)
+
+
+def _write_arrow(path: str, table: pa.Table, planned: TablePlan) -> None:
+    """Write the packed rows to an Arrow stream file, a few thousand rows at a
+    time, under a temporary name renamed into place when complete."""
+    spec, plan, rows = planned
+    block = max(1, _BATCH_TOKENS // plan.seq_len)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    try:
+        with pa.OSFile(tmp, "wb") as sink:
+            writer = None
+            for lo in range(0, max(rows.shape[0], 1), block):
+                out = assemble(table, plan, spec, rows[lo : lo + block])
+                if writer is None:
+                    writer = pa.ipc.new_stream(sink, out.schema)
+                writer.write_table(out)
+            assert writer is not None
+            writer.close()
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------
+# IterableDataset: windows through the stream packer, as the Parquet path.
+
+
+def _pack_iterable(
+    dataset: datasets.IterableDataset,
+    seq_len: int,
+    options: dict[str, Any],
+    *,
+    window_tokens: int | None,
+    max_open: int | None,
+) -> datasets.IterableDataset:
+    seq_len = as_seq_len(seq_len)
+    window_tokens = as_int(
+        DEFAULT_WINDOW_TOKENS if window_tokens is None else window_tokens,
+        "window_tokens",
+        lo=1,
+        unit="tokens",
+    )
+    max_open = as_optional_int(max_open, "max_open", lo=0)
+    if max_open is None:
+        max_open = default_max_open(seq_len, window_tokens)
+    spec = OutputSpec.for_schema(
+        _schema_of(dataset),
+        columns=options["columns"],
+        pad_value=options["pad_value"],
+        position_ids=options["position_ids"],
+    )
+    packer = dict(
+        method=options["method"],
+        long_docs=options["long_docs"],
+        max_open=max_open,
+        seed=options["seed"],
+    )
+    # Every option is checked now, not at the first iteration; the empty
+    # output gives the packed rows' features.
+    empty = TableStreamPacker(seq_len, spec, **packer).finish()
+    return datasets.IterableDataset.from_generator(
+        _packed_rows,
+        features=datasets.Features.from_arrow_schema(empty.schema),
+        gen_kwargs=dict(
+            source=dataset, seq_len=seq_len, spec=spec, packer=packer, window_tokens=window_tokens
+        ),
+    )
+
+
+def _schema_of(dataset: datasets.IterableDataset) -> pa.Schema:
+    """The Arrow schema of an IterableDataset's rows: from its features, or
+    from its first batch when they are unknown (e.g. after ``map``)."""
+    if dataset.features is not None:
+        return dataset.features.arrow_schema
+    first = next(iter(dataset.with_format("arrow").iter(batch_size=_READ_ROWS)), None)
+    unknown = [] if first is None else [f.name for f in first.schema if _holds_nulls_only(f.type)]
+    if first is None or unknown:
+        what = "no rows" if first is None else f"only empty lists in column(s) {unknown} at first"
+        raise ValueError(
+            f"the IterableDataset has no features and {what}, so its token types are "
+            f"unknown; give it features first (e.g. .cast(features))"
+        )
+    return first.schema
+
+
+def _holds_nulls_only(t: pa.DataType) -> bool:
+    """A list type whose values have no type yet (inferred from empty lists)."""
+    return (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_null(t.value_type)
+
+
+def _packed_rows(
+    source: datasets.IterableDataset,
+    seq_len: int,
+    spec: OutputSpec,
+    packer: dict[str, Any],
+    window_tokens: int,
+) -> Any:
+    """Yield the packed rows of ``source``, window by window."""
+    stream = TableStreamPacker(seq_len, spec, **packer)
+    tables = source.select_columns(list(spec.columns)).with_format("arrow").iter(_READ_ROWS)
+    for window, last in windows(tables, spec, window_tokens):
+        yield from stream.step(window, last=last).to_pylist()

@@ -1,0 +1,402 @@
+"""``bfpack.torch``: the collator against token-by-token references
+(``tests/naive.py``), and the memory-mapped dataset over packed shards."""
+
+import json
+import os
+import pickle
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch")
+
+import bfpack  # noqa: E402
+from bfpack.parquet import MANIFEST  # noqa: E402
+from bfpack.torch import IGNORE_INDEX, PackedCollator, PackedDataset  # noqa: E402
+
+from naive import naive_padded, naive_padding_free  # noqa: E402
+from tokens import token_table  # noqa: E402
+
+# ---------------------------------------------------------------------------
+# PackedCollator
+
+
+@st.composite
+def packed_rows(draw, seq_len=12):
+    """Packed rows as datasets, PackedDataset or a user give them: lists, numpy
+    arrays of any integer type, tensors; with or without labels and padding."""
+    rows = []
+    container = draw(st.sampled_from(["list", "numpy", "tensor"]))
+    with_labels = draw(st.booleans())
+    padded = draw(st.booleans())
+    for _ in range(draw(st.integers(1, 4))):
+        pieces = draw(st.lists(st.integers(1, seq_len), min_size=1, max_size=4))
+        while sum(pieces) > seq_len:
+            pieces.pop()
+        pieces = pieces or [draw(st.integers(1, seq_len))]
+        n = sum(pieces) + (seq_len - sum(pieces) if padded else 0)
+        ids = draw(st.lists(st.integers(0, 1000), min_size=n, max_size=n))
+        row = {"input_ids": ids, "seq_lengths": pieces, "other": "ignored"}
+        if with_labels:
+            row["labels"] = [x if x % 3 else IGNORE_INDEX for x in ids]  # e.g. a prompt mask
+        if container == "numpy":
+            row = {k: np.asarray(v, dtype=np.int32) if k != "other" else v for k, v in row.items()}
+        elif container == "tensor":
+            row = {k: torch.tensor(v) if k != "other" else v for k, v in row.items()}
+        rows.append(row)
+    return rows
+
+
+@given(packed_rows(), st.booleans())
+def test_padding_free_is_the_reference(rows, document_ids):
+    batch = PackedCollator(document_ids=document_ids)(rows)
+    ref = naive_padding_free(rows)
+    keys = ["input_ids", "labels", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k"]
+    keys += ["max_length_q", "max_length_k"] + (["document_ids"] if document_ids else [])
+    assert list(batch) == keys  # no attention_mask, no extra key unless asked
+    for key in ("input_ids", "labels", "position_ids") + (
+        ("document_ids",) if document_ids else ()
+    ):
+        assert batch[key].dtype == torch.int64 and batch[key].shape == (1, len(ref[key]))
+        assert batch[key][0].tolist() == ref[key]
+    for key in ("cu_seq_lens_q", "cu_seq_lens_k"):
+        assert batch[key].dtype == torch.int32 and batch[key].tolist() == ref["cu_seqlens"]
+    assert batch["max_length_q"] == batch["max_length_k"] == ref["max_seqlen"]
+    assert type(batch["max_length_q"]) is int
+
+
+@given(packed_rows(), st.sampled_from([None, 12, 20]), st.booleans(), st.booleans())
+def test_padded_is_the_reference(rows, seq_len, mask, document_ids):
+    collate = PackedCollator(
+        "padded", seq_len=seq_len, pad_token_id=7, attention_mask=mask, document_ids=document_ids
+    )
+    batch = collate(rows)
+    length = seq_len or max(sum(int(n) for n in r["seq_lengths"]) for r in rows)
+    ref = naive_padded(rows, length, 7)
+    keys = ["input_ids", "labels", "position_ids"]
+    keys += (["attention_mask"] if mask else []) + (["document_ids"] if document_ids else [])
+    assert list(batch) == keys
+    for key in ("input_ids", "labels", "position_ids") + (
+        ("document_ids",) if document_ids else ()
+    ):
+        assert batch[key].dtype == torch.int64 and batch[key].shape == (len(rows), length)
+        assert batch[key].tolist() == ref[key]
+    if mask:
+        m = batch["attention_mask"]
+        assert m.shape == (len(rows), 1, length, length) and m.dtype == torch.float32
+        assert set(m.unique().tolist()) <= {0.0, torch.finfo(torch.float32).min}
+        assert (m[:, 0] == 0).tolist() == ref["allowed"]
+
+
+def test_mask_dtype():
+    rows = [{"input_ids": [1, 2, 3], "seq_lengths": [2, 1]}]
+    for dtype in (torch.bfloat16, torch.float16, torch.float64):
+        m = PackedCollator("padded", attention_mask=True, mask_dtype=dtype)(rows)["attention_mask"]
+        assert m.dtype == dtype
+        assert m[0, 0].tolist() == [
+            [0, torch.finfo(dtype).min, torch.finfo(dtype).min],
+            [0, 0, torch.finfo(dtype).min],
+            [torch.finfo(dtype).min, torch.finfo(dtype).min, 0],
+        ]
+
+
+def test_rows_of_pack_table_and_pack_dataset():
+    table = token_table(np.array([5, 30, 2, 17, 9, 40]), columns=("input_ids", "labels"))
+    packed = bfpack.pack_table(table, 32, columns=["input_ids", "labels"], pad_value=0)
+    rows = packed.to_pylist()
+    batch = PackedCollator()(rows)
+    assert batch["input_ids"][0].tolist() == naive_padding_free(rows)["input_ids"]
+    datasets = pytest.importorskip("datasets")
+    from bfpack.hf import pack_dataset
+
+    ds = pack_dataset(datasets.Dataset(table), 32, columns=["input_ids", "labels"], pad_value=0)
+    for fmt in (None, "numpy", "torch"):
+        formatted = ds.with_format(fmt)
+        got = PackedCollator("padded", seq_len=32)([formatted[i] for i in range(len(ds))])
+        ref = PackedCollator("padded", seq_len=32)(rows)
+        assert all(torch.equal(got[k], ref[k]) for k in ref)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(layout="flat"), ValueError, "layout must be one of 'padding_free', 'padded'"),
+        (dict(attention_mask=True), ValueError, "a padding-free batch has no attention mask"),
+        (dict(seq_len=8), ValueError, "seq_len applies to layout='padded'"),
+        (dict(layout="padded", mask_dtype=torch.float16), ValueError, "mask_dtype applies"),
+        (
+            dict(layout="padded", attention_mask=True, mask_dtype=torch.int32),
+            TypeError,
+            "mask_dtype must be a floating-point torch.dtype",
+        ),
+        (dict(layout="padded", seq_len=0), ValueError, "seq_len must be >= 1"),
+        (dict(layout="padded", pad_token_id=1.5), TypeError, "pad_token_id must be an integer"),
+        (dict(document_ids=1), TypeError, "document_ids must be True or False"),
+    ],
+)
+def test_bad_options(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        PackedCollator(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "rows, error, match",
+    [
+        ([], ValueError, "a batch must be a non-empty list of packed rows"),
+        ("input_ids", ValueError, "a batch must be a non-empty list"),
+        ([[1, 2, 3]], TypeError, "row 0 is a list; a batch is a list of packed rows"),
+        ([{"input_ids": [1, 2]}], ValueError, r"row 0 has no 'seq_lengths'.*pack the documents"),
+        ([{"seq_lengths": [2]}], ValueError, "row 0 has no 'input_ids'"),
+        (
+            [{"input_ids": [1.0, 2.0], "seq_lengths": [2]}],
+            TypeError,
+            "input_ids must hold integers",
+        ),
+        ([{"input_ids": [[1, 2]], "seq_lengths": [2]}], ValueError, "input_ids must be 1-D"),
+        ([{"input_ids": [1, 2], "seq_lengths": [2, 1]}], ValueError, "add up to 3 tokens"),
+        ([{"input_ids": [1, 2], "seq_lengths": [0, 2]}], ValueError, "seq_lengths must be >= 1"),
+        (
+            [{"input_ids": [1, 2], "labels": [1], "seq_lengths": [2]}],
+            ValueError,
+            "labels has 1 values but input_ids 2",
+        ),
+    ],
+)
+def test_bad_rows(rows, error, match):
+    with pytest.raises(error, match=match):
+        PackedCollator()(rows)
+
+
+def test_a_row_longer_than_seq_len():
+    rows = [{"input_ids": [1, 2], "seq_lengths": [2]}, {"input_ids": [1, 2, 3], "seq_lengths": [3]}]
+    with pytest.raises(ValueError, match="row 1 holds 3 tokens, more than seq_len=2"):
+        PackedCollator("padded", seq_len=2)(rows)
+
+
+def test_repr():
+    assert repr(PackedCollator()) == "PackedCollator(layout='padding_free')"
+    assert "attention_mask=True" in repr(PackedCollator("padded", attention_mask=True))
+    assert repr(PackedCollator(document_ids=True)).endswith("document_ids=True)")
+
+
+def test_trl_reads_seq_lengths_the_same_way():
+    """TRL's padding-free collator reads bfpack's ``seq_lengths`` and gives the
+    same batch as PackedCollator (TRL adds ``seq_idx``, its document ids as int32)."""
+    sft = pytest.importorskip("trl.trainer.sft_trainer")
+    table = token_table(np.array([5, 30, 2, 17, 9, 40, 3]), columns=("input_ids",))
+    rows = bfpack.pack_table(table, 32).to_pylist()
+    trl = sft.DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)(rows)
+    ours = PackedCollator(document_ids=True)(rows)
+    for key in ("input_ids", "labels", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k"):
+        assert torch.equal(trl[key], ours[key]), key
+    assert trl["max_length_q"] == ours["max_length_q"]
+    assert torch.equal(trl["seq_idx"].long(), ours["document_ids"])
+
+
+# ---------------------------------------------------------------------------
+# PackedDataset
+
+
+@pytest.fixture(scope="module")
+def packed_dir(tmp_path_factory):
+    """A packed directory of several shards; returns ``(dst, its rows as a table)``."""
+    root = tmp_path_factory.mktemp("packed-dataset")
+    lengths = np.random.default_rng(3).integers(1, 200, 400)
+    pq.write_table(token_table(lengths, columns=("input_ids", "labels")), root / "src.parquet")
+    manifest = bfpack.pack_parquet(
+        root / "src.parquet", root / "dst", 128, position_ids=True, seed=1, window_tokens=9000
+    )
+    shards = [pq.read_table(root / "dst" / s["file"]) for s in manifest["shards"]]
+    assert len(shards) > 3
+    return root / "dst", pa.concat_tables(shards)
+
+
+def rows_of(table):
+    return [{k: np.asarray(v) for k, v in row.items()} for row in table.to_pylist()]
+
+
+def same_rows(a, b):
+    return len(a) == len(b) and all(
+        x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x) for x, y in zip(a, b)
+    )
+
+
+def test_rows_are_the_shards_rows_in_manifest_order(packed_dir, monkeypatch):
+    monkeypatch.setattr(bfpack.torch, "_BATCH_ROWS", 7)  # many record batches per file
+    dst, expected = packed_dir
+    ds = PackedDataset(dst, cache_dir=dst.parent / "cache-small-batches")
+    assert len(ds) == expected.num_rows
+    assert ds.columns == ("input_ids", "labels", "seq_lengths", "position_ids")
+    assert same_rows([ds[i] for i in range(len(ds))], rows_of(expected))
+    assert same_rows([ds[-1]], rows_of(expected.slice(expected.num_rows - 1)))
+    row = ds[5]
+    assert row["input_ids"].dtype == np.int64 and row["seq_lengths"].dtype == np.int32
+    assert not row["input_ids"].flags.writeable  # a view of the mapped file
+    for bad in (len(ds), -len(ds) - 1):
+        with pytest.raises(IndexError, match="out of range"):
+            ds[bad]
+    with pytest.raises(TypeError):
+        ds[1.0]
+    assert repr(ds).startswith(f"PackedDataset({str(dst)!r}, rows={len(ds)}")
+
+
+def test_columns(packed_dir):
+    dst, expected = packed_dir
+    ds = PackedDataset(dst, columns=["input_ids"])
+    assert ds.columns == ("input_ids", "seq_lengths")  # seq_lengths is always kept
+    assert ds[0].keys() == {"input_ids", "seq_lengths"}
+    with pytest.raises(ValueError, match=r"columns \['tokens'\] are not in"):
+        PackedDataset(dst, columns=["tokens"])
+    with pytest.raises(TypeError, match="columns must be a list of column names"):
+        PackedDataset(dst, columns="input_ids")
+
+
+def test_memory_mapped(packed_dir):
+    dst, expected = packed_dir
+    before = pa.total_allocated_bytes()
+    ds = PackedDataset(dst)
+    tokens = sum(int(ds[i]["input_ids"].sum()) for i in range(len(ds)))
+    assert tokens == int(
+        pa.compute.sum(expected.column("input_ids").combine_chunks().flatten()).as_py()
+    )
+    # Every row came from the mapped files; nothing was read into Arrow's memory.
+    assert pa.total_allocated_bytes() - before < 1 << 16 < expected.nbytes
+
+
+def test_the_arrow_copies(packed_dir, tmp_path):
+    dst, _ = packed_dir
+    cache = tmp_path / "cache"
+    first = PackedDataset(dst, cache_dir=cache)
+    copies = sorted(os.listdir(cache))
+    assert copies == [os.path.basename(f) for f in sorted(first.files)]
+    stamps = {f: os.stat(f).st_mtime_ns for f in first.files}
+    PackedDataset(dst, cache_dir=cache)  # fresh copies are reused
+    assert {f: os.stat(f).st_mtime_ns for f in first.files} == stamps
+    with open(first.files[0], "wb") as f:
+        f.write(b"torn")  # a broken copy is made again
+    again = PackedDataset(dst, cache_dir=cache)
+    assert same_rows([again[i] for i in range(3)], [first[i] for i in range(3)])
+    assert sorted(os.listdir(cache)) == copies  # no temporary file left
+
+
+def test_a_changed_shard_is_copied_again(tmp_path):
+    src = tmp_path / "src.parquet"
+    pq.write_table(token_table(np.array([5, 9, 30]), columns=("input_ids",)), src)
+    bfpack.pack_parquet(src, tmp_path / "dst", 32)
+    assert PackedDataset(tmp_path / "dst")[0]["input_ids"].shape == (30,)
+    pq.write_table(token_table(np.array([31, 2]), columns=("input_ids",)), src)
+    bfpack.pack_parquet(src, tmp_path / "dst", 32, overwrite=True)  # replaces the cache too
+    pq.write_table(  # a shard changed in place, by hand
+        bfpack.pack_table(token_table(np.array([4, 4, 4]), columns=("input_ids",)), 32),
+        tmp_path / "dst" / "part-00000.parquet",
+    )
+    ds = PackedDataset(tmp_path / "dst")
+    assert len(ds) == 1 and ds[0]["seq_lengths"].tolist() == [4, 4, 4]
+
+
+def test_readers_of_the_directory_skip_the_cache(packed_dir):
+    dst, expected = packed_dir
+    PackedDataset(dst)
+    assert os.path.isdir(dst / ".arrow-cache")
+    assert pq.read_table(dst).equals(expected)
+    datasets = pytest.importorskip("datasets")
+    loaded = datasets.load_dataset(
+        "parquet", data_dir=str(dst), split="train", cache_dir=str(dst.parent / "hf-cache")
+    )
+    assert loaded.num_rows == expected.num_rows
+
+
+def test_pickles_without_data_and_feeds_workers(packed_dir):
+    dst, expected = packed_dir
+    ds = PackedDataset(dst)
+    ds[0]  # maps the files
+    blob = pickle.dumps(ds)
+    assert len(blob) < 10_000 < expected.nbytes
+    assert same_rows([pickle.loads(blob)[3]], [ds[3]])
+    collate = PackedCollator()
+    single = list(torch.utils.data.DataLoader(ds, batch_size=8, collate_fn=collate))
+    workers = list(torch.utils.data.DataLoader(ds, batch_size=8, collate_fn=collate, num_workers=2))
+    assert len(single) == len(workers)
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(single, workers) for k in ("input_ids",))
+
+
+def test_distributed_sampler_and_resuming(packed_dir):
+    dst, expected = packed_dir
+    ds = PackedDataset(dst)
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    seen = []
+    for rank in range(2):
+        sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=4)
+        sampler.set_epoch(1)
+        seen += list(sampler)
+    assert sorted(set(seen)) == list(range(len(ds)))  # every row on some rank
+
+    # Resuming after k batches: the same sampler order, from batch k on.
+    sampler = DistributedSampler(ds, num_replicas=2, rank=0, shuffle=True, seed=4)
+    order = list(sampler)
+    full = list(DataLoader(ds, batch_size=4, sampler=order, collate_fn=PackedCollator()))
+    k = 3
+    resumed = list(
+        DataLoader(ds, batch_size=4, sampler=order[4 * k :], collate_fn=PackedCollator())
+    )
+    assert len(resumed) == len(full) - k
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(full[k:], resumed))
+
+
+def test_bad_directories(tmp_path, packed_dir):
+    with pytest.raises(NotADirectoryError, match="is not a directory"):
+        PackedDataset(tmp_path / "missing")
+    with pytest.raises(TypeError, match="path must be a path"):
+        PackedDataset(3)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no Parquet shard"):
+        PackedDataset(tmp_path / "empty")
+    (tmp_path / "raw").mkdir()
+    pq.write_table(token_table(np.array([3, 4])), tmp_path / "raw" / "a.parquet")
+    with pytest.raises(ValueError, match="holds no 'seq_lengths' column"):
+        PackedDataset(tmp_path / "raw", cache_dir=tmp_path / "c1")
+    (tmp_path / "ids").mkdir()
+    packed = bfpack.pack_table(token_table(np.array([3, 4]), columns=("input_ids",)), 8)
+    pq.write_table(packed.append_column("n", pa.array([1])), tmp_path / "ids" / "a.parquet")
+    with pytest.raises(TypeError, match="column 'n' .* is int64, not a list"):
+        PackedDataset(tmp_path / "ids", cache_dir=tmp_path / "c2")
+    (tmp_path / "mixed").mkdir()
+    pq.write_table(packed, tmp_path / "mixed" / "a.parquet")
+    pq.write_table(
+        packed.cast(
+            pa.schema([("input_ids", pa.list_(pa.int32())), ("seq_lengths", pa.list_(pa.int32()))])
+        ),
+        tmp_path / "mixed" / "b.parquet",
+    )
+    with pytest.raises(ValueError, match="share a schema"):
+        PackedDataset(tmp_path / "mixed", cache_dir=tmp_path / "c3")
+    dst, _ = packed_dir
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError, match="pass a writable cache_dir="):
+        PackedDataset(dst, cache_dir=tmp_path / "file" / "cache")
+
+
+def test_a_directory_without_manifest(packed_dir, tmp_path):
+    dst, expected = packed_dir
+    with open(dst / MANIFEST) as f:
+        shards = [s["file"] for s in json.load(f)["shards"]]
+    for name in shards:
+        os.link(dst / name, tmp_path / name)
+    ds = PackedDataset(tmp_path)  # every *.parquet, in name order
+    assert same_rows([ds[i] for i in range(len(ds))], rows_of(expected))
+
+
+def test_a_failed_copy_leaves_no_file(packed_dir, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    dst, _ = packed_dir
+    monkeypatch.setattr(pa.ipc, "new_file", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        PackedDataset(dst, cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
