@@ -4,6 +4,7 @@ and packing in forked and spawned workers with a cold and a warm cache."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -92,3 +93,92 @@ def _cache_files(cache):
         if any(f.endswith(".nbi") for f in files):
             return folder
     raise AssertionError(f"no numba cache index under {cache}")
+
+
+# ---------------------------------------------------------------------------
+# Packing where the cache cannot be written (issue 8): a copy of the package
+# that no process can cache into, HOME not writable, NUMBA_CACHE_DIR unset.
+
+READONLY_WORKLOAD = os.path.join(os.path.dirname(__file__), "readonly_workload.py")
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _package_copy(root):
+    """A copy of the bfpack sources (no caches) under ``root``."""
+    shutil.copytree(
+        os.path.join(PACKAGE, "bfpack"),
+        root / "bfpack",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    return root
+
+
+def _run_workload(mode, package_root, workdir, prefix=()):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME") and not k.startswith("COVERAGE")
+    }
+    # A file: no process, root included, can create ~/.cache under it.
+    env.update(HOME=os.devnull, PYTHONPATH=str(package_root), PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run(
+        [*prefix, sys.executable, READONLY_WORKLOAD, mode, str(workdir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(workdir),
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["bfpack"] == str(package_root / "bfpack"), summary
+    return summary
+
+
+@needs_jit
+@pytest.mark.slow
+def test_import_and_pack_without_a_writable_cache_warn_once(tmp_path):
+    root = _package_copy(tmp_path / "site")
+    # A file where numba would put the cache beside the sources: not even
+    # root can write a cache there.
+    for folder in ("bfpack", "bfpack/_kernels"):
+        (root / folder / "__pycache__").write_text("")
+    work = tmp_path / "work"
+    work.mkdir()
+    summary = _run_workload("uncached", root, work)
+    assert len(summary["warnings"]) == 1 and summary["cli_warnings"] == 1, summary
+
+
+def _readonly_prefix():
+    """How to run a process for which a ``chmod a-w`` directory is read-only:
+    directly, or as root in a new user namespace (without CAP_DAC_OVERRIDE
+    over the host's files); None if neither works."""
+    if os.geteuid() != 0:
+        return ()
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "--user", "true"], capture_output=True).returncode == 0:
+        return (unshare, "--user")
+    return None
+
+
+@needs_jit
+@pytest.mark.slow
+def test_a_prebuilt_readonly_cache_is_loaded(tmp_path):
+    prefix = _readonly_prefix()
+    if prefix is None:
+        pytest.skip("running as root without user namespaces: no directory is read-only")
+    root = _package_copy(tmp_path / "site")
+    work = tmp_path / "work"
+    work.mkdir()
+    # Built at install time, in the package's __pycache__ ...
+    _run_workload("build", root, work)
+    kernels = root / "bfpack" / "_kernels" / "__pycache__"
+    assert any(name.endswith(".nbi") for name in os.listdir(kernels))
+    shutil.rmtree(work / "packed")
+    # ... then read-only for whoever runs it.
+    subprocess.run(["chmod", "-R", "a-w", str(root)], check=True)
+    try:
+        summary = _run_workload("prebuilt", root, work, prefix)
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(root)], check=True)
+    assert summary["hits"] > 0 and summary["misses"] == 0, summary
