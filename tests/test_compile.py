@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from bfpack import _jit
+
 WORKLOAD = os.path.join(os.path.dirname(__file__), "compile_workload.py")
 JIT_DISABLED = os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0")
 needs_jit = pytest.mark.skipif(JIT_DISABLED, reason="nothing is compiled with NUMBA_DISABLE_JIT")
@@ -182,3 +184,78 @@ def test_a_prebuilt_readonly_cache_is_loaded(tmp_path):
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(root)], check=True)
     assert summary["hits"] > 0 and summary["misses"] == 0, summary
+
+
+# The cache policy's parts, in this process (with or without the JIT).
+
+
+@pytest.fixture
+def kernel_file(tmp_path, monkeypatch):
+    """A function in a module of its own, with no writable cache location:
+    its ``__pycache__`` is a file, HOME is a file, NUMBA_CACHE_DIR unset."""
+    import importlib.util
+
+    import numba
+
+    (tmp_path / "kern.py").write_text("def twice(x):\n    return 2 * x\n")
+    (tmp_path / "__pycache__").write_text("")
+    spec = importlib.util.spec_from_file_location("kern", tmp_path / "kern.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(numba.config, "CACHE_DIR", "")
+    monkeypatch.setenv("HOME", os.devnull)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(_jit, "_warned", False)
+    return module.twice
+
+
+def _cache_warnings(record):
+    return [w for w in record if "bfpack compiles its kernels in memory" in str(w.message)]
+
+
+def test_no_cache_location_warns_once_per_process(kernel_file):
+    cache = _jit._cache_for(kernel_file)
+    assert isinstance(cache, _jit._NoCache)
+    with pytest.warns(UserWarning) as record:
+        cache.save_overload(None, None)
+        cache.save_overload(None, None)
+        _jit._cache_for(kernel_file).save_overload(None, None)
+    [warning] = _cache_warnings(record)
+    assert "'twice'" in str(warning.message) and "NUMBA_CACHE_DIR" in str(warning.message)
+
+
+def test_a_prebuilt_cache_is_found_by_its_index(kernel_file):
+    folder = os.path.dirname(kernel_file.__code__.co_filename)
+    os.remove(os.path.join(folder, "__pycache__"))
+    os.mkdir(os.path.join(folder, "__pycache__"))
+    locate = _jit._PrebuiltCacheLocator.from_function
+    assert locate(kernel_file, kernel_file.__code__.co_filename) is None
+    version = f"{sys.version_info[0]}{sys.version_info[1]}{getattr(sys, 'abiflags', '')}"
+    index = os.path.join(folder, "__pycache__", f"kern.twice-1.py{version}.nbi")
+    open(index, "w").close()
+    locator = locate(kernel_file, kernel_file.__code__.co_filename)
+    assert locator.get_cache_path() == os.path.join(folder, "__pycache__")
+    # Tried after the writable places, before the user-wide directory.
+    names = [cls.__name__.lstrip("_") for cls in _jit._CacheImpl._locator_classes]
+    at = names.index("PrebuiltCacheLocator")
+    assert names[:at] == ["UserProvidedCacheLocator", "InTreeCacheLocator"], names
+    assert names[at + 1] == "UserWideCacheLocator", names
+
+
+def test_a_cache_that_fails_to_read_or_write_warns_and_goes_on(kernel_file, monkeypatch, tmp_path):
+    import numba
+
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "cache"))
+    cache = _jit._cache_for(kernel_file)
+    assert isinstance(cache, _jit._FunctionCache)
+
+    def fail(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(_jit.caching.FunctionCache, "save_overload", fail)
+    monkeypatch.setattr(_jit.caching.FunctionCache, "load_overload", fail)
+    with pytest.warns(UserWarning) as record:
+        assert cache.load_overload(None, None) is None
+        cache.save_overload(None, None)
+    [warning] = _cache_warnings(record)
+    assert "cannot be read" in str(warning.message) and str(tmp_path) in str(warning.message)
