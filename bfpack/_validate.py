@@ -9,7 +9,9 @@ bools).
 
 from __future__ import annotations
 
+import functools
 import operator
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +27,15 @@ INT64_MAX = int(np.iinfo(np.int64).max)
 # where 2**63 - 1 rounds up to 2**63.
 _UINT64_LIMIT = np.uint64(INT64_MAX)
 SEQ_LEN_MAX = int(np.iinfo(np.int32).max)
+#: Working memory per token of seq_len, at most, whatever the documents:
+#: the histogram of piece lengths and BFD's stack tops (int64 each) and its
+#: tree (int32, ``2 * width`` nodes for ``seq_len <= width < 2 * seq_len``).
+SEQ_LEN_BYTES = 32
+#: Where a container's memory limit is read (cgroup v2, then v1).
+CGROUP_MEMORY_LIMITS = (
+    "/sys/fs/cgroup/memory.max",
+    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+)
 
 
 # ---------------------------------------------------------------------------
@@ -73,8 +84,50 @@ def as_optional_int(value: Any, name: str, **bounds: Any) -> int | None:
 
 
 def as_seq_len(seq_len: Any) -> int:
-    """``seq_len`` as a Python int in ``[1, 2**31 - 1]``."""
-    return as_int(seq_len, "seq_len", lo=1, hi=SEQ_LEN_MAX, unit="tokens", example="seq_len=2048")
+    """``seq_len`` as a Python int in ``[1, 2**31 - 1]`` whose working
+    memory (:data:`SEQ_LEN_BYTES` per token) fits in :func:`memory_limit`.
+
+    The packers keep arrays indexed by piece length, so ``seq_len`` costs
+    memory whatever the documents; a value whose arrays could never be
+    allocated is refused before any work.
+    """
+    number = as_int(
+        seq_len, "seq_len", lo=1, hi=SEQ_LEN_MAX, unit="tokens", example="seq_len=2048"
+    )
+    memory = memory_limit()
+    if memory is not None and number * SEQ_LEN_BYTES > memory:
+        raise ValueError(
+            f"seq_len={number} needs {_gb(number * SEQ_LEN_BYTES)} of working memory "
+            f"({SEQ_LEN_BYTES} bytes per token of seq_len), more than the "
+            f"{_gb(memory)} of this machine; seq_len can be at most "
+            f"{memory // SEQ_LEN_BYTES} here"
+        )
+    return number
+
+
+def _gb(num_bytes: int) -> str:
+    return f"{num_bytes / 2**30:.1f} GiB"
+
+
+@functools.cache
+def memory_limit() -> int | None:
+    """Bytes of memory this process may ever use: the machine's physical
+    memory, or a container's (cgroup) limit where lower; None if unknown."""
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        pass
+    for path in CGROUP_MEMORY_LIMITS:
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max" means no limit
+            limits.append(int(text))
+    positive = [n for n in limits if n > 0]
+    return min(positive) if positive else None
 
 
 def as_seed(seed: Any) -> int | None:

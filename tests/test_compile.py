@@ -35,9 +35,8 @@ VARIANTS = {
     "layout.take_sequences": 1,
     "pieces.count_pieces": 1,
     "pieces.sort_pieces": 2,
-    "tree.tree_build": 1,
-    "tree.tree_leftmost_at_least": 2,
-    "tree.tree_set": 2,
+    "tree.tree_leftmost_at_least": 1,
+    "tree.tree_set": 1,
     "tree.tree_width": 1,
 }
 

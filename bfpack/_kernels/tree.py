@@ -20,16 +20,6 @@ def tree_width(num_leaves):
     return width
 
 
-@jit
-def tree_build(leaves, width):
-    """A tree over ``leaves`` (padded with zeros up to ``width``)."""
-    tree = np.zeros(2 * width, dtype=leaves.dtype)
-    tree[width : width + leaves.shape[0]] = leaves
-    for node in range(width - 1, 0, -1):
-        tree[node] = max(tree[2 * node], tree[2 * node + 1])
-    return tree
-
-
 @jit_inline
 def tree_set(tree, width, leaf, value):
     """Set leaf ``leaf`` (0-based) to ``value`` and repair its ancestors."""
