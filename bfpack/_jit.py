@@ -178,7 +178,7 @@ def _compiler(**options: Any) -> Callable[[Callable], Any]:
         # With NUMBA_DISABLE_JIT numba returns the Python function itself.
         if isinstance(dispatcher, Dispatcher):
             # What numba's Dispatcher.enable_caching does, with our cache.
-            dispatcher._cache = _cache_for(dispatcher.py_func)
+            dispatcher._cache = _cache_for(dispatcher.py_func)  # type: ignore[attr-defined]
         return dispatcher
 
     return decorate
@@ -205,7 +205,7 @@ def token_view(arr: np.ndarray) -> np.ndarray:
     return arr.view(_UNSIGNED[arr.dtype.itemsize])
 
 
-def token_bits(value: int, dtype: np.dtype) -> np.generic:
+def token_bits(value: float, dtype: np.dtype) -> np.generic:
     """``value`` stored as ``dtype``, as the unsigned integer of its bits."""
     bits = np.array(value, dtype=dtype).view(_UNSIGNED[dtype.itemsize])
     return cast(np.generic, bits[()])

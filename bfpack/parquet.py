@@ -300,8 +300,8 @@ def _write_shards(
     return writer.shards
 
 
-def _manifest_pad(pad_value: Any, spec: OutputSpec) -> int | dict[str, int] | None:
-    """``pad_value`` as given (one int or one per packed column), as plain ints."""
+def _manifest_pad(pad_value: Any, spec: OutputSpec) -> float | dict[str, float] | None:
+    """``pad_value`` as given (one number or one per packed column), as plain numbers."""
     if spec.pad_values is None:
         return None
     if isinstance(pad_value, Mapping):

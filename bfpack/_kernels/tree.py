@@ -6,8 +6,6 @@ Every internal node holds the maximum of its children, so the leftmost leaf
 holding at least ``x`` is found in one walk from the root.
 """
 
-import numpy as np
-
 from .._jit import jit, jit_inline
 
 
