@@ -158,8 +158,8 @@ class _NoCache(caching.NullCache):
         _warn_uncached(
             f"no numba cache location is writable for kernel {self._name!r} "
             f"(NUMBA_CACHE_DIR is unset or not writable, bfpack's __pycache__ is "
-            f"read-only and holds no pre-built copy of the kernel, and the user "
-            f"cache directory ~/.cache/numba cannot be created)"
+            f"read-only and holds no pre-built copy of the kernel, and numba's "
+            f"user cache directory (~/.cache/numba on Linux) cannot be created)"
         )
 
 
