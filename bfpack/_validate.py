@@ -125,6 +125,8 @@ def check_layout_fits(num_pieces: int, num_sequences: int, seq_len: int) -> None
 
 
 def _gb(num_bytes: int) -> str:
+    if num_bytes < 2**30:
+        return f"{num_bytes / 2**20:,.1f} MiB"
     return f"{num_bytes / 2**30:,.1f} GiB"
 
 

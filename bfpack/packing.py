@@ -347,7 +347,8 @@ def pack(lengths: Any, seq_len: Any, *, method: str = "bfd", long_docs: str = "s
     ----------
     lengths : array_like of int, shape (N,)
         Tokens in each document; numpy array of any integer dtype (floats
-        with no fraction are accepted), list, or pyarrow Array/ChunkedArray.
+        with no fraction are accepted; a masked array only without masked
+        entries), list, or pyarrow Array/ChunkedArray.
         Zero-length documents produce no piece.
     seq_len : int
         Capacity of a sequence (the context length), ``>= 1``.

@@ -147,7 +147,9 @@ def test_import_and_pack_without_a_writable_cache_warn_once(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     summary = _run_workload("uncached", root, work)
-    assert len(summary["warnings"]) == 1 and summary["cli_warnings"] == 1, summary
+    # The CLI, a second process that compiles again, runs in .ci/run's
+    # read-only-install leg.
+    assert len(summary["warnings"]) == 1, summary
 
 
 def _readonly_prefix():
@@ -175,7 +177,6 @@ def test_a_prebuilt_readonly_cache_is_loaded(tmp_path):
     _run_workload("build", root, work)
     kernels = root / "bfpack" / "_kernels" / "__pycache__"
     assert any(name.endswith(".nbi") for name in os.listdir(kernels))
-    shutil.rmtree(work / "packed")
     # ... then read-only for whoever runs it.
     subprocess.run(["chmod", "-R", "a-w", str(root)], check=True)
     try:

@@ -86,13 +86,13 @@ def test_working_memory_per_token_of_seq_len_is_bounded(method):
 
 
 @pytest.fixture
-def one_gib(monkeypatch):
-    """A machine of 1 GiB: seq_len up to 2**30 // 32."""
-    monkeypatch.setattr(_validate, "memory_limit", lambda: 2**30)
-    return 2**30 // _validate.SEQ_LEN_BYTES
+def one_mib(monkeypatch):
+    """A machine of 1 MiB: seq_len up to 2**20 // 32."""
+    monkeypatch.setattr(_validate, "memory_limit", lambda: 2**20)
+    return 2**20 // _validate.SEQ_LEN_BYTES
 
 
-def test_a_seq_len_that_cannot_fit_is_refused_up_front(one_gib, tmp_path):
+def test_a_seq_len_that_cannot_fit_is_refused_up_front(one_mib, tmp_path):
     table = pa.table({"ids": [[1, 2, 3]]})
     pq.write_table(table, tmp_path / "src.parquet")
     spec = bfpack.OutputSpec.for_schema(table.schema)
@@ -105,15 +105,15 @@ def test_a_seq_len_that_cannot_fit_is_refused_up_front(one_gib, tmp_path):
         lambda n: bfpack.pack_parquet(tmp_path / "src.parquet", tmp_path / "out", n),
     ]
     message = (
-        rf"seq_len={one_gib + 1} needs 1\.0 GiB of working memory \(32 bytes per "
-        rf"token of seq_len\), more than the 1\.0 GiB of this machine; seq_len can "
-        rf"be at most {one_gib} here"
+        rf"seq_len={one_mib + 1} needs 1\.0 MiB of working memory \(32 bytes per "
+        rf"token of seq_len\), more than the 1\.0 MiB of this machine; seq_len can "
+        rf"be at most {one_mib} here"
     )
     for call in calls:
         with pytest.raises(ValueError, match=message):
-            call(one_gib + 1)
+            call(one_mib + 1)
     assert not (tmp_path / "out").exists()
-    assert bfpack.pack([3, 4], one_gib).num_sequences == 1
+    assert bfpack.pack([3, 4], one_mib).num_sequences == 1
 
 
 def test_the_memory_limit_is_the_lower_of_the_machine_and_its_container(tmp_path, monkeypatch):
