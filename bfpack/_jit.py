@@ -20,16 +20,37 @@ normalise what they pass and the variants stay few and known:
 ``tests/test_compile.py`` runs every public path on inputs of every kind and
 checks that no kernel gained a variant beyond these.
 
-Caching. ``cache=True`` stores compiled machine code in numba's cache
-directory (``__pycache__`` beside the sources, or ``NUMBA_CACHE_DIR``), so
-later processes load it instead of compiling (about 0.1 s against several
-seconds). numba writes each cache file under a temporary name and renames
-it into place, so processes that start cold together each compile and the
-last rename wins: concurrent writers never leave a torn file on a local
-file system (on a network file system, rename must be atomic there too).
-This is the hazard of numba issue 4807 (parallel workers and one cache);
+Caching. Compiled machine code is cached on disk, so later processes load
+it instead of compiling (about 0.1 s against several seconds). The cache
+of a kernel is the first of these places that can be used:
+
+1. ``NUMBA_CACHE_DIR``, if set and writable;
+2. ``__pycache__`` beside the kernel's source, if writable (an editable or
+   user-owned install);
+3. a cache built at install time in that ``__pycache__``, read-only: the
+   kernels found there are loaded (a container image or a read-only
+   ``site-packages`` built with them, see the README);
+4. numba's user-wide directory (``$XDG_CACHE_HOME/numba`` or
+   ``~/.cache/numba``), if writable.
+
+Where none can be used (a read-only install, run by a user whose home is
+not writable, with ``NUMBA_CACHE_DIR`` unset: the usual container),
+kernels are compiled in memory in every process, and one warning per
+process says so and how to cache them. The same warning, once, reports a
+cache that cannot be written after all (a kernel missing from a read-only
+cache, a full disk) or read; importing and packing never fail for want of
+a cache. numba alone raises at import in these cases ("no locator
+available"), which is why the cache is chosen here and not by
+``cache=True``.
+
+numba writes each cache file under a temporary name and renames it into
+place, so processes that start cold together each compile and the last
+rename wins: concurrent writers never leave a torn file on a local file
+system (on a network file system, rename must be atomic there too). This
+is the hazard of numba issue 4807 (parallel workers and one cache);
 ``tests/test_compile.py`` packs in forked and spawned worker processes,
-with a cold and a warm cache, and checks their results.
+with a cold and a warm cache, and checks their results; it also packs from
+a read-only copy of the package with and without a pre-built cache.
 
 Forking. No kernel uses ``parallel=True``, so numba starts no thread pool
 that a ``fork`` could break; a forked child (a PyTorch DataLoader worker,
@@ -40,16 +61,134 @@ Kernels release the GIL (``nogil=True``): a shard can be encoded by pyarrow
 in one thread while the next window is packed in another.
 """
 
-from typing import cast
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any, cast
 
 import numba
 import numpy as np
+from numba.core import caching
+from numba.core.dispatcher import Dispatcher
 
-jit = numba.njit(cache=True, nogil=True)
+
+def _numba_class(name: str) -> Any:
+    """A class of :mod:`numba.core.caching` (underscored before numba 0.61)."""
+    return getattr(caching, name, None) or getattr(caching, "_" + name)
+
+
+_InTreeCacheLocator = _numba_class("InTreeCacheLocator")
+
+
+class _PrebuiltCacheLocator(_InTreeCacheLocator):  # type: ignore[misc,valid-type]
+    """``__pycache__`` beside the source, holding a cache of the function
+    built at install time; it need not be writable."""
+
+    @classmethod
+    def from_function(cls, py_func: Callable, py_file: str) -> Any:
+        locator = cls(py_func, py_file)
+        # numba's index file name (CacheImpl.get_filename_base).
+        module = os.path.splitext(os.path.basename(py_file))[0]
+        version = f"{sys.version_info[0]}{sys.version_info[1]}{getattr(sys, 'abiflags', '')}"
+        index = f"{module}.{py_func.__qualname__}-{locator.get_disambiguator()}.py{version}.nbi"
+        if os.path.isfile(os.path.join(locator.get_cache_path(), index)):
+            return locator
+        return None
+
+
+def _with_prebuilt(locators: list) -> list:
+    """numba's locators, with the pre-built cache tried before the user-wide one."""
+    names = [cls.__name__.lstrip("_") for cls in locators]
+    at = names.index("UserWideCacheLocator") if "UserWideCacheLocator" in names else len(names)
+    return [*locators[:at], _PrebuiltCacheLocator, *locators[at:]]
+
+
+class _CacheImpl(caching.CompileResultCacheImpl):
+    _locator_classes = _with_prebuilt(caching.CompileResultCacheImpl._locator_classes)
+
+
+_warned = False
+
+
+def _warn_uncached(reason: str) -> None:
+    """Say once per process that kernels are compiled in memory, and why."""
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    warnings.warn(
+        f"bfpack compiles its kernels in memory, a few seconds in every new "
+        f"process: {reason}. Set NUMBA_CACHE_DIR to a writable directory to "
+        f"cache them, or build the cache at install time (README, "
+        f"'Compilation and caching')",
+        UserWarning,
+        stacklevel=2,
+    )
+
+
+class _FunctionCache(caching.FunctionCache):
+    """numba's cache, found by :class:`_CacheImpl`; reading or writing it
+    may fail (a read-only pre-built cache, a full disk) without failing the
+    call: the kernel is then compiled, or just not saved."""
+
+    _impl_class = _CacheImpl
+
+    def load_overload(self, sig: Any, target_context: Any) -> Any:
+        try:
+            return super().load_overload(sig, target_context)
+        except OSError as exc:
+            _warn_uncached(f"numba's cache in {self.cache_path} cannot be read ({exc})")
+            return None
+
+    def save_overload(self, sig: Any, data: Any) -> None:
+        try:
+            super().save_overload(sig, data)
+        except OSError as exc:
+            _warn_uncached(f"numba's cache in {self.cache_path} cannot be written ({exc})")
+
+
+class _NoCache(caching.NullCache):
+    """No cache location at all: every compile is in memory, and said once."""
+
+    def __init__(self, py_func: Callable) -> None:
+        self._name = py_func.__qualname__
+
+    def save_overload(self, sig: Any, data: Any) -> None:
+        _warn_uncached(
+            f"no numba cache location is writable for kernel {self._name!r} "
+            f"(NUMBA_CACHE_DIR is unset or not writable, bfpack's __pycache__ is "
+            f"read-only and holds no pre-built copy of the kernel, and numba's "
+            f"user cache directory (~/.cache/numba on Linux) cannot be created)"
+        )
+
+
+def _cache_for(py_func: Callable) -> Any:
+    try:
+        return _FunctionCache(py_func)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return _NoCache(py_func)
+
+
+def _compiler(**options: Any) -> Callable[[Callable], Any]:
+    """A decorator compiling with numba under this policy."""
+
+    def decorate(func: Callable) -> Any:
+        dispatcher = numba.njit(nogil=True, **options)(func)
+        # With NUMBA_DISABLE_JIT numba returns the Python function itself.
+        if isinstance(dispatcher, Dispatcher):
+            # What numba's Dispatcher.enable_caching does, with our cache.
+            dispatcher._cache = _cache_for(dispatcher.py_func)  # type: ignore[attr-defined]
+        return dispatcher
+
+    return decorate
+
+
+jit = _compiler()
 
 # Small helpers called from hot loops are inlined into their callers at the
 # numba IR level: a call that passes arrays costs reference-count updates.
-jit_inline = numba.njit(cache=True, nogil=True, inline="always")
+jit_inline = _compiler(inline="always")
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
@@ -66,7 +205,7 @@ def token_view(arr: np.ndarray) -> np.ndarray:
     return arr.view(_UNSIGNED[arr.dtype.itemsize])
 
 
-def token_bits(value: int, dtype: np.dtype) -> np.generic:
+def token_bits(value: float, dtype: np.dtype) -> np.generic:
     """``value`` stored as ``dtype``, as the unsigned integer of its bits."""
     bits = np.array(value, dtype=dtype).view(_UNSIGNED[dtype.itemsize])
     return cast(np.generic, bits[()])

@@ -9,11 +9,13 @@ bools).
 
 from __future__ import annotations
 
+import functools
 import operator
 import os
 import sys
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,20 @@ SEQ_LEN_MAX = int(np.iinfo(np.int32).max)
 #: A per-document mask that packing must not carry by default (see :func:`as_columns`).
 ATTENTION_MASK = "attention_mask"
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: Working memory per token of seq_len, at most, whatever the documents:
+#: the histogram of piece lengths and BFD's stack tops (int64 each) and its
+#: tree (int32, ``2 * width`` nodes for ``seq_len <= width < 2 * seq_len``).
+SEQ_LEN_BYTES = 32
+#: Memory of a packing's layout, at least: per piece its document, start
+#: (int64) and length (int32); per sequence its offset, pieces and free
+#: space (int64) and fill (int32).
+PIECE_BYTES = 20
+SEQUENCE_BYTES = 28
+#: Where a container's memory limit is read (cgroup v2, then v1).
+CGROUP_MEMORY_LIMITS = (
+    "/sys/fs/cgroup/memory.max",
+    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+)
 
 
 # ---------------------------------------------------------------------------
@@ -79,8 +95,65 @@ def as_optional_int(value: Any, name: str, **bounds: Any) -> int | None:
 
 
 def as_seq_len(seq_len: Any) -> int:
-    """``seq_len`` as a Python int in ``[1, 2**31 - 1]``."""
-    return as_int(seq_len, "seq_len", lo=1, hi=SEQ_LEN_MAX, unit="tokens", example="seq_len=2048")
+    """``seq_len`` as a Python int in ``[1, 2**31 - 1]`` whose working
+    memory (:data:`SEQ_LEN_BYTES` per token) fits in :func:`memory_limit`.
+
+    The packers keep arrays indexed by piece length, so ``seq_len`` costs
+    memory whatever the documents; a value whose arrays could never be
+    allocated is refused before any work.
+    """
+    number = as_int(seq_len, "seq_len", lo=1, hi=SEQ_LEN_MAX, unit="tokens", example="seq_len=2048")
+    memory = memory_limit()
+    if memory is not None and number * SEQ_LEN_BYTES > memory:
+        raise ValueError(
+            f"seq_len={number} needs {_gb(number * SEQ_LEN_BYTES)} of working memory "
+            f"({SEQ_LEN_BYTES} bytes per token of seq_len), more than the "
+            f"{_gb(memory)} of this machine; seq_len can be at most "
+            f"{memory // SEQ_LEN_BYTES} here"
+        )
+    return number
+
+
+def check_layout_fits(num_pieces: int, num_sequences: int, seq_len: int) -> None:
+    """ValueError, before any is allocated, if the layout of ``num_pieces``
+    pieces in ``num_sequences`` sequences cannot fit in :func:`memory_limit`
+    (documents of a huge total length at a small ``seq_len``)."""
+    memory = memory_limit()
+    need = num_pieces * PIECE_BYTES + num_sequences * SEQUENCE_BYTES
+    if memory is not None and need > memory:
+        raise ValueError(
+            f"at seq_len={seq_len} these documents make {num_pieces:,} pieces in "
+            f"{num_sequences:,} sequences, whose layout needs {_gb(need)}, more than "
+            f"the {_gb(memory)} of this machine; pack fewer tokens at a time (in "
+            f"windows, e.g. with bfpack.StreamPacker) or use a larger seq_len"
+        )
+
+
+def _gb(num_bytes: int) -> str:
+    if num_bytes < 2**30:
+        return f"{num_bytes / 2**20:,.1f} MiB"
+    return f"{num_bytes / 2**30:,.1f} GiB"
+
+
+@functools.cache
+def memory_limit() -> int | None:
+    """Bytes of memory this process may ever use: the machine's physical
+    memory, or a container's (cgroup) limit where lower; None if unknown."""
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        pass
+    for path in CGROUP_MEMORY_LIMITS:
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max" means no limit
+            limits.append(int(text))
+    positive = [n for n in limits if n > 0]
+    return min(positive) if positive else None
 
 
 def as_seed(seed: Any) -> int | None:
@@ -133,7 +206,7 @@ def as_lengths(lengths: Any, name: str = "lengths") -> np.ndarray:
     """
     if _is_arrow(lengths):
         lengths = _arrow_to_numpy(lengths, name)
-    arr = np.asarray(lengths)
+    arr = as_array(lengths, name, "token counts")
     if arr.ndim != 1:
         raise ValueError(
             f"{name} must be 1-D (one length per document), got an array of "
@@ -161,7 +234,7 @@ def as_lengths(lengths: Any, name: str = "lengths") -> np.ndarray:
 
 def as_indices(indices: Any, size: int, name: str) -> np.ndarray:
     """``indices`` into an axis of ``size`` as a read-only 1-D int64 array."""
-    arr = np.asarray(indices)
+    arr = as_array(indices, name, "indices")
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got an array of shape {arr.shape}")
     if arr.size and arr.dtype.kind not in "iu":
@@ -171,6 +244,43 @@ def as_indices(indices: Any, size: int, name: str) -> np.ndarray:
         bad = int(np.flatnonzero((arr < 0) | (arr >= size))[0])
         raise ValueError(f"{name}[{bad}] = {arr[bad]} is outside [0, {size})")
     return readonly(arr)
+
+
+def as_array(values: Any, name: str, what: str) -> np.ndarray:
+    """``values`` (array-like) as a numpy array, refusing what ``np.asarray``
+    would turn into a 0-d object array or read past.
+
+    A masked array with masked entries is refused like Arrow nulls (its
+    mask would be ignored); an unmasked one gives its data. Iterators,
+    generators, sets and mappings have no order or length numpy can use:
+    TypeError, with how to make an array of them.
+    """
+    if isinstance(values, np.ma.MaskedArray):
+        masked = int(np.ma.count_masked(values))
+        if masked:
+            raise ValueError(
+                f"{name} has {masked} masked values; fill them (e.g. {name}.filled(0)) "
+                f"or drop them ({name}.compressed())"
+            )
+        return np.asarray(values.data)
+    arr = np.asarray(values)
+    if isinstance(values, (Set, Mapping, str, bytes)) or (arr.ndim == 0 and arr.dtype == object):
+        hint = (
+            f"; make an array of it first, e.g. np.fromiter({name}, dtype=np.int64)"
+            if isinstance(values, Iterator)
+            else ""
+        )
+        raise TypeError(
+            f"{name} must be a list or 1-D array of {what}, got {type(values).__name__}{hint}"
+        )
+    return arr
+
+
+def check_nonnegative(arr: np.ndarray, name: str) -> None:
+    """ValueError naming the first negative value of ``arr``."""
+    if arr.size and arr.min() < 0:
+        bad = int(np.argmax(arr < 0))
+        raise ValueError(f"{name}[{bad}] = {arr[bad]} is negative; lengths are token counts (>= 0)")
 
 
 def _check_float_lengths(arr: np.ndarray, name: str) -> None:
@@ -195,6 +305,38 @@ def _check_float_lengths(arr: np.ndarray, name: str) -> None:
             f"{name} holds values above the int64 range (max {arr.max()}); "
             f"they cannot be token counts"
         )
+
+
+def as_bin_edges(bins: Any) -> np.ndarray:
+    """Increasing bin edges of document lengths as int64 (bin ``i`` holds
+    ``edges[i] <= length < edges[i + 1]``).
+
+    Float edges are rounded up, which keeps the bins of integer lengths
+    the same; ``inf`` stands for no bound. NaN, masked and non-numeric
+    edges are refused.
+    """
+    edges = as_array(bins, "bins", "bin edges")
+    if edges.dtype == object:  # integers past int64
+        edges = np.asarray(bins, dtype=np.float64)
+    if edges.dtype.kind == "b" or edges.dtype.kind not in "iuf":
+        raise TypeError(f"bins must be a count or numbers (bin edges), got dtype {edges.dtype}")
+    if edges.ndim != 1 or edges.shape[0] < 2:
+        raise ValueError(
+            f"bins must be a count or increasing bin edges (at least two), got shape {edges.shape}"
+        )
+    if edges.dtype.kind == "f" and np.isnan(edges).any():
+        raise ValueError("bins holds NaN; bin edges must be numbers")
+    if (np.diff(edges) <= 0).any():
+        raise ValueError(f"bins must be a count or increasing bin edges, got {edges}")
+    if edges.dtype.kind == "f":
+        # Lengths are integers below 2**63: rounding up keeps every bin's
+        # lengths, and an edge past int64 (inf included) bounds nothing.
+        top = 2.0**63 - 1024  # the largest float64 below 2**63
+        edges = np.ceil(np.clip(edges.astype(np.float64), -(2.0**63), top))
+        return np.where(edges >= top, INT64_MAX, edges.astype(np.int64))
+    if edges.dtype.kind == "u":
+        edges = np.minimum(edges, _UINT64_LIMIT)
+    return edges.astype(np.int64)
 
 
 def raise_bad_length(lengths: np.ndarray, index: int) -> None:
@@ -294,6 +436,7 @@ def as_columns(
         bad = [n for n in names if not isinstance(n, str)]
         if bad:
             raise TypeError(f"columns must be names (str), got {bad[0]!r}")
+    check_unique_columns(schema, names)
     for name in names:
         if name not in schema.names:
             raise ValueError(f"column {name!r} is not in the table; its columns are {schema.names}")
@@ -374,6 +517,18 @@ def _filter_action(message: str, category: type[Warning], module: str, lineno: i
     return getattr(warnings, "defaultaction", "default")  # not in typeshed
 
 
+def check_unique_columns(schema: pa.Schema, names: Sequence[str]) -> None:
+    """ValueError if a column of ``names`` is in ``schema`` more than once
+    (Arrow allows it; which one to pack would be a guess)."""
+    for name in names:
+        count = schema.names.count(name)
+        if count > 1:
+            raise ValueError(
+                f"the table has {count} columns named {name!r}; rename them "
+                f"(Table.rename_columns) so that each packed column has its own name"
+            )
+
+
 def check_token_type(name: str, t: pa.DataType) -> None:
     """TypeError unless ``t`` is a list of integers or floating-point numbers."""
     if not is_list_type(t):
@@ -391,6 +546,7 @@ def check_token_type(name: str, t: pa.DataType) -> None:
 def check_same_columns(schema: pa.Schema, expected: pa.Schema, where: str) -> None:
     """Check that ``schema`` holds every column of ``expected`` as a list of
     the same token type; ``where`` names the table in the message."""
+    check_unique_columns(schema, expected.names)
     for field in expected:
         if field.name not in schema.names:
             raise ValueError(
@@ -407,12 +563,15 @@ def check_same_columns(schema: pa.Schema, expected: pa.Schema, where: str) -> No
 
 def as_pad_values(
     schema: pa.Schema, names: Sequence[str], pad_value: Any
-) -> tuple[int, ...] | None:
+) -> tuple[float, ...] | None:
     """The pad value of each column of ``names``, or None for no padding.
 
-    ``pad_value`` is one integer for every column or a mapping from column
-    name to integer (it may name columns that are not packed). Each value
-    must fit the column's value type.
+    ``pad_value`` is one number for every column or a mapping from column
+    name to number (it may name columns that are not packed). Integer
+    columns take integers (Python or numpy) in their range; floating-point
+    columns also take finite floats, within their range (a value past it
+    would be stored as inf) and rounded to their precision. Values come
+    back as Python ints and floats.
     """
     if pad_value is None:
         return None
@@ -425,21 +584,52 @@ def as_pad_values(
         given = [pad_value[n] for n in names]
     else:
         given = [pad_value] * len(names)
-    pads = []
-    for name, value in zip(names, given):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"pad_value for {name!r} must be an integer, got {value!r}")
-        value = int(value)
-        dtype = value_dtype(schema.field(name).type)
-        info = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
-        # A float column would store a value beyond its range as inf.
-        if not int(np.floor(info.min)) <= value <= int(info.max):
-            raise ValueError(
-                f"pad_value {value} does not fit column {name!r} of type "
-                f"{dtype}; pick a value in its range"
-            )
-        pads.append(value)
-    return tuple(pads)
+    return tuple(
+        _pad_value(name, value_dtype(schema.field(name).type), value)
+        for name, value in zip(names, given)
+    )
+
+
+def _pad_value(name: str, dtype: np.dtype, value: Any) -> float:
+    """``value`` checked against the values of column ``name`` (``dtype``)."""
+    is_float = dtype.kind == "f"
+    number: int | float
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        number = int(value)
+    elif is_float and isinstance(value, (float, np.floating)):
+        number = float(value)
+        if not np.isfinite(number):
+            raise ValueError(f"pad_value for {name!r} is {number}; pad with a finite number")
+    else:
+        what = "a number" if is_float else "an integer"
+        raise TypeError(
+            f"pad_value for {name!r} must be {what} (the column holds {dtype}), got {value!r}"
+        )
+    if is_float:
+        info = np.finfo(dtype)
+        lo, hi = float(info.min), float(info.max)
+        # Past the largest value, a float rounds to it or to inf.
+        try:
+            with np.errstate(all="ignore"):
+                fits = bool(np.isfinite(np.array(float(number), dtype=dtype)))
+        except OverflowError:  # an int past float64
+            fits = False
+    else:
+        iinfo = np.iinfo(dtype)
+        lo, hi = int(iinfo.min), int(iinfo.max)
+        fits = lo <= number <= hi
+    if not fits:
+        raise ValueError(
+            f"pad_value {_number(number)} does not fit column {name!r} of type "
+            f"{dtype}; pick a value in [{lo}, {hi}]"
+        )
+    return number
+
+
+def _number(value: float) -> str:
+    """A number for a message, huge integers in scientific notation."""
+    text = str(value)
+    return text if len(text) <= 20 else f"{Decimal(value):.3e}"
 
 
 def value_dtype(list_type: pa.DataType) -> np.dtype:

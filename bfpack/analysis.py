@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from ._validate import (
+    as_bin_edges,
     as_column,
     as_int,
     as_lengths,
@@ -139,10 +140,7 @@ def _edges(lengths: np.ndarray, bins: Any) -> np.ndarray:
         edges = np.unique(np.round(np.logspace(0, np.log10(top + 1), count + 1)))
         edges[-1] = max(edges[-1], top + 1)
         return edges.astype(np.int64)
-    edges = np.asarray(bins)
-    if edges.ndim != 1 or edges.shape[0] < 2 or (np.diff(edges) <= 0).any():
-        raise ValueError("bins must be a count or increasing bin edges")
-    return edges.astype(np.int64)
+    return as_bin_edges(bins)
 
 
 def truncation_profile(

@@ -50,7 +50,7 @@ def pack_dataset(
     columns: str | Sequence[str] | None = None,
     method: str = "bfd",
     long_docs: str = "split",
-    pad_value: int | Mapping[str, int] | None = None,
+    pad_value: float | Mapping[str, float] | None = None,
     position_ids: bool = False,
     seed: int | None = None,
     window_tokens: int | None = None,

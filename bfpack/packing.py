@@ -347,7 +347,8 @@ def pack(lengths: Any, seq_len: Any, *, method: str = "bfd", long_docs: str = "s
     ----------
     lengths : array_like of int, shape (N,)
         Tokens in each document; numpy array of any integer dtype (floats
-        with no fraction are accepted), list, or pyarrow Array/ChunkedArray.
+        with no fraction are accepted; a masked array only without masked
+        entries), list, or pyarrow Array/ChunkedArray.
         Zero-length documents produce no piece.
     seq_len : int
         Capacity of a sequence (the context length), ``>= 1``.
@@ -370,11 +371,13 @@ def pack(lengths: Any, seq_len: Any, *, method: str = "bfd", long_docs: str = "s
     Raises
     ------
     TypeError
-        ``lengths`` is not integer data (bool, str, object) or ``seq_len`` is
-        not an integer.
+        ``lengths`` is not integer data (bool, str, object), is an iterator
+        or a set (not an array), or ``seq_len`` is not an integer.
     ValueError
-        ``lengths`` is not 1-D, holds negative, NaN or fractional values or
-        nulls; ``seq_len < 1``; unknown ``method`` or ``long_docs``.
+        ``lengths`` is not 1-D, holds negative, NaN or fractional values,
+        nulls or masked values; ``seq_len < 1`` or too large for the
+        machine's memory; the packing's layout cannot fit in memory;
+        unknown ``method`` or ``long_docs``.
 
     Notes
     -----
@@ -389,8 +392,9 @@ def pack(lengths: Any, seq_len: Any, *, method: str = "bfd", long_docs: str = "s
     The work is ``O(N + P log L + L)`` for ``P`` pieces with BFD (one tree
     walk per change of piece length or free space, not per piece) and
     ``O(N + P log S)`` with FFD. Memory is the output plus ``O(S + L)``:
-    a few int64 counters per token of ``seq_len``, so a context of 10**8
-    tokens needs gigabytes.
+    at most 32 bytes per token of ``seq_len`` (arrays indexed by length),
+    so a context of 2**24 tokens needs 0.5 GB; a ``seq_len`` or a packing
+    that cannot fit in the machine's memory raises ValueError up front.
 
     Examples
     --------

@@ -69,7 +69,7 @@ def dataset_spec(
     dataset: ds.Dataset,
     *,
     columns: str | Sequence[str] | None = None,
-    pad_value: int | Mapping[str, int] | None = None,
+    pad_value: float | Mapping[str, float] | None = None,
     position_ids: bool = False,
 ) -> OutputSpec:
     """The output spec for ``dataset``, its columns checked in every file.
@@ -177,7 +177,7 @@ def pack_parquet(
     columns: str | Sequence[str] | None = None,
     method: str = "bfd",
     long_docs: str = "split",
-    pad_value: int | Mapping[str, int] | None = None,
+    pad_value: float | Mapping[str, float] | None = None,
     position_ids: bool = False,
     seed: int | None = None,
     window_tokens: int = DEFAULT_WINDOW_TOKENS,
@@ -300,8 +300,8 @@ def _write_shards(
     return writer.shards
 
 
-def _manifest_pad(pad_value: Any, spec: OutputSpec) -> int | dict[str, int] | None:
-    """``pad_value`` as given (one int or one per packed column), as plain ints."""
+def _manifest_pad(pad_value: Any, spec: OutputSpec) -> float | dict[str, float] | None:
+    """``pad_value`` as given (one number or one per packed column), as plain numbers."""
     if spec.pad_values is None:
         return None
     if isinstance(pad_value, Mapping):

@@ -25,6 +25,7 @@ from ._validate import (
     as_seed,
     as_seq_len,
     as_table,
+    check_nonnegative,
     value_dtype,
 )
 from .packing import Packing, pack
@@ -48,7 +49,7 @@ class OutputSpec:
     list_types : tuple of pyarrow.DataType
         Their types in the input (list or large_list of the token type);
         the output keeps them.
-    pad_values : tuple of int, or None
+    pad_values : tuple of int or float, or None
         Per column, the value that pads rows to ``seq_len``; None: rows are
         as long as their pieces.
     position_ids : bool
@@ -60,7 +61,7 @@ class OutputSpec:
 
     columns: tuple[str, ...]
     list_types: tuple[pa.DataType, ...]
-    pad_values: tuple[int, ...] | None = None
+    pad_values: tuple[float, ...] | None = None
     position_ids: bool = False
 
     @classmethod
@@ -69,14 +70,14 @@ class OutputSpec:
         schema: pa.Schema,
         *,
         columns: str | Sequence[str] | None = None,
-        pad_value: int | Mapping[str, int] | None = None,
+        pad_value: float | Mapping[str, float] | None = None,
         position_ids: bool = False,
     ) -> OutputSpec:
         """The spec for tables of ``schema``, with the options of :func:`pack_table`.
 
         Raises TypeError or ValueError for columns that are missing, not
         lists of numbers, or named like an added column, and for pad
-        values that are not integers or do not fit their column.
+        values of the wrong type or out of their column's range.
         """
         names = as_columns(schema, columns, RESERVED_COLUMNS)
         return cls(
@@ -182,7 +183,7 @@ def _gather_column(
     plan: Packing,
     rows: np.ndarray,
     out_offsets: np.ndarray,
-    pad: int,
+    pad: float,
 ) -> pa.Array:
     """One packed column: every piece's tokens, row by row, padded with ``pad``."""
     dtype = value_dtype(list_type)
@@ -221,7 +222,7 @@ def plan_table(
     columns: str | Sequence[str] | None = None,
     method: str = "bfd",
     long_docs: str = "split",
-    pad_value: int | Mapping[str, int] | None = None,
+    pad_value: float | Mapping[str, float] | None = None,
     position_ids: bool = False,
     seed: int | None = None,
     indices: Any = None,
@@ -254,7 +255,7 @@ def pack_table(
     columns: str | Sequence[str] | None = None,
     method: str = "bfd",
     long_docs: str = "split",
-    pad_value: int | Mapping[str, int] | None = None,
+    pad_value: float | Mapping[str, float] | None = None,
     position_ids: bool = False,
     seed: int | None = None,
     indices: Any = None,
@@ -278,10 +279,13 @@ def pack_table(
         over.
     method, long_docs : str
         As in :func:`bfpack.pack`.
-    pad_value : int or dict, optional
+    pad_value : int, float or dict, optional
         Pad every row to exactly ``seq_len`` tokens with this value (or with
         ``pad_value[column]`` per column). Padding is not a piece: it does
-        not appear in ``seq_lengths``.
+        not appear in ``seq_lengths``. Integer columns take integers in
+        their range; floating-point columns also take finite floats (rounded
+        to the column's precision, refused past its largest value, where
+        they would become inf). Checked before any token is read.
     position_ids : bool
         Add a ``position_ids`` column (list<int32>) that restarts at 0 at
         every piece; padding slots hold 0.
@@ -308,11 +312,13 @@ def pack_table(
     TypeError
         ``table`` is not an Arrow table (a ``datasets.Dataset`` goes to
         :func:`bfpack.hf.pack_dataset`), a column is not a list column of
-        numbers, ``pad_value`` or ``seed`` is not an integer.
+        numbers, ``seed`` is not an integer, ``pad_value`` is not an
+        integer (a number, for a floating-point column).
     ValueError
-        A column is missing, rows of packed columns differ in length, a list
-        holds nulls, ``pad_value`` does not fit the column type, an index is
-        out of range, or an option of :func:`bfpack.pack` is invalid.
+        A column is missing or named twice, rows of packed columns differ in
+        length, a list holds nulls, ``pad_value`` is not finite or does not
+        fit the column type, an index is out of range, or an option of
+        :func:`bfpack.pack` is invalid.
 
     Notes
     -----
@@ -381,5 +387,9 @@ def _flat_lengths(seq_lengths: Any) -> np.ndarray:
         and seq_lengths
         and all(isinstance(r, (list, tuple, np.ndarray)) for r in seq_lengths)
     ):
-        seq_lengths = np.concatenate([np.asarray(r, dtype=np.int64).ravel() for r in seq_lengths])
-    return as_lengths(seq_lengths, name="seq_lengths")
+        seq_lengths = np.concatenate(
+            [as_lengths(r, name=f"seq_lengths[{i}]") for i, r in enumerate(seq_lengths)]
+        )
+    lengths = as_lengths(seq_lengths, name="seq_lengths")
+    check_nonnegative(lengths, "seq_lengths")
+    return lengths

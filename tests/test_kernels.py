@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 
 from bfpack._jit import readonly
 from bfpack._kernels.anyfit import max_new_sequences
-from bfpack._kernels.bfd import best_fit
+from bfpack._kernels.bfd import BLOCK, best_fit
 from bfpack._kernels.ffd import first_fit
 from bfpack._kernels.gather import gather_piece_lengths, position_ids, row_offsets
 from bfpack._kernels.layout import merge_open, take_sequences
 from bfpack._kernels.pieces import count_pieces, sort_pieces
-from bfpack._kernels.tree import tree_build, tree_leftmost_at_least, tree_set, tree_width
+from bfpack._kernels.tree import tree_leftmost_at_least, tree_set, tree_width
 
 from naive import naive_bfd, naive_ffd, sorted_pieces, split_pieces
 
@@ -45,6 +45,14 @@ def leftmost(leaves, x):
     return next((i for i, v in enumerate(leaves) if v >= x), -1)
 
 
+def tree_of(leaves, width):
+    """A tree over ``leaves`` (int32, as the kernels build them), leaf by leaf."""
+    tree = np.zeros(2 * width, dtype=np.int32)
+    for leaf, value in enumerate(leaves):
+        tree_set(tree, width, leaf, value)
+    return tree
+
+
 def check_tree(tree, width, leaves):
     assert tree[width : width + len(leaves)].tolist() == list(leaves)
     for node in range(1, width):
@@ -58,7 +66,7 @@ def check_tree(tree, width, leaves):
 )
 def test_tree_search_is_the_leftmost_leaf_at_least_x(leaves, queries):
     width = tree_width(len(leaves))
-    tree = tree_build(np.array(leaves, dtype=np.int64), width)
+    tree = tree_of(leaves, width)
     check_tree(tree, width, leaves)
     for x in [0, 1, max(leaves), max(leaves) + 1, *queries]:
         assert tree_leftmost_at_least(tree, width, x) == leftmost(leaves, x), x
@@ -72,7 +80,7 @@ def test_tree_search_is_the_leftmost_leaf_at_least_x(leaves, queries):
 def test_tree_set_keeps_every_node_the_max_of_its_children(size, updates):
     leaves = [0] * size
     width = tree_width(size)
-    tree = tree_build(np.zeros(size, dtype=np.int64), width)
+    tree = tree_of([0] * size, width)
     for leaf, value in updates:
         leaf %= size
         tree_set(tree, width, leaf, value)
@@ -83,14 +91,14 @@ def test_tree_set_keeps_every_node_the_max_of_its_children(size, updates):
 
 def test_tree_edges():
     # One leaf; the last leaf of a full width; nothing fits.
-    tree = tree_build(np.array([7], dtype=np.int64), 1)
+    tree = tree_of([7], 1)
     assert tree_leftmost_at_least(tree, 1, 7) == 0
     assert tree_leftmost_at_least(tree, 1, 8) == -1
-    tree = tree_build(np.array([0, 0, 0, 9], dtype=np.int64), 4)
+    tree = tree_of([0, 0, 0, 9], 4)
     assert tree_leftmost_at_least(tree, 4, 9) == 3
     assert tree_leftmost_at_least(tree, 4, 10) == -1
     # Padding leaves (beyond the real ones) hold 0 and are never found for x >= 1.
-    tree = tree_build(np.array([3, 1, 2], dtype=np.int64), 4)
+    tree = tree_of([3, 1, 2], 4)
     assert tree[4 + 3] == 0 and tree_leftmost_at_least(tree, 4, 1) == 0
 
 
@@ -176,12 +184,18 @@ def open_cases(draw):
     return seq_len, free, pieces
 
 
-@pytest.mark.parametrize(
-    "kernel,ref", [(best_fit, naive_bfd), (first_fit, naive_ffd)], ids=["bfd", "ffd"]
-)
-@settings(max_examples=200)
-@given(case=open_cases())
-def test_any_fit_after_open_sequences_is_the_reference(kernel, ref, case):
+@st.composite
+def deep_stack_cases(draw):
+    """Many open sequences sharing a few free-space values: BFD's stacks
+    span several blocks of BLOCK entries, empty out and fill up again."""
+    seq_len = draw(st.integers(4, 16))
+    values = draw(st.lists(st.integers(1, seq_len - 1), min_size=1, max_size=3))
+    free = draw(st.lists(st.sampled_from(values), min_size=BLOCK, max_size=3 * BLOCK + 5))
+    pieces = draw(st.lists(st.integers(1, seq_len), max_size=4 * BLOCK))
+    return seq_len, free, pieces
+
+
+def check_any_fit(kernel, ref, case):
     seq_len, free, pieces = case
     # Open sequence b holds one filler piece, document -1 - b, of its tokens.
     open_seqs = [[(-1 - b, 0, seq_len - f)] for b, f in enumerate(free)]
@@ -196,6 +210,25 @@ def test_any_fit_after_open_sequences_is_the_reference(kernel, ref, case):
         placed = {p: b for b, s in enumerate(expected) for p in s if p[0] >= 0}
         want = [placed[p] for p in sorted_pieces(pieces, seq_len)]
         assert piece_seq.tolist() == want
+
+
+ANY_FIT = pytest.mark.parametrize(
+    "kernel,ref", [(best_fit, naive_bfd), (first_fit, naive_ffd)], ids=["bfd", "ffd"]
+)
+
+
+@ANY_FIT
+@settings(max_examples=200)
+@given(case=open_cases())
+def test_any_fit_after_open_sequences_is_the_reference(kernel, ref, case):
+    check_any_fit(kernel, ref, case)
+
+
+@ANY_FIT
+@settings(max_examples=60)
+@given(case=deep_stack_cases())
+def test_any_fit_with_deep_stacks_is_the_reference(kernel, ref, case):
+    check_any_fit(kernel, ref, case)
 
 
 # --------------------------------------------------------------------------

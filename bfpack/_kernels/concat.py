@@ -26,7 +26,8 @@ def concatenate(lengths, seq_len):
             # Sequences touched by tokens [tokens, tokens + n).
             num_pieces += (tokens + n - 1) // seq_len - tokens // seq_len + 1
             tokens += n
-    num_seqs = (tokens + seq_len - 1) // seq_len
+    # Not (tokens + seq_len - 1) // seq_len: that overflows near 2**63.
+    num_seqs = tokens // seq_len + (tokens % seq_len > 0)
     seq_offsets = np.empty(num_seqs + 1, dtype=np.int64)
     piece_doc = np.empty(num_pieces, dtype=np.int64)
     piece_start = np.empty(num_pieces, dtype=np.int64)

@@ -64,11 +64,14 @@ def sort_pieces(lengths, seq_len, split, size_count, sorted_doc):
     document is stored as ``~doc`` (negative), so the layout knows it does
     not start at token 0 without reading the document's length.
     """
+    # Only the lengths that occur are written: pages of cursor never touched
+    # cost no memory, so a long seq_len with few pieces stays cheap.
     cursor = np.empty(seq_len + 1, dtype=np.int64)
     total = 0
     for s in range(seq_len, 0, -1):
-        cursor[s] = total
-        total += size_count[s]
+        if size_count[s]:
+            cursor[s] = total
+            total += size_count[s]
     for i in range(lengths.shape[0]):
         n = lengths[i]
         if n <= 0:

@@ -6,8 +6,6 @@ Every internal node holds the maximum of its children, so the leftmost leaf
 holding at least ``x`` is found in one walk from the root.
 """
 
-import numpy as np
-
 from .._jit import jit, jit_inline
 
 
@@ -18,16 +16,6 @@ def tree_width(num_leaves):
     while width < num_leaves:
         width *= 2
     return width
-
-
-@jit
-def tree_build(leaves, width):
-    """A tree over ``leaves`` (padded with zeros up to ``width``)."""
-    tree = np.zeros(2 * width, dtype=leaves.dtype)
-    tree[width : width + leaves.shape[0]] = leaves
-    for node in range(width - 1, 0, -1):
-        tree[node] = max(tree[2 * node], tree[2 * node + 1])
-    return tree
 
 
 @jit_inline
