@@ -305,6 +305,10 @@ def _check_float_lengths(arr: np.ndarray, name: str) -> None:
             f"{name} holds values above the int64 range (max {arr.max()}); "
             f"they cannot be token counts"
         )
+    # Negative lengths are reported here, where the value is still exact:
+    # cast to int64, one past the int64 range would become garbage.
+    if arr.min() < 0:
+        raise_bad_length(arr, int(np.argmax(arr < 0)))
 
 
 def as_bin_edges(bins: Any) -> np.ndarray:
@@ -343,11 +347,13 @@ def raise_bad_length(lengths: np.ndarray, index: int) -> None:
     """Raise the ValueError for ``lengths[index]``, which the piece count
     found negative or taking the token total past int64."""
     value = lengths[index]
+    # Whole floats read as integers: -1, -1e+300.
+    shown = f"{value:g}" if isinstance(value, np.floating) else value
     if value < 0:
-        raise ValueError(f"lengths[{index}] = {value} is negative; lengths are token counts (>= 0)")
+        raise ValueError(f"lengths[{index}] = {shown} is negative; lengths are token counts (>= 0)")
     raise ValueError(
         f"the token total passes the int64 range at lengths[{index}] = "
-        f"{value}; lengths must be token counts"
+        f"{shown}; lengths must be token counts"
     )
 
 
