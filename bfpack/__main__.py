@@ -1,8 +1,12 @@
 """Command line: ``bfpack`` (or ``python -m bfpack``).
 
 ``bfpack pack SRC DST``: pack a Parquet dataset; ``bfpack stats SRC``:
-compare concat, bfd and ffd on it; ``bfpack demo``: the whole job on the
+compare concat, bfd and ffd on it; ``bfpack verify DST``: check an output
+against its manifest (and its source); ``bfpack demo``: the whole job on the
 Python standard library.
+
+This module imports nothing heavy at the top: :func:`main` installs the
+SIGINT/SIGTERM handlers first, then loads numpy, pyarrow and numba.
 """
 
 import argparse
@@ -10,16 +14,11 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 
-import numpy as np
-
-from ._validate import LONG_DOCS
+from ._interrupt import Interrupted, InterruptGuard
 from ._version import __version__
-from .analysis import compare
-from .corpus import stdlib_table
-from .methods import METHODS
-from .parquet import DEFAULT_WINDOW_TOKENS, dataset_spec, open_dataset, pack_parquet
-from .table import document_lengths
+from .manifest import run_id_of
 
 
 class ProgressBar:
@@ -45,6 +44,10 @@ class ProgressBar:
 
 def _compare_rows(label, lengths, seq_lens):
     """Table rows of :func:`bfpack.compare` for each context length."""
+    import numpy as np
+
+    from .analysis import compare
+
     docs = f"{lengths.shape[0]:,}"
     tokens = f"{int(lengths.sum()):,}"
     nonempty = max(int(np.count_nonzero(lengths)), 1)
@@ -101,12 +104,22 @@ def _print_table(header, rows, out=sys.stdout):
 
 
 def _progress(args):
-    return ProgressBar() if sys.stderr.isatty() and not args.quiet else None
+    """The progress callback: a safe point for interrupts, and the bar on a terminal."""
+    bar = ProgressBar() if sys.stderr.isatty() and not args.quiet else None
+
+    def progress(totals):
+        args.guard.check()
+        if bar is not None:
+            bar(totals)
+
+    return progress, bar
 
 
 def _cmd_pack(args):
-    pad = args.pad_value
-    bar = _progress(args)
+    from .parquet import pack_parquet
+
+    progress, bar = _progress(args)
+    args.note.watch(args.dst)
     manifest = pack_parquet(
         args.src,
         args.dst,
@@ -114,12 +127,12 @@ def _cmd_pack(args):
         columns=args.column,
         method=args.method,
         long_docs=args.long_docs,
-        pad_value=pad,
+        pad_value=args.pad_value,
         position_ids=args.position_ids,
         seed=args.seed,
         window_tokens=args.window_tokens,
         overwrite=args.overwrite,
-        progress=bar,
+        progress=progress,
     )
     if bar is not None:
         bar.close()
@@ -136,10 +149,10 @@ def _cmd_pack(args):
 
 
 def _cmd_stats(args):
-    dataset = open_dataset(args.src)
-    spec = dataset_spec(dataset, columns=args.column)
-    table = dataset.to_table(columns=list(spec.columns))
-    lengths = document_lengths(table, spec.columns)
+    from ._source import ParquetSource
+
+    source = ParquetSource.open(args.src)
+    lengths = source.lengths(source.spec(columns=args.column))
     _print_table(
         _HEADER, _compare_rows(os.path.basename(os.path.normpath(args.src)), lengths, args.seq_len)
     )
@@ -147,7 +160,19 @@ def _cmd_stats(args):
     return 0
 
 
+def _cmd_verify(args):
+    from .verification import verify
+
+    result = verify(args.dst, source=args.source)
+    print(result.report())
+    return 0 if result.ok else 1
+
+
 def _cmd_demo(args):
+    from .corpus import stdlib_table
+    from .parquet import pack_parquet
+    from .table import document_lengths
+
     t0 = time.perf_counter()
     corpus = stdlib_table()
     lengths = document_lengths(corpus, ["input_ids"])
@@ -185,6 +210,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser():
+    from ._validate import LONG_DOCS
+    from .methods import METHODS
+    from .parquet import DEFAULT_WINDOW_TOKENS
+
     parser = _Parser(
         prog="bfpack",
         description="Best-fit packing of tokenized documents "
@@ -224,7 +253,11 @@ def _parser():
         default=DEFAULT_WINDOW_TOKENS,
         help="tokens read per window (bounds memory)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace DST")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace DST if it is an earlier bfpack output or an empty directory",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress, no summary")
     p.set_defaults(run=_cmd_pack)
 
@@ -233,6 +266,18 @@ def _parser():
     s.add_argument("--seq-len", type=int, nargs="+", required=True)
     s.add_argument("--column", action="append")
     s.set_defaults(run=_cmd_stats)
+
+    v = commands.add_parser(
+        "verify",
+        help="check a packed output against its manifest (exit 0: ok, 1: mismatch, 2: error)",
+    )
+    v.add_argument("dst", metavar="DST", help="output directory of bfpack pack")
+    v.add_argument(
+        "--source",
+        metavar="SRC",
+        help="also check that the output holds every token of this source exactly once",
+    )
+    v.set_defaults(run=_cmd_verify)
 
     d = commands.add_parser(
         "demo", help="the whole job on the Python standard library (no download)"
@@ -243,21 +288,75 @@ def _parser():
     return parser
 
 
-def main(argv=None):
-    """Run the command line; returns the exit status."""
+class _Note:
+    """What an interrupted run says about its destination."""
+
+    def __init__(self):
+        self.dst = None
+        self.before = None
+
+    def watch(self, dst):
+        self.dst = dst
+        self.before = run_id_of(dst)
+
+    def text(self):
+        if self.dst is None:
+            return ""
+        after = run_id_of(self.dst)
+        if after is not None and after != self.before:
+            return f"; the new output at {self.dst} is complete"
+        if not os.path.lexists(self.dst):
+            return f"; nothing was written to {self.dst}"
+        return f"; {self.dst} is as it was before the run"
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"bfpack: warning: {message}", file=sys.stderr)
+
+
+def _run(argv, guard, note):
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    args.guard, args.note = guard, note
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return args.run(args)
+        except (ValueError, TypeError, OSError) as exc:
+            print(f"bfpack: error: {exc}", file=sys.stderr)
+            return 2
+
+
+def main(argv=None):
+    """Run the command line; returns the exit status.
+
+    SIGINT and SIGTERM, from the moment this is called (before numpy,
+    pyarrow and numba are imported), clean up what the run wrote and end it
+    with one line on stderr and status 130 or 143; an interrupted run never
+    exits 0, and says whether its destination holds the new output.
+    Warnings are one line each (``bfpack: warning: ...``).
+    """
+    # Called with argv (from Python), the previous handlers are restored
+    # at the end; as the program, they stay until it exits.
+    guard = InterruptGuard(restore=argv is not None)
+    note = _Note()
+    status = 2
     try:
-        return args.run(args)
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"bfpack: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nbfpack: interrupted; nothing was written to the destination", file=sys.stderr)
-        return 130
+        with guard:
+            status = _run(argv, guard, note)
+            guard.check()  # a signal whose exception something swallowed
+            guard.quiet()
+    except Interrupted:
+        pass
+    if guard.exit_status is None:
+        return status
+    name = "SIGINT" if guard.exit_status == 130 else "SIGTERM"
+    start = "\n" if sys.stderr.isatty() else ""
+    print(f"{start}bfpack: interrupted by {name}{note.text()}", file=sys.stderr)
+    return guard.exit_status
 
 
 if __name__ == "__main__":
