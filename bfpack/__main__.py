@@ -351,6 +351,11 @@ def main(argv=None):
             guard.quiet()
     except Interrupted:
         pass
+    except BaseException:
+        # What an interrupted import or library turned the signal into
+        # (numpy's import raises ImportError when interrupted).
+        if guard.signum is None:
+            raise
     if guard.exit_status is None:
         return status
     name = "SIGINT" if guard.exit_status == 130 else "SIGTERM"

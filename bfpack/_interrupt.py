@@ -15,8 +15,10 @@ before numpy, pyarrow and numba load.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from types import FrameType, TracebackType
+from typing import Any
 
 #: Exit status after each signal (128 + the signal number, as shells report it).
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -46,12 +48,22 @@ class InterruptGuard:
         self._raise = True
         self._restore = restore
         self._old: dict[int, object] = {}
+        self._old_hook = sys.unraisablehook
 
     def __enter__(self) -> InterruptGuard:
         if threading.current_thread() is threading.main_thread():
             for signum in EXIT_STATUS:
                 self._old[signum] = signal.signal(signum, self._handle)
+            self._old_hook = sys.unraisablehook
+            sys.unraisablehook = self._unraisable
         return self
+
+    def _unraisable(self, unraisable: Any) -> None:
+        # An exception raised inside a ctypes callback (llvmlite's, while
+        # numba loads its cache) cannot propagate: Python prints it as
+        # "Exception ignored". Ours is recorded; check() raises it again.
+        if not isinstance(unraisable.exc_value, Interrupted):
+            self._old_hook(unraisable)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         first = self.signum is None
@@ -81,7 +93,8 @@ class InterruptGuard:
         tb: TracebackType | None,
     ) -> None:
         self._raise = False
-        if self._restore:
+        if self._restore and self._old:
             for signum, handler in self._old.items():
                 signal.signal(signum, handler)  # type: ignore[arg-type]
             self._old.clear()
+            sys.unraisablehook = self._old_hook
