@@ -24,8 +24,8 @@ from .manifest import run_id_of
 class ProgressBar:
     """One self-rewriting line on stderr: documents, tokens, sequences, rate."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = sys.stderr if stream is None else stream
         self.start = time.perf_counter()
 
     def __call__(self, totals):

@@ -158,7 +158,8 @@ class ParquetSource:
                         batch = next(reader, None)
                     except (pa.ArrowException, OSError) as exc:
                         raise ValueError(
-                            f"cannot read {f.path}: {_one_line(exc)}; the file may be damaged"
+                            f"cannot read {f.path}: {_one_line(exc).rstrip('.')} "
+                            f"(the file may be damaged)"
                         ) from None
                     if batch is None:
                         break
@@ -201,7 +202,7 @@ class ParquetSource:
         columns must agree row by row."""
         out = [np.zeros(0, dtype=np.int64)]
         row = 0
-        for batch in self.batches(spec, batch_tokens=1 << 22):
+        for batch in self.batches(spec, batch_tokens=1 << 20):
             out.append(document_lengths(pa.Table.from_batches([batch]), spec.columns, row))
             row += batch.num_rows
         return np.concatenate(out)

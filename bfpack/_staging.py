@@ -49,6 +49,7 @@ from .manifest import LEGACY_MANIFEST, MANIFEST
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+_HELD = (signal.SIGINT, signal.SIGTERM)
 
 
 class DestinationBusyError(OSError):
@@ -208,15 +209,6 @@ def recover(dst: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def fsync_file(path: str) -> None:
-    """Flush a file's data to stable storage."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def fsync_dir(path: str) -> None:
     """Flush a directory's entries (new and renamed names) to stable storage."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -256,20 +248,30 @@ def rename2(src: str, dst: str, flags: int) -> bool:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back (main thread: where Python runs handlers).
+    """Hold SIGINT and SIGTERM back until the block is over.
 
-    A handler that raises then runs only when the block is over, so the
-    block is never cut in half.
+    Python runs signal handlers in the main thread, between bytecodes,
+    whichever thread the signal was delivered to (so blocking it in this
+    thread would not do): the handlers are swapped for one that only
+    records, and each recorded signal is handed to its own handler after
+    the block, which is never cut in half.
     """
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield  # handlers run in the main thread, never here
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    pending: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in _HELD}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for signum in pending:
+            handler = old[signal.Signals(signum)]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 class StagedOutput:

@@ -112,7 +112,7 @@ def staged(dst, name=None):
 
 MOMENTS = {
     # name: what to wait for, given the process and the destination
-    "import": lambda p, dst: (lambda: handles(p.pid, signal.SIGTERM)),
+    "import": lambda p, dst: lambda: handles(p.pid, signal.SIGTERM),
     "staged": lambda p, dst: staged(dst),
     "first shard": lambda p, dst: staged(dst, "part-00000.parquet"),
     "tenth shard": lambda p, dst: staged(dst, "part-00009.parquet"),

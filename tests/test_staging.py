@@ -409,3 +409,41 @@ def test_destination_honours_the_umask(tmp_path, umask):
     finally:
         os.umask(old)
     assert os.stat(dst).st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_lock_owner_unknown(tmp_path):
+    # A lock file whose content is not a pid (another tool's, or mid-write).
+    dst = str(tmp_path / "out")
+    path = DestinationLock(dst).path
+    with open(path, "w") as f:
+        f.write("not a pid")
+        f.flush()
+        _staging.fcntl.flock(f.fileno(), _staging.fcntl.LOCK_EX)
+        with pytest.raises(DestinationBusyError) as info:
+            DestinationLock(dst).acquire()
+    assert "pid" not in str(info.value) and "another bfpack run;" in str(info.value)
+
+
+def test_default_sigterm_during_the_swap_kills_after_it(tmp_path):
+    # With no handler (the Python API, not the command line), SIGTERM kills
+    # the process: held back during the swap, it lands once the new output
+    # is in place.
+    dst = tmp_path / "out"
+    code = textwrap.dedent(
+        f"""
+        import os, signal
+        from bfpack._staging import StagedOutput
+        real = StagedOutput._swap
+        def swap(self, folder):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return real(self, folder)
+        StagedOutput._swap = swap
+        with StagedOutput({str(dst)!r}, overwrite=False) as out:
+            open(os.path.join(out.folder, {MANIFEST!r}), "w").close()
+            out.commit()
+            print("survived")
+        """
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == -signal.SIGTERM and p.stdout == ""
+    assert os.listdir(dst) == [MANIFEST]
