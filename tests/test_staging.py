@@ -172,11 +172,17 @@ def test_staged_output_holds_the_lock(tmp_path):
 
 
 @pytest.mark.parametrize("exchange", [True, False])
-def test_commit_replaces_an_earlier_output(tmp_path, monkeypatch, exchange):
+@pytest.mark.parametrize("earlier", [True, False])
+def test_commit_replaces_an_earlier_output(tmp_path, monkeypatch, exchange, earlier):
     if not exchange:
         monkeypatch.setattr(_staging, "_renameat2", lambda: None)
     dst = tmp_path / "out"
-    make_output(dst)
+    if not earlier:
+        with StagedOutput(str(dst), overwrite=False) as out:
+            write(out, "old")
+            out.commit()
+    else:
+        make_output(dst)
     with StagedOutput(str(dst), overwrite=True) as out:
         write(out)
         assert os.path.isdir(out.folder) and (dst / "part-00000.parquet").read_text() == "old"
@@ -207,6 +213,8 @@ def test_exchange_is_used_where_available(tmp_path, monkeypatch):
 def test_rename2_reports_errors(tmp_path):
     if _staging._renameat2() is None:
         pytest.skip("no renameat2 here")
+    # Flags the kernel does not know: unsupported, not an error.
+    assert _staging.rename2(str(tmp_path / "a"), str(tmp_path / "b"), 1 << 20) is False
     with pytest.raises(FileNotFoundError):
         _staging.rename2(str(tmp_path / "a"), str(tmp_path / "b"), 0)
     (tmp_path / "a").mkdir()
@@ -447,3 +455,23 @@ def test_default_sigterm_during_the_swap_kills_after_it(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == -signal.SIGTERM and p.stdout == ""
     assert os.listdir(dst) == [MANIFEST]
+
+
+def test_commit_from_another_thread(tmp_path):
+    import threading
+
+    dst = tmp_path / "out"
+    errors = []
+
+    def run():
+        try:
+            with StagedOutput(str(dst), overwrite=False) as out:
+                write(out)
+                out.commit()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    assert errors == [] and (dst / "part-00000.parquet").read_text() == "new"

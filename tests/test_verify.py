@@ -192,7 +192,71 @@ def damage_cases():
             dst, 1, lambda t: t.cast(t.schema.set(1, pa.field("labels", pa.large_list(pa.int64()))))
         )
 
+    def empty_row(dst):
+        def change(t):
+            rows = {c: t[c].to_pylist() for c in t.column_names}
+            for c in ("input_ids", "labels", "mask", "seq_lengths"):
+                rows[c][0] = []
+            return pa.table({c: pa.array(v, t[c].type) for c, v in rows.items()})
+
+        rewrite(dst, 0, change)
+
+    def misaligned(dst):
+        def change(t):
+            rows = t["mask"].to_pylist()
+            rows[2] = rows[2][:-1]
+            return t.set_column(
+                t.column_names.index("mask"), "mask", pa.array(rows, t["mask"].type)
+            )
+
+        rewrite(dst, 0, change)
+
+    def not_a_list(dst):
+        rewrite(dst, 0, lambda t: t.set_column(1, "labels", pa.array(np.arange(t.num_rows))))
+
+    def no_column(dst):
+        rewrite(dst, 0, lambda t: t.drop(["mask"]))
+
+    def garbage(dst):
+        rewrite(dst, 0, lambda t: t)
+        manifest = json.loads((dst / MANIFEST).read_text())
+        path = dst / manifest["shards"][0]["file"]
+        path.write_bytes(b"PAR1" + bytes(100) + b"PAR1")
+        manifest["shards"][0].update(
+            bytes=108, sha256=hashlib.sha256(path.read_bytes()).hexdigest()
+        )
+        (dst / MANIFEST).write_text(json.dumps(manifest))
+
+    def listed_twice(dst):
+        manifest = json.loads((dst / MANIFEST).read_text())
+        manifest["shards"].append(manifest["shards"][0])
+        (dst / MANIFEST).write_text(json.dumps(manifest))
+
+    def zero_piece(dst):
+        def change(t):
+            rows = t["seq_lengths"].to_pylist()
+            rows[0] = [0, *rows[0]]
+            return t.set_column(
+                t.column_names.index("seq_lengths"),
+                "seq_lengths",
+                pa.array(rows, t["seq_lengths"].type),
+            )
+
+        rewrite(dst, 0, change)
+
+    def many_strays(dst):
+        for k in range(60):
+            (dst / f"stray-{k:02d}").write_text("x")
+
     return {
+        "empty row": (empty_row, "row 0 holds no piece", True),
+        "misaligned column": (misaligned, "row 2 of 'mask' holds", True),
+        "not a list": (not_a_list, "column 'labels' is int64, not a list", True),
+        "column missing": (no_column, "no column 'mask'", True),
+        "unreadable shard": (garbage, "cannot be read", True),
+        "listed twice": (listed_twice, "the manifest lists a shard twice", True),
+        "a piece of 0 tokens": (zero_piece, "a piece of 0 tokens", True),
+        "many strays": (many_strays, "... and more problems (only the first 50 are listed)", True),
         "flipped byte": (flip_byte, "SHA-256 differs", True),
         "changed token": (
             change_token,
@@ -342,3 +406,19 @@ def test_cli(src, tmp_path):
     assert missing.stderr.startswith("bfpack: error:") and len(missing.stderr.splitlines()) == 1
     usage = run()
     assert usage.returncode == 2 and "required: DST" in usage.stderr
+
+
+def test_position_ids_missing(src, tmp_path):
+    dst = tmp_path / "o"
+    packed(src, dst, position_ids=True)
+    rewrite(dst, 0, lambda t: t.drop(["position_ids"]))
+    r = bfpack.verify(dst)
+    assert any("no column 'position_ids'" in p for p in r.problems), r.problems
+
+
+def test_a_source_of_empty_documents(tmp_path):
+    pq.write_table(token_table([0, 0, 0], nulls=[True, False, True]), tmp_path / "e.parquet")
+    for method in ("bfd", "concat"):
+        pack_parquet(tmp_path / "e.parquet", tmp_path / method, 8, method=method)
+        r = bfpack.verify(tmp_path / method, source=tmp_path / "e.parquet")
+        assert r.ok and r.rows == 0 and r.tokens == 0, r.problems
