@@ -6,6 +6,7 @@ batch by batch, so memory stays bounded whatever the size of the output.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -420,10 +421,13 @@ class _Checker:
             return
         want = {str(i.get("path")): i for i in inputs if isinstance(i, dict)}
         have = {f.name: f for f in source.files}
-        for name in sorted(set(want) - set(have)):
-            self.problem(f"source file {name} was packed but is not in {source.path}")
-        for name in sorted(set(have) - set(want)):
-            self.problem(f"source file {name} is in {source.path} but was not packed")
+        for names, what in (
+            (sorted(set(want) - set(have)), f"packed but not in {source.path}"),
+            (sorted(set(have) - set(want)), f"in {source.path} but not packed"),
+        ):
+            if names:
+                more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+                self.problem(f"{len(names)} source file(s) {what}: {', '.join(names[:3])}{more}")
         for name in sorted(set(want) & set(have)):
             f, w = have[name], want[name]
             if (f.size, f.rows) != (w.get("size"), w.get("rows")):
@@ -501,13 +505,19 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _gather(
-    values: np.ndarray, starts: np.ndarray, lens: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The tokens of the pieces (as uint64) and each token's position in its piece."""
-    pos = _ranges(lens)
-    tokens = values[np.repeat(starts, lens) + pos].astype(np.uint64)
-    return tokens, pos
+def _gather(values: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """The tokens of the pieces, in order, as uint64 (a slice when they are contiguous)."""
+    if lens.shape[0] and np.array_equal(starts[1:], starts[:-1] + lens[:-1]):
+        return values[starts[0] : starts[0] + lens.sum()].astype(np.uint64)
+    return values[np.repeat(starts, lens) + _ranges(lens)].astype(np.uint64)
+
+
+@functools.cache
+def _position_keys(size: int) -> np.ndarray:
+    """mix(p + golden) for the positions p < size of a piece (read-only)."""
+    keys = _mix(np.arange(size, dtype=np.uint64) + _GOLDEN)
+    keys.flags.writeable = False
+    return keys
 
 
 def _piece_hash(values: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> int:
@@ -516,8 +526,9 @@ def _piece_hash(values: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> int
     starts, lens = starts[keep], lens[keep]
     if not lens.shape[0]:
         return 0
-    tokens, pos = _gather(values, starts, lens)
-    tokens ^= _mix(pos.astype(np.uint64) + _GOLDEN)
+    tokens = _gather(values, starts, lens)
+    # Sizes rounded up to a power of two: a few tables, whatever the pieces.
+    tokens ^= _position_keys(1 << int(lens.max()).bit_length())[_ranges(lens)]
     _mix(tokens)
     sums = np.add.reduceat(tokens, np.cumsum(lens) - lens)
     sums += lens.astype(np.uint64) * _GOLDEN
@@ -526,5 +537,5 @@ def _piece_hash(values: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> int
 
 def _token_hash(values: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> int:
     """Sum over tokens of mix(token), mod 2**64: the multiset of tokens."""
-    tokens, _ = _gather(values, starts, lens)
+    tokens = _gather(values, starts, lens)
     return int(_mix(tokens + _GOLDEN).sum(dtype=np.uint64))

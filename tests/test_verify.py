@@ -332,15 +332,12 @@ def test_a_changed_source_is_found(src, tmp_path):
         (other / name).write_bytes((src / name).read_bytes())
     pq.write_table(token_table([5, 6], first_doc=300), other / "part-2.parquet")
     r = bfpack.verify(dst, source=other)
-    assert (
-        "source file part-2.parquet is in" in r.problems[0]
-        and "but was not packed" in r.problems[0]
-    )
+    assert r.problems[0] == f"1 source file(s) in {other} but not packed: part-2.parquet"
     assert any("the source holds 302 documents" in p for p in r.problems)
     os.remove(other / "part-2.parquet")
     os.remove(other / "part-1.parquet")
     r = bfpack.verify(dst, source=other)
-    assert any("part-1.parquet was packed but is not in" in p for p in r.problems), r.problems
+    assert f"1 source file(s) packed but not in {other}: part-1.parquet" in r.problems
     pq.write_table(token_table([5, 6]), other / "part-1.parquet")
     r = bfpack.verify(dst, source=other)
     assert any("part-1.parquet: " in p and "(changed since?)" in p for p in r.problems)
@@ -422,3 +419,16 @@ def test_a_source_of_empty_documents(tmp_path):
         pack_parquet(tmp_path / "e.parquet", tmp_path / method, 8, method=method)
         r = bfpack.verify(tmp_path / method, source=tmp_path / "e.parquet")
         assert r.ok and r.rows == 0 and r.tokens == 0, r.problems
+
+
+def test_many_source_files_missing(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for k in range(5):
+        pq.write_table(token_table([3, 4], first_doc=2 * k), src / f"p{k}.parquet")
+    pack_parquet(src, tmp_path / "o", 8)
+    r = bfpack.verify(tmp_path / "o", source=src / "p0.parquet")
+    assert r.problems[0] == (
+        f"4 source file(s) packed but not in {src / 'p0.parquet'}: p1.parquet, p2.parquet, "
+        f"p3.parquet and 1 more"
+    )
