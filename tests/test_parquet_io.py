@@ -463,6 +463,12 @@ def test_public_names_load_on_use():
     assert callable(bfpack.verify) and bfpack.verify.__module__ == "bfpack.verification"
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         bfpack.nope  # noqa: B018
+    with pytest.raises(AttributeError, match="has no attribute '_private'"):
+        bfpack._private  # noqa: B018
+    # Submodules, as attributes, as when the package imported them all.
+    code = "import bfpack; print(bfpack.table.SEQ_LENGTHS, bfpack.manifest.MANIFEST)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["seq_lengths", MANIFEST]
 
 
 def test_interrupt_after_the_output_is_complete(tmp_path, monkeypatch, capsys):
