@@ -11,6 +11,7 @@ SIGINT/SIGTERM handlers first, then loads numpy, pyarrow and numba.
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -351,6 +352,8 @@ def main(argv=None):
             guard.quiet()
     except Interrupted:
         pass
+    except KeyboardInterrupt:  # raised with no signal of ours (another thread's main)
+        guard.signum = guard.signum or signal.SIGINT
     except BaseException:
         # What an interrupted import or library turned the signal into
         # (numpy's import raises ImportError when interrupted).
