@@ -198,8 +198,12 @@ class ParquetSource:
             yield pa.Table.from_batches(parts, schema=schema), True
 
     def lengths(self, spec: OutputSpec) -> np.ndarray:
-        """Tokens per document (int64), read batch by batch; the packed
-        columns must agree row by row."""
+        """Tokens per document (int64); the packed columns must agree row by row.
+
+        pyarrow cannot read a list column's offsets without its values, so
+        the columns are decoded batch by batch and only the lengths kept:
+        memory holds one batch (about 1M tokens) and 8 bytes per document.
+        """
         out = [np.zeros(0, dtype=np.int64)]
         row = 0
         for batch in self.batches(spec, batch_tokens=1 << 20):
