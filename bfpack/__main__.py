@@ -1,37 +1,31 @@
 """Command line: ``bfpack`` (or ``python -m bfpack``).
 
 ``bfpack pack SRC DST``: pack a Parquet dataset; ``bfpack stats SRC``:
-compare concat, bfd and ffd on it; ``bfpack demo``: the whole job on the
+compare concat, bfd and ffd on it; ``bfpack verify DST``: check an output
+against its manifest (and its source); ``bfpack demo``: the whole job on the
 Python standard library.
+
+This module imports nothing heavy at the top: :func:`main` installs the
+SIGINT/SIGTERM handlers first, then loads numpy, pyarrow and numba.
 """
 
 import argparse
 import os
+import signal
 import sys
 import time
 import warnings
 
-import numba.core.event as numba_event
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from ._validate import LONG_DOCS
+from ._interrupt import Interrupted, InterruptGuard
 from ._version import __version__
-from .analysis import compare
-from .corpus import stdlib_table
-from .manifest import MANIFEST
-from .methods import METHODS
-from .parquet import DEFAULT_WINDOW_TOKENS, dataset_spec, open_dataset, pack_parquet
-from .stream import TableStreamPacker
-from .table import OutputSpec, document_lengths
+from .manifest import run_id_of
 
 
 class ProgressBar:
     """One self-rewriting line on stderr: documents, tokens, sequences, rate."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = sys.stderr if stream is None else stream
         self.start = time.perf_counter()
 
     def __call__(self, totals):
@@ -48,93 +42,23 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _percent(count, total):
-    return f"{100 * count / max(total, 1):.2f}%"
-
-
-def _compare_rows(results, nonempty):
-    """Table rows of :func:`bfpack.compare` results, one dict per context length."""
-    rows = []
-    for seq_len, c in results.items():
-        for i, method in enumerate(c["method"]):
-            rows.append(
-                (
-                    f"{seq_len:,}",
-                    method,
-                    f"{c['sequences'][i]:,}",
-                    f"{100 * c['vs_first'][i]:+.3f}%" if i else "-",
-                    f"{100 * c['fill'][i]:.3f}%",
-                    _percent(c["documents_truncated"][i], nonempty),
-                    _percent(c["min_documents_truncated"][i], nonempty),
-                )
-            )
-    return rows
-
-
-def _fewest_everywhere(results):
-    """Methods that make the fewest possible cuts at every context length."""
-    fewest = set(METHODS)
-    for c in results.values():
-        fewest &= {
-            m
-            for m, docs, cuts, min_docs, min_cuts in zip(
-                c["method"],
-                c["documents_truncated"],
-                c["truncation_cuts"],
-                c["min_documents_truncated"],
-                c["min_truncation_cuts"],
-            )
-            if docs == min_docs and cuts == min_cuts
-        }
-    return [m for m in METHODS if m in fewest]
-
-
-_HEADER = ("seq_len", "method", "sequences", "vs concat", "fill", "docs cut", "fewest possible")
-
-
-def _legend(nonempty):
-    return (
-        "vs concat: sequences added over concatenation (what packing costs).\n"
-        "fill: tokens / (sequences x seq_len).\n"
-        f"docs cut: documents not kept whole in one sequence, of the {nonempty:,}\n"
-        "non-empty ones; fewest possible: those longer than seq_len, which any\n"
-        "method must cut."
-    )
-
-
-def _print_comparison(lengths, seq_lens, out=sys.stdout):
-    """The comparison table of ``lengths``, its legend, and who cuts the fewest."""
-    results = {seq_len: compare(lengths, seq_len).to_pydict() for seq_len in seq_lens}
-    nonempty = int(np.count_nonzero(lengths))
-    _print_table(_HEADER, _compare_rows(results, nonempty), out)
-    print("\n" + _legend(nonempty), file=out)
-    fewest = _fewest_everywhere(results)
-    if fewest:
-        print(
-            f"{', '.join(fewest)}: the fewest possible cuts at every seq_len (each document\n"
-            f"longer than seq_len cut ceil(length / seq_len) - 1 times, no other).",
-            file=out,
-        )
-
-
-def _print_table(header, rows, out=sys.stdout, text_columns=(1,)):
-    """Columns padded to their widest cell: numbers to the right, ``text_columns`` left."""
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    for r in (header, ["-" * w for w in widths], *rows):
-        cells = [
-            str(c).ljust(w) if i in text_columns else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(r, widths))
-        ]
-        print("  ".join(cells).rstrip(), file=out)
-
-
 def _progress(args):
-    return ProgressBar() if sys.stderr.isatty() and not args.quiet else None
+    """The progress callback: a safe point for interrupts, and the bar on a terminal."""
+    bar = ProgressBar() if sys.stderr.isatty() and not args.quiet else None
+
+    def progress(totals):
+        args.guard.check()
+        if bar is not None:
+            bar(totals)
+
+    return progress, bar
 
 
 def _cmd_pack(args):
-    pad = args.pad_value
-    bar = _progress(args)
+    from .parquet import pack_parquet
+
+    progress, bar = _progress(args)
+    args.note.watch(args.dst)
     manifest = pack_parquet(
         args.src,
         args.dst,
@@ -142,12 +66,12 @@ def _cmd_pack(args):
         columns=args.column,
         method=args.method,
         long_docs=args.long_docs,
-        pad_value=pad,
+        pad_value=args.pad_value,
         position_ids=args.position_ids,
         seed=args.seed,
         window_tokens=args.window_tokens,
         overwrite=args.overwrite,
-        progress=bar,
+        progress=progress,
     )
     if bar is not None:
         bar.close()
@@ -164,121 +88,29 @@ def _cmd_pack(args):
 
 
 def _cmd_stats(args):
-    dataset = open_dataset(args.src)
-    spec = dataset_spec(dataset, columns=args.column)
-    table = dataset.to_table(columns=list(spec.columns))
-    lengths = document_lengths(table, spec.columns)
+    from ._comparison import print_comparison
+    from ._source import ParquetSource
+
+    source = ParquetSource.open(args.src)
+    lengths = source.lengths(source.spec(columns=args.column))
     name = os.path.basename(os.path.normpath(args.src))
     print(f"{name}: {len(lengths):,} documents, {int(lengths.sum()):,} tokens\n")
-    _print_comparison(lengths, args.seq_len)
+    print_comparison(lengths, args.seq_len)
     return 0
 
 
-#: Where ``bfpack demo`` writes without ``--out``: a folder of the current directory.
-DEMO_OUT = "bfpack-demo"
+def _cmd_verify(args):
+    from .verification import verify
 
-
-def _warm_kernels(seq_len):
-    """Call every kernel the demo uses, on tiny data: compiles them, or loads them."""
-    tiny = pa.table({"input_ids": pa.array([[1, 2, 3], [4]], type=pa.list_(pa.uint16()))})
-    compare(document_lengths(tiny, ["input_ids"]), seq_len)
-    spec = OutputSpec.for_schema(tiny.schema, columns="input_ids", position_ids=True)
-    packer = TableStreamPacker(seq_len, spec, seed=0)
-    packer.step(tiny)
-    packer.finish()
-
-
-class _CompileNotice(numba_event.Listener):
-    """Says once, on stderr, that kernels are compiling.
-
-    numba signals "numba:compile" only when a kernel is missing from its
-    on-disk cache, just before compiling it: so the notice shows on a first
-    run (or after an upgrade), never when the kernels load from the cache.
-    """
-
-    def __init__(self, err):
-        self.err = err
-        self.started = None
-
-    def on_start(self, event):
-        # numba's own helpers (typed lists) compile in every process: not ours to announce.
-        module = getattr(event.data["dispatcher"].py_func, "__module__", "") or ""
-        if self.started is None and module.startswith("bfpack."):
-            self.started = time.perf_counter()
-            print(
-                "Compiling bfpack's kernels: first run only, numba caches them (~5-20 s)...",
-                end="",
-                file=self.err,
-                flush=True,
-            )
-
-    def on_end(self, event):
-        pass
-
-    def done(self):
-        if self.started is not None:
-            print(f" done in {time.perf_counter() - self.started:.1f} s.\n", file=self.err)
-
-
-def _warm_up_announced(seq_len, err=sys.stderr):
-    """:func:`_warm_kernels`, saying so when kernels compile."""
-    notice = _CompileNotice(err)
-    with numba_event.install_listener("numba:compile", notice):
-        _warm_kernels(seq_len)
-    notice.done()
-
-
-def _shown(path):
-    """``path`` as the user can type it: relative when inside the current directory."""
-    rel = os.path.relpath(path)
-    return path if rel.startswith(os.pardir) else rel
-
-
-def _size_mb(path):
-    total = sum(
-        os.path.getsize(os.path.join(folder, f))
-        for folder, _, files in os.walk(path)
-        for f in files
-    )
-    return total / 1e6
+    result = verify(args.dst, source=args.source)
+    print(result.report())
+    return 0 if result.ok else 1
 
 
 def _cmd_demo(args):
-    t0 = time.perf_counter()
-    out = os.path.abspath(args.out or DEMO_OUT)
-    dst = os.path.join(out, "packed")
-    if os.path.exists(dst) and not os.path.exists(os.path.join(dst, MANIFEST)):
-        raise FileExistsError(
-            f"{_shown(dst)} exists and is not a bfpack output; the demo would replace "
-            f"it: pass --out with another directory"
-        )
-    _warm_up_announced(args.seq_len[0])
-    corpus = stdlib_table()
-    lengths = document_lengths(corpus, ["input_ids"])
-    print(
-        f"Corpus: the {corpus.num_rows:,} .py files of this Python's standard library,\n"
-        f"one document per file, split into {int(lengths.sum()):,} GPT-2-style tokens "
-        f"(words,\nnumbers, punctuation, whitespace; ids by hashing, nothing to download).\n"
-    )
-    _print_comparison(lengths, args.seq_len)
+    from ._demo import run_demo
 
-    os.makedirs(out, exist_ok=True)
-    src = os.path.join(out, "stdlib.parquet")
-    partial = os.path.join(out, ".stdlib.parquet.partial")
-    pq.write_table(corpus, partial)
-    os.replace(partial, src)
-    manifest = pack_parquet(
-        src, dst, args.seq_len[0], columns=["input_ids"], position_ids=True, seed=0, overwrite=True
-    )
-    print(
-        f"\nPacked with bfd at seq_len {args.seq_len[0]:,}: "
-        f"{manifest['stats']['sequences']:,} rows (input_ids, seq_lengths,\n"
-        f"position_ids). Wrote {_size_mb(out):.0f} MB to {_shown(out)}{os.sep}:\n"
-        f"  stdlib.parquet  the corpus, one row per file\n"
-        f"  packed{os.sep}         the packed rows, ready to train on\n"
-        f"Remove it with: rm -r {_shown(out)}   [{time.perf_counter() - t0:.1f} s]"
-    )
-    return 0
+    return run_demo(args.seq_len, args.out)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -289,6 +121,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser():
+    from ._validate import LONG_DOCS
+    from .methods import METHODS
+    from .parquet import DEFAULT_WINDOW_TOKENS
+
     parser = _Parser(
         prog="bfpack",
         description="Best-fit packing of tokenized documents "
@@ -328,7 +164,11 @@ def _parser():
         default=DEFAULT_WINDOW_TOKENS,
         help="tokens read per window (bounds memory)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace DST")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace DST if it is an earlier bfpack output or an empty directory",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress, no summary")
     p.set_defaults(run=_cmd_pack)
 
@@ -337,6 +177,18 @@ def _parser():
     s.add_argument("--seq-len", type=int, nargs="+", required=True)
     s.add_argument("--column", action="append")
     s.set_defaults(run=_cmd_stats)
+
+    v = commands.add_parser(
+        "verify",
+        help="check a packed output against its manifest (exit 0: ok, 1: mismatch, 2: error)",
+    )
+    v.add_argument("dst", metavar="DST", help="output directory of bfpack pack")
+    v.add_argument(
+        "--source",
+        metavar="SRC",
+        help="also check that the output holds every token of this source exactly once",
+    )
+    v.set_defaults(run=_cmd_verify)
 
     d = commands.add_parser(
         "demo", help="the whole job on the Python standard library (no download)"
@@ -350,35 +202,89 @@ def _parser():
     )
     d.add_argument(
         "--out",
-        help=f"directory for the corpus (stdlib.parquet) and the packed rows (packed/), "
-        f"created if needed; both are replaced on a rerun (default: ./{DEMO_OUT})",
+        help="directory for the corpus (stdlib.parquet) and the packed rows (packed/), "
+        "created if needed; both are replaced on a rerun (default: ./bfpack-demo)",
     )
     d.set_defaults(run=_cmd_demo)
     return parser
 
 
-def _warning_line(message, category, filename, lineno, file=None, line=None):
-    """Warnings as one line on stderr, like errors."""
+class _Note:
+    """What an interrupted run says about its destination."""
+
+    def __init__(self):
+        self.dst = None
+        self.before = None
+
+    def watch(self, dst):
+        self.dst = dst
+        self.before = run_id_of(dst)
+
+    def text(self):
+        if self.dst is None:
+            return ""
+        after = run_id_of(self.dst)
+        if after is not None and after != self.before:
+            return f"; the new output at {self.dst} is complete"
+        if not os.path.lexists(self.dst):
+            return f"; nothing was written to {self.dst}"
+        return f"; {self.dst} is as it was before the run"
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"bfpack: warning: {message}", file=sys.stderr)
 
 
-def main(argv=None):
-    """Run the command line; returns the exit status."""
+def _run(argv, guard, note):
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _warning_line
+    args.guard, args.note = guard, note
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
             return args.run(args)
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"bfpack: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nbfpack: interrupted; nothing was written to the destination", file=sys.stderr)
-        return 130
+        except (ValueError, TypeError, OSError) as exc:
+            print(f"bfpack: error: {exc}", file=sys.stderr)
+            return 2
+
+
+def main(argv=None):
+    """Run the command line; returns the exit status.
+
+    SIGINT and SIGTERM, from the moment this is called (before numpy,
+    pyarrow and numba are imported), clean up what the run wrote and end it
+    with one line on stderr and status 130 or 143; an interrupted run never
+    exits 0, and says whether its destination holds the new output.
+    Warnings are one line each (``bfpack: warning: ...``).
+    """
+    # Called with argv (from Python), the previous handlers are restored
+    # at the end; as the program, they stay until it exits.
+    guard = InterruptGuard(restore=argv is not None)
+    note = _Note()
+    status = 2
+    try:
+        with guard:
+            status = _run(argv, guard, note)
+            guard.check()  # a signal whose exception something swallowed
+            guard.quiet()
+    except Interrupted:
+        pass
+    except KeyboardInterrupt:  # raised with no signal of ours (another thread's main)
+        guard.signum = guard.signum or signal.SIGINT
+    except BaseException:
+        # What an interrupted import or library turned the signal into
+        # (numpy's import raises ImportError when interrupted).
+        if guard.signum is None:
+            raise
+    if guard.exit_status is None:
+        return status
+    name = "SIGINT" if guard.exit_status == 130 else "SIGTERM"
+    start = "\n" if sys.stderr.isatty() else ""
+    print(f"{start}bfpack: interrupted by {name}{note.text()}", file=sys.stderr)
+    return guard.exit_status
 
 
 if __name__ == "__main__":

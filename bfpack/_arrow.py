@@ -18,6 +18,9 @@ import pyarrow as pa
 from ._jit import readonly, token_view
 
 INT32_MAX = int(np.iinfo(np.int32).max)
+#: Values one list array holds at most (its offsets are int32). A module
+#: constant so that tests can reach the limit with small inputs.
+MAX_LIST_VALUES = INT32_MAX
 
 
 class ListBuffers(NamedTuple):
@@ -61,11 +64,32 @@ def list_array(
     values: np.ndarray,
     value_field: pa.Field | pa.DataType,
     large: bool = False,
-) -> pa.Array:
-    """A list (or large_list, when asked or needed) array over numpy buffers."""
-    large = large or offsets[-1] > INT32_MAX
+) -> pa.Array | pa.ChunkedArray:
+    """A list (or, when asked, large_list) array over numpy buffers.
+
+    The type never depends on the size: a list array's int32 offsets reach
+    at most ``MAX_LIST_VALUES`` values, so more values than that give a
+    ChunkedArray of several list arrays (whole rows each), so that every
+    table and shard bfpack writes for one input has the same schema.
+    """
     typ = pa.large_list(value_field) if large else pa.list_(value_field)
-    offsets = offsets if large else offsets.astype(np.int32)
+    if large or offsets[-1] - offsets[0] <= MAX_LIST_VALUES:
+        return _list_chunk(typ, offsets, values)
+    chunks = []
+    lo = 0
+    rows = len(offsets) - 1
+    while lo < rows:
+        # The most rows from lo whose values fit (a row holds at most seq_len).
+        hi = int(np.searchsorted(offsets, offsets[lo] + MAX_LIST_VALUES, side="right")) - 1
+        hi = min(max(hi, lo + 1), rows)
+        a, b = int(offsets[lo]), int(offsets[hi])
+        chunks.append(_list_chunk(typ, offsets[lo : hi + 1] - a, values[a:b]))
+        lo = hi
+    return pa.chunked_array(chunks, type=typ)
+
+
+def _list_chunk(typ: pa.DataType, offsets: np.ndarray, values: np.ndarray) -> pa.Array:
+    offsets = offsets.astype(np.int64 if pa.types.is_large_list(typ) else np.int32)
     field = typ.value_field
     return pa.Array.from_buffers(
         typ,

@@ -89,18 +89,14 @@ def document_lengths(data: Any, *, column: str | None = None) -> np.ndarray:
 
 def _dataset_lengths(path: str | os.PathLike, column: str | None) -> np.ndarray:
     """:func:`document_lengths` of a Parquet file or directory."""
-    # Imported here: the Parquet layer (pyarrow.dataset) is needed only for paths.
-    from .parquet import dataset_spec, open_dataset
+    # Imported here: the Parquet layer is needed only for paths.
+    from ._source import ParquetSource
 
-    dataset = open_dataset(path)
-    name = as_column(dataset.schema, column)
-    dataset_spec(dataset, columns=name)  # the column, checked in every file
-    parts = [
-        _column_lengths(pa.Table.from_batches([batch]), [name])
-        for fragment in dataset.get_fragments()
-        for batch in fragment.to_batches(schema=dataset.schema, columns=[name])
-    ]
-    return as_lengths(np.concatenate(parts) if parts else np.empty(0, dtype=np.int64))
+    source = ParquetSource.open(path)
+    name = as_column(source.files[0].schema, column)
+    return as_lengths(
+        source.lengths(source.spec(columns=name))
+    )  # the column, checked in every file
 
 
 def _lengths_of(data: Any, column: str | None) -> np.ndarray:

@@ -1,25 +1,26 @@
 """Packing Parquet datasets to Parquet, streamed in bounded memory.
 
 This module only moves data: it reads a dataset in windows of whole
-documents, feeds them to a :class:`~bfpack.stream.TableStreamPacker`,
-writes what comes out as shards, and writes the manifest last into a
-staged directory that replaces ``dst`` when complete.
+documents (:class:`~bfpack._source.ParquetSource`), feeds them to a
+:class:`~bfpack.stream.TableStreamPacker`, writes what comes out as shards
+(:class:`ShardWriter`) and the manifest last (:mod:`bfpack.manifest`), in a
+staged directory that a locked, atomic swap puts in place
+(:class:`~bfpack._staging.StagedOutput`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ._memory import release_free_memory
-from ._staging import staged_directory
+from ._source import ParquetSource
+from ._staging import StagedOutput, check_paths
 from ._validate import (
     as_bool,
     as_callable,
@@ -29,144 +30,72 @@ from ._validate import (
     as_optional_int,
     as_seed,
     as_seq_len,
-    check_same_columns,
 )
-from ._version import __version__
-from .manifest import MANIFEST, write_manifest
-from .stream import DEFAULT_MAX_OPEN, TableStreamPacker
-from .table import OutputSpec, document_lengths
+from .manifest import MANIFEST, build_manifest, new_run_id, shard_record, write_manifest
+from .stream import TableStreamPacker, default_max_open
+from .table import OutputSpec
 
-__all__ = ["DEFAULT_WINDOW_TOKENS", "MANIFEST", "open_dataset", "pack_parquet"]
+__all__ = ["DEFAULT_WINDOW_TOKENS", "MANIFEST", "ShardWriter", "pack_parquet"]
 
 DEFAULT_WINDOW_TOKENS = 1 << 26
-#: Documents per batch read from a file.
-_BATCH_ROWS = 8192
 
 
-def open_dataset(src: str | os.PathLike) -> ds.Dataset:
-    """A pyarrow dataset over a Parquet file or a directory of them.
+class ShardWriter:
+    """Writes packed tables as shards ``part-00000.parquet``, ... into ``folder``.
 
-    Raises FileNotFoundError for a missing path and ValueError for data
-    that is not Parquet.
-    """
-    src = os.fspath(src)
-    if not os.path.exists(src):
-        raise FileNotFoundError(f"{src}: no such file or directory")
-    try:
-        dataset = ds.dataset(src, format="parquet", exclude_invalid_files=False)
-        dataset.schema  # noqa: B018 -- opening the footer is the check
-        for fragment in dataset.get_fragments():
-            fragment.physical_schema  # noqa: B018
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ValueError(
-            f"{src} is not a Parquet file or a directory of Parquet files "
-            f"({str(exc).splitlines()[0]})"
-        ) from None
-    return dataset
+    Writing happens in a second thread, at most one shard in flight:
+    :meth:`write` waits for the previous one, so memory holds one shard
+    being encoded while the next window is packed (pyarrow releases the GIL
+    while it encodes). Each shard is flushed to disk and checksummed as
+    soon as it is written (:func:`bfpack.manifest.shard_record`).
 
-
-def dataset_spec(
-    dataset: ds.Dataset,
-    *,
-    columns: str | Sequence[str] | None = None,
-    pad_value: float | Mapping[str, float] | None = None,
-    position_ids: bool = False,
-) -> OutputSpec:
-    """The output spec for ``dataset``, its columns checked in every file.
-
-    The dataset's schema comes from its first file; a later file missing a
-    packed column would read as null lists (documents lost without a word),
-    and one holding something else would fail deep inside the read.
-    """
-    spec = OutputSpec.for_schema(
-        dataset.schema, columns=columns, pad_value=pad_value, position_ids=position_ids
-    )
-    for fragment in dataset.get_fragments():
-        check_same_columns(fragment.physical_schema, spec.schema, fragment.path)
-    return spec
-
-
-def _batches(dataset: ds.Dataset, names: Sequence[str]) -> Iterator[pa.RecordBatch]:
-    """Record batches of ``names``, one file at a time, in path order.
-
-    A scan of the whole dataset reads ahead across files, so its memory
-    grows with the number of files; file by file with a short read-ahead it
-    stays flat.
-    """
-    for fragment in dataset.get_fragments():
-        yield from fragment.to_batches(
-            schema=dataset.schema, columns=list(names), batch_size=_BATCH_ROWS, batch_readahead=2
-        )
-
-
-def _windows(
-    dataset: ds.Dataset, spec: OutputSpec, window_tokens: int
-) -> Iterator[tuple[pa.Table, bool]]:
-    """Yield ``(table, last)``: tables of whole documents, each just reaching
-    ``window_tokens`` tokens (the last one may hold fewer), and whether it
-    is the last.
-
-    One batch is read ahead, so the last window is known as such without
-    holding two windows in memory.
-    """
-    schema = spec.schema
-    batches = (b for b in _batches(dataset, spec.columns) if b.num_rows)
-    parts: list[pa.RecordBatch] = []
-    tokens = 0
-    yielded = False
-    batch = next(batches, None)
-    while batch is not None:
-        n = document_lengths(pa.Table.from_batches([batch]), spec.columns[:1])
-        # Rows up to the document that reaches the window, inclusive.
-        upto = int(np.searchsorted(np.cumsum(n), window_tokens - tokens)) + 1
-        if upto > batch.num_rows:
-            parts.append(batch)
-            tokens += int(n.sum())
-            batch = next(batches, None)
-            continue
-        parts.append(batch.slice(0, upto))
-        batch = batch.slice(upto) if upto < batch.num_rows else next(batches, None)
-        yield pa.Table.from_batches(parts, schema=schema), batch is None
-        yielded = True
-        parts, tokens = [], 0
-    if parts or not yielded:
-        yield pa.Table.from_batches(parts, schema=schema), True
-
-
-class _ShardWriter:
-    """Writes ``part-00000.parquet``, ... into ``folder`` in a second thread.
-
-    At most one shard is in flight: :meth:`write` waits for the previous
-    one, so memory holds one shard being encoded while the next window is
-    packed (pyarrow releases the GIL while it encodes).
+    Parameters
+    ----------
+    folder : str
+        Where the shards go.
+    row_group_size : int
+        Rows per Parquet row group.
+    first : int
+        Number of the first shard (writers of disjoint parts of one output
+        number their shards apart).
     """
 
-    def __init__(self, folder: str, seq_len: int) -> None:
+    def __init__(self, folder: str, *, row_group_size: int, first: int = 0) -> None:
         self.folder = folder
-        self.shards: list[dict[str, Any]] = []
-        self._row_group = max(16, (1 << 22) // seq_len)
+        self.row_group_size = row_group_size
+        self.records: list[dict[str, Any]] = []
+        self._next = first
         self._pool = ThreadPoolExecutor(max_workers=1)
         self._in_flight: Future | None = None
 
+    @property
+    def count(self) -> int:
+        """Shards written or in flight."""
+        return len(self.records) + (self._in_flight is not None)
+
     def write(self, table: pa.Table) -> None:
-        name = f"part-{len(self.shards):05d}.parquet"
-        self.shards.append({"file": name, "rows": table.num_rows})
+        """Start writing ``table`` as the next shard."""
+        path = os.path.join(self.folder, f"part-{self._next:05d}.parquet")
+        self._next += 1
         self._wait()
-        self._in_flight = self._pool.submit(
-            pq.write_table, table, os.path.join(self.folder, name), row_group_size=self._row_group
-        )
+        self._in_flight = self._pool.submit(self._write, table, path)
+
+    def _write(self, table: pa.Table, path: str) -> dict[str, Any]:
+        pq.write_table(table, path, row_group_size=self.row_group_size)
+        return shard_record(path, table.num_rows)
 
     def _wait(self) -> None:
         if self._in_flight is not None:
-            self._in_flight.result()
-            self._in_flight = None
+            future, self._in_flight = self._in_flight, None
+            self.records.append(future.result())
 
-    def close(self) -> None:
-        """Wait for the last shard; raise what writing it raised."""
+    def close(self) -> list[dict[str, Any]]:
+        """Wait for the last shard (raising what writing it raised); the records, in order."""
         try:
             self._wait()
         finally:
             self._pool.shutdown(wait=True)
+        return self.records
 
 
 def pack_parquet(
@@ -199,17 +128,24 @@ def pack_parquet(
     src : path
         A Parquet file or a directory of Parquet files, one row per document.
     dst : path
-        Output directory; it must not exist unless ``overwrite``. It gets
-        shards ``part-00000.parquet``, ... (one per window, each row a packed
-        sequence, as :func:`bfpack.pack_table` makes them) and, last, the
-        manifest ``.bfpack.json`` (input, options, version, stats).
+        Output directory, outside ``src`` (neither equal to it, inside it,
+        nor containing it). It gets shards ``part-00000.parquet``, ... (one
+        per window with rows, each row a packed sequence, as
+        :func:`bfpack.pack_table` makes them) and, last, the manifest
+        ``.bfpack.json`` (run id, inputs, options, shards with their sizes
+        and SHA-256, stats; see :mod:`bfpack.manifest`). Every shard has
+        the same schema: the input's list types are kept (a window of more
+        than 2**31 - 1 tokens gives columns of several list chunks, never
+        ``large_list``).
     seq_len, columns, method, long_docs, pad_value, position_ids, seed
         As in :func:`bfpack.pack_table`; ``seed`` shuffles rows within each
         shard (shard ``k`` with ``seed + k``).
     window_tokens : int
         Tokens read per window (memory scales with it).
     overwrite : bool
-        Replace an existing ``dst``.
+        Replace an existing ``dst``, if it is an earlier bfpack output (a
+        directory holding a manifest) or an empty directory; anything else
+        is refused.
     max_open : int, optional
         Sequences carried between windows (BFD). Their tokens stay in memory,
         up to ``max_open * seq_len`` per column, so the default keeps them
@@ -224,11 +160,32 @@ def pack_parquet(
     dict
         The manifest.
 
+    Raises
+    ------
+    FileNotFoundError
+        ``src`` does not exist.
+    FileExistsError
+        ``dst`` exists and may not be replaced (see ``overwrite``).
+    bfpack._staging.DestinationBusyError
+        Another run is writing ``dst`` (an OSError).
+    TypeError, ValueError
+        Bad options, ``dst`` overlapping ``src``, or input that cannot be
+        packed (the message names the file, column or row).
+
     Notes
     -----
-    Everything is written into a temporary directory beside ``dst`` and
-    renamed into place only when complete, manifest included: an
-    interrupted run never leaves a ``dst`` that looks finished.
+    Files of ``src`` whose names start with ``_`` or ``.`` are skipped, as
+    pyarrow does; a warning names them and the manifest lists them.
+    Memory holds about one window (plus the carried sequences): files are
+    read batch by batch, a column chunk streamed page by page.
+
+    The output is written into a temporary directory beside ``dst`` and
+    swapped in only when complete, manifest included, with the files and
+    directories flushed to disk first; the swap is atomic on Linux
+    (``renameat2``), so ``dst`` holds the old output or the new one at
+    every moment. A lock file beside ``dst`` is held for the whole run.
+    What an interrupted or killed run leaves beside ``dst`` (its temporary
+    directory) is removed by the next run to ``dst``.
     """
     seq_len = as_seq_len(seq_len)
     method = as_method(method).name
@@ -238,22 +195,26 @@ def pack_parquet(
     seed = as_seed(seed)
     overwrite = as_bool(overwrite, "overwrite")
     progress = as_callable(progress, "progress")
-    dst = os.path.abspath(os.fspath(dst))
-    if os.path.exists(dst) and not overwrite:
-        raise FileExistsError(f"{dst} already exists; choose another destination or overwrite it")
-    dataset = open_dataset(src)
-    spec = dataset_spec(dataset, columns=columns, pad_value=pad_value, position_ids=position_ids)
-    if max_open is None:
-        max_open = min(DEFAULT_MAX_OPEN, max(16, window_tokens // (4 * seq_len)))
-    packer = TableStreamPacker(
-        seq_len, spec, method=method, long_docs=long_docs, max_open=max_open, seed=seed
-    )
-    with staged_directory(dst) as folder:
-        shards = _write_shards(dataset, packer, folder, window_tokens, progress)
-        manifest = {
-            "bfpack_version": __version__,
-            "source": os.path.abspath(os.fspath(src)),
-            "options": {
+    check_paths(os.fspath(src), os.fspath(dst))
+    with StagedOutput(os.path.realpath(dst), overwrite=overwrite) as out:
+        source = ParquetSource.open(src)
+        spec = source.spec(columns=columns, pad_value=pad_value, position_ids=position_ids)
+        if max_open is None:
+            max_open = default_max_open(seq_len, window_tokens)
+        packer = TableStreamPacker(
+            seq_len, spec, method=method, long_docs=long_docs, max_open=max_open, seed=seed
+        )
+        writer = ShardWriter(out.folder, row_group_size=max(16, (1 << 22) // seq_len))
+        try:
+            _pack_windows(source, packer, writer, window_tokens=window_tokens, progress=progress)
+        finally:
+            shards = writer.close()
+        manifest = build_manifest(
+            run_id=new_run_id(),
+            source=os.path.abspath(os.fspath(src)),
+            inputs=[f.record() for f in source.files],
+            skipped=source.skipped,
+            options={
                 "seq_len": seq_len,
                 "columns": list(spec.columns),
                 "method": method,
@@ -264,40 +225,39 @@ def pack_parquet(
                 "window_tokens": window_tokens,
                 "max_open": max_open,
             },
-            "shards": shards,
-            "stats": packer.stats().to_dict(),
-        }
-        write_manifest(folder, manifest)
+            shards=shards,
+            stats=packer.stats().to_dict(),
+        )
+        write_manifest(out.folder, manifest)
+        out.commit()
     return manifest
 
 
-def _write_shards(
-    dataset: ds.Dataset,
+def _pack_windows(
+    source: ParquetSource,
     packer: TableStreamPacker,
-    folder: str,
+    writer: ShardWriter,
+    *,
     window_tokens: int,
     progress: Callable | None,
-) -> list[dict[str, Any]]:
+) -> None:
     """Pack window after window and write one shard per window that has rows."""
-    writer = _ShardWriter(folder, packer.seq_len)
     totals = dict(documents=0, tokens=0, sequences=0, windows=0)
-    try:
-        for table, last in _windows(dataset, packer.spec, window_tokens):
-            out = packer.step(table, last=last)
-            if out.num_rows or (last and not writer.shards):
-                # An empty dataset still gets one shard, for its schema.
-                writer.write(out)
-            stats = packer.stats()
-            totals["documents"] = stats.documents
-            totals["tokens"] = stats.tokens
-            totals["sequences"] += out.num_rows
-            totals["windows"] += 1
-            release_free_memory()
-            if progress is not None:
-                progress(dict(totals))
-    finally:
-        writer.close()
-    return writer.shards
+    for table, last in source.windows(packer.spec, window_tokens):
+        out = packer.step(table, last=last)
+        del table
+        if out.num_rows or (last and not writer.count):
+            # An empty dataset still gets one shard, for its schema.
+            writer.write(out)
+        stats = packer.stats()
+        totals["documents"] = stats.documents
+        totals["tokens"] = stats.tokens
+        totals["sequences"] += out.num_rows
+        totals["windows"] += 1
+        del out
+        release_free_memory()
+        if progress is not None:
+            progress(dict(totals))
 
 
 def _manifest_pad(pad_value: Any, spec: OutputSpec) -> float | dict[str, float] | None:

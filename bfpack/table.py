@@ -184,7 +184,7 @@ def _gather_column(
     rows: np.ndarray,
     out_offsets: np.ndarray,
     pad: float,
-) -> pa.Array:
+) -> pa.Array | pa.ChunkedArray:
     """One packed column: every piece's tokens, row by row, padded with ``pad``."""
     dtype = value_dtype(list_type)
     buffers = list_buffers(col, dtype)
@@ -302,8 +302,9 @@ def pack_table(
     Returns
     -------
     pyarrow.Table
-        One row per packed sequence: each packed column (same value type,
-        list or large_list as needed), then ``seq_lengths`` (list<int32>,
+        One row per packed sequence: each packed column (its input type:
+        list or large_list of the same values; a list column of more than
+        2**31 - 1 values comes in several chunks), then ``seq_lengths`` (list<int32>,
         the length of each piece in the row, in order), then
         ``position_ids`` if asked.
 

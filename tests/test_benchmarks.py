@@ -166,6 +166,8 @@ def test_every_benchmark_runs(smoke_run):
         "table.PackTable.time_pack_table",
         "parquet.PackParquet.time_pack_parquet",
         "parquet.PackParquetPeakRSS.track_peak_rss_mb",
+        "parquet.ParquetLayoutPeakRSS.track_pack_peak_rss_mb",
+        "parquet.ParquetLayoutPeakRSS.track_stats_peak_rss_mb",
         "peers.CountingSortFloor.time_counting_sort",
         "peers.PackTruncate.track_excess_sequences",
         "peers.LightBinPackOBFD.track_seconds_gc_on",

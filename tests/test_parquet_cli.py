@@ -82,6 +82,12 @@ def same(a, b):
     return a.replace_schema_metadata(None).equals(b.replace_schema_metadata(None))
 
 
+def same_run(a, b):
+    """Manifests of two runs with the same input and options: equal but for the run id."""
+    assert a["run_id"] != b["run_id"]
+    return {**a, "run_id": None} == {**b, "run_id": None}
+
+
 # --------------------------------------------------------------------------
 # pack_parquet
 # --------------------------------------------------------------------------
@@ -240,7 +246,7 @@ def test_seed_shuffles_within_shards(medium, tmp_path):
         )
         runs[name] = read_output(tmp_path / name)
     (a, ma), (b, mb), (c, mc), (d, _) = runs["a"], runs["b"], runs["c"], runs["d"]
-    assert same(a, b) and ma == mb
+    assert same(a, b) and same_run(ma, mb)
     assert not same(a, c) and not same(a, d)
     assert ma["options"]["seed"] == 5
     assert [s["rows"] for s in ma["shards"]] == [s["rows"] for s in mc["shards"]]
@@ -273,9 +279,16 @@ def test_existing_destination(medium, tmp_path):
     dst = tmp_path / "o"
     dst.mkdir()
     (dst / "keep.txt").write_text("mine")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileExistsError, match="already exists"):
         pack_parquet(src, dst, SEQ_LEN)
+    # Regression: overwrite replaced any directory. Only an earlier bfpack
+    # output or an empty directory is replaced.
+    with pytest.raises(FileExistsError, match="is not a bfpack output"):
+        pack_parquet(src, dst, SEQ_LEN, overwrite=True)
     assert os.listdir(dst) == ["keep.txt"]
+    (dst / "keep.txt").unlink()
+    first = pack_parquet(src, dst, SEQ_LEN, overwrite=True, columns="labels")
+    check_layout(dst, first)
     manifest = pack_parquet(src, dst, SEQ_LEN, overwrite=True, columns="input_ids")
     check_layout(dst, manifest)
     check_packed(read_output(dst)[0], lengths, SEQ_LEN, columns=["input_ids"])
@@ -523,16 +536,22 @@ def _error_inputs(tmp):
 
 
 def _overwrite_job(tmp):
-    """A refused run into an existing DST, then the same with --overwrite."""
+    """A refused run into an existing DST, refused again with --overwrite
+    (not a bfpack output), then --overwrite over an earlier output."""
     lengths = [5, 3, 9]
     pq.write_table(token_table(lengths), tmp / "a.parquet")
     dst = tmp / "o"
     dst.mkdir()
     (dst / "keep.txt").write_text("mine")
-    refused = bfpack_cli("pack", tmp / "a.parquet", dst, "--seq-len", 8)
+    refused = [
+        bfpack_cli("pack", tmp / "a.parquet", dst, "--seq-len", 8, *extra)
+        for extra in ([], ["--overwrite"])
+    ]
     after_refusal = sorted(os.listdir(dst))
+    (dst / "keep.txt").unlink()
+    first = bfpack_cli("pack", tmp / "a.parquet", dst, "--seq-len", 4, "--overwrite")
     replaced = bfpack_cli("pack", tmp / "a.parquet", dst, "--seq-len", 8, "--overwrite")
-    return refused, after_refusal, replaced, dst, lengths
+    return refused, after_refusal, (first, replaced), dst, lengths
 
 
 def _warm_numba(tmp):
@@ -697,9 +716,12 @@ def test_interrupted_run_leaves_no_destination(big_src, tmp_path):
     names = sorted(os.listdir(a))
     assert names == sorted(os.listdir(b)) and len(names) > 3
     for name in names:
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+        if name != MANIFEST:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
     ma = json.loads((a / MANIFEST).read_text())
-    assert ma == json.loads((b / MANIFEST).read_text())
+    assert same_run(ma, json.loads((b / MANIFEST).read_text()))
+    # The killed run's temporary directory went with the next run to its destination.
+    assert not os.path.exists(tmp_dirs[0])
     out, _ = read_output(a)
     assert out.column_names == ["input_ids", "seq_lengths", "position_ids"]
     assert out.schema.field("input_ids").type.value_type == pa.uint16()
@@ -744,7 +766,9 @@ def test_cli_pack(medium, cli):
     quiet = cli["tmp"] / "quiet"
     assert sorted(os.listdir(dst)) == sorted(os.listdir(quiet))
     for name in os.listdir(dst):
-        assert (dst / name).read_bytes() == (quiet / name).read_bytes()
+        if name != MANIFEST:
+            assert (dst / name).read_bytes() == (quiet / name).read_bytes()
+    assert same_run(manifest, read_output(quiet)[1])
 
 
 @pytest.mark.parametrize("method", ["ffd", "concat"])
@@ -819,10 +843,12 @@ def test_cli_shard_without_the_column(cli):
 
 def test_cli_overwrite(cli):
     refused, after_refusal, replaced, dst, lengths = cli["overwrite"].result()
-    assert refused.returncode != 0
-    assert refused.stderr.startswith("bfpack: error:") and "already exists" in refused.stderr
+    for r, text in zip(refused, ["already exists", "is not a bfpack output"]):
+        assert r.returncode != 0
+        assert r.stderr.startswith("bfpack: error:") and text in r.stderr
     assert after_refusal == ["keep.txt"]
-    assert replaced.returncode == 0, replaced.stderr
+    for r in replaced:
+        assert r.returncode == 0, r.stderr
     out, manifest = read_output(dst)
     check_layout(dst, manifest)
     check_packed(out, lengths, 8)

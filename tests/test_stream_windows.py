@@ -9,8 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import bfpack
-from bfpack.parquet import _windows as parquet_windows
-from bfpack.parquet import open_dataset
+from bfpack._source import ParquetSource
 from bfpack.stream import default_max_open, windows
 
 from tokens import token_table
@@ -59,7 +58,7 @@ def test_windows_are_the_parquet_readers(tmp_path):
     table = token_table(lengths)
     pq.write_table(table, tmp_path / "a.parquet", row_group_size=37)
     spec = spec_of(table)
-    expected = list(parquet_windows(open_dataset(tmp_path / "a.parquet"), spec, 2000))
+    expected = list(ParquetSource.open(tmp_path / "a.parquet").windows(spec, 2000))
     got = list(windows(table.to_batches(max_chunksize=53), spec, 2000))
     assert len(got) == len(expected) > 5
     for (a, la), (b, lb) in zip(got, expected):

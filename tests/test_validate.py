@@ -164,9 +164,9 @@ def test_main_reports_an_interrupt(monkeypatch, capsys, src, tmp_path):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("bfpack.__main__.pack_parquet", interrupted)
+    monkeypatch.setattr("bfpack.parquet.pack_parquet", interrupted)
     assert main(["pack", str(src), str(tmp_path / "o"), "--seq-len", "8"]) == 130
-    assert "interrupted; nothing was written" in capsys.readouterr().err
+    assert "interrupted by SIGINT; nothing was written" in capsys.readouterr().err
 
 
 def test_main_reports_errors_in_one_line(capsys, tmp_path):

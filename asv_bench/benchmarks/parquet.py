@@ -15,10 +15,17 @@ snappy), ``x1`` = one shard and ``x4`` = four (100M tokens, the size of the
   ``pack_parquet`` with ``window_tokens`` = 8M, on ``x1`` and ``x4``.
   Target: about the same peak for both (memory bounded by the window, not
   the dataset).
+- Memory against the file layout (:class:`ParquetLayoutPeakRSS`): 200M
+  int32 tokens as 64 files, as one file of 106 row groups and as one file of
+  one row group; peak RSS of a fresh process running ``pack_parquet``
+  (seq_len 2048, 1M-token windows) and ``bfpack stats``. Target: under 0.6
+  GB for every layout (issue 8; it was 0.40, 1.62 and 2.90 GB for pack).
 """
 
 import os
 import shutil
+
+import pyarrow.parquet as pq
 
 from bfpack.parquet import pack_parquet
 
@@ -26,6 +33,7 @@ from .baselines import pyarrow_rewrite
 from .common import (
     Benchmark,
     fresh_process_status,
+    make_token_table,
     median_seconds_pair,
     num_tokens,
     write_parquet_shards,
@@ -41,12 +49,27 @@ SCALES = (1, 4)
 #: The dataset the time benchmarks use.
 TIME_SCALE = 4
 
+#: Tokens of the file-layout datasets (before the smoke cap), and their layouts.
+LAYOUT_TOKENS = 200_000_000
+LAYOUTS = ("64 files", "106 row groups", "1 row group")
+#: ``window_tokens`` of the file-layout runs (scaled with the data in smoke mode).
+LAYOUT_WINDOW_TOKENS = 1 << 20
+
 #: What the fresh process runs (``sys.argv[1:]``: src, dst, seq_len, window_tokens).
 PACK_PARQUET_CHILD = """
 import sys
 from bfpack.parquet import pack_parquet
 src, dst, seq_len, window = sys.argv[1:]
 pack_parquet(src, dst, int(seq_len), window_tokens=int(window), overwrite=True)
+"""
+
+
+#: ``bfpack stats`` in a fresh process (``sys.argv[1:]``: src, seq_len).
+STATS_CHILD = """
+import sys
+from bfpack.__main__ import main
+src, seq_len = sys.argv[1:]
+assert main(["stats", src, "--seq-len", seq_len]) == 0
 """
 
 
@@ -174,3 +197,64 @@ class PackParquetPeakRSS(ParquetDatasets):
         return status["VmHWM"] * 1024 / 1e6
 
     track_peak_rss_mb.unit = "MB"
+
+
+def write_layouts(root):
+    """The same tokens as ``root/files64/``, ``root/rg106.parquet`` and ``root/rg1.parquet``."""
+    os.makedirs(os.path.join(root, "files64"), exist_ok=True)
+    table = make_token_table(num_tokens(LAYOUT_TOKENS))
+    n = table.num_rows
+    pq.write_table(table, os.path.join(root, "rg106.parquet"), row_group_size=-(-n // 106))
+    pq.write_table(table, os.path.join(root, "rg1.parquet"), row_group_size=n)
+    per = -(-n // 64)
+    for k in range(64):
+        path = os.path.join(root, "files64", f"part-{k:05d}.parquet")
+        pq.write_table(table.slice(k * per, per), path)
+    pq.write_table(table.slice(0, 200), os.path.join(root, "tiny.parquet"))
+
+
+class ParquetLayoutPeakRSS(Benchmark):
+    """Peak RSS of fresh processes on 200M tokens laid out three ways:
+    memory follows the window, not the files or their row groups."""
+
+    params = [list(LAYOUTS)]
+    param_names = ["layout"]
+    timeout = 1200.0
+
+    def setup_cache(self):
+        root = os.path.abspath("bfpack-layouts")
+        write_layouts(root)
+        return root
+
+    def setup(self, root, layout):
+        self.src = os.path.join(
+            root,
+            {
+                "64 files": "files64",
+                "106 row groups": "rg106.parquet",
+                "1 row group": "rg1.parquet",
+            }[layout],
+        )
+        self.dst = os.path.join(root, f"out-{os.getpid()}")
+        self.window = max(1, num_tokens(LAYOUT_TOKENS) * LAYOUT_WINDOW_TOKENS // LAYOUT_TOKENS)
+        # Compile (or load) the kernels into numba's on-disk cache for the children.
+        pack_parquet(
+            os.path.join(root, "tiny.parquet"),
+            self.dst,
+            SEQ_LEN,
+            window_tokens=5_000,
+            overwrite=True,
+        )
+        shutil.rmtree(self.dst, ignore_errors=True)
+
+    def track_pack_peak_rss_mb(self, root, layout):
+        status = pack_parquet_peak(self.src, self.dst, self.window)
+        return status["VmHWM"] * 1024 / 1e6
+
+    track_pack_peak_rss_mb.unit = "MB"
+
+    def track_stats_peak_rss_mb(self, root, layout):
+        status = fresh_process_status(STATS_CHILD, self.src, SEQ_LEN)
+        return status["VmHWM"] * 1024 / 1e6
+
+    track_stats_peak_rss_mb.unit = "MB"

@@ -1,0 +1,477 @@
+"""The life of an output directory (``bfpack._staging``): path checks, the
+lock, recovery after dead runs, the atomic swap, durability, permissions."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from bfpack import _staging
+from bfpack._staging import (
+    DestinationBusyError,
+    DestinationLock,
+    StagedOutput,
+    check_destination,
+    check_paths,
+    recover,
+)
+from bfpack.manifest import LEGACY_MANIFEST, MANIFEST
+
+
+def make_output(path, text="old"):
+    """A directory that looks like a finished bfpack output."""
+    os.makedirs(path)
+    (path / MANIFEST).write_text("{}")
+    (path / "part-00000.parquet").write_text(text)
+
+
+def beside(dst):
+    """Names beside ``dst`` that belong to it (lock, staged, set aside)."""
+    return sorted(n for n in os.listdir(dst.parent) if n.startswith(f".{dst.name}."))
+
+
+def write(out, text="new"):
+    """Fill the staged directory as a finished run would."""
+    for name, content in (("part-00000.parquet", text), (MANIFEST, "{}")):
+        with open(os.path.join(out.folder, name), "w") as f:
+            f.write(content)
+
+
+# --------------------------------------------------------------------------
+# Paths (findings 2 and 3)
+
+
+@pytest.mark.parametrize(
+    "src,dst,why",
+    [
+        ("data", "data", "is the source"),
+        ("data", "data/out", "is inside the source"),
+        ("data/sub/x.parquet", "data", "contains the source"),
+        ("data", ".", "contains the source"),
+        ("data", "data/../data/./", "is the source"),
+        ("link", "data/out", "is inside the source"),  # link -> data
+        ("data", "link/out", "is inside the source"),
+    ],
+)
+def test_destination_overlapping_the_source_is_refused(tmp_path, monkeypatch, src, dst, why):
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("data/sub")
+    os.symlink(tmp_path / "data", "link")
+    with pytest.raises(ValueError, match=why):
+        check_paths(src, dst)
+
+
+@pytest.mark.parametrize("src,dst", [("data", "data2"), ("data2", "data"), ("a/data", "b/data")])
+def test_destination_beside_the_source_is_fine(tmp_path, monkeypatch, src, dst):
+    monkeypatch.chdir(tmp_path)
+    check_paths(src, dst)  # a common prefix of names is not containment
+
+
+def test_what_overwrite_replaces(tmp_path):
+    check_destination(str(tmp_path / "absent"), overwrite=False)
+    (tmp_path / "empty").mkdir()
+    check_destination(str(tmp_path / "empty"), overwrite=True)
+    make_output(tmp_path / "out")
+    check_destination(str(tmp_path / "out"), overwrite=True)
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / LEGACY_MANIFEST).write_text("{}")
+    check_destination(str(legacy), overwrite=True)
+    with pytest.raises(FileExistsError, match="already exists"):
+        check_destination(str(tmp_path / "out"), overwrite=False)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("years of work")
+    with pytest.raises(FileExistsError, match=r"not a bfpack output \(it holds no \.bfpack\.json"):
+        check_destination(str(tmp_path / "mine"), overwrite=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="is not a directory"):
+        check_destination(str(tmp_path / "file"), overwrite=True)
+
+
+# --------------------------------------------------------------------------
+# The lock (finding 7)
+
+
+def test_lock_is_exclusive_and_names_its_owner(tmp_path):
+    dst = str(tmp_path / "out")
+    first = DestinationLock(dst)
+    first.acquire()
+    with open(first.path) as f:
+        assert f.read().strip() == str(os.getpid())
+    # Another process cannot take it, and hears who holds it.
+    code = textwrap.dedent(
+        f"""
+        from bfpack._staging import DestinationLock, DestinationBusyError
+        try:
+            DestinationLock({dst!r}).acquire()
+        except DestinationBusyError as exc:
+            print(exc)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert f"{dst} is being written by another bfpack run (pid {os.getpid()})" in out.stdout
+    # Nor can this process through a second open file.
+    with pytest.raises(DestinationBusyError, match="wait for it to finish"):
+        DestinationLock(dst).acquire()
+    first.release()
+    assert not os.path.exists(first.path)
+    second = DestinationLock(dst)
+    second.acquire()
+    second.release()
+    second.release()  # idempotent
+
+
+def test_lock_left_by_a_killed_process_is_taken_over(tmp_path):
+    dst = str(tmp_path / "out")
+    code = f"from bfpack._staging import DestinationLock; DestinationLock({dst!r}).acquire()\n"
+    code += "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    p = subprocess.run([sys.executable, "-c", code])
+    assert p.returncode == -signal.SIGKILL
+    lock = DestinationLock(dst)
+    assert os.path.exists(lock.path)  # the dead run's file, unlocked by the kernel
+    lock.acquire()
+    lock.release()
+    assert not os.path.exists(lock.path)
+
+
+def test_lock_file_replaced_between_open_and_flock(tmp_path, monkeypatch):
+    # The previous owner unlinks the file after we opened it: we must not
+    # keep a lock on a file nobody else sees.
+    dst = str(tmp_path / "out")
+    lock = DestinationLock(dst)
+    real_flock = _staging.fcntl.flock
+    calls = []
+
+    def flock(fd, op):
+        calls.append(fd)
+        if len(calls) == 1:
+            os.unlink(lock.path)
+        return real_flock(fd, op)
+
+    monkeypatch.setattr(_staging.fcntl, "flock", flock)
+    lock.acquire()
+    assert len(calls) == 2
+    assert os.path.samestat(os.fstat(lock._fd), os.stat(lock.path))
+    lock.release()
+
+
+def test_staged_output_holds_the_lock(tmp_path):
+    dst = tmp_path / "out"
+    with StagedOutput(str(dst), overwrite=False):
+        with pytest.raises(DestinationBusyError):
+            with StagedOutput(str(dst), overwrite=False):
+                pass  # pragma: no cover
+    assert beside(dst) == []
+
+
+# --------------------------------------------------------------------------
+# Swap, recovery, durability (findings 6, 7, 10)
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+@pytest.mark.parametrize("earlier", [True, False])
+def test_commit_replaces_an_earlier_output(tmp_path, monkeypatch, exchange, earlier):
+    if not exchange:
+        monkeypatch.setattr(_staging, "_renameat2", lambda: None)
+    dst = tmp_path / "out"
+    if not earlier:
+        with StagedOutput(str(dst), overwrite=False) as out:
+            write(out, "old")
+            out.commit()
+    else:
+        make_output(dst)
+    with StagedOutput(str(dst), overwrite=True) as out:
+        write(out)
+        assert os.path.isdir(out.folder) and (dst / "part-00000.parquet").read_text() == "old"
+        out.commit()
+    assert (dst / "part-00000.parquet").read_text() == "new"
+    assert beside(dst) == []
+
+
+def test_exchange_is_used_where_available(tmp_path, monkeypatch):
+    if _staging._renameat2() is None:
+        pytest.skip("no renameat2 here")
+    calls = []
+    real = _staging.rename2
+
+    def spy(src, dst, flags):
+        calls.append(flags)
+        return real(src, dst, flags)
+
+    monkeypatch.setattr(_staging, "rename2", spy)
+    dst = tmp_path / "out"
+    make_output(dst)
+    with StagedOutput(str(dst), overwrite=True) as out:
+        write(out)
+        out.commit()
+    assert calls == [_staging._RENAME_EXCHANGE]
+
+
+def test_rename2_reports_errors(tmp_path):
+    if _staging._renameat2() is None:
+        pytest.skip("no renameat2 here")
+    # Flags the kernel does not know: unsupported, not an error.
+    assert _staging.rename2(str(tmp_path / "a"), str(tmp_path / "b"), 1 << 20) is False
+    with pytest.raises(FileNotFoundError):
+        _staging.rename2(str(tmp_path / "a"), str(tmp_path / "b"), 0)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(FileExistsError):
+        _staging.rename2(str(tmp_path / "a"), str(tmp_path / "b"), _staging._RENAME_NOREPLACE)
+
+
+def test_commit_refuses_what_appeared_meanwhile(tmp_path):
+    dst = tmp_path / "out"
+    with pytest.raises(FileExistsError):
+        with StagedOutput(str(dst), overwrite=False) as out:
+            write(out)
+            dst.mkdir()  # someone else's directory, created while we packed
+            (dst / "theirs").write_text("x")
+            out.commit()
+    assert os.listdir(dst) == ["theirs"]
+    assert beside(dst) == []
+
+
+def test_swap_cut_short_is_restored_by_the_next_run(tmp_path, monkeypatch):
+    # Without renameat2 the old output is renamed aside, then the new one
+    # in; a process dying between the two renames leaves no destination.
+    monkeypatch.setattr(_staging, "_renameat2", lambda: None)
+    dst = tmp_path / "out"
+    make_output(dst)
+    real_rename = os.rename
+
+    def die_on_second(src, target):
+        real_rename(src, target)
+        if ".old-" in target:
+            raise SystemExit("killed")  # stands for SIGKILL: no cleanup below runs
+
+    monkeypatch.setattr(_staging.os, "rename", die_on_second)
+    out = StagedOutput(str(dst), overwrite=True).__enter__()
+    write(out)
+    with pytest.raises(SystemExit):
+        out.commit()
+    monkeypatch.setattr(_staging.os, "rename", real_rename)
+    out._lock.release()  # the kernel would drop the dead process's lock
+    assert not dst.exists()
+    assert [n.split("-")[0] for n in beside(dst)] == [".out.old", ".out.tmp"]
+    # The next run (to any end) puts the old output back and clears the rest.
+    with pytest.raises(FileExistsError):
+        with StagedOutput(str(dst), overwrite=False):
+            pass  # pragma: no cover
+    assert (dst / "part-00000.parquet").read_text() == "old"
+    assert beside(dst) == []
+
+
+def test_recover_handles_bfpack_01_leftovers(tmp_path):
+    dst = tmp_path / "out"
+    # bfpack 0.1: mkdtemp names (no pid), the old output in old-*/d.
+    make_output(tmp_path / ".out.old-k2j4h5g1" / "d")
+    (tmp_path / ".out.tmp-abcd1234").mkdir()
+    (tmp_path / ".out.tmp-abcd1234" / "part-00000.parquet").write_text("partial")
+    # Not ours: another destination whose name extends ours, and other files.
+    (tmp_path / ".out.tmp-1.tmp-5-ab12").mkdir()
+    (tmp_path / ".outer.tmp-5-ab12").mkdir()
+    recover(str(dst))
+    assert (dst / "part-00000.parquet").read_text() == "old"
+    assert sorted(os.listdir(tmp_path)) == [".out.tmp-1.tmp-5-ab12", ".outer.tmp-5-ab12", "out"]
+
+
+def test_recover_never_restores_what_is_not_an_output(tmp_path):
+    dst = tmp_path / "out"
+    (tmp_path / ".out.old-77-ab").mkdir()
+    make_output(tmp_path / ".out.old-78-cd")
+    make_output(dst, "current")
+    recover(str(dst))  # dst exists: set-aside copies are stale
+    assert (dst / "part-00000.parquet").read_text() == "current"
+    assert os.listdir(tmp_path) == ["out"]
+    (tmp_path / ".out.old-79-ef").mkdir()  # empty: not an output
+    os.rename(dst, tmp_path / "elsewhere")
+    recover(str(dst))
+    assert not dst.exists() and sorted(os.listdir(tmp_path)) == ["elsewhere"]
+
+
+def test_stale_temporary_directories_are_removed_by_the_next_run(tmp_path):
+    dst = tmp_path / "out"
+    for pid in (1, 999_999_999):
+        d = tmp_path / f".out.tmp-{pid}-deadbeef"
+        d.mkdir()
+        (d / "part-00000.parquet").write_text("partial")
+    with StagedOutput(str(dst), overwrite=False) as out:
+        assert beside(dst) == [".out.lock", os.path.basename(out.folder)]
+        assert os.path.basename(out.folder).startswith(f".out.tmp-{os.getpid()}-")
+        write(out)
+        out.commit()
+    assert beside(dst) == []
+
+
+def test_failure_before_commit_leaves_nothing(tmp_path):
+    dst = tmp_path / "out"
+    make_output(dst)
+    with pytest.raises(KeyboardInterrupt):
+        with StagedOutput(str(dst), overwrite=True) as out:
+            write(out)
+            raise KeyboardInterrupt
+    assert (dst / "part-00000.parquet").read_text() == "old"
+    assert beside(dst) == []
+    with pytest.raises(RuntimeError, match="only inside the with block"):
+        out.folder  # noqa: B018
+
+
+def test_interrupt_after_the_swap_keeps_the_new_output(tmp_path, monkeypatch):
+    # Regression: a KeyboardInterrupt after the swap deleted the finished
+    # new output.
+    dst = tmp_path / "out"
+    make_output(dst)
+
+    def interrupted(path, ignore_errors=False):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        with StagedOutput(str(dst), overwrite=True) as out:
+            write(out)
+            monkeypatch.setattr(_staging.shutil, "rmtree", interrupted)
+            out.commit()
+    monkeypatch.undo()
+    assert (dst / "part-00000.parquet").read_text() == "new"
+    # The old output, left beside, goes with the next run.
+    assert len(beside(dst)) == 1
+    recover(str(dst))
+    assert beside(dst) == []
+
+
+def test_signals_are_held_during_the_swap(tmp_path, monkeypatch):
+    dst = tmp_path / "out"
+    seen = []
+
+    def handler(signum, frame):
+        seen.append(("handler", os.path.exists(dst / MANIFEST)))
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    real_swap = StagedOutput._swap
+
+    def swap_then_signal(self, folder):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-swap
+        seen.append("swapping")
+        return real_swap(self, folder)
+
+    monkeypatch.setattr(StagedOutput, "_swap", swap_then_signal)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with StagedOutput(str(dst), overwrite=False) as out:
+                write(out)
+                out.commit()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    # The handler ran once the swap was complete, and the output stayed.
+    assert seen == ["swapping", ("handler", True)]
+    assert (dst / "part-00000.parquet").read_text() == "new"
+
+
+def test_fsync_everything_before_the_swap(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(_staging, "fsync_dir", lambda p: synced.append(("dir", p)))
+    real_swap = StagedOutput._swap
+
+    def swap(self, folder):
+        synced.append(("swap", folder))
+        return real_swap(self, folder)
+
+    monkeypatch.setattr(StagedOutput, "_swap", swap)
+    dst = tmp_path / "out"
+    with StagedOutput(str(dst), overwrite=False) as out:
+        write(out)
+        out.commit()
+    folder = out._names.parent
+    assert synced[0][0] == "dir" and synced[1][0] == "swap" and synced[0][1] == synced[1][1]
+    assert synced[2] == ("dir", folder)
+
+
+def test_fsync_dir_tolerates_file_systems_that_cannot(tmp_path, monkeypatch):
+    import errno
+
+    def refuse(fd):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(_staging.os, "fsync", refuse)
+    _staging.fsync_dir(str(tmp_path))
+    monkeypatch.setattr(
+        _staging.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error"))
+    )
+    with pytest.raises(OSError, match="I/O error"):
+        _staging.fsync_dir(str(tmp_path))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_destination_honours_the_umask(tmp_path, umask):
+    # Regression: the destination was created 0700 (by mkdtemp) whatever the umask.
+    dst = tmp_path / "out"
+    old = os.umask(umask)
+    try:
+        with StagedOutput(str(dst), overwrite=False) as out:
+            write(out)
+            out.commit()
+    finally:
+        os.umask(old)
+    assert os.stat(dst).st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_lock_owner_unknown(tmp_path):
+    # A lock file whose content is not a pid (another tool's, or mid-write).
+    dst = str(tmp_path / "out")
+    path = DestinationLock(dst).path
+    with open(path, "w") as f:
+        f.write("not a pid")
+        f.flush()
+        _staging.fcntl.flock(f.fileno(), _staging.fcntl.LOCK_EX)
+        with pytest.raises(DestinationBusyError) as info:
+            DestinationLock(dst).acquire()
+    assert "pid" not in str(info.value) and "another bfpack run;" in str(info.value)
+
+
+def test_default_sigterm_during_the_swap_kills_after_it(tmp_path):
+    # With no handler (the Python API, not the command line), SIGTERM kills
+    # the process: held back during the swap, it lands once the new output
+    # is in place.
+    dst = tmp_path / "out"
+    code = textwrap.dedent(
+        f"""
+        import os, signal
+        from bfpack._staging import StagedOutput
+        real = StagedOutput._swap
+        def swap(self, folder):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return real(self, folder)
+        StagedOutput._swap = swap
+        with StagedOutput({str(dst)!r}, overwrite=False) as out:
+            open(os.path.join(out.folder, {MANIFEST!r}), "w").close()
+            out.commit()
+            print("survived")
+        """
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == -signal.SIGTERM and p.stdout == ""
+    assert os.listdir(dst) == [MANIFEST]
+
+
+def test_commit_from_another_thread(tmp_path):
+    import threading
+
+    dst = tmp_path / "out"
+    errors = []
+
+    def run():
+        try:
+            with StagedOutput(str(dst), overwrite=False) as out:
+                write(out)
+                out.commit()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    assert errors == [] and (dst / "part-00000.parquet").read_text() == "new"
