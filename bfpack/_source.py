@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._validate import check_same_columns, is_list_type
+from ._validate import ATTENTION_MASK, check_same_columns, is_list_type
 from .stream import windows as stream_windows
 from .table import OutputSpec, document_lengths
 
@@ -112,7 +112,9 @@ class ParquetSource:
         first file happens to have would drop the others' without a word).
         """
         if columns is None:
-            columns = self._common_list_columns()
+            # Every file must have them; the first file's then stand for all,
+            # and OutputSpec picks them (attention_mask left out, with a warning).
+            self._check_common_list_columns()
         for f in self.files:
             _check_unique(f, columns)
         spec = OutputSpec.for_schema(
@@ -122,9 +124,13 @@ class ParquetSource:
             check_same_columns(f.schema, spec.schema, f.path)
         return spec
 
-    def _common_list_columns(self) -> list[str] | None:
-        """The list columns of every file (first file's order), or None if none has any."""
-        per_file = [[x.name for x in f.schema if is_list_type(x.type)] for f in self.files]
+    def _check_common_list_columns(self) -> None:
+        """ValueError unless every file has the same list columns (those that
+        would be packed by default: ``attention_mask`` never is)."""
+        per_file = [
+            [x.name for x in f.schema if is_list_type(x.type) and x.name != ATTENTION_MASK]
+            for f in self.files
+        ]
         union = list(dict.fromkeys(n for names in per_file for n in names))
         for name in union:
             has = next(f for f, names in zip(self.files, per_file) if name in names)
@@ -141,7 +147,6 @@ class ParquetSource:
                         f"({found}): every file must hold the packed columns; pass "
                         f"columns={common} to pack the list columns all files have"
                     )
-        return union or None
 
     def batches(self, spec: OutputSpec, *, batch_tokens: int) -> Iterator[pa.RecordBatch]:
         """Non-empty record batches of the packed columns, file after file, typed as ``spec``.
@@ -237,7 +242,10 @@ def _open_file(path: str, name: str) -> SourceFile:
 
 def _check_unique(f: SourceFile, columns: Any) -> None:
     """ValueError when a packed column's name appears twice in the file."""
-    names = [columns] if isinstance(columns, str) else columns
+    if columns is None:  # the default: its list columns
+        names: Any = [x.name for x in f.schema if is_list_type(x.type)]
+    else:
+        names = [columns] if isinstance(columns, str) else columns
     if not isinstance(names, (list, tuple)):
         return  # as_columns says what is wrong with it
     for name in dict.fromkeys(n for n in names if isinstance(n, str)):

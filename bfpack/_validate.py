@@ -16,13 +16,15 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from ._jit import readonly
-from .methods import METHODS, Method
+
+if TYPE_CHECKING:
+    from .methods import Method
 
 LONG_DOCS = ("split", "truncate")
 INT64_MAX = int(np.iinfo(np.int64).max)
@@ -177,6 +179,8 @@ def as_choice(value: Any, name: str, choices: Sequence[str]) -> str:
 
 def as_method(method: Any) -> Method:
     """The registered :class:`~bfpack.methods.Method` named ``method``."""
+    from .methods import METHODS  # the registry imports this module
+
     return METHODS[as_choice(method, "method", tuple(METHODS))]
 
 

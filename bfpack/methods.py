@@ -20,7 +20,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _validate  # the module, not its names: _validate imports METHODS from here
 from ._jit import readonly
 from ._kernels.bfd import best_fit
 from ._kernels.concat import concatenate
@@ -28,6 +27,7 @@ from ._kernels.ffd import first_fit
 from ._kernels.layout import lay_out
 from ._kernels.pieces import sort_pieces
 from ._kernels.results import Layout, PieceCounts
+from ._validate import check_layout_fits
 
 # Below this many pieces and documents, scratch indices are int32. A module
 # constant so that tests can force the int64 path on small inputs.
@@ -93,7 +93,7 @@ def any_fit(kernel: Callable) -> Placer:
         # Any fit opens at most 2 T / L + 1 sequences (see max_new_sequences).
         packed = int(counts.tokens) - int(counts.tokens_dropped)
         new_seqs = min(num_pieces, 2 * packed // seq_len + 1)
-        _validate.check_layout_fits(num_pieces, open_free.shape[0] + new_seqs, seq_len)
+        check_layout_fits(num_pieces, open_free.shape[0] + new_seqs, seq_len)
         start = np.empty(num_pieces, dtype=np.int64)
         if max(num_pieces, lengths.shape[0]) < _INT32_INDEX_LIMIT:
             # The scratch arrays, at half width, live in the memory of
@@ -124,7 +124,7 @@ def _place_concat(
     # Every document is one piece plus one per sequence boundary inside it.
     num_seqs = -(-int(counts.tokens) // seq_len)
     num_docs = lengths.shape[0] - int(counts.empty_documents)
-    _validate.check_layout_fits(num_docs + num_seqs, num_seqs, seq_len)
+    check_layout_fits(num_docs + num_seqs, num_seqs, seq_len)
     result = concatenate(lengths, seq_len)
     # Every sequence is full but the last, which holds what is left.
     num_seqs = result.layout.seq_offsets.shape[0] - 1

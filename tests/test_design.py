@@ -65,3 +65,26 @@ def test_io_modules_hold_no_packing_logic():
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not imported & {"methods", "packing", "_kernels", "_kernels.layout"}
     assert "stream" in imported
+
+
+OPTIONAL = {"hf": "datasets", "torch": "torch", "plot": "matplotlib", "_demo": "numba"}
+
+
+def test_every_module_imports_on_its_own():
+    # A module imported first, before any other of the package, must not
+    # meet a partly initialised one (a cycle that import order used to hide).
+    import importlib.util
+
+    failed = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        needs = OPTIONAL.get(parts[-1])
+        if needs and importlib.util.find_spec(needs) is None:
+            continue
+        name = ".".join(parts)
+        done = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True)
+        if done.returncode:
+            failed.append(f"{name}: {done.stderr.decode().strip().splitlines()[-1]}")
+    assert not failed, "\n".join(failed)
