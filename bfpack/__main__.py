@@ -176,8 +176,9 @@ def _output_options(parser, suffix=""):
         "--quiet",
         action="store_true",
         dest="quiet" + suffix,
-        help="no progress bar, no summary, no log lines; warnings and errors still show "
-        "(default: a progress bar when stderr is a terminal)",
+        help="no progress bar and no log lines; pack prints no summary, verify only what "
+        "is wrong; warnings and errors still show (default: a progress bar when stderr is "
+        "a terminal)",
     )
 
 
