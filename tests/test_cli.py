@@ -592,3 +592,25 @@ def test_pack_through_the_cli_packs_like_the_library(src, tmp_path, monkeypatch)
     )
     assert status == 0 and out == ""
     check_packed(pq.read_table(tmp_path / "o"), LENGTHS, SEQ_LEN, pad=0)
+
+
+def test_streams_that_are_no_terminals():
+    class Closed(io.StringIO):
+        def isatty(self):
+            raise ValueError("I/O operation on closed file")
+
+    assert not Console(Closed()).bars
+    assert not Console(object()).bars  # no isatty at all
+
+
+def test_a_failing_stream_never_fails_the_run(monkeypatch):
+    class Broken(io.StringIO):
+        def write(self, text):
+            raise OSError("disk full")
+
+    reported = []
+    monkeypatch.setattr(logging.Handler, "handleError", lambda _, record: reported.append(record))
+    console = Console(Broken(), verbosity=1)
+    with console.logging():
+        logging.getLogger("bfpack.x").info("lost")  # logging's rule: no exception from a handler
+    assert [r.getMessage() for r in reported] == ["lost"]
