@@ -60,9 +60,12 @@ def _pad_value(given):
     """``--pad-value`` as ``pack_parquet`` takes it: one number, or one per column."""
     if not given:
         return None
-    named = {column: value for column, value in given if column is not None}
-    if len(named) == len(given):
-        return named
+    columns = [column for column, _ in given if column is not None]
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise ValueError(f"--pad-value: column {twice[0]!r} is given twice")
+    if len(columns) == len(given):
+        return dict(given)
     if len(given) == 1:
         return given[0][1]
     raise ValueError(

@@ -91,7 +91,8 @@ class Console:
         try:
             yield
         finally:
-            logger.level, logger.handlers, logger.propagate = saved
+            level, logger.handlers, logger.propagate = saved
+            logger.setLevel(level)  # which also clears the loggers' cached levels
 
     # -- progress ------------------------------------------------------------
 

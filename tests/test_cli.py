@@ -474,6 +474,7 @@ def test_main_leaves_logging_as_it_found_it(src, monkeypatch):
         run(["-vv", "stats", src, "--seq-len", 8], monkeypatch)
         assert logger.handlers == [mine] and logger.level == logging.CRITICAL
         assert logger.propagate
+        assert not logging.getLogger("bfpack._source").isEnabledFor(logging.DEBUG)  # no stale cache
     finally:
         logger.removeHandler(mine)
         logger.setLevel(logging.NOTSET)
@@ -566,6 +567,7 @@ def test_pad_value_per_column(tmp_path, monkeypatch):
         (["1", "2"], "give one VALUE for every packed column, or COLUMN=VALUE"),
         (["1", "weight=2"], "give one VALUE for every packed column, or COLUMN=VALUE"),
         (["weight=2"], "pad_value has no value for column(s) ['input_ids']"),
+        (["weight=2", "input_ids=0", "weight=3"], "column 'weight' is given twice"),
     ],
 )
 def test_pad_value_errors(tmp_path, monkeypatch, pads, text):
