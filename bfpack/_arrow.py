@@ -4,7 +4,8 @@ A list column arrives as one or more chunks, each a flat ``values`` buffer
 and an ``offsets`` buffer (document ``i`` of the chunk is
 ``values[offsets[i]:offsets[i + 1]]``). Sliced arrays keep their original
 buffers and shifted offsets, which index the same way, so nothing is copied
-on input but the offsets (widened to int64, a few bytes per document).
+on input but the offsets (turned into the int64 address of each document's
+first token, 8 bytes per document: :func:`document_addresses`).
 """
 
 from __future__ import annotations
