@@ -4,18 +4,18 @@ A list column arrives as one or more chunks, each a flat ``values`` buffer
 and an ``offsets`` buffer (document ``i`` of the chunk is
 ``values[offsets[i]:offsets[i + 1]]``). Sliced arrays keep their original
 buffers and shifted offsets, which index the same way, so nothing is copied
-on input but the offsets (widened to int64, a few bytes per document).
+on input but the offsets (turned into the int64 address of each document's
+first token, 8 bytes per document: :func:`document_addresses`).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
 import pyarrow as pa
 
-from ._jit import readonly, token_view
+from ._jit import readonly
 
 INT32_MAX = int(np.iinfo(np.int32).max)
 #: Values one list array holds at most (its offsets are int32). A module
@@ -23,31 +23,34 @@ INT32_MAX = int(np.iinfo(np.int32).max)
 MAX_LIST_VALUES = INT32_MAX
 
 
-class ListBuffers(NamedTuple):
-    """The buffers of a list column, in the types the gather kernel takes."""
+class TokenAddresses(NamedTuple):
+    """Where every document's tokens start, as the gather kernel takes them."""
 
-    values: numba.typed.List  # per chunk: the values as unsigned ints (read-only)
-    offsets: numba.typed.List  # per chunk: int64 offsets into its values (read-only)
-    chunk_first_doc: np.ndarray  # int64: first document of each chunk, then the total
+    doc_address: np.ndarray  # int64, read-only: address of document d's first token
+    buffers: tuple[np.ndarray, ...]  # the chunks' values, which the addresses point into
 
 
-def list_buffers(col: pa.ChunkedArray, dtype: np.dtype) -> ListBuffers:
-    """Zero-copy views of every non-empty chunk of the list column ``col``."""
+def document_addresses(col: pa.ChunkedArray, dtype: np.dtype) -> TokenAddresses:
+    """The address of each document's first token in the list column ``col``.
+
+    Every chunk's values stay where Arrow holds them (sliced arrays
+    included); only the offsets become addresses (8 bytes per document).
+    The addresses are valid while the returned ``buffers`` (views of
+    ``col``'s buffers) are alive.
+    """
     off_dtype = np.dtype(np.int64 if pa.types.is_large_list(col.type) else np.int32)
-    values = numba.typed.List()
-    offsets = numba.typed.List()
-    first_doc = [0]
+    addresses = [np.zeros(0, dtype=np.int64)]
+    buffers = []
     for chunk in col.chunks:
         if len(chunk) == 0:
             continue
-        values.append(token_view(_primitive_view(chunk.values, dtype)))
-        offsets.append(readonly(_primitive_view(chunk.offsets, off_dtype).astype(np.int64)))
-        first_doc.append(first_doc[-1] + len(chunk))
-    if not len(values):
-        values.append(token_view(readonly(np.empty(0, dtype=dtype))))
-        offsets.append(readonly(np.zeros(1, dtype=np.int64)))
-        first_doc.append(0)
-    return ListBuffers(values, offsets, readonly(np.array(first_doc, dtype=np.int64)))
+        values = _primitive_view(chunk.values, dtype)
+        offsets = _primitive_view(chunk.offsets, off_dtype)[:-1].astype(np.int64)
+        offsets *= dtype.itemsize
+        offsets += values.ctypes.data
+        addresses.append(offsets)
+        buffers.append(values)
+    return TokenAddresses(readonly(np.concatenate(addresses)), tuple(buffers))
 
 
 def _primitive_view(arr: pa.Array, dtype: np.dtype) -> np.ndarray:

@@ -43,7 +43,7 @@ class _CompileNotice(numba_event.Listener):
         self.started = None
 
     def on_start(self, event):
-        # numba's own helpers (typed lists) compile in every process: not ours to announce.
+        # Only bfpack's kernels are announced, not whatever numba compiles for itself.
         module = getattr(event.data["dispatcher"].py_func, "__module__", "") or ""
         if self.started is None and module.startswith("bfpack."):
             self.started = time.perf_counter()

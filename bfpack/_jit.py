@@ -15,7 +15,12 @@ normalise what they pass and the variants stay few and known:
 - token buffers are passed as unsigned integers of their width
   (:func:`token_view`): moving tokens never looks at their values, so a
   float32 column and an int32 column share the ``uint32`` variant, and
-  there are four variants of the gather kernel in all.
+  there are four variants of the gather kernel in all. The gather kernel
+  reads a column's chunks where Arrow holds them, by address (an int64
+  per document, :func:`as_pointer`): one argument type whatever the
+  number of chunks, and no ``numba.typed.List``, whose own helpers numba
+  compiles again in every process (about 0.9 s) because it never caches
+  them.
 
 ``tests/test_compile.py`` runs every public path on inputs of every kind and
 checks that no kernel gained a variant beyond these.
@@ -61,6 +66,7 @@ Kernels release the GIL (``nogil=True``): a shard can be encoded by pyarrow
 in one thread while the next window is packed in another.
 """
 
+import ctypes
 import os
 import sys
 import warnings
@@ -69,8 +75,10 @@ from typing import Any, cast
 
 import numba
 import numpy as np
-from numba.core import caching
+from numba.core import caching, cgutils
+from numba.core import config as numba_config
 from numba.core.dispatcher import Dispatcher
+from numba.extending import intrinsic
 
 
 def _numba_class(name: str) -> Any:
@@ -209,3 +217,23 @@ def token_bits(value: float, dtype: np.dtype) -> np.generic:
     """``value`` stored as ``dtype``, as the unsigned integer of its bits."""
     bits = np.array(value, dtype=dtype).view(_UNSIGNED[dtype.itemsize])
     return cast(np.generic, bits[()])
+
+
+def _as_pointer_python(address: int) -> ctypes.c_void_p:
+    return ctypes.c_void_p(int(address))
+
+
+@intrinsic
+def _as_pointer_jit(typingctx: Any, address: Any) -> Any:
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return numba.types.voidptr(address), codegen
+
+
+#: ``as_pointer(address)``: an integer memory address as a pointer that
+#: ``carray(pointer, n, dtype)`` views as an array, in a kernel (or, with
+#: ``NUMBA_DISABLE_JIT``, in Python). The caller keeps the memory alive.
+_JIT_DISABLED = bool(vars(numba_config).get("DISABLE_JIT"))
+as_pointer = cast(Callable[[Any], Any], _as_pointer_python if _JIT_DISABLED else _as_pointer_jit)
+carray = numba.carray

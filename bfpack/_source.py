@@ -11,9 +11,10 @@ Memory then follows the batch, not the file or its row groups.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,8 @@ _MIN_BATCH_ROWS = 16
 _READ_BUFFER = 1 << 20
 #: Skipped names listed in the warning at most.
 _SHOWN = 5
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,13 +92,21 @@ class ParquetSource:
             names, skipped, paths = [os.path.basename(path)], [], [path]
         if skipped:
             warnings.warn(_skipped_message(path, skipped), UserWarning, stacklevel=3)
+            _log.debug("skipped under %s: %s", path, ", ".join(skipped))
         if not names:
             raise ValueError(
                 f"{path} holds no Parquet files"
                 + (f" ({_skipped_message(path, skipped)})" if skipped else "")
             )
         files = tuple(_open_file(p, n) for p, n in zip(paths, names))
-        return cls(path=path, files=files, skipped=tuple(skipped))
+        source = cls(path=path, files=files, skipped=tuple(skipped))
+        _log.info("%s: %s Parquet file(s), %s rows", path, f"{len(files):,}", f"{source.rows:,}")
+        return source
+
+    @property
+    def rows(self) -> int:
+        """Rows (documents) of all the files, from their footers."""
+        return sum(f.rows for f in self.files)
 
     def spec(
         self,
@@ -158,6 +169,7 @@ class ParquetSource:
         for f in self.files:
             with pq.ParquetFile(f.path, pre_buffer=False, buffer_size=_READ_BUFFER) as pf:
                 rows = _batch_rows(pf.metadata, names[0], batch_tokens)
+                _log.debug("reading %s: %s rows in batches of %s", f.path, f"{f.rows:,}", rows)
                 reader = pf.iter_batches(batch_size=rows, columns=names)
                 while True:
                     try:
@@ -178,18 +190,30 @@ class ParquetSource:
         (:func:`bfpack.stream.windows`, which any other stream of tables uses too)."""
         return stream_windows(self.batches(spec, batch_tokens=window_tokens), spec, window_tokens)
 
-    def lengths(self, spec: OutputSpec) -> np.ndarray:
+    def lengths(
+        self, spec: OutputSpec, *, progress: Callable[[dict[str, int]], Any] | None = None
+    ) -> np.ndarray:
         """Tokens per document (int64); the packed columns must agree row by row.
 
         pyarrow cannot read a list column's offsets without its values, so
         the columns are decoded batch by batch and only the lengths kept:
         memory holds one batch (about 1M tokens) and 8 bytes per document.
+        ``progress``, if given, is called before the first batch and after
+        every batch with the running totals ``documents`` and ``tokens``,
+        and ``total_documents`` (:attr:`rows`).
         """
         out = [np.zeros(0, dtype=np.int64)]
-        row = 0
+        totals = dict(documents=0, tokens=0, total_documents=self.rows)
+        if progress is not None:
+            progress(dict(totals))
         for batch in self.batches(spec, batch_tokens=1 << 20):
-            out.append(document_lengths(pa.Table.from_batches([batch]), spec.columns, row))
-            row += batch.num_rows
+            out.append(
+                document_lengths(pa.Table.from_batches([batch]), spec.columns, totals["documents"])
+            )
+            totals["documents"] += batch.num_rows
+            totals["tokens"] += int(out[-1].sum())
+            if progress is not None:
+                progress(dict(totals))
         return np.concatenate(out)
 
 

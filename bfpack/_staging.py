@@ -35,6 +35,7 @@ import ctypes
 import errno
 import fcntl
 import functools
+import logging
 import os
 import re
 import secrets
@@ -50,6 +51,8 @@ _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 _HELD = (signal.SIGINT, signal.SIGTERM)
+
+_log = logging.getLogger(__name__)
 
 
 class DestinationBusyError(OSError):
@@ -206,7 +209,10 @@ def recover(dst: str) -> None:
         if kind == "old" and not os.path.lexists(dst) and is_bfpack_output(old):
             os.rename(old, dst)
             fsync_dir(os.path.dirname(dst))
-        shutil.rmtree(path, ignore_errors=True)
+            _log.info("%s: put back the previous output, set aside by a run that died", dst)
+        if os.path.lexists(path):
+            _log.debug("removing %s, left by a run that died", path)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def fsync_dir(path: str) -> None:
@@ -337,6 +343,7 @@ class StagedOutput:
             replaced = self._swap(folder)
             self.committed = True
             fsync_dir(self._names.parent)
+        _log.debug("%s: swapped in%s", self.dst, "" if replaced is None else ", replacing it")
         if replaced is not None:
             shutil.rmtree(replaced, ignore_errors=True)
 

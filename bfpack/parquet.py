@@ -10,6 +10,7 @@ staged directory that a locked, atomic swap puts in place
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,6 +39,8 @@ from .table import OutputSpec
 __all__ = ["DEFAULT_WINDOW_TOKENS", "MANIFEST", "ShardWriter", "pack_parquet"]
 
 DEFAULT_WINDOW_TOKENS = 1 << 26
+
+_log = logging.getLogger(__name__)
 
 
 class ShardWriter:
@@ -82,7 +85,11 @@ class ShardWriter:
 
     def _write(self, table: pa.Table, path: str) -> dict[str, Any]:
         pq.write_table(table, path, row_group_size=self.row_group_size)
-        return shard_record(path, table.num_rows)
+        record = shard_record(path, table.num_rows)
+        _log.debug(
+            "wrote %s: %s rows, %s bytes", record["file"], *_n(table.num_rows, record["bytes"])
+        )
+        return record
 
     def _wait(self) -> None:
         if self._in_flight is not None:
@@ -153,7 +160,9 @@ def pack_parquet(
         seq_len))``, at least 16.
     progress : callable, optional
         Called after every window with a dict of running totals
-        (``documents``, ``tokens``, ``sequences``, ``windows``).
+        (``documents``, ``tokens``, ``sequences``, ``windows``) and
+        ``total_documents``, the rows of all the input files (from their
+        footers), for a progress bar.
 
     Returns
     -------
@@ -201,6 +210,13 @@ def pack_parquet(
         spec = source.spec(columns=columns, pad_value=pad_value, position_ids=position_ids)
         if max_open is None:
             max_open = default_max_open(seq_len, window_tokens)
+        _log.info(
+            "packing %s documents with %s at seq_len %s, in windows of %s tokens "
+            "(%s open sequences carried at most)",
+            *_n(source.rows),
+            method,
+            *_n(seq_len, window_tokens, max_open),
+        )
         packer = TableStreamPacker(
             seq_len, spec, method=method, long_docs=long_docs, max_open=max_open, seed=seed
         )
@@ -230,6 +246,7 @@ def pack_parquet(
         )
         write_manifest(out.folder, manifest)
         out.commit()
+    _log.info("wrote %s shard(s) and the manifest to %s", len(shards), os.fspath(dst))
     return manifest
 
 
@@ -242,7 +259,7 @@ def _pack_windows(
     progress: Callable | None,
 ) -> None:
     """Pack window after window and write one shard per window that has rows."""
-    totals = dict(documents=0, tokens=0, sequences=0, windows=0)
+    totals = dict(documents=0, tokens=0, sequences=0, windows=0, total_documents=source.rows)
     for table, last in source.windows(packer.spec, window_tokens):
         out = packer.step(table, last=last)
         del table
@@ -254,10 +271,19 @@ def _pack_windows(
         totals["tokens"] = stats.tokens
         totals["sequences"] += out.num_rows
         totals["windows"] += 1
+        _log.debug(
+            "window %s: %s documents read in all, %s rows written, %s sequences open",
+            *_n(totals["windows"], stats.documents, out.num_rows, packer.num_open),
+        )
         del out
         release_free_memory()
         if progress is not None:
             progress(dict(totals))
+
+
+def _n(*numbers: int) -> tuple[str, ...]:
+    """Numbers as log messages show them: with thousands separators."""
+    return tuple(f"{x:,}" for x in numbers)
 
 
 def _manifest_pad(pad_value: Any, spec: OutputSpec) -> float | dict[str, float] | None:

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from ._arrow import has_null_values, list_array, list_buffers, row_lengths
+from ._arrow import document_addresses, has_null_values, list_array, row_lengths
 from ._jit import token_bits, token_view
 from ._kernels.gather import gather_piece_lengths, gather_tokens, row_offsets
 from ._kernels.gather import position_ids as _position_ids
@@ -187,12 +187,10 @@ def _gather_column(
 ) -> pa.Array | pa.ChunkedArray:
     """One packed column: every piece's tokens, row by row, padded with ``pad``."""
     dtype = value_dtype(list_type)
-    buffers = list_buffers(col, dtype)
+    source = document_addresses(col, dtype)  # into col's buffers, alive meanwhile
     out = np.empty(out_offsets[-1], dtype=dtype)
     gather_tokens(
-        buffers.values,
-        buffers.offsets,
-        buffers.chunk_first_doc,
+        source.doc_address,
         rows,
         plan.seq_offsets,
         plan.piece_doc,

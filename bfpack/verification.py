@@ -7,7 +7,9 @@ batch by batch, so memory stays bounded whatever the size of the output.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +19,7 @@ import pyarrow.parquet as pq
 
 from ._arrow import _primitive_view
 from ._source import ParquetSource
-from ._validate import value_dtype
+from ._validate import as_callable, value_dtype
 from .manifest import LEGACY_MANIFEST, MANIFEST, file_sha256, read_manifest
 from .table import POSITION_IDS, SEQ_LENGTHS, document_lengths
 
@@ -31,6 +33,11 @@ _MAX_PROBLEMS = 50
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+_log = logging.getLogger(__name__)
+
+#: The signature of a progress callback: it gets a dict of running totals.
+Progress = Callable[[dict[str, Any]], Any]
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,12 @@ class Verification:
         return "\n".join([head, *(bullet + line for line in lines)])
 
 
-def verify(dst: str | os.PathLike, source: str | os.PathLike | None = None) -> Verification:
+def verify(
+    dst: str | os.PathLike,
+    source: str | os.PathLike | None = None,
+    *,
+    progress: Progress | None = None,
+) -> Verification:
     """Check a directory written by :func:`bfpack.pack_parquet`.
 
     Parameters
@@ -87,6 +99,13 @@ def verify(dst: str | os.PathLike, source: str | os.PathLike | None = None) -> V
         The output directory.
     source : path, optional
         The Parquet file or directory it was packed from.
+    progress : callable, optional
+        Called at the start of each stage and after every batch read, with
+        a dict of running totals: ``stage`` ``"output"`` with ``rows`` and
+        ``tokens`` read from the shards and ``total_rows`` (the manifest's),
+        then, with ``source``, ``stage`` ``"source"`` with ``documents`` and
+        ``tokens`` read and ``total_documents`` (the rows in the source
+        files' footers).
 
     Returns
     -------
@@ -140,8 +159,9 @@ def verify(dst: str | os.PathLike, source: str | os.PathLike | None = None) -> V
     instead: the multiset of tokens of each column, with counts.
     """
     dst = os.fspath(dst)
+    progress = as_callable(progress, "progress")
     manifest = read_manifest(dst)
-    checker = _Checker(dst, manifest)
+    checker = _Checker(dst, manifest, progress)
     checker.check_listing()
     output = checker.check_shards()
     if source is not None:
@@ -174,9 +194,10 @@ class _Digest:
 
 
 class _Checker:
-    def __init__(self, dst: str, manifest: dict[str, Any]) -> None:
+    def __init__(self, dst: str, manifest: dict[str, Any], progress: Progress | None) -> None:
         self.dst = dst
         self.manifest = manifest
+        self.progress = progress
         self.problems: list[str] = []
         self.checked: list[str] = []
         self.shards = self.rows = self.tokens = 0
@@ -192,13 +213,18 @@ class _Checker:
         self.long_docs = str(options["long_docs"])
         self.position_ids = bool(options.get("position_ids"))
         pad = options.get("pad_value")
-        self.pads: list[int] | None = None
+        self.pads: list[float] | None = None
         if isinstance(pad, dict):
-            self.pads = [int(pad[c]) for c in self.columns]
+            self.pads = [_number(pad[c]) for c in self.columns]
         elif pad is not None:
-            self.pads = [int(pad)] * len(self.columns)
+            self.pads = [_number(pad)] * len(self.columns)
         self.by_piece = _cuts_by_long_docs(self.method)
         self.shard_records = [s for s in manifest["shards"] if isinstance(s, dict)]
+
+    def report(self, stage: str, done: int, total: int, tokens: int) -> None:
+        if self.progress is not None:
+            unit = "rows" if stage == "output" else "documents"
+            self.progress({"stage": stage, unit: done, f"total_{unit}": total, "tokens": tokens})
 
     def problem(self, text: str) -> None:
         if len(self.problems) < _MAX_PROBLEMS:
@@ -235,11 +261,17 @@ class _Checker:
         digest = _Digest(self.seq_len, self.by_piece)
         schema = None
         sums = "sha256" in self.shard_records[0] if self.shard_records else True
+        total = sum(r["rows"] for r in self.shard_records if isinstance(r.get("rows"), int))
+        _log.info(
+            "%s: checking %s shard(s), %s rows", self.dst, len(self.shard_records), f"{total:,}"
+        )
+        self.report("output", 0, total, 0)
         for record in self.shard_records:
             path = os.path.join(self.dst, str(record.get("file")))
             if not os.path.isfile(path):
                 continue
             self.shards += 1
+            _log.debug("checking %s", path)
             if not self._check_bytes(path, record):
                 continue  # damaged: its content would only add confusing problems
             try:
@@ -259,6 +291,7 @@ class _Checker:
                     rows = max(1, _BATCH_TOKENS // self.seq_len)
                     for batch in pf.iter_batches(batch_size=rows):
                         self._check_rows(batch, str(record["file"]), digest)
+                        self.report("output", self.rows, total, self.tokens)
             except (pa.ArrowException, OSError, KeyError) as exc:
                 self.problem(f"{record.get('file')}: cannot be read ({exc})")
         self.checked.append(
@@ -382,6 +415,8 @@ class _Checker:
         spec = source.spec(columns=self.columns)
         digest = _Digest(self.seq_len, self.by_piece)
         documents = tokens = 0
+        _log.info("%s: reading %s documents to compare", src, f"{source.rows:,}")
+        self.report("source", 0, source.rows, 0)
         for batch in source.batches(spec, batch_tokens=_BATCH_TOKENS):
             n = document_lengths(pa.Table.from_batches([batch]), spec.columns, documents)
             documents += n.shape[0]
@@ -392,6 +427,7 @@ class _Checker:
                 digest.add(column, _unsigned(arr), starts, lens)
             if self.by_piece:
                 digest.add_lengths(self._source_pieces(batch.column(0), n)[1])
+            self.report("source", documents, source.rows, tokens)
         stats = self.manifest.get("stats") or {}
         for key, value in (("documents", documents), ("tokens", tokens)):
             if key in stats and stats[key] != value:
@@ -466,6 +502,11 @@ class _Checker:
             f"pieces are not compared)"
         )
         self.checked.append(f"the output holds {what}, for {', '.join(map(repr, self.columns))}")
+
+
+def _number(value: Any) -> float:
+    """A pad value of the manifest: an int, or a float for a float column."""
+    return value if isinstance(value, float) else int(value)
 
 
 def _cuts_by_long_docs(method: str) -> bool:

@@ -88,6 +88,51 @@ def test_workers_pack_alike_with_a_cold_and_a_warm_cache(tmp_path, start):
         assert warm["misses"] == [0, 0] and min(warm["hits"]) > 0, warm
 
 
+#: A child that packs token data (a column of two chunks, pack_table and
+#: pack_parquet) and prints, as JSON, every function numba compiled meanwhile.
+_WARM_CHILD = """
+import json, os, sys, tempfile
+import numba.core.event as event
+import pyarrow as pa, pyarrow.parquet as pq
+import bfpack
+
+compiled = []
+
+class Seen(event.Listener):
+    def on_start(self, e):
+        f = e.data["dispatcher"].py_func
+        compiled.append(f"{f.__module__}.{f.__qualname__}")
+
+    def on_end(self, e):
+        pass
+
+ids = pa.chunked_array([pa.array([[1, 2, 3], [4]]), pa.array([[5, 6, 7, 8, 9]])])
+table = pa.table({"input_ids": ids})
+with event.install_listener("numba:compile", Seen()), tempfile.TemporaryDirectory() as tmp:
+    bfpack.pack_table(table, 4, position_ids=True, pad_value=0, seed=1)
+    pq.write_table(table, os.path.join(tmp, "a.parquet"))
+    bfpack.pack_parquet(os.path.join(tmp, "a.parquet"), os.path.join(tmp, "o"), 4)
+print(json.dumps(compiled))
+"""
+
+
+@needs_jit
+def test_a_warm_cache_leaves_nothing_to_compile(tmp_path):
+    # Regression: the gather kernel took numba.typed.List arguments, whose
+    # helpers numba compiles in every process (it never caches them): about
+    # 0.9 s of every process that packed token data, however warm the cache.
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    runs = [
+        subprocess.run([sys.executable, "-c", _WARM_CHILD], capture_output=True, text=True, env=env)
+        for _ in range(2)
+    ]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-3000:]
+    cold, warm = (json.loads(r.stdout.strip().splitlines()[-1]) for r in runs)
+    assert "bfpack._kernels.gather.gather_tokens" in cold  # the listener sees compiles
+    assert warm == []
+
+
 def _cache_files(cache):
     """The folder of numba's cache files for the bfpack kernels under ``cache``."""
     for folder, _, files in os.walk(cache):

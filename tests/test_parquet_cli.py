@@ -125,6 +125,7 @@ def test_round_trip_bfd_many_windows(medium, tmp_path):
         "tokens": int(lengths.sum()),
         "sequences": out.num_rows,
         "windows": len(progress),
+        "total_documents": len(lengths),
     }
     assert [p["windows"] for p in progress] == list(range(1, len(progress) + 1))
     # Each window (but the last) holds whole documents up to the first one

@@ -2,8 +2,6 @@
 integers, refuses other types with TypeError and bad values with ValueError,
 and says what to pass."""
 
-import io
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,7 +9,7 @@ import pytest
 
 import bfpack
 from bfpack import OutputSpec, StreamPacker, TableStreamPacker
-from bfpack.__main__ import ProgressBar, main
+from bfpack.__main__ import main
 
 from tokens import token_table
 
@@ -143,16 +141,6 @@ def test_output_spec():
 # --------------------------------------------------------------------------
 # The command line's own paths
 # --------------------------------------------------------------------------
-
-
-def test_progress_bar_line():
-    out = io.StringIO()
-    bar = ProgressBar(out)
-    bar({"documents": 1234, "tokens": 5_000_000, "sequences": 7, "windows": 1})
-    bar.close()
-    text = out.getvalue()
-    assert text.startswith("\r1,234 documents  5,000,000 tokens  7 sequences  ")
-    assert text.endswith(" M tokens/s\n")
 
 
 def test_main_without_a_command_prints_help(capsys):

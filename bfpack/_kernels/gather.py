@@ -1,15 +1,15 @@
 """Moving tokens: copying packed pieces out of Arrow list buffers.
 
 A list column arrives as one or more chunks, each a flat ``values`` buffer
-and an ``offsets`` buffer (document ``i`` of the chunk is
-``values[offsets[i]:offsets[i + 1]]``). Sliced Arrow arrays keep their
-original buffers and shifted offsets, which index the same way, so nothing
-is copied on input.
+and an ``offsets`` buffer. The kernel is handed, per document, the memory
+address of its first token wherever its chunk's buffer is
+(:func:`bfpack._arrow.document_addresses`), so a column of any number of
+chunks, sliced or not, is read in place: nothing is copied on input.
 """
 
 import numpy as np
 
-from .._jit import jit
+from .._jit import as_pointer, carray, jit
 
 
 @jit
@@ -34,9 +34,7 @@ def row_offsets(rows, seq_offsets, piece_len, pad_to):
 
 @jit
 def gather_tokens(
-    values,
-    offsets,
-    chunk_first_doc,
+    doc_address,
     rows,
     seq_offsets,
     piece_doc,
@@ -48,23 +46,18 @@ def gather_tokens(
 ):
     """Copy every piece's tokens into ``out``, row by row.
 
-    ``values`` and ``offsets`` are typed lists with one buffer per chunk;
-    ``chunk_first_doc[c]`` is the first document of chunk ``c`` (plus a
-    final entry, the number of documents). Slots of a row past its pieces
-    get ``pad``.
+    ``doc_address[d]`` (int64) is the address of document ``d``'s first
+    token, a value of ``out``'s type in a buffer the caller keeps alive.
+    Slots of a row past its pieces get ``pad``.
     """
-    num_chunks = chunk_first_doc.shape[0] - 1
+    size = out.itemsize
     for r in range(rows.shape[0]):
         j = rows[r]
         pos = out_offsets[r]
         for k in range(seq_offsets[j], seq_offsets[j + 1]):
-            doc = piece_doc[k]
-            c = 0
-            if num_chunks > 1:
-                c = np.searchsorted(chunk_first_doc, doc, side="right") - 1
-            src = offsets[c][doc - chunk_first_doc[c]] + piece_start[k]
             n = piece_len[k]
-            out[pos : pos + n] = values[c][src : src + n]
+            src = as_pointer(doc_address[piece_doc[k]] + piece_start[k] * size)
+            out[pos : pos + n] = carray(src, n, out.dtype)
             pos += n
         out[pos : out_offsets[r + 1]] = pad
 
