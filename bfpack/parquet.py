@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from ._memory import release_free_memory
+from ._shards import ShardWriter
 from ._source import ParquetSource
 from ._staging import StagedOutput, check_paths
 from ._validate import (
@@ -32,7 +30,7 @@ from ._validate import (
     as_seed,
     as_seq_len,
 )
-from .manifest import MANIFEST, build_manifest, new_run_id, shard_record, write_manifest
+from .manifest import MANIFEST, build_manifest, new_run_id, write_manifest
 from .stream import TableStreamPacker, default_max_open
 from .table import OutputSpec
 
@@ -42,67 +40,7 @@ DEFAULT_WINDOW_TOKENS = 1 << 26
 
 _log = logging.getLogger(__name__)
 
-
-class ShardWriter:
-    """Writes packed tables as shards ``part-00000.parquet``, ... into ``folder``.
-
-    Writing happens in a second thread, at most one shard in flight:
-    :meth:`write` waits for the previous one, so memory holds one shard
-    being encoded while the next window is packed (pyarrow releases the GIL
-    while it encodes). Each shard is flushed to disk and checksummed as
-    soon as it is written (:func:`bfpack.manifest.shard_record`).
-
-    Parameters
-    ----------
-    folder : str
-        Where the shards go.
-    row_group_size : int
-        Rows per Parquet row group.
-    first : int
-        Number of the first shard (writers of disjoint parts of one output
-        number their shards apart).
-    """
-
-    def __init__(self, folder: str, *, row_group_size: int, first: int = 0) -> None:
-        self.folder = folder
-        self.row_group_size = row_group_size
-        self.records: list[dict[str, Any]] = []
-        self._next = first
-        self._pool = ThreadPoolExecutor(max_workers=1)
-        self._in_flight: Future | None = None
-
-    @property
-    def count(self) -> int:
-        """Shards written or in flight."""
-        return len(self.records) + (self._in_flight is not None)
-
-    def write(self, table: pa.Table) -> None:
-        """Start writing ``table`` as the next shard."""
-        path = os.path.join(self.folder, f"part-{self._next:05d}.parquet")
-        self._next += 1
-        self._wait()
-        self._in_flight = self._pool.submit(self._write, table, path)
-
-    def _write(self, table: pa.Table, path: str) -> dict[str, Any]:
-        pq.write_table(table, path, row_group_size=self.row_group_size)
-        record = shard_record(path, table.num_rows)
-        _log.debug(
-            "wrote %s: %s rows, %s bytes", record["file"], *_n(table.num_rows, record["bytes"])
-        )
-        return record
-
-    def _wait(self) -> None:
-        if self._in_flight is not None:
-            future, self._in_flight = self._in_flight, None
-            self.records.append(future.result())
-
-    def close(self) -> list[dict[str, Any]]:
-        """Wait for the last shard (raising what writing it raised); the records, in order."""
-        try:
-            self._wait()
-        finally:
-            self._pool.shutdown(wait=True)
-        return self.records
+T = TypeVar("T")
 
 
 def pack_parquet(
@@ -117,6 +55,7 @@ def pack_parquet(
     position_ids: bool = False,
     seed: int | None = None,
     window_tokens: int = DEFAULT_WINDOW_TOKENS,
+    rows_per_shard: int | None = None,
     overwrite: bool = False,
     max_open: int | None = None,
     progress: Callable[[dict[str, int]], Any] | None = None,
@@ -137,7 +76,8 @@ def pack_parquet(
     dst : path
         Output directory, outside ``src`` (neither equal to it, inside it,
         nor containing it). It gets shards ``part-00000.parquet``, ... (one
-        per window with rows, each row a packed sequence, as
+        per window with rows unless ``rows_per_shard`` is given; each row a
+        packed sequence, as
         :func:`bfpack.pack_table` makes them) and, last, the manifest
         ``.bfpack.json`` (run id, inputs, options, shards with their sizes
         and SHA-256, stats; see :mod:`bfpack.manifest`). Every shard has
@@ -148,7 +88,11 @@ def pack_parquet(
         As in :func:`bfpack.pack_table`; ``seed`` shuffles rows within each
         shard (shard ``k`` with ``seed + k``).
     window_tokens : int
-        Tokens read per window (memory scales with it).
+        Tokens read per window (memory scales with it: about two windows
+        are held, the one being packed and the next, read meanwhile).
+    rows_per_shard : int, optional
+        Rows (packed sequences) of every shard but the last; by default one
+        shard per window.
     overwrite : bool
         Replace an existing ``dst``, if it is an earlier bfpack output (a
         directory holding a manifest) or an empty directory; anything else
@@ -185,8 +129,11 @@ def pack_parquet(
     -----
     Files of ``src`` whose names start with ``_`` or ``.`` are skipped, as
     pyarrow does; a warning names them and the manifest lists them.
-    Memory holds about one window (plus the carried sequences): files are
-    read batch by batch, a column chunk streamed page by page.
+    Reading, packing and writing overlap: the next window is read in one
+    thread and the last shard written in another while a window is packed
+    (pyarrow and the kernels release the GIL). Memory holds about two
+    windows (plus the carried sequences and the shard being written):
+    files are read batch by batch, a column chunk streamed page by page.
 
     The output is written into a temporary directory beside ``dst`` and
     swapped in only when complete, manifest included, with the files and
@@ -201,6 +148,7 @@ def pack_parquet(
     long_docs = as_long_docs(long_docs)
     window_tokens = as_int(window_tokens, "window_tokens", lo=1, unit="tokens")
     max_open = as_optional_int(max_open, "max_open", lo=0)
+    rows_per_shard = as_optional_int(rows_per_shard, "rows_per_shard", lo=1)
     seed = as_seed(seed)
     overwrite = as_bool(overwrite, "overwrite")
     progress = as_callable(progress, "progress")
@@ -220,7 +168,9 @@ def pack_parquet(
         packer = TableStreamPacker(
             seq_len, spec, method=method, long_docs=long_docs, max_open=max_open, seed=seed
         )
-        writer = ShardWriter(out.folder, row_group_size=max(16, (1 << 22) // seq_len))
+        writer = ShardWriter(
+            out.folder, row_group_size=row_group_rows(seq_len), rows_per_shard=rows_per_shard
+        )
         try:
             _pack_windows(source, packer, writer, window_tokens=window_tokens, progress=progress)
         finally:
@@ -239,6 +189,7 @@ def pack_parquet(
                 "position_ids": spec.position_ids,
                 "seed": seed,
                 "window_tokens": window_tokens,
+                "rows_per_shard": rows_per_shard,
                 "max_open": max_open,
             },
             shards=shards,
@@ -260,7 +211,7 @@ def _pack_windows(
 ) -> None:
     """Pack window after window and write one shard per window that has rows."""
     totals = dict(documents=0, tokens=0, sequences=0, windows=0, total_documents=source.rows)
-    for table, last in source.windows(packer.spec, window_tokens):
+    for table, last in read_ahead(source.windows(packer.spec, window_tokens)):
         out = packer.step(table, last=last)
         del table
         if out.num_rows or (last and not writer.count):
@@ -279,6 +230,28 @@ def _pack_windows(
         release_free_memory()
         if progress is not None:
             progress(dict(totals))
+
+
+def row_group_rows(seq_len: int) -> int:
+    """Rows per row group of the shards: about 4M tokens, at least 16 rows."""
+    return max(16, (1 << 22) // seq_len)
+
+
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """The items of ``items``, the next one produced in a second thread
+    while the caller works on the current one."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bfpack-read") as pool:
+        ahead = pool.submit(next, items, _END)
+        try:
+            while (item := ahead.result()) is not _END:
+                ahead = pool.submit(next, items, _END)
+                yield item
+        finally:
+            # An early exit (an error, a closed generator) waits for the read in flight.
+            ahead.cancel()
+
+
+_END: Any = object()
 
 
 def _n(*numbers: int) -> tuple[str, ...]:

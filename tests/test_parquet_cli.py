@@ -145,6 +145,7 @@ def test_round_trip_bfd_many_windows(medium, tmp_path):
         "position_ids": True,
         "seed": None,
         "window_tokens": 50_000,
+        "rows_per_shard": None,
         # Default: carried tokens at most a quarter of a window.
         "max_open": 50_000 // (4 * SEQ_LEN),
     }
@@ -756,6 +757,7 @@ def test_cli_pack(medium, cli):
         "position_ids": True,
         "seed": 3,
         "window_tokens": 100_000,
+        "rows_per_shard": None,
         "max_open": 100_000 // (4 * SEQ_LEN),
     }
     assert f"{s['documents']:,} documents" in r.stdout

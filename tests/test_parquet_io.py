@@ -345,7 +345,8 @@ def test_shards_and_manifest_are_flushed(tmp_path, monkeypatch):
     m = pack_parquet(src, tmp_path / "o", 16, window_tokens=20)
     names = [os.path.basename(p) for p in synced]
     for s in m["shards"]:
-        assert s["file"] in names
+        # Flushed under its temporary name, before the rename.
+        assert any(n.startswith(f".{s['file']}.tmp-") for n in names)
     # The manifest, then the staged directory, then their parent.
     assert names[-3] == MANIFEST
     assert names[-2].startswith(".o.tmp-") and synced[-1] == str(tmp_path)

@@ -1,0 +1,137 @@
+"""Writing packed tables as Parquet shards.
+
+Every path that writes packed output (the single process of
+:func:`bfpack.parquet.pack_parquet` and the tasks of
+:func:`bfpack.dask.pack_parquet`) writes through :class:`ShardWriter`, so
+the shards have the same layout and writer settings everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .manifest import shard_record
+
+__all__ = ["ShardWriter", "WRITE_OPTIONS"]
+
+#: Settings of ``pyarrow.parquet.write_table`` for every shard.
+WRITE_OPTIONS: dict[str, Any] = {}
+
+_log = logging.getLogger(__name__)
+
+
+class ShardWriter:
+    """Writes packed tables as shards ``<prefix>-00000.parquet``, ... into ``folder``.
+
+    Writing happens in a second thread, at most one shard in flight:
+    :meth:`write` waits for the previous one, so memory holds one shard
+    being encoded while the next window is packed (pyarrow releases the GIL
+    while it encodes). A shard is written under a temporary name and
+    renamed when complete, so a reader (or a retried task writing the same
+    shard again) never sees part of one; it is flushed to disk and
+    checksummed as soon as it is written (:func:`bfpack.manifest.shard_record`).
+
+    Parameters
+    ----------
+    folder : str
+        Where the shards go.
+    row_group_size : int
+        Rows per Parquet row group.
+    prefix : str
+        Start of the shard names.
+    first : int
+        Number of the first shard.
+    rows_per_shard : int, optional
+        Rows of every shard but the last (which may hold fewer). By default
+        each :meth:`write` makes one shard of the rows it is given.
+    """
+
+    def __init__(
+        self,
+        folder: str,
+        *,
+        row_group_size: int,
+        prefix: str = "part",
+        first: int = 0,
+        rows_per_shard: int | None = None,
+    ) -> None:
+        self.folder = folder
+        self.row_group_size = row_group_size
+        self.prefix = prefix
+        self.rows_per_shard = rows_per_shard
+        self.records: list[dict[str, Any]] = []
+        self._next = first
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._in_flight: Future | None = None
+
+    @property
+    def count(self) -> int:
+        """Shards written, in flight or pending."""
+        return len(self.records) + (self._in_flight is not None) + bool(self._pending)
+
+    def write(self, table: pa.Table) -> None:
+        """Write the rows of ``table``: as the next shard, or, with
+        ``rows_per_shard``, into shards of that many rows."""
+        if self.rows_per_shard is None:
+            self._start(table)
+            return
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        while self._pending_rows >= self.rows_per_shard:
+            rows = pa.concat_tables(self._pending)
+            self._start(rows.slice(0, self.rows_per_shard))
+            rest = rows.slice(self.rows_per_shard)
+            self._pending = [rest] if rest.num_rows else []
+            self._pending_rows = rest.num_rows
+
+    def _start(self, table: pa.Table) -> None:
+        path = os.path.join(self.folder, f"{self.prefix}-{self._next:05d}.parquet")
+        self._next += 1
+        self._wait()
+        self._in_flight = self._pool.submit(self._write, table, path)
+
+    def _write(self, table: pa.Table, path: str) -> dict[str, Any]:
+        folder, name = os.path.split(path)
+        temporary = os.path.join(folder, f".{name}.tmp-{secrets.token_hex(4)}")
+        try:
+            pq.write_table(table, temporary, row_group_size=self.row_group_size, **WRITE_OPTIONS)
+            record = shard_record(temporary, table.num_rows)
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
+        record["file"] = name
+        _log.debug(
+            "wrote %s: %s rows, %s bytes",
+            name,
+            *(f"{n:,}" for n in (table.num_rows, record["bytes"])),
+        )
+        return record
+
+    def _wait(self) -> None:
+        if self._in_flight is not None:
+            future, self._in_flight = self._in_flight, None
+            self.records.append(future.result())
+
+    def close(self) -> list[dict[str, Any]]:
+        """Write what is pending, wait for the last shard (raising what
+        writing it raised); the records, in order."""
+        try:
+            if self._pending:
+                rows = pa.concat_tables(self._pending)
+                self._pending, self._pending_rows = [], 0
+                self._start(rows)
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
+        return self.records
