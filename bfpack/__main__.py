@@ -90,6 +90,7 @@ def _cmd_pack(args):
             position_ids=args.position_ids,
             seed=args.seed,
             window_tokens=args.window_tokens,
+            rows_per_shard=args.rows_per_shard,
             overwrite=args.overwrite,
             progress=_guarded(args, show),
         )
@@ -277,6 +278,13 @@ def _parser():
         metavar="N",
         help="tokens read and packed at a time; memory follows it "
         f"(default: {DEFAULT_WINDOW_TOKENS:,})",
+    )
+    p.add_argument(
+        "--rows-per-shard",
+        type=int,
+        metavar="N",
+        help="packed sequences per output shard, the last shard holding the rest "
+        "(default: one shard per window)",
     )
     p.add_argument(
         "--overwrite",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -22,7 +23,16 @@ from .manifest import shard_record
 __all__ = ["ShardWriter", "WRITE_OPTIONS"]
 
 #: Settings of ``pyarrow.parquet.write_table`` for every shard.
-WRITE_OPTIONS: dict[str, Any] = {}
+#: Shards encoded at once, each in its own thread (encoding is most of the
+#: cost of a run: with two, writing keeps up with reading and packing).
+IN_FLIGHT = 2
+
+WRITE_OPTIONS: dict[str, Any] = {
+    "use_dictionary": False,
+    "compression": "zstd",
+    "compression_level": 1,
+    "write_statistics": False,
+}
 
 _log = logging.getLogger(__name__)
 
@@ -70,13 +80,13 @@ class ShardWriter:
         self._next = first
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        self._pool = ThreadPoolExecutor(max_workers=1)
-        self._in_flight: Future | None = None
+        self._pool = ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="bfpack-write")
+        self._in_flight: deque[Future] = deque()
 
     @property
     def count(self) -> int:
         """Shards written, in flight or pending."""
-        return len(self.records) + (self._in_flight is not None) + bool(self._pending)
+        return len(self.records) + len(self._in_flight) + bool(self._pending)
 
     def write(self, table: pa.Table) -> None:
         """Write the rows of ``table``: as the next shard, or, with
@@ -96,21 +106,28 @@ class ShardWriter:
     def _start(self, table: pa.Table) -> None:
         path = os.path.join(self.folder, f"{self.prefix}-{self._next:05d}.parquet")
         self._next += 1
-        self._wait()
-        self._in_flight = self._pool.submit(self._write, table, path)
+        self._wait(IN_FLIGHT - 1)
+        self._in_flight.append(self._pool.submit(self._write, table, path))
 
     def _write(self, table: pa.Table, path: str) -> dict[str, Any]:
+        # Encoded in memory (a shard is about one window, compressed), so
+        # its checksum comes from the bytes written, with no second read.
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, row_group_size=self.row_group_size, **WRITE_OPTIONS)
+        data = sink.getvalue()
         folder, name = os.path.split(path)
         temporary = os.path.join(folder, f".{name}.tmp-{secrets.token_hex(4)}")
         try:
-            pq.write_table(table, temporary, row_group_size=self.row_group_size, **WRITE_OPTIONS)
-            record = shard_record(temporary, table.num_rows)
+            with open(temporary, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(temporary, path)
         except BaseException:
             if os.path.exists(temporary):
                 os.unlink(temporary)
             raise
-        record["file"] = name
+        record = shard_record(name, table.num_rows, data)
         _log.debug(
             "wrote %s: %s rows, %s bytes",
             name,
@@ -118,10 +135,10 @@ class ShardWriter:
         )
         return record
 
-    def _wait(self) -> None:
-        if self._in_flight is not None:
-            future, self._in_flight = self._in_flight, None
-            self.records.append(future.result())
+    def _wait(self, most: int = 0) -> None:
+        """Wait until at most ``most`` shards are in flight."""
+        while len(self._in_flight) > most:
+            self.records.append(self._in_flight.popleft().result())
 
     def close(self) -> list[dict[str, Any]]:
         """Write what is pending, wait for the last shard (raising what

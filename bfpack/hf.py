@@ -70,7 +70,7 @@ def pack_dataset(
         shuffles the rows of each window's output (window ``k`` with
         ``seed + k``), as :func:`bfpack.pack_parquet` does for its shards.
     window_tokens, max_open : int, optional
-        IterableDataset only: tokens per window (default ``2**26``) and
+        IterableDataset only: tokens per window (default ``2**24``) and
         sequences carried between windows (default: as
         :func:`bfpack.pack_parquet`).
     cache_file_name : path or dict of paths, optional

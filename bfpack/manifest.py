@@ -55,20 +55,16 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def shard_record(path: str, rows: int) -> dict[str, Any]:
-    """The manifest entry of a shard just written: flushes it to disk first.
+def shard_record(name: str, rows: int, data: Any) -> dict[str, Any]:
+    """The manifest entry of the shard ``name`` whose bytes are ``data``.
 
-    Returns ``{"file", "rows", "bytes", "sha256"}`` (``file`` is the name
-    inside the output directory).
+    Returns ``{"file", "rows", "bytes", "sha256"}``.
     """
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-        size = os.fstat(f.fileno()).st_size
     return {
-        "file": os.path.basename(path),
+        "file": name,
         "rows": int(rows),
-        "bytes": size,
-        "sha256": file_sha256(path),
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
     }
 
 

@@ -36,7 +36,10 @@ from .table import OutputSpec
 
 __all__ = ["DEFAULT_WINDOW_TOKENS", "MANIFEST", "ShardWriter", "pack_parquet"]
 
-DEFAULT_WINDOW_TOKENS = 1 << 26
+#: Tokens per window: small enough that reading, packing and writing overlap
+#: well (and memory stays low), large enough to pack within a sequence or two
+#: of one global BFD.
+DEFAULT_WINDOW_TOKENS = 1 << 24
 
 _log = logging.getLogger(__name__)
 

@@ -25,7 +25,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+
+from bfpack._shards import WRITE_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 ASV_BENCH = ROOT / "asv_bench"
@@ -425,6 +428,10 @@ def test_pyarrow_rewrite_keeps_the_rows(tmp_path):
     assert rows == sum(s["documents"] for s in shards)
     assert sorted(p.name for p in dst.iterdir()) == ["part-00000.parquet"]
     assert ds.dataset(dst).to_table().equals(ds.dataset(tmp_path / "src").to_table())
+    # Written as bfpack writes its shards.
+    column = pq.read_metadata(dst / "part-00000.parquet").row_group(0).column(0)
+    assert column.compression == WRITE_OPTIONS["compression"].upper()
+    assert not column.is_stats_set
 
 
 def test_fresh_process_status_is_the_childs_own():

@@ -112,7 +112,7 @@ def test_help_shows_the_defaults(capsys):
     for shown in (
         "(default: bfd)",
         "(default: split)",
-        "(default: 67,108,864)",
+        "(default: 16,777,216)",
         "[COLUMN=]VALUE",
         "-v, --verbose",
         "-q, --quiet",

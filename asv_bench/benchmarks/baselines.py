@@ -31,8 +31,9 @@ What the token-moving calls are measured against:
   copy any packer of the tokens pays (the floor for ``bfpack.pack_table``).
 - :func:`pyarrow_rewrite`: read a Parquet dataset with ``pyarrow.dataset``
   and write the same batches back with ``pyarrow.parquet.ParquetWriter``
-  (default compression), what ``bfpack.parquet.pack_parquet`` costs at
-  least besides packing.
+  with the writer settings of bfpack's shards
+  (``bfpack._shards.WRITE_OPTIONS``), what ``bfpack.parquet.pack_parquet``
+  costs at least besides packing.
 """
 
 import os
@@ -289,21 +290,25 @@ def copy_floor(values):
     return values.copy()
 
 
-def pyarrow_rewrite(src, dst, columns=("input_ids",)):
+def pyarrow_rewrite(src, dst, columns=("input_ids",), write_options=None):
     """Stream the ``columns`` of the Parquet dataset ``src`` into ``dst/part-00000.parquet``.
 
     Batches from ``pyarrow.dataset`` (one per source row group) go straight
-    to one ``pyarrow.parquet.ParquetWriter`` with its default compression,
-    each as a row group. Like ``pack_parquet(..., overwrite=True)`` it first
-    removes an existing ``dst``. Returns the rows written.
+    to one ``pyarrow.parquet.ParquetWriter``, each as a row group, written
+    with ``write_options`` (default: the settings of bfpack's shards). Like
+    ``pack_parquet(..., overwrite=True)`` it first removes an existing
+    ``dst``. Returns the rows written.
     """
+    if write_options is None:
+        from bfpack._shards import WRITE_OPTIONS as write_options
     if os.path.exists(dst):
         shutil.rmtree(dst)
     os.makedirs(dst)
     dataset = ds.dataset(src, format="parquet")
     schema = pa.schema([dataset.schema.field(c) for c in columns])
     rows = 0
-    with pq.ParquetWriter(os.path.join(dst, "part-00000.parquet"), schema) as writer:
+    path = os.path.join(dst, "part-00000.parquet")
+    with pq.ParquetWriter(path, schema, **write_options) as writer:
         for batch in dataset.to_batches(columns=list(columns)):
             writer.write_batch(batch)
             rows += batch.num_rows
