@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ._memory import release_free_memory
@@ -44,6 +45,78 @@ DEFAULT_WINDOW_TOKENS = 1 << 24
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Options:
+    """The checked options of one Parquet-to-Parquet run (every path that
+    writes packed shards: :func:`pack_parquet` and :func:`bfpack.dask.pack_parquet`)."""
+
+    seq_len: int
+    method: str
+    long_docs: str
+    pad_value: Any
+    seed: int | None
+    window_tokens: int
+    rows_per_shard: int | None
+    overwrite: bool
+    max_open: int
+
+    @classmethod
+    def check(cls, seq_len: Any, *, max_open: Any, progress: Any, **options: Any) -> Options:
+        """Every option checked (TypeError, ValueError); ``max_open`` defaulted."""
+        seq_len = as_seq_len(seq_len)
+        window_tokens = as_int(options["window_tokens"], "window_tokens", lo=1, unit="tokens")
+        max_open = as_optional_int(max_open, "max_open", lo=0)
+        as_callable(progress, "progress")
+        return cls(
+            seq_len=seq_len,
+            method=as_method(options["method"]).name,
+            long_docs=as_long_docs(options["long_docs"]),
+            pad_value=options["pad_value"],
+            seed=as_seed(options["seed"]),
+            window_tokens=window_tokens,
+            rows_per_shard=as_optional_int(options["rows_per_shard"], "rows_per_shard", lo=1),
+            overwrite=as_bool(options["overwrite"], "overwrite"),
+            max_open=default_max_open(seq_len, window_tokens) if max_open is None else max_open,
+        )
+
+    def packer(
+        self, spec: OutputSpec, *, seed: int | None, max_open: int | None = None
+    ) -> TableStreamPacker:
+        """A stream packer of these options."""
+        return TableStreamPacker(
+            self.seq_len,
+            spec,
+            method=self.method,
+            long_docs=self.long_docs,
+            max_open=self.max_open if max_open is None else max_open,
+            seed=seed,
+        )
+
+    def writer(self, folder: str, prefix: str = "part") -> ShardWriter:
+        """A shard writer of these options."""
+        return ShardWriter(
+            folder,
+            row_group_size=row_group_rows(self.seq_len),
+            prefix=prefix,
+            rows_per_shard=self.rows_per_shard,
+        )
+
+    def record(self, spec: OutputSpec) -> dict[str, Any]:
+        """The ``options`` of the manifest."""
+        return {
+            "seq_len": self.seq_len,
+            "columns": list(spec.columns),
+            "method": self.method,
+            "long_docs": self.long_docs,
+            "pad_value": _manifest_pad(self.pad_value, spec),
+            "position_ids": spec.position_ids,
+            "seed": self.seed,
+            "window_tokens": self.window_tokens,
+            "rows_per_shard": self.rows_per_shard,
+            "max_open": self.max_open,
+        }
 
 
 def pack_parquet(
@@ -146,36 +219,33 @@ def pack_parquet(
     What an interrupted or killed run leaves beside ``dst`` (its temporary
     directory) is removed by the next run to ``dst``.
     """
-    seq_len = as_seq_len(seq_len)
-    method = as_method(method).name
-    long_docs = as_long_docs(long_docs)
-    window_tokens = as_int(window_tokens, "window_tokens", lo=1, unit="tokens")
-    max_open = as_optional_int(max_open, "max_open", lo=0)
-    rows_per_shard = as_optional_int(rows_per_shard, "rows_per_shard", lo=1)
-    seed = as_seed(seed)
-    overwrite = as_bool(overwrite, "overwrite")
-    progress = as_callable(progress, "progress")
+    o = Options.check(
+        seq_len,
+        method=method,
+        long_docs=long_docs,
+        pad_value=pad_value,
+        seed=seed,
+        window_tokens=window_tokens,
+        rows_per_shard=rows_per_shard,
+        overwrite=overwrite,
+        max_open=max_open,
+        progress=progress,
+    )
     check_paths(os.fspath(src), os.fspath(dst))
-    with StagedOutput(os.path.realpath(dst), overwrite=overwrite) as out:
+    with StagedOutput(os.path.realpath(dst), overwrite=o.overwrite) as out:
         source = ParquetSource.open(src)
         spec = source.spec(columns=columns, pad_value=pad_value, position_ids=position_ids)
-        if max_open is None:
-            max_open = default_max_open(seq_len, window_tokens)
         _log.info(
             "packing %s documents with %s at seq_len %s, in windows of %s tokens "
             "(%s open sequences carried at most)",
             *_n(source.rows),
-            method,
-            *_n(seq_len, window_tokens, max_open),
+            o.method,
+            *_n(o.seq_len, o.window_tokens, o.max_open),
         )
-        packer = TableStreamPacker(
-            seq_len, spec, method=method, long_docs=long_docs, max_open=max_open, seed=seed
-        )
-        writer = ShardWriter(
-            out.folder, row_group_size=row_group_rows(seq_len), rows_per_shard=rows_per_shard
-        )
+        packer = o.packer(spec, seed=o.seed)
+        writer = o.writer(out.folder)
         try:
-            _pack_windows(source, packer, writer, window_tokens=window_tokens, progress=progress)
+            _pack_windows(source, packer, writer, window_tokens=o.window_tokens, progress=progress)
         finally:
             shards = writer.close()
         manifest = build_manifest(
@@ -183,18 +253,7 @@ def pack_parquet(
             source=os.path.abspath(os.fspath(src)),
             inputs=[f.record() for f in source.files],
             skipped=source.skipped,
-            options={
-                "seq_len": seq_len,
-                "columns": list(spec.columns),
-                "method": method,
-                "long_docs": long_docs,
-                "pad_value": _manifest_pad(pad_value, spec),
-                "position_ids": spec.position_ids,
-                "seed": seed,
-                "window_tokens": window_tokens,
-                "rows_per_shard": rows_per_shard,
-                "max_open": max_open,
-            },
+            options=o.record(spec),
             shards=shards,
             stats=packer.stats().to_dict(),
         )

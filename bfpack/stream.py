@@ -119,6 +119,16 @@ class StreamPacker:
         """Sequences currently carried."""
         return self._open_free.shape[0]
 
+    @property
+    def counts(self) -> DocumentCounts:
+        """What the windows so far held: documents, tokens, cuts."""
+        return self._counts
+
+    @property
+    def open_lengths(self) -> np.ndarray:
+        """Lengths of the pieces of the open sequences, sequence after sequence."""
+        return self._open_len
+
     def step(self, lengths: Any, *, last: bool = False) -> Packing:
         """Pack one window; with ``last=True`` nothing is carried on.
 
@@ -272,6 +282,11 @@ class TableStreamPacker:
     def num_open(self) -> int:
         """Sequences currently carried."""
         return self._packer.num_open
+
+    @property
+    def counts(self) -> DocumentCounts:
+        """What the windows so far held: documents, tokens, cuts."""
+        return self._packer.counts
 
     @property
     def open_pieces(self) -> pa.Table:
