@@ -10,6 +10,8 @@ SIGINT/SIGTERM handlers first, then loads numpy, pyarrow and numba.
 """
 
 import argparse
+import contextlib
+import functools
 import os
 import signal
 import sys
@@ -73,12 +75,46 @@ def _pad_value(given):
     )
 
 
-def _cmd_pack(args):
-    from .parquet import pack_parquet
+@contextlib.contextmanager
+def _dask_client(args):
+    """A Dask client for ``--workers``/``--scheduler``, closed afterwards; else None."""
+    if args.workers is None and args.scheduler is None:
+        yield None
+        return
+    try:
+        import distributed
+    except ImportError:
+        raise ValueError(
+            "--workers and --scheduler need Dask: pip install 'bfpack[dask]'"
+        ) from None
+    if args.scheduler is not None:
+        with distributed.Client(args.scheduler) as client:
+            yield client
+        return
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    with (
+        distributed.LocalCluster(
+            n_workers=args.workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
 
+
+def _cmd_pack(args):
     args.note.watch(args.dst)
     start = ("pack", " docs", "reading the first window")
-    with args.console.progress(_pack_view, start) as show:
+    with args.console.progress(_pack_view, start) as show, _dask_client(args) as client:
+        if client is None:
+            from .parquet import pack_parquet
+        else:  # the same options, on the cluster
+            from . import dask
+
+            pack_parquet = functools.partial(dask.pack_parquet, client=client)
         manifest = pack_parquet(
             args.src,
             args.dst,
@@ -285,6 +321,21 @@ def _parser():
         metavar="N",
         help="packed sequences per output shard, the last shard holding the rest "
         "(default: one shard per window)",
+    )
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="pack on a local Dask cluster of N worker processes, one thread each, "
+        "started for the run (needs bfpack[dask]; default: this process alone)",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="pack on the Dask cluster whose scheduler is at ADDRESS, e.g. "
+        "tcp://host:8786; SRC and DST must be at the same paths on every worker "
+        "(default: this process alone)",
     )
     p.add_argument(
         "--overwrite",
