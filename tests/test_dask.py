@@ -15,6 +15,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
+dask = pytest.importorskip("dask")
 
 import bfpack  # noqa: E402
 from bfpack import dask as bdask  # noqa: E402
@@ -29,10 +30,18 @@ OPTIONS = dict(window_tokens=4_000, seed=5)
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
+@pytest.fixture(scope="module", autouse=True)
+def scratch(tmp_path_factory):
+    """Dask's scratch space under pytest's temporary directory."""
+    folder = tmp_path_factory.mktemp("dask-scratch")
+    with dask.config.set({"temporary-directory": str(folder)}):
+        yield folder
+
+
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(scratch):
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as cluster:
         yield cluster
 
@@ -97,7 +106,7 @@ def test_same_bytes_for_one_two_and_four_workers(client, source, tmp_path):
     for workers in (1, 2, 4):
         with (
             distributed.LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=False, dashboard_address=None
+                n_workers=workers, threads_per_worker=1, processes=False, dashboard_address=":0"
             ) as c,
             distributed.Client(c) as cl,
         ):
@@ -257,13 +266,22 @@ def test_dst_inside_src_is_refused(client, source, tmp_path):
         bdask.pack_parquet(src, src / "out", SEQ_LEN, client=client)
 
 
-def cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "bfpack", *map(str, args)], capture_output=True, text=True
-    )
+@pytest.fixture
+def cli(scratch):
+    env = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(scratch)}
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "bfpack", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+
+    return run
 
 
-def test_cli_workers_and_scheduler(cluster, source, tmp_path):
+def test_cli_workers_and_scheduler(cluster, cli, source, tmp_path):
     src, _ = source
     args = ("--seq-len", SEQ_LEN, "--window-tokens", OPTIONS["window_tokens"], "--seed", 5)
     r = cli("pack", src, tmp_path / "w", *args, "--workers", 2)
@@ -285,7 +303,7 @@ def test_cli_workers_and_scheduler(cluster, source, tmp_path):
         (("--workers", 0), "--workers must be at least 1"),
     ],
 )
-def test_cli_bad_cluster_options(source, tmp_path, extra, text):
+def test_cli_bad_cluster_options(cli, source, tmp_path, extra, text):
     src, _ = source
     r = cli("pack", src, tmp_path / "o", "--seq-len", SEQ_LEN, *extra)
     assert r.returncode == 2 and text in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
