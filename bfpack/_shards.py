@@ -61,6 +61,9 @@ class ShardWriter:
     rows_per_shard : int, optional
         Rows of every shard but the last (which may hold fewer). By default
         each :meth:`write` makes one shard of the rows it is given.
+    in_flight : int
+        Shards encoded at once in threads of their own; 0 writes each in
+        the calling thread (a Dask task, which Dask counts as one core).
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class ShardWriter:
         prefix: str = "part",
         first: int = 0,
         rows_per_shard: int | None = None,
+        in_flight: int = IN_FLIGHT,
     ) -> None:
         self.folder = folder
         self.row_group_size = row_group_size
@@ -80,7 +84,12 @@ class ShardWriter:
         self._next = first
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        self._pool = ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="bfpack-write")
+        self.in_flight = in_flight
+        self._pool = (
+            ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="bfpack-write")
+            if in_flight
+            else None
+        )
         self._in_flight: deque[Future] = deque()
 
     @property
@@ -106,7 +115,10 @@ class ShardWriter:
     def _start(self, table: pa.Table) -> None:
         path = os.path.join(self.folder, f"{self.prefix}-{self._next:05d}.parquet")
         self._next += 1
-        self._wait(IN_FLIGHT - 1)
+        if self._pool is None:
+            self.records.append(self._write(table, path))
+            return
+        self._wait(self.in_flight - 1)
         self._in_flight.append(self._pool.submit(self._write, table, path))
 
     def _write(self, table: pa.Table, path: str) -> dict[str, Any]:
@@ -150,5 +162,6 @@ class ShardWriter:
                 self._start(rows)
             self._wait()
         finally:
-            self._pool.shutdown(wait=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
         return self.records

@@ -35,7 +35,7 @@ from ._staging import StagedOutput, check_paths
 from ._validate import as_int, as_lengths
 from .manifest import build_manifest, new_run_id, write_manifest
 from .packing import DocumentCounts, PackingStats
-from .parquet import DEFAULT_WINDOW_TOKENS, Options, read_ahead
+from .parquet import DEFAULT_WINDOW_TOKENS, Options
 from .stream import StreamPacker, windows
 from .table import OutputSpec
 
@@ -49,6 +49,21 @@ DEFAULT_FILES_PER_TASK = 1
 _SEED_STRIDE = 1 << 32
 
 _log = logging.getLogger(__name__)
+
+
+#: The file that tells the tasks of a failed run to stop.
+_STOP = ".bfpack-stop"
+
+
+class _Stopped(RuntimeError):
+    """A task stopped because another task of its run failed."""
+
+
+def _wait_all(futures: list[Any]) -> None:
+    """Wait until every future has finished, with a result or an error."""
+    import distributed
+
+    distributed.wait(futures)
 
 
 @dataclass(frozen=True)
@@ -168,6 +183,12 @@ def pack_parquet(
         ]
         try:
             results = _gather(client, futures, source.rows, progress)
+        except Exception:
+            # Stop the other tasks at their next window and let them end
+            # before the staged output is removed, so none writes into it after.
+            open(os.path.join(out.folder, _STOP), "w").close()
+            _wait_all(futures)
+            raise
         except BaseException:
             client.cancel(futures)
             raise
@@ -259,12 +280,19 @@ def _gather(
 def _pack_group(
     group: ParquetSource, folder: str, task: int, o: Options, spec: OutputSpec
 ) -> _TaskResult:
-    """One task: pack the files of ``group``, keeping the open sequences open."""
+    """One task: pack the files of ``group``, keeping the open sequences open.
+
+    It reads, packs and writes in turn, in its own thread: Dask counts a
+    task as one core, and runs as many tasks at once as a worker has threads.
+    """
     seed = None if o.seed is None else o.seed + (task + 1) * _SEED_STRIDE
     packer = o.packer(spec, seed=seed)
-    writer = o.writer(folder, prefix=f"part-{task:05d}")
+    writer = o.writer(folder, prefix=f"part-{task:05d}", in_flight=0)
+    stop = os.path.join(folder, _STOP)
     try:
-        for table, _ in read_ahead(group.windows(spec, o.window_tokens)):
+        for table, _ in group.windows(spec, o.window_tokens):
+            if os.path.exists(stop):
+                raise _Stopped("stopped: another task of the run failed")
             rows = packer.step(table)
             if rows.num_rows:
                 writer.write(rows)

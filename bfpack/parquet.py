@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ._memory import release_free_memory
-from ._shards import ShardWriter
+from ._shards import IN_FLIGHT, ShardWriter
 from ._source import ParquetSource
 from ._staging import StagedOutput, check_paths
 from ._validate import (
@@ -94,13 +94,16 @@ class Options:
             seed=seed,
         )
 
-    def writer(self, folder: str, prefix: str = "part") -> ShardWriter:
+    def writer(
+        self, folder: str, prefix: str = "part", *, in_flight: int = IN_FLIGHT
+    ) -> ShardWriter:
         """A shard writer of these options."""
         return ShardWriter(
             folder,
             row_group_size=row_group_rows(self.seq_len),
             prefix=prefix,
             rows_per_shard=self.rows_per_shard,
+            in_flight=in_flight,
         )
 
     def record(self, spec: OutputSpec) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 writer settings, temporary names, and the read-ahead of windows."""
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -187,3 +188,17 @@ def test_read_ahead_stops_when_the_consumer_does():
             break
     # The item in flight when the consumer stopped, at most, was read beyond.
     assert produced[:3] == [0, 1, 2] and len(produced) <= 4
+
+
+def test_in_flight_zero_writes_in_the_calling_thread(tmp_path, monkeypatch):
+    threads = []
+    real = pq.write_table
+    monkeypatch.setattr(
+        pq, "write_table", lambda *a, **k: threads.append(threading.get_ident()) or real(*a, **k)
+    )
+    writer = ShardWriter(str(tmp_path), row_group_size=16, in_flight=0, rows_per_shard=2)
+    writer.write(token_table([1, 2, 3]))
+    assert os.listdir(tmp_path) == ["part-00000.parquet"]  # written already
+    records = writer.close()
+    assert [r["rows"] for r in records] == [2, 1]
+    assert threads == [threading.get_ident()] * 2
