@@ -40,10 +40,10 @@ _log = logging.getLogger(__name__)
 class ShardWriter:
     """Writes packed tables as shards ``<prefix>-00000.parquet``, ... into ``folder``.
 
-    Writing happens in a second thread, at most one shard in flight:
-    :meth:`write` waits for the previous one, so memory holds one shard
-    being encoded while the next window is packed (pyarrow releases the GIL
-    while it encodes). A shard is written under a temporary name and
+    Shards are encoded in threads of their own, at most ``in_flight`` at
+    once: :meth:`write` waits while that many are in flight, so memory
+    holds those shards being encoded while the next window is packed
+    (pyarrow releases the GIL while it encodes). A shard is written under a temporary name and
     renamed when complete, so a reader (or a retried task writing the same
     shard again) never sees part of one; it is flushed to disk and
     checksummed as soon as it is written (:func:`bfpack.manifest.shard_record`).

@@ -16,6 +16,7 @@ copy floor, pyarrow rewrite) and the memory probes; the pure-Python BFD
 peer must give exactly the bins of ``tests/naive.py``.
 """
 
+import importlib.util
 import json
 import math
 import os
@@ -133,7 +134,8 @@ def expected_skips(names):
 
     A peer whose package is missing (lightbinpack and binpacking are not in
     the test extra), the in-process peak probes where ``VmHWM`` cannot be
-    reset, and the training benchmarks without torch and transformers.
+    reset, the training benchmarks without torch and transformers, and the
+    Dask cluster without dask.distributed.
     """
     skips = set()
     for name in names:
@@ -146,6 +148,8 @@ def expected_skips(names):
         skips.add("table.PackTable.track_memory_ratio")  # returns NaN there
     if training.torch is None:  # torch or transformers missing
         skips |= {n for n in names if n.startswith("training.")}
+    if importlib.util.find_spec("distributed") is None:
+        skips |= {n for n in names if n.startswith("cluster.DaskScaling.")}
     return skips
 
 
@@ -186,6 +190,10 @@ def test_every_benchmark_runs(smoke_run):
         "training.Collate.track_tokens_per_second",
         "training.TrainStep.time_train_step",
         "training.TrainStep.track_collate_percent_of_step",
+        "cluster.DaskQuality.track_excess_over_global_percent",
+        "cluster.DaskScaling.time_dask",
+        "cluster.DaskScaling.time_single_process",
+        "cluster.DaskScaling.track_speedup",
     } <= set(found)
     assert {n for n, outcome in found.items() if outcome == "failed"} == set()
     skipped = {n for n, outcome in found.items() if outcome == "skipped"}

@@ -19,6 +19,7 @@ import os
 import shutil
 
 import bfpack
+from bfpack.dask import pack_parquet as dask_pack_parquet
 from bfpack.dask import sequences_of_lengths
 from bfpack.parquet import pack_parquet
 
@@ -62,7 +63,10 @@ class DaskQuality(Benchmark):
 
 
 def _cluster(workers):
-    import distributed
+    try:
+        import distributed
+    except ImportError:  # bfpack[dask] not installed: skip
+        raise NotImplementedError("needs dask.distributed") from None
 
     cluster = distributed.LocalCluster(
         n_workers=workers,
@@ -106,7 +110,7 @@ class DaskScaling(Benchmark):
         shutil.rmtree(self.dst, ignore_errors=True)
 
     def _run(self, src, client, **options):
-        bfpack.dask.pack_parquet(src, self.dst, SEQ_LEN, client=client, overwrite=True, **options)
+        dask_pack_parquet(src, self.dst, SEQ_LEN, client=client, overwrite=True, **options)
 
     def time_dask(self, root, workers):
         self._run(self.src, self.client)
