@@ -137,7 +137,8 @@ def pack_parquet(
     TypeError, ValueError
         Bad options (as :func:`bfpack.parquet.pack_parquet`), no client,
         or an input file that cannot be read (one line naming it; the
-        other tasks are cancelled and nothing is left at ``dst``).
+        other tasks stop at their next window, and ``dst`` keeps what it
+        held).
 
     Notes
     -----
@@ -145,8 +146,9 @@ def pack_parquet(
     scheduler (up to ``distributed.scheduler.allowed-failures`` times).
     Packing in tasks costs a little quality: each task completes the
     sequences it cannot improve on and hands back only the roomiest; on
-    20M web-like documents in 16 files at 2048 tokens the result has a few
-    sequences more than one global BFD (see the README's "At scale").
+    20M web-like documents in 16 files the result has 0.0013% more
+    sequences than one global BFD at 2048 tokens, 0.003% at 8192 (see the
+    README's "At scale").
     """
     o = Options.check(
         seq_len,
