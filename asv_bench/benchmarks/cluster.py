@@ -62,11 +62,14 @@ class DaskQuality(Benchmark):
     track_excess_over_global_percent.unit = "% sequences over global BFD"
 
 
-def _cluster(workers):
+def _cluster(workers, root):
     try:
+        import dask
         import distributed
     except ImportError:  # bfpack[dask] not installed: skip
         raise NotImplementedError("needs dask.distributed") from None
+    # Dask's scratch space with the data, which asv removes after the run.
+    dask.config.set({"temporary-directory": os.path.join(root, "dask-scratch")})
 
     cluster = distributed.LocalCluster(
         n_workers=workers,
@@ -98,7 +101,7 @@ class DaskScaling(Benchmark):
     def setup(self, root, workers):
         self.src = os.path.join(root, "src")
         self.dst = os.path.join(root, f"out-{os.getpid()}")
-        self.cluster, self.client = _cluster(workers)
+        self.cluster, self.client = _cluster(workers, root)
         # Load the kernels in every worker (and in this process) before timing.
         tiny = os.path.join(root, "tiny")
         self._run(tiny, self.client, window_tokens=5_000)
@@ -122,7 +125,7 @@ class DaskScaling(Benchmark):
         """Time on one worker over time on ``workers`` (1 for one worker)."""
         if workers == 1:
             return 1.0
-        one, one_client = _cluster(1)
+        one, one_client = _cluster(1, root)
         try:
             self._run(os.path.join(root, "tiny"), one_client, window_tokens=5_000)
             alone, together = median_seconds_pair(
