@@ -10,6 +10,7 @@ staged directory that a locked, atomic swap puts in place
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -276,25 +277,28 @@ def _pack_windows(
 ) -> None:
     """Pack window after window and write one shard per window that has rows."""
     totals = dict(documents=0, tokens=0, sequences=0, windows=0, total_documents=source.rows)
-    for table, last in read_ahead(source.windows(packer.spec, window_tokens)):
-        out = packer.step(table, last=last)
-        del table
-        if out.num_rows or (last and not writer.count):
-            # An empty dataset still gets one shard, for its schema.
-            writer.write(out)
-        stats = packer.stats()
-        totals["documents"] = stats.documents
-        totals["tokens"] = stats.tokens
-        totals["sequences"] += out.num_rows
-        totals["windows"] += 1
-        _log.debug(
-            "window %s: %s documents read in all, %s rows written, %s sequences open",
-            *_n(totals["windows"], stats.documents, out.num_rows, packer.num_open),
-        )
-        del out
-        release_free_memory()
-        if progress is not None:
-            progress(dict(totals))
+    # Closed at once on an error or an interrupt, so the read in flight
+    # ends here, not while the interpreter shuts down.
+    with contextlib.closing(iter(source.windows(packer.spec, window_tokens))) as stream:
+        for table, last in stream:
+            out = packer.step(table, last=last)
+            del table
+            if out.num_rows or (last and not writer.count):
+                # An empty dataset still gets one shard, for its schema.
+                writer.write(out)
+            stats = packer.stats()
+            totals["documents"] = stats.documents
+            totals["tokens"] = stats.tokens
+            totals["sequences"] += out.num_rows
+            totals["windows"] += 1
+            _log.debug(
+                "window %s: %s documents read in all, %s rows written, %s sequences open",
+                *_n(totals["windows"], stats.documents, out.num_rows, packer.num_open),
+            )
+            del out
+            release_free_memory()
+            if progress is not None:
+                progress(dict(totals))
 
 
 def row_group_rows(seq_len: int) -> int:
