@@ -168,7 +168,7 @@ def pack_parquet(
         As in :func:`bfpack.pack_table`; ``seed`` shuffles rows within each
         shard (shard ``k`` with ``seed + k``).
     window_tokens : int
-        Tokens read per window (memory scales with it: about two windows
+        Tokens read per window (memory scales with it: about one window
         are held, the one being packed and the next, read meanwhile).
     rows_per_shard : int, optional
         Rows (packed sequences) of every shard but the last; by default one
@@ -209,10 +209,10 @@ def pack_parquet(
     -----
     Files of ``src`` whose names start with ``_`` or ``.`` are skipped, as
     pyarrow does; a warning names them and the manifest lists them.
-    Reading, packing and writing overlap: the next window is read in one
-    thread and the last shard written in another while a window is packed
-    (pyarrow and the kernels release the GIL). Memory holds about two
-    windows (plus the carried sequences and the shard being written):
+    Packing and writing overlap: up to two shards are encoded in threads
+    of their own while the next window is read and packed (pyarrow and the
+    kernels release the GIL). Memory holds about one window (plus the
+    carried sequences and the shards being written):
     files are read batch by batch, a column chunk streamed page by page.
 
     The output is written into a temporary directory beside ``dst`` and
