@@ -168,8 +168,8 @@ def pack_parquet(
         As in :func:`bfpack.pack_table`; ``seed`` shuffles rows within each
         shard (shard ``k`` with ``seed + k``).
     window_tokens : int
-        Tokens read per window (memory scales with it: about one window
-        are held, the one being packed and the next, read meanwhile).
+        Tokens read per window (memory scales with it: about one window is
+        held, plus the shards being encoded).
     rows_per_shard : int, optional
         Rows (packed sequences) of every shard but the last; by default one
         shard per window.
