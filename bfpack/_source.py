@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,7 +184,9 @@ class ParquetSource:
                     if batch.num_rows:
                         yield _conform(batch, spec.schema)
 
-    def windows(self, spec: OutputSpec, window_tokens: int) -> Iterator[tuple[pa.Table, bool]]:
+    def windows(
+        self, spec: OutputSpec, window_tokens: int
+    ) -> Generator[tuple[pa.Table, bool], None, None]:
         """Yield ``(table, last)``: the batches regrouped into windows of whole
         documents, each just reaching ``window_tokens`` tokens
         (:func:`bfpack.stream.windows`, which any other stream of tables uses too)."""

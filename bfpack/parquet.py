@@ -13,10 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from ._memory import release_free_memory
 from ._shards import IN_FLIGHT, ShardWriter
@@ -44,8 +43,6 @@ __all__ = ["DEFAULT_WINDOW_TOKENS", "MANIFEST", "ShardWriter", "pack_parquet"]
 DEFAULT_WINDOW_TOKENS = 1 << 24
 
 _log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -279,7 +276,7 @@ def _pack_windows(
     totals = dict(documents=0, tokens=0, sequences=0, windows=0, total_documents=source.rows)
     # Closed at once on an error or an interrupt, so the read in flight
     # ends here, not while the interpreter shuts down.
-    with contextlib.closing(iter(source.windows(packer.spec, window_tokens))) as stream:
+    with contextlib.closing(source.windows(packer.spec, window_tokens)) as stream:
         for table, last in stream:
             out = packer.step(table, last=last)
             del table
@@ -304,23 +301,6 @@ def _pack_windows(
 def row_group_rows(seq_len: int) -> int:
     """Rows per row group of the shards: about 4M tokens, at least 16 rows."""
     return max(16, (1 << 22) // seq_len)
-
-
-def read_ahead(items: Iterator[T]) -> Iterator[T]:
-    """The items of ``items``, the next one produced in a second thread
-    while the caller works on the current one."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bfpack-read") as pool:
-        ahead = pool.submit(next, items, _END)
-        try:
-            while (item := ahead.result()) is not _END:
-                ahead = pool.submit(next, items, _END)
-                yield item
-        finally:
-            # An early exit (an error, a closed generator) waits for the read in flight.
-            ahead.cancel()
-
-
-_END: Any = object()
 
 
 def _n(*numbers: int) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ sequences (``Method.streams`` is False) pack every window on its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -356,7 +356,7 @@ def _one_piece_per_sequence(plan: Packing, pieces: np.ndarray) -> Packing:
 
 def windows(
     tables: Iterable[pa.Table | pa.RecordBatch], spec: OutputSpec, window_tokens: int
-) -> Iterator[tuple[pa.Table, bool]]:
+) -> Generator[tuple[pa.Table, bool], None, None]:
     """Regroup a stream of tables into windows for :meth:`TableStreamPacker.step`.
 
     Yields ``(window, last)``: tables of whole documents (the columns of
@@ -375,7 +375,7 @@ def windows(
 
 def _windows(
     tables: Iterable[pa.Table | pa.RecordBatch], spec: OutputSpec, window_tokens: int
-) -> Iterator[tuple[pa.Table, bool]]:
+) -> Generator[tuple[pa.Table, bool], None, None]:
     schema = spec.schema
     stream = (t for t in map(as_table, tables) if t.num_rows)
     parts: list[pa.Table] = []

@@ -1,9 +1,8 @@
 """Shards as every writer writes them (issue 11): ``rows_per_shard``, the
-writer settings, temporary names, and the read-ahead of windows."""
+writer settings and temporary names."""
 
 import os
 import threading
-import time
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +12,7 @@ import pytest
 from bfpack import _shards
 from bfpack.__main__ import main
 from bfpack._shards import ShardWriter
-from bfpack.parquet import pack_parquet, read_ahead
+from bfpack.parquet import pack_parquet
 
 from tokens import check_packed, token_table
 
@@ -142,52 +141,6 @@ def test_shards_keep_their_order_with_two_in_flight(tmp_path):
     for r, t in zip(records, tables):
         assert pq.read_table(tmp_path / r["file"]).equals(t)
         assert r["rows"] == t.num_rows == len(t)
-
-
-def test_read_ahead_keeps_order_and_reads_one_ahead():
-    produced = []
-
-    def items():
-        for k in range(5):
-            produced.append(k)
-            yield k
-
-    out = []
-    for x in read_ahead(items()):
-        # While the caller holds item x, item x + 1 is read in the background.
-        deadline = time.monotonic() + 10
-        while x < 4 and len(produced) < x + 2 and time.monotonic() < deadline:
-            time.sleep(0.001)
-        assert len(produced) == min(x + 2, 5)
-        out.append(x)
-    assert out == list(range(5))
-
-
-def test_read_ahead_passes_errors_on():
-    def items():
-        yield 1
-        raise ValueError("cannot read part-7.parquet")
-
-    got = []
-    with pytest.raises(ValueError, match="part-7"):
-        for x in read_ahead(items()):
-            got.append(x)
-    assert got == [1]
-
-
-def test_read_ahead_stops_when_the_consumer_does():
-    produced = []
-
-    def items():
-        for k in range(100):
-            produced.append(k)
-            yield k
-
-    for x in read_ahead(items()):
-        if x == 2:
-            break
-    # The item in flight when the consumer stopped, at most, was read beyond.
-    assert produced[:3] == [0, 1, 2] and len(produced) <= 4
 
 
 def test_in_flight_zero_writes_in_the_calling_thread(tmp_path, monkeypatch):
