@@ -1,4 +1,12 @@
-"""SIGINT and SIGTERM for the command line: clean up, one line, exit 130 or 143.
+"""SIGINT and SIGTERM: held back where an exception must not land, and the
+command line's guard (clean up, one line, exit 130 or 143).
+
+:func:`held` keeps signals from cutting a block in two: the directory
+swap, and every call of a numba kernel (:func:`bfpack._jit.call`). numba
+runs Python code while it builds a kernel's tuple result, and a handler
+that raises there (Python's own SIGINT handler raises KeyboardInterrupt)
+leaves a NULL object in numba's hands: a SystemError, or, for a named
+tuple, a segmentation fault (numba 0.68; ``tests/test_interrupts.py``).
 
 :class:`InterruptGuard` turns the first SIGINT or SIGTERM into an
 :class:`Interrupted` exception (a KeyboardInterrupt), so that ``finally``
@@ -14,14 +22,73 @@ before numpy, pyarrow and numba load.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType, TracebackType
 from typing import Any
 
 #: Exit status after each signal (128 + the signal number, as shells report it).
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+@contextlib.contextmanager
+def held(*, defaults: bool = False) -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back until the block is over, then deliver them.
+
+    Python runs signal handlers in the main thread, between bytecodes,
+    whichever thread the signal was delivered to (so blocking it in one
+    thread would not do). In the main thread, each Python-level handler is
+    swapped for one that only records; on leaving the block, the handlers
+    are put back and each recorded signal is raised again, once, so its
+    own handler runs at once, as if the signal had just come. Ignored
+    signals are left alone, and so are those left to the system's default
+    action (which ends the process at once) unless ``defaults``: a block
+    that must not be cut even by the end of the process, such as the
+    directory swap, holds them too. Elsewhere than the main thread the
+    block runs as it is: no handler runs there.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    old: dict[int, Any] = {}
+    try:
+        for signum in EXIT_STATUS:
+            handler = signal.getsignal(signum)
+            if callable(handler) or (defaults and handler == signal.SIG_DFL):
+                # signal.signal first runs the handlers of signals already
+                # come: one may raise here, before the block begins.
+                old[signum] = signal.signal(signum, lambda s, f: pending.append(s))
+        yield
+    finally:
+        _put_back(old, pending)
+
+
+def _put_back(old: dict[int, Any], pending: list[int]) -> None:
+    """Restore the handlers ``old``, then raise the ``pending`` signals again.
+
+    Every handler is put back even if a restored one raises meanwhile
+    (signal.signal runs pending handlers before it swaps); the first
+    exception is raised at the end.
+    """
+    error: BaseException | None = None
+    for signum, handler in old.items():
+        while True:
+            try:
+                signal.signal(signum, handler)
+                break
+            except BaseException as exc:  # a restored handler raised: swap again
+                error = error or exc
+    for signum in dict.fromkeys(pending):
+        try:
+            signal.raise_signal(signum)
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        raise error
 
 
 class Interrupted(KeyboardInterrupt):

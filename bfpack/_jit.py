@@ -64,6 +64,15 @@ from the cache.
 
 Kernels release the GIL (``nogil=True``): a shard can be encoded by pyarrow
 in one thread while the next window is packed in another.
+
+Calling. Python code calls a kernel through :func:`call`, never directly:
+numba runs Python code while it boxes a kernel's result, and a signal
+handler that raises there (Ctrl-C's KeyboardInterrupt) crashes the
+process. :func:`call` holds SIGINT and SIGTERM back for the length of the
+call and delivers them when it returns. Compiled code cannot be interrupted
+anyway, so an interrupt comes no later than it would have; it only no
+longer lands inside numba's boxing. ``tests/test_design.py`` checks that
+no kernel is called otherwise.
 """
 
 import ctypes
@@ -79,6 +88,8 @@ from numba.core import caching, cgutils
 from numba.core import config as numba_config
 from numba.core.dispatcher import Dispatcher
 from numba.extending import intrinsic
+
+from ._interrupt import held
 
 
 def _numba_class(name: str) -> Any:
@@ -197,6 +208,13 @@ jit = _compiler()
 # Small helpers called from hot loops are inlined into their callers at the
 # numba IR level: a call that passes arrays costs reference-count updates.
 jit_inline = _compiler(inline="always")
+
+
+def call(kernel: Callable[..., Any], *args: Any) -> Any:
+    """``kernel(*args)`` with SIGINT and SIGTERM held until it has returned."""
+    with held():
+        return kernel(*args)
+
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 

@@ -40,17 +40,15 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import TracebackType
 
+from ._interrupt import held
 from .manifest import LEGACY_MANIFEST, MANIFEST
 
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
-_HELD = (signal.SIGINT, signal.SIGTERM)
 
 _log = logging.getLogger(__name__)
 
@@ -252,34 +250,6 @@ def rename2(src: str, dst: str, flags: int) -> bool:
     raise OSError(err, os.strerror(err), src, None, dst)
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back until the block is over.
-
-    Python runs signal handlers in the main thread, between bytecodes,
-    whichever thread the signal was delivered to (so blocking it in this
-    thread would not do): the handlers are swapped for one that only
-    records, and each recorded signal is handed to its own handler after
-    the block, which is never cut in half.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield  # handlers run in the main thread, never here
-        return
-    pending: list[int] = []
-    old = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in _HELD}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        for signum in pending:
-            handler = old[signal.Signals(signum)]
-            if callable(handler):
-                handler(signum, None)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(signum)
-
-
 class StagedOutput:
     """A directory staged beside ``dst``, locked, and swapped in when complete.
 
@@ -339,7 +309,7 @@ class StagedOutput:
         folder = self.folder
         fsync_dir(folder)
         check_destination(self.dst, self.overwrite)  # nothing appeared meanwhile
-        with _signals_held():
+        with held(defaults=True):
             replaced = self._swap(folder)
             self.committed = True
             fsync_dir(self._names.parent)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._jit import readonly
+from ._jit import call, readonly
 from ._kernels.bfd import best_fit
 from ._kernels.concat import concatenate
 from ._kernels.ffd import first_fit
@@ -104,9 +104,11 @@ def any_fit(kernel: Callable) -> Placer:
         else:
             sorted_doc = np.empty(num_pieces, dtype=np.int64)
             piece_seq = np.empty(num_pieces, dtype=np.int64)
-        fit = kernel(size_count, seq_len, open_free, piece_seq)
-        sort_pieces(lengths, seq_len, split, size_count, sorted_doc)
-        layout = lay_out(sorted_doc, piece_seq, fit.seq_count, size_count, lengths, seq_len, start)
+        fit = call(kernel, size_count, seq_len, open_free, piece_seq)
+        call(sort_pieces, lengths, seq_len, split, size_count, sorted_doc)
+        layout = call(
+            lay_out, sorted_doc, piece_seq, fit.seq_count, size_count, lengths, seq_len, start
+        )
         return Placement(
             layout,
             fit.seq_free,
@@ -125,7 +127,7 @@ def _place_concat(
     num_seqs = -(-int(counts.tokens) // seq_len)
     num_docs = lengths.shape[0] - int(counts.empty_documents)
     check_layout_fits(num_docs + num_seqs, num_seqs, seq_len)
-    result = concatenate(lengths, seq_len)
+    result = call(concatenate, lengths, seq_len)
     # Every sequence is full but the last, which holds what is left.
     num_seqs = result.layout.seq_offsets.shape[0] - 1
     free = np.zeros(num_seqs, dtype=np.int64)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ._jit import call
 from ._kernels.layout import take_sequences
 from ._kernels.pieces import count_pieces
 from ._kernels.results import Layout, PieceCounts
@@ -282,8 +283,8 @@ class Packing:
             With ``counts=None``: statistics belong to a whole packing.
         """
         rows = as_indices(rows, self.num_sequences, "rows")
-        layout = take_sequences(
-            self.seq_offsets, self.piece_doc, self.piece_start, self.piece_len, rows
+        layout = call(
+            take_sequences, self.seq_offsets, self.piece_doc, self.piece_start, self.piece_len, rows
         )
         return Packing(
             seq_len=self.seq_len,
@@ -329,7 +330,7 @@ def count(lengths: np.ndarray, seq_len: int, split: bool) -> PieceCounts:
 
     Raises ValueError on a negative length or a token total past int64.
     """
-    counts = count_pieces(lengths, seq_len, split)
+    counts = call(count_pieces, lengths, seq_len, split)
     if counts.first_bad >= 0:
         raise_bad_length(lengths, counts.first_bad)
     return counts

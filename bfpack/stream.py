@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ._jit import readonly
+from ._interrupt import held
+from ._jit import call, readonly
 from ._kernels.layout import merge_open
 from ._validate import (
     as_bool,
@@ -56,15 +57,48 @@ def default_max_open(seq_len: int, window_tokens: int) -> int:
 
 
 @dataclass(frozen=True)
+class _Carried:
+    """What a :class:`StreamPacker` carries from window to window.
+
+    Replaced whole at the end of a step, so a step that fails or is
+    interrupted leaves the packer as it was.
+    """
+
+    offsets: np.ndarray  # the open sequences' pieces: offsets[j]:offsets[j + 1]
+    lengths: np.ndarray  # each piece's length
+    doc: np.ndarray  # each piece's document, across the stream
+    start: np.ndarray  # each piece's first token in its document
+    free: np.ndarray  # each open sequence's free tokens
+    counts: DocumentCounts  # what the windows so far held
+    sequences: int  # sequences completed so far
+
+
+_NOTHING_CARRIED = _Carried(
+    offsets=readonly(np.zeros(1, dtype=np.int64)),
+    lengths=readonly(np.empty(0, dtype=np.int64)),
+    doc=readonly(np.empty(0, dtype=np.int64)),
+    start=readonly(np.empty(0, dtype=np.int64)),
+    free=NO_OPEN_SEQUENCES,
+    counts=DocumentCounts(),
+    sequences=0,
+)
+
+
+@dataclass(frozen=True)
 class _Step:
     """One window, packed: ``plan`` numbers the pieces carried into the
     window as documents ``0 .. C - 1`` and the window's documents from
     ``C``; ``emit`` lists the sequences completed now, ``carried`` the
-    pieces of the ones kept open."""
+    pieces of the ones kept open. Local document ``d`` is piece
+    ``start_of[d]`` onwards of stream document ``doc_of[d]``. ``after`` is
+    what the packer carries once the step is taken."""
 
     plan: Packing
     emit: np.ndarray
     carried: np.ndarray
+    doc_of: np.ndarray
+    start_of: np.ndarray
+    after: _Carried
 
 
 class StreamPacker:
@@ -104,30 +138,22 @@ class StreamPacker:
         self.method = as_method(method)
         self.long_docs = as_long_docs(long_docs)
         self.max_open = as_int(max_open, "max_open", lo=0) if self.method.streams else 0
-        # Carried pieces, sequence by sequence: their lengths, and where
-        # they come from (document across the stream, token offset).
-        self._open_offsets = readonly(np.zeros(1, dtype=np.int64))
-        self._open_len = readonly(np.empty(0, dtype=np.int64))
-        self._open_doc = np.empty(0, dtype=np.int64)
-        self._open_start = np.empty(0, dtype=np.int64)
-        self._open_free = NO_OPEN_SEQUENCES
-        self._counts = DocumentCounts()
-        self._sequences = 0
+        self._carried = _NOTHING_CARRIED
 
     @property
     def num_open(self) -> int:
         """Sequences currently carried."""
-        return self._open_free.shape[0]
+        return self._carried.free.shape[0]
 
     @property
     def counts(self) -> DocumentCounts:
         """What the windows so far held: documents, tokens, cuts."""
-        return self._counts
+        return self._carried.counts
 
     @property
     def open_lengths(self) -> np.ndarray:
         """Lengths of the pieces of the open sequences, sequence after sequence."""
-        return self._open_len
+        return self._carried.lengths
 
     def step(self, lengths: Any, *, last: bool = False) -> Packing:
         """Pack one window; with ``last=True`` nothing is carried on.
@@ -145,38 +171,35 @@ class StreamPacker:
             The sequences completed by this window, documents numbered
             across the stream. Its ``counts`` are None: the statistics of
             the stream so far are :meth:`stats`.
+
+        A step that raises (bad lengths, an interrupt) changes nothing: the
+        next step continues from the windows before it.
         """
-        first_doc = self._counts.documents
         step = self._advance(lengths, as_bool(last, "last"))
-        # Local document d < C is carried piece d, which starts at token
-        # _open_start[d] of stream document _open_doc[d]; local d >= C is
-        # document d - C of this window.
-        num_window = self._counts.documents - first_doc
-        doc_of = np.concatenate([self._open_doc, first_doc + np.arange(num_window)])
-        shift_of = np.concatenate([self._open_start, np.zeros(num_window, np.int64)])
         plan = step.plan.take(step.emit)
-        kept = step.plan.piece_doc[step.carried]
-        self._open_doc = doc_of[kept]
-        self._open_start = shift_of[kept] + step.plan.piece_start[step.carried]
-        return Packing(
+        packed = Packing(
             seq_len=plan.seq_len,
             method=plan.method,
             long_docs=plan.long_docs,
             seq_offsets=plan.seq_offsets,
-            piece_doc=doc_of[plan.piece_doc],
-            piece_start=plan.piece_start + shift_of[plan.piece_doc],
+            piece_doc=step.doc_of[plan.piece_doc],
+            piece_start=plan.piece_start + step.start_of[plan.piece_doc],
             piece_len=plan.piece_len,
             seq_fill=plan.seq_fill,
         )
+        self._carried = step.after
+        return packed
 
     def _advance(self, lengths: Any, last: bool) -> _Step:
-        """Pack one window after the open sequences; update the carried state."""
+        """Pack one window after the open sequences; the packer is not
+        changed (the caller stores ``after`` once it has what it needs)."""
         lengths = as_lengths(lengths)
         L = self.seq_len
         split = self.long_docs == "split"
+        before = self._carried
         counts = count(lengths, L, split)
-        placed = self.method.place(lengths, L, split, counts, self._open_free)
-        layout = merge_open(self._open_offsets, self._open_len, *placed.layout)
+        placed = self.method.place(lengths, L, split, counts, before.free)
+        layout = call(merge_open, before.offsets, before.lengths, *placed.layout)
         plan = Packing.from_layout(
             layout, placed.seq_free, seq_len=L, method=self.method.name, long_docs=self.long_docs
         )
@@ -192,14 +215,25 @@ class StreamPacker:
         # Piece indices offsets[b] .. offsets[b + 1] - 1 of every kept b.
         offsets = layout.seq_offsets
         sizes = offsets[keep + 1] - offsets[keep]
-        before = np.cumsum(sizes) - sizes
-        carried = np.repeat(offsets[keep] - before, sizes) + np.arange(sizes.sum())
-        self._open_offsets = readonly(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
-        self._open_len = readonly(layout.piece_len[carried].astype(np.int64))
-        self._open_free = readonly(free[keep])
-        self._counts = self._counts + DocumentCounts.of(lengths.shape[0], counts, placed)
-        self._sequences += emit.shape[0]
-        return _Step(plan, emit, carried)
+        preceding = np.cumsum(sizes) - sizes
+        carried = np.repeat(offsets[keep] - preceding, sizes) + np.arange(sizes.sum())
+        # Local document d < C is carried piece d, which starts at token
+        # start[d] of stream document doc[d]; local d >= C is document
+        # d - C of this window.
+        first_doc = before.counts.documents
+        doc_of = np.concatenate([before.doc, first_doc + np.arange(lengths.shape[0])])
+        start_of = np.concatenate([before.start, np.zeros(lengths.shape[0], np.int64)])
+        kept = plan.piece_doc[carried]
+        after = _Carried(
+            offsets=readonly(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)),
+            lengths=readonly(layout.piece_len[carried].astype(np.int64)),
+            doc=readonly(doc_of[kept]),
+            start=readonly(start_of[kept] + plan.piece_start[carried]),
+            free=readonly(free[keep]),
+            counts=before.counts + DocumentCounts.of(lengths.shape[0], counts, placed),
+            sequences=before.sequences + emit.shape[0],
+        )
+        return _Step(plan, emit, carried, doc_of, start_of, after)
 
     def stats(self) -> PackingStats:
         """Totals over the windows so far, as :class:`~bfpack.PackingStats`.
@@ -210,9 +244,9 @@ class StreamPacker:
             method=self.method.name,
             long_docs=self.long_docs,
             seq_len=self.seq_len,
-            counts=self._counts,
-            sequences=self._sequences,
-            tokens_open=int(self._open_len.sum()),
+            counts=self._carried.counts,
+            sequences=self._carried.sequences,
+            tokens_open=int(self._carried.lengths.sum()),
         )
 
 
@@ -309,6 +343,9 @@ class TableStreamPacker:
         pyarrow.Table
             The sequences completed by this window, as :func:`bfpack.pack_table`
             writes them (possibly no rows).
+
+        A step that raises (a window of the wrong columns, an interrupt)
+        changes nothing: the next step continues from the windows before it.
         """
         table = as_table(table)
         check_same_columns(table.schema, self._schema, "the window")
@@ -322,12 +359,15 @@ class TableStreamPacker:
         if self.seed is not None and rows.shape[0]:
             rows = rows[row_order(rows.shape[0], self.seed + self._outputs)]
         out = assemble(source, step.plan, self.spec, rows)
-        self._carry = assemble(
+        carry = assemble(
             source, _one_piece_per_sequence(step.plan, step.carried), self.spec.without_extras()
-        ).select(list(self.spec.columns))
-        self._carry = self._carry.cast(self._schema)
-        self._rows += window.num_rows
-        self._outputs += out.num_rows > 0
+        )
+        carry = carry.select(list(self.spec.columns)).cast(self._schema)
+        with held():  # all at once: a step that raises changes nothing
+            self._packer._carried = step.after
+            self._carry = carry
+            self._rows += window.num_rows
+            self._outputs += out.num_rows > 0
         return out
 
     def finish(self) -> pa.Table:

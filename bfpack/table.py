@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from ._arrow import document_addresses, has_null_values, list_array, row_lengths
-from ._jit import token_bits, token_view
+from ._jit import call, token_bits, token_view
 from ._kernels.gather import gather_piece_lengths, gather_tokens, row_offsets
 from ._kernels.gather import position_ids as _position_ids
 from ._validate import (
@@ -162,17 +162,17 @@ def assemble(table: pa.Table, plan: Packing, spec: OutputSpec, rows: Any = None)
         rows = np.arange(plan.num_sequences)
     rows = as_indices(rows, plan.num_sequences, "rows")
     pad_to = plan.seq_len if spec.pad_values is not None else 0
-    out_offsets = row_offsets(rows, plan.seq_offsets, plan.piece_len, pad_to)
+    out_offsets = call(row_offsets, rows, plan.seq_offsets, plan.piece_len, pad_to)
     arrays = {}
     for i, name in enumerate(spec.columns):
         pad = 0 if spec.pad_values is None else spec.pad_values[i]
         arrays[name] = _gather_column(
             table.column(name), spec.list_types[i], plan, rows, out_offsets, pad
         )
-    len_offsets, len_values = gather_piece_lengths(rows, plan.seq_offsets, plan.piece_len)
+    len_offsets, len_values = call(gather_piece_lengths, rows, plan.seq_offsets, plan.piece_len)
     arrays[SEQ_LENGTHS] = list_array(len_offsets, len_values, pa.int32())
     if spec.position_ids:
-        positions = _position_ids(len_offsets, len_values, out_offsets)
+        positions = call(_position_ids, len_offsets, len_values, out_offsets)
         arrays[POSITION_IDS] = list_array(out_offsets, positions, pa.int32())
     return pa.table(arrays)
 
@@ -189,7 +189,8 @@ def _gather_column(
     dtype = value_dtype(list_type)
     source = document_addresses(col, dtype)  # into col's buffers, alive meanwhile
     out = np.empty(out_offsets[-1], dtype=dtype)
-    gather_tokens(
+    call(
+        gather_tokens,
         source.doc_address,
         rows,
         plan.seq_offsets,

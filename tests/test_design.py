@@ -59,6 +59,27 @@ def test_kernels_import_nothing_above_them():
                 assert all(a.name in ("numpy",) for a in node.names), path.name
 
 
+def test_python_code_calls_kernels_through_call():
+    # bfpack._jit.call holds SIGINT and SIGTERM back while numba boxes a
+    # kernel's result (tests/test_signals.py); a direct call is unsafe.
+    direct = []
+    for path in sorted(set(PACKAGE.glob("*.py")) - {PACKAGE / "_jit.py"}):
+        tree = ast.parse(path.read_text())
+        kernels = {
+            alias.asname or alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("_kernels")
+            if node.module != "_kernels.results"
+            for alias in node.names
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                # (``kernel`` is the parameter of methods.any_fit)
+                if node.func.id in kernels or node.func.id == "kernel":
+                    direct.append(f"{path.name}:{node.lineno} {node.func.id}(...)")
+    assert not direct, "call kernels as call(kernel, *args):\n" + "\n".join(direct)
+
+
 def test_io_modules_hold_no_packing_logic():
     # The Parquet layer reaches packing through the stream packer only.
     tree = ast.parse((PACKAGE / "parquet.py").read_text())

@@ -205,6 +205,37 @@ def test_bad_lengths_and_last():
     assert packer.stats().documents == 0
 
 
+class Cut(Exception):
+    """An interrupt or failure in the middle of a step."""
+
+
+def fail_once(monkeypatch, owner, name):
+    """Make ``owner.name`` raise Cut on its next call only."""
+    original = getattr(owner, name)
+
+    def failing(*args, **kwargs):
+        monkeypatch.setattr(owner, name, original)
+        raise Cut
+
+    monkeypatch.setattr(owner, name, failing)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_a_step_cut_midway_changes_nothing(monkeypatch, method):
+    windows = np.split(web_like_lengths(600, seed=3) // 8, [200, 400])
+    whole, _ = run_stream(windows, 128, method=method, max_open=9)
+    packer = StreamPacker(128, method=method, max_open=9)
+    packer.step(windows[0])
+    # After the window is packed, before the sequences are numbered.
+    fail_once(monkeypatch, Packing, "take")
+    with pytest.raises(Cut):
+        packer.step(windows[1])
+    second = packer.step(windows[1])
+    third = packer.step(windows[2], last=True)
+    assert as_lists(second) == as_lists(whole[1])
+    assert as_lists(third) == as_lists(whole[2])
+
+
 # --------------------------------------------------------------------------
 # TableStreamPacker
 # --------------------------------------------------------------------------
@@ -266,6 +297,41 @@ def test_table_stream_equals_the_lengths_stream(method, pad, positions):
         long_docs="concat" if method == "concat" else "split",
     )
     assert packer.stats() == ref.stats()
+
+
+def test_a_table_step_cut_midway_changes_nothing(monkeypatch):
+    import bfpack.stream
+
+    lengths = web_like_lengths(600, seed=4) // 8
+    windows = table_windows(lengths, [200, 400])
+    spec = OutputSpec.for_schema(windows[0].schema, columns=list(COLUMNS), position_ids=True)
+
+    def packer():
+        return TableStreamPacker(128, spec, max_open=9, seed=1)
+
+    ref = packer()
+    expected = [ref.step(w, last=i == 2) for i, w in enumerate(windows)]
+    cut = packer()
+    cut.step(windows[0])
+    # After the packed rows are assembled, before the carried tokens are.
+    calls = []
+    real = bfpack.stream.assemble
+
+    def assemble(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Cut
+        return real(*args)
+
+    monkeypatch.setattr(bfpack.stream, "assemble", assemble)
+    with pytest.raises(Cut):
+        cut.step(windows[1])
+    first_only = packer()
+    first_only.step(windows[0])
+    assert cut.stats() == first_only.stats()
+    outs = [cut.step(windows[1]), cut.step(windows[2], last=True)]
+    assert [o.equals(e) for o, e in zip(outs, expected[1:])] == [True, True]
+    assert cut.stats() == ref.stats()
 
 
 def test_open_pieces_are_the_carried_tokens():
