@@ -199,9 +199,10 @@ def peers_table(run):
     if not sizes:
         return []
     out = [
-        "**Peers, same lengths, same pieces** (peers cannot split long documents, so they get "
-        'lengths capped at `seq_len` and bfpack runs with `long_docs="truncate"`; seq_len '
-        "2048; asv `peers`, garbage collector off as asv times):",
+        "**Peers, same lengths, same pieces** (lightbinpack and `binpacking` cannot split "
+        "long documents, so every peer gets the lengths capped at `seq_len` and bfpack runs "
+        'with `long_docs="truncate"`; seq_len 2048; asv `peers`, garbage collector off as '
+        "asv times):",
         "",
         "| N | bfpack | " + " | ".join(label for label, _ in PEERS) + " |",
         "|---:|---:|" + "---:|" * len(PEERS),
