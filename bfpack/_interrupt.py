@@ -6,7 +6,7 @@ swap, and every call of a numba kernel (:func:`bfpack._jit.call`). numba
 runs Python code while it builds a kernel's tuple result, and a handler
 that raises there (Python's own SIGINT handler raises KeyboardInterrupt)
 leaves a NULL object in numba's hands: a SystemError, or, for a named
-tuple, a segmentation fault (numba 0.68; ``tests/test_interrupts.py``).
+tuple, a segmentation fault (numba 0.68; ``tests/test_signals.py``).
 
 :class:`InterruptGuard` turns the first SIGINT or SIGTERM into an
 :class:`Interrupted` exception (a KeyboardInterrupt), so that ``finally``

@@ -89,7 +89,7 @@ class _Step:
     """One window, packed: ``plan`` numbers the pieces carried into the
     window as documents ``0 .. C - 1`` and the window's documents from
     ``C``; ``emit`` lists the sequences completed now, ``carried`` the
-    pieces of the ones kept open. Local document ``d`` is piece
+    pieces of the ones kept open. Local document ``d`` is token
     ``start_of[d]`` onwards of stream document ``doc_of[d]``. ``after`` is
     what the packer carries once the step is taken."""
 
