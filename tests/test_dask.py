@@ -22,6 +22,7 @@ from bfpack import dask as bdask  # noqa: E402
 from bfpack.manifest import MANIFEST  # noqa: E402
 from bfpack.parquet import pack_parquet as single_process  # noqa: E402
 
+from outputs import contents  # noqa: E402
 from tokens import check_packed, token_table  # noqa: E402
 
 SEQ_LEN = 128
@@ -64,17 +65,6 @@ def source(tmp_path_factory):
         pq.write_table(token_table(lengths, first_doc=first), root / f"part-{k}.parquet")
         first += len(lengths)
     return root, parts
-
-
-def contents(dst):
-    """Every file's bytes; the manifest without its run id."""
-    out = {}
-    for name in sorted(os.listdir(dst)):
-        data = (dst / name).read_bytes()
-        if name == MANIFEST:
-            data = {**json.loads(data), "run_id": None}
-        out[name] = data
-    return out
 
 
 def packed_rows(dst, manifest):

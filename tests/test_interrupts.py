@@ -9,7 +9,6 @@ no temporary directory and writes the same bytes as an undisturbed run.
 """
 
 import glob
-import json
 import os
 import signal
 import subprocess
@@ -23,6 +22,8 @@ import pytest
 
 from bfpack.corpus import web_like_lengths
 from bfpack.manifest import MANIFEST
+
+from outputs import contents
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc to time the signals"
@@ -59,17 +60,6 @@ def src(tmp_path_factory):
 
 def cli(*args):
     return [sys.executable, "-m", "bfpack", *map(str, args)]
-
-
-def contents(dst):
-    """Every file of an output: bytes of the shards, the manifest without its run id."""
-    out = {}
-    for name in sorted(os.listdir(dst)):
-        data = (dst / name).read_bytes()
-        if name == MANIFEST:
-            data = {**json.loads(data), "run_id": None}
-        out[name] = data
-    return out
 
 
 def leftovers(dst):
