@@ -66,13 +66,10 @@ Kernels release the GIL (``nogil=True``): a shard can be encoded by pyarrow
 in one thread while the next window is packed in another.
 
 Calling. Python code calls a kernel through :func:`call`, never directly:
-numba runs Python code while it boxes a kernel's result, and a signal
-handler that raises there (Ctrl-C's KeyboardInterrupt) crashes the
-process. :func:`call` holds SIGINT and SIGTERM back for the length of the
-call and delivers them when it returns. Compiled code cannot be interrupted
-anyway, so an interrupt comes no later than it would have; it only no
-longer lands inside numba's boxing. ``tests/test_design.py`` checks that
-no kernel is called otherwise.
+it holds SIGINT and SIGTERM back until the kernel has returned
+(:mod:`bfpack._interrupt` says why). Compiled code cannot be
+interrupted anyway, so an interrupt comes no later than it would have.
+``tests/test_design.py`` checks that no kernel is called otherwise.
 """
 
 import ctypes
