@@ -39,7 +39,7 @@ from ._validate import (
     as_path,
     is_list_type,
 )
-from .manifest import MANIFEST
+from .parquet.manifest import MANIFEST
 from .table import SEQ_LENGTHS
 
 __all__ = ["IGNORE_INDEX", "LAYOUTS", "PackedCollator", "PackedDataset"]

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from bfpack._shards import WRITE_OPTIONS
+from bfpack.parquet._shards import WRITE_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 ASV_BENCH = ROOT / "asv_bench"

@@ -19,8 +19,8 @@ dask = pytest.importorskip("dask")
 
 import bfpack  # noqa: E402
 from bfpack import dask as bdask  # noqa: E402
-from bfpack.manifest import MANIFEST  # noqa: E402
 from bfpack.parquet import pack_parquet as single_process  # noqa: E402
+from bfpack.parquet.manifest import MANIFEST  # noqa: E402
 
 from outputs import contents  # noqa: E402
 from tokens import check_packed, token_table  # noqa: E402

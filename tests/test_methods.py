@@ -7,8 +7,8 @@ import pytest
 
 import bfpack
 from bfpack import METHODS, Method
-from bfpack.__main__ import _parser
 from bfpack._kernels.results import Fit
+from bfpack.cli._app import build_parser as _parser
 from bfpack.methods import any_fit
 
 from naive import OPEN_REFERENCES, REFERENCES, naive_stream, sorted_pieces

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import bfpack
-from bfpack._source import ParquetSource
+from bfpack.parquet._source import ParquetSource
 from bfpack.stream import default_max_open, windows
 
 from tokens import token_table

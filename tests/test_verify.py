@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import bfpack
-from bfpack.manifest import MANIFEST
 from bfpack.parquet import pack_parquet
+from bfpack.parquet.manifest import MANIFEST
 
 from tokens import token_table
 

@@ -79,7 +79,7 @@ def build_manifest(
     stats: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The manifest, its keys in the documented order."""
-    from ._version import __version__
+    from .._version import __version__
 
     return {
         "format": FORMAT,

@@ -17,11 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._arrow import _primitive_view
+from .._arrow import _primitive_view
+from .._validate import as_callable, value_dtype
+from ..table import POSITION_IDS, SEQ_LENGTHS, document_lengths
 from ._source import ParquetSource
-from ._validate import as_callable, value_dtype
 from .manifest import LEGACY_MANIFEST, MANIFEST, file_sha256, read_manifest
-from .table import POSITION_IDS, SEQ_LENGTHS, document_lengths
 
 __all__ = ["Verification", "verify"]
 
@@ -510,7 +510,7 @@ def _number(value: Any) -> float:
 
 
 def _cuts_by_long_docs(method: str) -> bool:
-    from .methods import METHODS
+    from ..methods import METHODS
 
     m = METHODS.get(method)
     return bool(m is not None and m.cuts_by_long_docs)

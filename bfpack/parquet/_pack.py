@@ -17,11 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._memory import release_free_memory
-from ._shards import IN_FLIGHT, ShardWriter
-from ._source import ParquetSource
-from ._staging import StagedOutput, check_paths
-from ._validate import (
+from .._memory import release_free_memory
+from .._validate import (
     as_bool,
     as_callable,
     as_int,
@@ -31,9 +28,12 @@ from ._validate import (
     as_seed,
     as_seq_len,
 )
+from ..stream import TableStreamPacker, default_max_open
+from ..table import OutputSpec
+from ._shards import IN_FLIGHT, ShardWriter
+from ._source import ParquetSource
+from ._staging import StagedOutput, check_paths
 from .manifest import MANIFEST, build_manifest, new_run_id, write_manifest
-from .stream import TableStreamPacker, default_max_open
-from .table import OutputSpec
 
 __all__ = ["DEFAULT_WINDOW_TOKENS", "MANIFEST", "ShardWriter", "pack_parquet"]
 
