@@ -13,9 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-distributed = pytest.importorskip("distributed")
-cloudpickle = pytest.importorskip("cloudpickle")
-dask = pytest.importorskip("dask")
+from integrations import need
+
+pytestmark = pytest.mark.integration
+distributed = need("distributed")
+cloudpickle = need("cloudpickle")
+dask = need("dask")
 
 import bfpack  # noqa: E402
 from bfpack import dask as bdask  # noqa: E402

@@ -14,7 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-datasets = pytest.importorskip("datasets")
+from integrations import need
+
+pytestmark = pytest.mark.integration
+datasets = need("datasets")
 
 import bfpack  # noqa: E402
 from bfpack.hf import pack_dataset  # noqa: E402

@@ -12,7 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-torch = pytest.importorskip("torch")
+from integrations import need
+
+pytestmark = pytest.mark.integration
+torch = need("torch")
 
 import bfpack  # noqa: E402
 from bfpack.parquet import MANIFEST  # noqa: E402
@@ -110,7 +113,7 @@ def test_rows_of_pack_table_and_pack_dataset():
     rows = packed.to_pylist()
     batch = PackedCollator()(rows)
     assert batch["input_ids"][0].tolist() == naive_padding_free(rows)["input_ids"]
-    datasets = pytest.importorskip("datasets")
+    datasets = need("datasets")
     from bfpack.hf import pack_dataset
 
     ds = pack_dataset(datasets.Dataset(table), 32, columns=["input_ids", "labels"], pad_value=0)
@@ -186,7 +189,7 @@ def test_repr():
 def test_trl_reads_seq_lengths_the_same_way():
     """TRL's padding-free collator reads bfpack's ``seq_lengths`` and gives the
     same batch as PackedCollator (TRL adds ``seq_idx``, its document ids as int32)."""
-    sft = pytest.importorskip("trl.trainer.sft_trainer")
+    sft = need("trl.trainer.sft_trainer")
     table = token_table(np.array([5, 30, 2, 17, 9, 40, 3]), columns=("input_ids",))
     rows = bfpack.pack_table(table, 32).to_pylist()
     trl = sft.DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)(rows)
@@ -303,7 +306,7 @@ def test_readers_of_the_directory_skip_the_cache(packed_dir):
     PackedDataset(dst)
     assert os.path.isdir(dst / ".arrow-cache")
     assert pq.read_table(dst).equals(expected)
-    datasets = pytest.importorskip("datasets")
+    datasets = need("datasets")
     loaded = datasets.load_dataset(
         "parquet", data_dir=str(dst), split="train", cache_dir=str(dst.parent / "hf-cache")
     )
