@@ -280,7 +280,9 @@ def _pack_iterable(
             source=dataset,
             schema=pa.schema([schema.field(c) for c in spec.columns]),
             seq_len=seq_len,
-            spec=spec, packer=packer, window_tokens=window_tokens
+            spec=spec,
+            packer=packer,
+            window_tokens=window_tokens,
         ),
     )
 

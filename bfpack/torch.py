@@ -508,9 +508,10 @@ def _open_copy(shard: _Shard, run_id: str | None) -> pa.ipc.RecordBatchFileReade
     except (OSError, pa.ArrowInvalid):
         return None
     metadata = reader.schema.metadata or {}
-    if metadata.get(_RUN_KEY) != (run_id or "").encode() or metadata.get(
-        _SHA_KEY
-    ) != shard.sha256.encode():
+    if (
+        metadata.get(_RUN_KEY) != (run_id or "").encode()
+        or metadata.get(_SHA_KEY) != shard.sha256.encode()
+    ):
         return None
     return reader
 
@@ -571,4 +572,3 @@ def _packed_columns(schema: pa.Schema, columns: Any, path: str) -> tuple[str, ..
                 f"a packed directory holds list columns only"
             )
     return tuple(names)
-

@@ -40,7 +40,8 @@ def pytest_configure(config):
     system = tempfile.gettempdir()
     scratch = tempfile.mkdtemp(prefix="bfpack-tests-tmp-", dir=system)
     saved = {
-        k: os.environ.get(k) for k in ("TMPDIR", "PYTEST_DEBUG_TEMPROOT", "TORCHINDUCTOR_CACHE_DIR", "BFPACK_CACHE_DIR")
+        k: os.environ.get(k)
+        for k in ("TMPDIR", "PYTEST_DEBUG_TEMPROOT", "TORCHINDUCTOR_CACHE_DIR", "BFPACK_CACHE_DIR")
     }
     config.stash[_KEY] = {"scratch": scratch, "saved": saved, "tempdir": tempfile.tempdir}
     os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", system)
