@@ -365,6 +365,13 @@ class PackedDataset(Dataset):
             raise _RunMoved
         try:
             _copy(shard, self.run_id, self._batch_rows)
+        except FileNotFoundError:
+            if self.run_id is not None and run_id_of(self.path) != self.run_id:
+                raise _RunMoved from None
+            raise FileNotFoundError(
+                f"{shard.path} is missing: the output is damaged; check it with: "
+                f"bfpack verify {self.path}"
+            ) from None
         except _ShardChanged as exc:
             if self.run_id is not None and run_id_of(self.path) != self.run_id:
                 raise _RunMoved from None

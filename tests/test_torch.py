@@ -378,6 +378,15 @@ def test_an_overwrite_gives_a_new_dataset_the_new_run(tmp_path):
     assert len(old) == 2 and old[0]["input_ids"].shape == (30,)  # still its own run
 
 
+def test_a_missing_shard_is_named(tmp_path):
+    src = tmp_path / "src.parquet"
+    pq.write_table(token_table(np.array([5, 9, 30]), columns=("input_ids",)), src)
+    bfpack.pack_parquet(src, tmp_path / "dst", 32)
+    os.remove(tmp_path / "dst" / "part-00000.parquet")
+    with pytest.raises(FileNotFoundError, match=r"part-00000.parquet is missing: the output is"):
+        PackedDataset(tmp_path / "dst", cache_dir=tmp_path / "cache")
+
+
 def test_a_directory_rewritten_while_opening_is_read_at_its_new_run(tmp_path, monkeypatch):
     src = tmp_path / "src.parquet"
     pq.write_table(token_table(np.array([5, 9, 30]), columns=("input_ids",)), src)
@@ -398,6 +407,35 @@ def test_a_directory_rewritten_while_opening_is_read_at_its_new_run(tmp_path, mo
     monkeypatch.setattr(bfpack.torch, "_pin", always_stale)
     with pytest.raises(RuntimeError, match="was rewritten 3 times while PackedDataset opened"):
         PackedDataset(dst, cache_dir=tmp_path / "cache2")
+
+
+def test_a_run_that_moves_during_a_copy_is_caught(overwritten, monkeypatch):
+    """DST swapped between the check of its run id and the copy: the bytes
+    read are the new run's, so no copy is made and the error names the run."""
+    dst = overwritten(128)
+    ds = PackedDataset(dst)
+    pinned = ds.run_id
+    overwritten(16)
+    shutil.rmtree(dst.parent / "cache")
+    answers = [pinned]  # the first look still sees the pinned run
+    real = bfpack.torch.run_id_of
+    monkeypatch.setattr(bfpack.torch, "run_id_of", lambda p: answers.pop() if answers else real(p))
+    with pytest.raises(RuntimeError, match=f"reads run {pinned} of .* now holds run"):
+        pickle.loads(pickle.dumps(ds))[0]
+    assert not any(files for _, _, files in os.walk(dst.parent / "cache"))
+
+
+def test_copies_of_another_layout_are_refused(tmp_path):
+    """Copies that hold the run's bytes in other record batches than the
+    dataset indexed give a clear error, never a wrong row or an IndexError."""
+    src = tmp_path / "src.parquet"
+    pq.write_table(token_table(np.arange(1, 40), columns=("input_ids",)), src)
+    bfpack.pack_parquet(src, tmp_path / "dst", 64)
+    ds = PackedDataset(tmp_path / "dst", cache_dir=tmp_path / "cache")
+    os.remove(ds.files[0])
+    bfpack.torch._copy(ds._shards[0], ds.run_id, 7)  # 7 rows per record batch
+    with pytest.raises(RuntimeError, match="hold other rows than when the dataset was opened"):
+        pickle.loads(pickle.dumps(ds))[0]
 
 
 def loader_rows(ds, **kwargs):
