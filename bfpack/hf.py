@@ -12,7 +12,9 @@ does not import ``datasets``).
 - A :class:`datasets.IterableDataset` is packed on the fly, window by
   window, by the :class:`~bfpack.stream.TableStreamPacker` that
   :func:`bfpack.pack_parquet` uses: the same windows, the same sequences
-  carried between them, the same rows.
+  carried between them, the same rows. Rows that are Python objects (a
+  generator, a ``map``) are converted batch by batch with the dataset's
+  types, so empty documents anywhere are fine.
 - A ``DatasetDict`` / ``IterableDatasetDict`` is packed split by split.
 """
 

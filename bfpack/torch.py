@@ -10,7 +10,9 @@ does not import torch). This module reads packed rows; it never packs.
   or the padded layout (``[B, seq_len]``, with a block-diagonal causal mask
   on request).
 - :class:`PackedDataset` is a map-style dataset over a packed directory
-  (``bfpack pack`` / :func:`bfpack.pack_parquet` output), memory-mapped.
+  (``bfpack pack`` / :func:`bfpack.pack_parquet` output), memory-mapped
+  from Arrow copies kept outside the directory, and pinned to the run it
+  opened.
 """
 
 from __future__ import annotations
