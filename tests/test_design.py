@@ -144,6 +144,7 @@ def test_io_modules_hold_no_packing_logic():
 OPTIONAL = {"hf": "datasets", "torch": "torch", "plot": "matplotlib", "dask": "distributed"}
 
 
+@pytest.mark.slow
 def test_every_module_imports_on_its_own():
     # A module imported first, before any other of the package, must not
     # meet a partly initialised one (a cycle that import order used to hide).
