@@ -87,7 +87,9 @@ def test_a_good_output_verifies(src, tmp_path, kw):
         assert r.rows == m["stats"]["sequences"]
         assert r.tokens == m["stats"]["tokens_packed"]
     assert plain.source is None and full.source == str(src)
-    assert len(full.checked) == len(plain.checked) + 2
+    # With the source: its files, its pieces, and the method's packing of it.
+    assert len(full.checked) == len(plain.checked) + 3
+    assert f"packed again with {m['options']['method']!r}" in full.report()
     assert full.report().startswith(f"{tmp_path / 'o'}: OK: {len(m['shards'])} shard(s)")
     if kw.get("method") == "concat":
         assert "pieces are not compared" in full.report()
