@@ -155,13 +155,30 @@ def _cmd_stats(args):
 
 
 def _cmd_verify(args):
+    from ._staging import DestinationBusyError
     from .verification import verify
 
-    with args.console.progress(_verify_view) as show:
-        result = verify(args.dst, source=args.source, progress=_guarded(args, show))
+    try:
+        with args.console.progress(_verify_view) as show:
+            result = verify(args.dst, source=args.source, progress=_guarded(args, show))
+    except DestinationBusyError as exc:  # rewritten while checked: not known to be damaged
+        args.console.error(exc)
+        return 3
     if args.verbosity >= 0 or not result.ok:
-        print(result.report())
+        _print_path_text(result.report())
     return 0 if result.ok else 1
+
+
+def _print_path_text(text):
+    """Print ``text``, whose paths may hold bytes that are not UTF-8 (as
+    surrogates): those bytes go out as they are, as ``ls`` shows them."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        print(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+        return
+    sys.stdout.flush()
+    buffer.write(os.fsencode(text) + b"\n")
+    buffer.flush()
 
 
 def _cmd_demo(args):
@@ -252,7 +269,7 @@ def _parser():
         description="Best-fit packing of tokenized documents "
         "into training sequences, without truncating them.",
         epilog="-v and -q go before or after the command. Exit status: 0 done, 1 verify "
-        "found a mismatch, 2 error, 130/143 interrupted by SIGINT/SIGTERM.",
+        "found a mismatch, 2 error, 3 verify found DST changing, 130/143 interrupted by SIGINT/SIGTERM.",
     )
     parser.add_argument("--version", action="version", version=__version__)
     _output_options(parser)
@@ -374,10 +391,12 @@ def _parser():
 
     v = commands.add_parser(
         "verify",
-        help="check a packed output against its manifest (exit 0: ok, 1: mismatch, 2: error)",
+        help="check a packed output against its manifest (exit 0: ok, 1: mismatch, 2: error, "
+        "3: kept changing)",
         description="Check the shards of DST against its manifest and, with --source, that "
-        "they hold every piece of every source document exactly once. Exit status: 0 ok, "
-        "1 mismatch, 2 error.",
+        "they hold every piece of every source document exactly once. An output replaced "
+        "by another run while it is checked is checked again (3 times at most). Exit "
+        "status: 0 ok, 1 mismatch, 2 error, 3 DST kept changing (another run rewrote it).",
     )
     v.add_argument("dst", metavar="DST", help="output directory of bfpack pack")
     v.add_argument(
