@@ -287,10 +287,11 @@ def _is_int(value: Any) -> bool:
 
 def _int(record: Mapping[str, Any], key: str, what: str, *, lo: int, hi: int | None = None) -> int:
     value = record.get(key)
-    if not _is_int(value) or value < lo or (hi is not None and value > hi):
-        bound = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi:,}]"
-        raise _Damaged(f"{what} is {value!r}, not {bound}")
-    return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if lo <= value and (hi is None or value <= hi):
+            return int(value)
+    bound = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi:,}]"
+    raise _Damaged(f"{what} is {value!r}, not {bound}")
 
 
 def _optional_int(options: Mapping[str, Any], key: str, *, lo: int) -> int | None:
@@ -376,9 +377,33 @@ def _stats(stats: Any, seq_len: int, method: str, long_docs: str) -> Mapping[str
         if key in stats and stats[key] != want:
             raise _Damaged(f"stats.{key} is {stats[key]!r} where options.{key} is {want!r}")
     packed, sequences = stats.get("tokens_packed"), stats.get("sequences")
-    if packed is not None and sequences is not None and packed > sequences * seq_len:
+    if packed is None or sequences is None:
+        return stats
+    if packed > sequences * seq_len:
         raise _Damaged(
             f"stats.tokens_packed ({packed:,}) exceeds stats.sequences ({sequences:,}) "
             f"times seq_len ({seq_len:,})"
+        )
+    # What the packed tokens, the sequences and seq_len imply: a seq_len
+    # edited (in options and stats) shows here, whatever the shards hold.
+    slots = sequences * seq_len
+    implied: dict[str, Any] = {
+        "lower_bound": -(-packed // seq_len),
+        "excess_sequences": sequences - -(-packed // seq_len),
+        "padding_tokens": slots - packed,
+    }
+    if "tokens" in stats and "tokens_dropped" in stats:
+        implied["tokens_packed"] = stats["tokens"] - stats["tokens_dropped"]
+    for key, want in implied.items():
+        if key in stats and stats[key] != want:
+            raise _Damaged(
+                f"stats.{key} is {stats[key]:,} where the other statistics and seq_len "
+                f"({seq_len:,}) give {want:,}"
+            )
+    fill = packed / slots if slots else 1.0
+    if "fill" in stats and abs(stats["fill"] - fill) > 1e-9:
+        raise _Damaged(
+            f"stats.fill is {stats['fill']} where the other statistics and seq_len "
+            f"({seq_len:,}) give {fill}"
         )
     return stats

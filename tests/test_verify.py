@@ -476,6 +476,10 @@ DAMAGED_MANIFESTS = {
     "stats fill a string": (_set(["stats", "fill"], "high"), "stats.fill is 'high'"),
     "format from the future": (_set(["format"], 99), "format 99 is newer"),
     "inputs size negative": (_set(["inputs", 0, "size"], -1), "inputs[0].size is -1"),
+    "seq_len changed in options and stats": (
+        lambda m: (_set(["options", "seq_len"], 128)(m), _set(["stats", "seq_len"], 128)(m)),
+        "stats.lower_bound is",
+    ),
     "method changed in options only": (
         _set(["options", "method"], "ffd"),
         "stats.method is 'bfd' where options.method is 'ffd'",
@@ -528,7 +532,9 @@ def test_shards_agree_with_the_recorded_options(src, tmp_path):
     packed(src, dst, position_ids=True)
     edit_manifest(dst, _set(["options", "position_ids"], False))
     r = bfpack.verify(dst)
-    assert any("a column 'position_ids' that the manifest's options do not record" in p for p in r.problems), r.problems
+    assert any(
+        "a column 'position_ids' that the manifest's options do not record" in p for p in r.problems
+    ), r.problems
     packed(src, dst, overwrite=True)
     edit_manifest(dst, _set(["options", "rows_per_shard"], 10))
     r = bfpack.verify(dst)
@@ -580,9 +586,7 @@ def test_a_truncated_shard_is_said_unread_with_its_recorded_rows(src, tmp_path):
 def test_a_destination_named_in_bytes_that_are_not_utf8_verifies(src, tmp_path):
     dst = os.path.join(os.fsencode(tmp_path), b"out\xff")
     packed(src, os.fsdecode(dst))
-    done = subprocess.run(
-        [sys.executable, "-m", "bfpack", "verify", dst], capture_output=True
-    )
+    done = subprocess.run([sys.executable, "-m", "bfpack", "verify", dst], capture_output=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(dst + b": OK:"), done.stdout
     assert bfpack.verify(os.fsdecode(dst)).ok
@@ -624,7 +628,7 @@ def verify_while_overwritten(src, dst, runs):
 
 
 def test_verify_during_overwrite_never_reports_a_healthy_output_damaged(src, tmp_path):
-    verdicts, changing = verify_while_overwritten(src, tmp_path / "o", 12)
+    verdicts, changing = verify_while_overwritten(src, tmp_path / "o", 8)
     assert verdicts
     damaged = [r.problems for r in verdicts if not r.ok]
     assert damaged == []
@@ -648,9 +652,14 @@ def test_verify_says_when_the_output_kept_changing(src, tmp_path, monkeypatch):
     with pytest.raises(bfpack._staging.DestinationBusyError, match="kept changing while it was"):
         bfpack.verify(dst)
     done = subprocess.run(
-        [sys.executable, "-c", "import sys, bfpack.verification as v, bfpack.__main__ as m;"
-         "v._Snapshot.replaced = lambda self: True; sys.exit(m.main(sys.argv[1:]))",
-         "verify", str(dst)],
+        [
+            sys.executable,
+            "-c",
+            "import sys, bfpack.verification as v, bfpack.__main__ as m;"
+            "v._Snapshot.replaced = lambda self: True; sys.exit(m.main(sys.argv[1:]))",
+            "verify",
+            str(dst),
+        ],
         capture_output=True,
         text=True,
     )
