@@ -1,7 +1,14 @@
 """Checking a packed output against its manifest and, optionally, its source.
 
 :func:`verify` (``bfpack verify DST [--source SRC]``) reads every shard
-batch by batch, so memory stays bounded whatever the size of the output.
+batch by batch, so memory stays bounded whatever the size of the output
+(and whatever the manifest says). One job per unit: ``_Snapshot`` pins
+one run's directory, ``bfpack.manifest.check_manifest`` checks the
+manifest's values, ``_check_listing`` the directory's files,
+``_OutputCheck`` each shard (bytes, schema against the options),
+``_RowCheck`` each row, ``_SourceCheck`` the source, ``_check_method`` the
+packing against the recorded method, and ``_Digest`` adds up what is
+compared.
 """
 
 from __future__ import annotations
@@ -69,6 +76,9 @@ class Verification:
         What was checked, one line each.
     shards, rows, tokens : int
         Shards, rows (sequences) and packed tokens read from the output.
+    unread : int
+        Shards that could not be read (damaged, truncated): their rows and
+        tokens are not in ``rows`` and ``tokens``.
     """
 
     dst: str
@@ -78,6 +88,7 @@ class Verification:
     shards: int
     rows: int
     tokens: int
+    unread: int = 0
 
     @property
     def ok(self) -> bool:
@@ -92,6 +103,11 @@ class Verification:
         head = (
             f"{self.dst}: {'OK' if self.ok else 'MISMATCH'}: {self.shards:,} shard(s), "
             f"{self.rows:,} rows, {self.tokens:,} tokens"
+            + (
+                f" (not counting {self.unread} shard(s) that could not be read)"
+                if self.unread
+                else ""
+            )
         )
         lines = self.problems if self.problems else self.checked
         bullet = "  problem: " if self.problems else "  ok: "
@@ -130,23 +146,44 @@ def verify(
     FileNotFoundError
         ``dst`` holds no manifest, or ``source`` does not exist.
     ValueError
-        The manifest is unreadable, or the source cannot be read as it was
-        packed (a packed column missing, rows whose columns disagree).
+        The manifest is unreadable or damaged (a value of the wrong type or
+        range, a shard named outside ``dst``, statistics that disagree with
+        the options: one line names the field), or the source cannot be
+        read as it was packed (a packed column missing, rows whose columns
+        disagree).
+    bfpack._staging.DestinationBusyError
+        ``dst`` was replaced by another run (``--overwrite``) while each of
+        3 outputs in turn was checked: it kept changing, and nothing is
+        known of its health (``bfpack verify`` exits 3).
 
     Notes
     -----
-    Always checked, against the manifest:
+    One run is checked at a time: the directory ``dst`` names is opened
+    once and every file is read through it, so an overwrite that swaps a
+    new output in meanwhile cannot mix two runs. If problems are found and
+    ``dst`` has been replaced since (another directory, another run id),
+    they are not reported: the new output is checked instead.
+
+    Every value of the manifest is checked first (types, ranges, shard
+    names that are plain file names in ``dst``, a known method, statistics
+    that agree with each other and with ``seq_len``). Then, against it:
 
     - the directory holds exactly the listed shards (a file of another run,
-      or a missing one, is a problem);
-    - each shard's size and SHA-256, and its row count;
-    - every shard has the same schema;
+      or a missing one, is a problem); a shard is read only as a file in
+      ``dst``, never through a symbolic link;
+    - each shard's size and SHA-256, and its row count (at most
+      ``rows_per_shard`` if recorded); a shard that cannot be read is said
+      so, with the rows the manifest records in it;
+    - every shard has the same schema, with exactly the recorded columns
+      (``position_ids`` if and only if recorded);
     - every row is well formed: it holds at least one piece, every piece
       (``seq_lengths``) is 1 to ``seq_len`` tokens, they add up to at most
       ``seq_len``, each packed column holds that many tokens (or exactly
       ``seq_len``, padding included, when padded), padding tokens equal
       the pad value and ``position_ids`` restart at 0 at every piece;
-    - rows and packed tokens add up to the manifest's statistics.
+    - rows and packed tokens add up to the manifest's statistics;
+    - with ``method="concat"``, every row is full but the last of each
+      window (the recorded method must be the one that packed the rows).
 
     With ``source``, also:
 
@@ -160,7 +197,12 @@ def verify(
       read from ``seq_lengths``. Compared: the number of pieces of each
       length, and per column the token count and an order-independent hash
       of the multiset of pieces (each piece hashed from its tokens and
-      their positions in it, the piece hashes summed modulo 2**64).
+      their positions in it, the piece hashes summed modulo 2**64);
+    - the recorded method and options reproduce the packing: the source's
+      document lengths, packed again in the same windows, give the
+      output's sequences (compared: their number, and a hash of the
+      multiset of rows, each its piece lengths in order; for an output of
+      :func:`bfpack.dask.pack_parquet`, their number).
 
     Not verified: which document a piece came from (the output records no
     document ids, so swapping two pieces of equal content between
@@ -291,6 +333,7 @@ def _verify_snapshot(
         shards=output.shards,
         rows=output.rows,
         tokens=output.tokens,
+        unread=output.unread,
     )
 
 
@@ -423,6 +466,7 @@ class _OutputCheck:
             if why is not None:
                 self._not_read(shard, why)  # damaged: its content would only add confusion
                 return
+            counted = self.rows_check.rows, self.rows_check.tokens
             try:
                 with pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20) as pf:
                     if not self._check_layout(pf, shard):
@@ -432,6 +476,7 @@ class _OutputCheck:
                         self.rows_check.check(batch, shard.file)
                         _report(self.progress, "output", self.rows, total, self.tokens)
             except (pa.ArrowException, OSError) as exc:
+                self.rows_check.rows, self.rows_check.tokens = counted  # only whole shards count
                 self._not_read(shard, f"cannot be read ({exc})")
 
     def _check_layout(self, pf: pq.ParquetFile, shard: ShardEntry) -> bool:

@@ -581,6 +581,8 @@ def test_a_truncated_shard_is_said_unread_with_its_recorded_rows(src, tmp_path):
         f"damaged); its {rows:,} rows (as the manifest records) could not be checked",
     ), r.problems
     assert "rows and tokens not added up: 1 shard(s) could not be read" in r.checked
+    assert r.unread == 1 and "(not counting 1 shard(s) that could not be read)" in r.report()
+    assert r.rows == m["stats"]["sequences"] - rows
 
 
 def test_a_destination_named_in_bytes_that_are_not_utf8_verifies(src, tmp_path):
