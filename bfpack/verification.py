@@ -534,9 +534,11 @@ class _RowCheck:
         self.found = found
         self.digest = digest
         self.rows = self.tokens = 0
-        #: Rows not filled to seq_len, and the hash of the multiset of rows'
-        #: piece lengths (what the method must reproduce).
+        #: Rows not filled to seq_len, rows whose pieces are not longest
+        #: first, and the hash of the multiset of rows' piece lengths: what
+        #: the recorded method must reproduce.
         self.not_full = 0
+        self.not_longest_first = 0
         self.row_hash = 0
 
     def check(self, batch: pa.RecordBatch, name: str) -> None:
@@ -571,6 +573,13 @@ class _RowCheck:
             return
         self.tokens += int(lens.sum())
         self.not_full += int((fill < L).sum())
+        later = np.ones(lens.shape[0], dtype=bool)
+        later[first_piece] = False  # a piece that follows another in its row
+        self.not_longest_first += np.unique(
+            np.searchsorted(
+                first_piece, np.flatnonzero(later[1:] & (lens[1:] > lens[:-1])) + 1, "right"
+            )
+        ).shape[0]
         self.row_hash = (self.row_hash + _row_hash(lens, per_row)) % 2**64
         self.digest.add_lengths(lens)
         # Within its row, piece p starts where the pieces before it end.
@@ -806,6 +815,15 @@ def _check_method(
                 f"{output.rows_check.not_full:,} rows are not full, where method 'concat' fills "
                 f"every row but the last of each window (at most {windows:,} here) {changed}"
             )
+    from .methods import METHODS
+
+    m = METHODS[r.method]
+    if m.cuts_by_long_docs and not m.streams and output.rows_check.not_longest_first:
+        found.problem(
+            f"{output.rows_check.not_longest_first:,} rows hold a piece longer than the one "
+            f"before it, where method {r.method!r} places pieces longest first and carries "
+            f"no sequence to the next window {changed}"
+        )
     if source is None or r.window_tokens is None or r.max_open is None:
         return
     replay = _replay(r, source)

@@ -667,3 +667,19 @@ def test_verify_says_when_the_output_kept_changing(src, tmp_path, monkeypatch):
     )
     assert done.returncode == 3 and done.stdout == "", done
     assert done.stderr.startswith("bfpack: error: ") and "kept changing" in done.stderr
+
+
+def test_a_best_fit_output_recorded_as_first_fit_is_found_without_source(src, tmp_path):
+    # bfd carries open sequences to the next window: their rows go on with
+    # shorter, then longer pieces, which ffd never writes.
+    dst = tmp_path / "o"
+    packed(src, dst, window_tokens=500)
+
+    def to_ffd(m):
+        m["options"]["method"] = m["stats"]["method"] = "ffd"
+
+    assert bfpack.verify(dst).ok
+    edit_manifest(dst, to_ffd)
+    r = bfpack.verify(dst)
+    assert len(r.problems) == 1, r.problems
+    assert "rows hold a piece longer than the one before it, where method 'ffd'" in r.problems[0]
