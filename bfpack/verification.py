@@ -807,9 +807,13 @@ def _check_method(
         return
     r = recorded
     changed = "(was the manifest's method or its options changed?)"
-    if r.method == "concat" and r.window_tokens is not None:
-        packed = int(r.stats.get("tokens_packed", output.tokens))
-        windows = packed // r.window_tokens + 1
+    # Every window but the last holds window_tokens tokens or more (of
+    # every task's files, for bfpack.dask).
+    tasks = 1
+    if r.files_per_task is not None:
+        tasks = -(-len(r.inputs) // r.files_per_task) if r.inputs is not None else 0
+    if r.method == "concat" and r.window_tokens is not None and tasks:
+        windows = output.tokens // r.window_tokens + tasks
         if output.rows_check.not_full > windows:
             found.problem(
                 f"{output.rows_check.not_full:,} rows are not full, where method 'concat' fills "

@@ -639,7 +639,7 @@ def test_verify_during_overwrite_never_reports_a_healthy_output_damaged(src, tmp
 
 @pytest.mark.slow
 def test_verify_during_many_overwrites_never_reports_a_healthy_output_damaged(src, tmp_path):
-    verdicts, changing = verify_while_overwritten(src, tmp_path / "o", 100)
+    verdicts, changing = verify_while_overwritten(src, tmp_path / "o", 40)
     assert [r.problems for r in verdicts if not r.ok] == []
 
 
