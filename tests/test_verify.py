@@ -630,7 +630,7 @@ def verify_while_overwritten(src, dst, runs):
 
 
 def test_verify_during_overwrite_never_reports_a_healthy_output_damaged(src, tmp_path):
-    verdicts, changing = verify_while_overwritten(src, tmp_path / "o", 8)
+    verdicts, changing = verify_while_overwritten(src, tmp_path / "o", 15)
     assert verdicts
     damaged = [r.problems for r in verdicts if not r.ok]
     assert damaged == []
