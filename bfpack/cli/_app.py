@@ -59,7 +59,8 @@ def build_parser():
         description="Best-fit packing of tokenized documents "
         "into training sequences, without truncating them.",
         epilog="-v and -q go before or after the command. Exit status: 0 done, 1 verify "
-        "found a mismatch, 2 error, 130/143 interrupted by SIGINT/SIGTERM.",
+        "found a mismatch, 2 error, 3 verify found DST changing, 130/143 interrupted by "
+        "SIGINT/SIGTERM.",
     )
     main_parser.add_argument("--version", action="version", version=__version__)
     _output_options(main_parser)

@@ -3,7 +3,7 @@
 This module only moves data: it reads a dataset in windows of whole
 documents (:class:`~bfpack._source.ParquetSource`), feeds them to a
 :class:`~bfpack.stream.TableStreamPacker`, writes what comes out as shards
-(:class:`ShardWriter`) and the manifest last (:mod:`bfpack.manifest`), in a
+(:class:`ShardWriter`) and the manifest last (:mod:`bfpack.parquet.manifest`), in a
 staged directory that a locked, atomic swap puts in place
 (:class:`~bfpack._staging.StagedOutput`).
 """
@@ -157,7 +157,7 @@ def pack_parquet(
         packed sequence, as
         :func:`bfpack.pack_table` makes them) and, last, the manifest
         ``.bfpack.json`` (run id, inputs, options, shards with their sizes
-        and SHA-256, stats; see :mod:`bfpack.manifest`). Every shard has
+        and SHA-256, stats; see :mod:`bfpack.parquet.manifest`). Every shard has
         the same schema: the input's list types are kept (a window of more
         than 2**31 - 1 tokens gives columns of several list chunks, never
         ``large_list``).
