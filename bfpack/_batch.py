@@ -10,12 +10,11 @@ piece of every token, and flash-attention's ``cu_seqlens``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._validate import as_packed_row
 from .table import cu_seqlens, max_seqlen
 
 #: The label that losses ignore (PyTorch's ``cross_entropy`` default).
@@ -58,6 +57,58 @@ def gather_rows(rows: Sequence[Any]) -> Rows:
         row_tokens=np.array([x.shape[0] for x in ids], dtype=np.int64),
         row_pieces=np.array([x.shape[0] for x in pieces], dtype=np.int64),
     )
+
+
+def as_packed_row(row: Any, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(input_ids, labels, seq_lengths)`` of packed row number ``index``.
+
+    ``row`` is a mapping (a row of a packed dataset) whose ``input_ids``,
+    optional ``labels`` (default: ``input_ids``) and ``seq_lengths`` are
+    1-D integer sequences (lists, numpy arrays, CPU tensors); the pieces
+    must fit in the row (slots after them are padding).
+    """
+    if not isinstance(row, Mapping):
+        raise TypeError(
+            f"row {index} is a {type(row).__name__}; a batch is a list of packed rows, "
+            f"dicts with input_ids and seq_lengths (rows of bfpack.hf.pack_dataset, "
+            f"bfpack.torch.PackedDataset or pack_table's output)"
+        )
+    for key in ("input_ids", "seq_lengths"):
+        if key not in row:
+            raise ValueError(
+                f"row {index} has no {key!r} (its keys: {sorted(row)}); pack the "
+                f"documents with bfpack first: pieces are read from seq_lengths"
+            )
+    ids = _row_array(row["input_ids"], index, "input_ids")
+    labels = ids if row.get("labels") is None else _row_array(row["labels"], index, "labels")
+    pieces = _row_array(row["seq_lengths"], index, "seq_lengths")
+    if labels.shape != ids.shape:
+        raise ValueError(
+            f"row {index}: labels has {labels.shape[0]} values but input_ids "
+            f"{ids.shape[0]}; they must be aligned token by token"
+        )
+    if pieces.shape[0] and pieces.min() < 1:
+        raise ValueError(f"row {index}: seq_lengths must be >= 1, got {pieces.min()}")
+    if pieces.sum() > ids.shape[0]:
+        raise ValueError(
+            f"row {index}: its seq_lengths add up to {pieces.sum()} tokens, but it holds "
+            f"{ids.shape[0]}; seq_lengths must describe the row's own tokens"
+        )
+    return ids, labels, pieces.astype(np.int64, copy=False)
+
+
+def _row_array(value: Any, index: int, key: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.ndim != 1:
+        raise ValueError(f"row {index}: {key} must be 1-D, got shape {arr.shape}")
+    if not arr.shape[0]:
+        return np.empty(0, dtype=np.int64)  # [] reads as float64
+    if arr.dtype.kind not in "iu":
+        raise TypeError(
+            f"row {index}: {key} must hold integers, got dtype {arr.dtype}; "
+            f"cast it (e.g. .astype(np.int64))"
+        )
+    return arr
 
 
 def piece_positions(seq_lengths: np.ndarray) -> np.ndarray:

@@ -22,11 +22,10 @@ from ._validate import (
     as_int,
     as_lengths,
     as_long_docs,
-    as_method,
     as_seq_len,
     as_table,
 )
-from .methods import METHODS
+from .methods import METHODS, as_method
 from .packing import Packing, pack
 from .table import document_lengths as _column_lengths
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,7 +27,8 @@ from ._kernels.ffd import first_fit
 from ._kernels.layout import lay_out
 from ._kernels.pieces import sort_pieces
 from ._kernels.results import Layout, PieceCounts
-from ._validate import check_layout_fits
+from ._memory import check_layout_fits
+from ._validate import as_choice
 
 # Below this many pieces and documents, scratch indices are int32. A module
 # constant so that tests can force the int64 path on small inputs.
@@ -169,3 +170,8 @@ METHODS: dict[str, Method] = {
 
 #: Read-only empty array: no sequence is open.
 NO_OPEN_SEQUENCES = readonly(np.empty(0, dtype=np.int64))
+
+
+def as_method(method: Any) -> Method:
+    """The registered :class:`Method` named ``method`` (ValueError naming the choices)."""
+    return METHODS[as_choice(method, "method", tuple(METHODS))]

@@ -26,12 +26,12 @@ from ._validate import (
     as_callable,
     as_int,
     as_long_docs,
-    as_method,
     as_optional_int,
     as_seed,
     as_seq_len,
 )
 from .manifest import MANIFEST, build_manifest, new_run_id, write_manifest
+from .methods import as_method
 from .stream import TableStreamPacker, default_max_open
 from .table import OutputSpec
 

@@ -33,13 +33,12 @@ from ._validate import (
     as_int,
     as_lengths,
     as_long_docs,
-    as_method,
     as_seed,
     as_seq_len,
     as_table,
     check_same_columns,
 )
-from .methods import NO_OPEN_SEQUENCES
+from .methods import NO_OPEN_SEQUENCES, as_method
 from .packing import DocumentCounts, Packing, PackingStats, count
 from .table import OutputSpec, assemble, document_lengths, row_order
 

@@ -109,3 +109,21 @@ def test_every_module_imports_on_its_own():
         if done.returncode:
             failed.append(f"{name}: {done.stderr.decode().strip().splitlines()[-1]}")
     assert not failed, "\n".join(failed)
+
+
+def _imports(path):
+    """The package modules ``path`` imports, relative names as written (``.methods``)."""
+    tree = ast.parse(path.read_text())
+    return {
+        "." * node.level + (node.module or "")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level
+    }
+
+
+def test_argument_checks_import_only_what_is_below_them():
+    # _validate is imported by every layer; it may import only the modules
+    # that import nothing of bfpack above them, so that no cycle can form.
+    assert _imports(PACKAGE / "_validate.py") <= {"._jit", "._memory", "._warnings"}
+    for name in ("_memory.py", "_warnings.py"):
+        assert not _imports(PACKAGE / name), name
