@@ -32,11 +32,12 @@ import pyarrow as pa
 
 from ._source import ParquetSource
 from ._staging import StagedOutput, check_paths
-from ._validate import as_int, as_lengths
+from ._validate import as_callable, as_int, as_lengths
 from .manifest import build_manifest, new_run_id, write_manifest
+from .options import DEFAULT_WINDOW_TOKENS, PackOptions
 from .packing import DocumentCounts, PackingStats
-from .parquet import DEFAULT_WINDOW_TOKENS, Options
-from .stream import StreamPacker, windows
+from .parquet import shard_writer
+from .stream import windows
 from .table import OutputSpec
 
 __all__ = ["DEFAULT_FILES_PER_TASK", "pack_parquet", "sequences_of_lengths"]
@@ -150,24 +151,26 @@ def pack_parquet(
     sequences than one global BFD at 2048 tokens, 0.003% at 8192 (see the
     README's "At scale").
     """
-    o = Options.check(
+    o = PackOptions(
         seq_len,
         method=method,
         long_docs=long_docs,
+        columns=columns,
         pad_value=pad_value,
+        position_ids=position_ids,
         seed=seed,
         window_tokens=window_tokens,
         rows_per_shard=rows_per_shard,
         overwrite=overwrite,
         max_open=max_open,
-        progress=progress,
     )
+    as_callable(progress, "progress")
     files_per_task = as_int(files_per_task, "files_per_task", lo=1)
     client = _client(client)
     check_paths(os.fspath(src), os.fspath(dst))
     with StagedOutput(os.path.realpath(dst), overwrite=o.overwrite) as out:
         source = ParquetSource.open(src)
-        spec = source.spec(columns=columns, pad_value=pad_value, position_ids=position_ids)
+        spec = source.spec(columns=o.columns, pad_value=o.pad_value, position_ids=o.position_ids)
         groups = _groups(source, files_per_task)
         run_id = new_run_id()
         _log.info(
@@ -195,7 +198,7 @@ def pack_parquet(
             client.cancel(futures)
             raise
         last = o.packer(spec, seed=o.seed)
-        writer = o.writer(out.folder, prefix="part-last")
+        writer = shard_writer(o, out.folder, prefix="part-last")
         try:
             pieces = (r.open_pieces for r in results)
             for table, final in windows(pieces, spec, o.window_tokens):
@@ -218,7 +221,7 @@ def pack_parquet(
             source=os.path.abspath(os.fspath(src)),
             inputs=[f.record() for f in source.files],
             skipped=source.skipped,
-            options={**o.record(spec), "files_per_task": files_per_task},
+            options={**o.as_dict(spec), "files_per_task": files_per_task},
             shards=shards,
             stats=stats.to_dict(),
         )
@@ -280,7 +283,7 @@ def _gather(
 
 
 def _pack_group(
-    group: ParquetSource, folder: str, task: int, o: Options, spec: OutputSpec
+    group: ParquetSource, folder: str, task: int, o: PackOptions, spec: OutputSpec
 ) -> _TaskResult:
     """One task: pack the files of ``group``, keeping the open sequences open.
 
@@ -289,7 +292,7 @@ def _pack_group(
     """
     seed = None if o.seed is None else o.seed + (task + 1) * _SEED_STRIDE
     packer = o.packer(spec, seed=seed)
-    writer = o.writer(folder, prefix=f"part-{task:05d}", in_flight=0)
+    writer = shard_writer(o, folder, prefix=f"part-{task:05d}", in_flight=0)
     stop = os.path.join(folder, _STOP)
     try:
         for table, _ in group.windows(spec, o.window_tokens):
@@ -332,31 +335,20 @@ def sequences_of_lengths(
     the same open sequences handed on), without reading or writing tokens,
     so the quality of packing in tasks can be measured at any scale.
     """
-    o = Options.check(
-        seq_len,
-        method=method,
-        long_docs=long_docs,
-        pad_value=None,
-        seed=None,
-        window_tokens=window_tokens,
-        rows_per_shard=None,
-        overwrite=False,
-        max_open=max_open,
-        progress=None,
+    o = PackOptions(
+        seq_len, method=method, long_docs=long_docs, window_tokens=window_tokens, max_open=max_open
     )
     counts = DocumentCounts()
     sequences = 0
     leftovers = []
     for lengths in groups:
-        packer = StreamPacker(
-            o.seq_len, method=o.method, long_docs=o.long_docs, max_open=o.max_open
-        )
+        packer = o.length_packer()
         for window in _length_windows(as_lengths(lengths), o.window_tokens):
             packer.step(window)
         counts = counts + packer.counts
         sequences += packer.stats().sequences
         leftovers.append(packer.open_lengths)
-    last = StreamPacker(o.seq_len, method=o.method, long_docs=o.long_docs, max_open=o.max_open)
+    last = o.length_packer()
     pieces = np.concatenate(leftovers)
     windows_ = _length_windows(pieces, o.window_tokens) or [pieces]
     for k, window in enumerate(windows_):
