@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .table import cu_seqlens, max_seqlen
+from ._arrow import INT32_MAX
 
 #: The label that losses ignore (PyTorch's ``cross_entropy`` default).
 IGNORE_INDEX = -100
@@ -109,6 +109,26 @@ def _row_array(value: Any, index: int, key: str) -> np.ndarray:
             f"cast it (e.g. .astype(np.int64))"
         )
     return arr
+
+
+def cu_seqlens(seq_lengths: np.ndarray) -> np.ndarray:
+    """Where each piece starts, and the end: flash-attention's varlen ``cu_seqlens``.
+
+    ``seq_lengths`` are checked piece lengths (int64, >= 0), of one row or
+    of a flattened batch. int32, shape ``(num_pieces + 1,)``, from 0;
+    ValueError if the total passes int32.
+    """
+    out = np.zeros(seq_lengths.shape[0] + 1, dtype=np.int64)
+    np.cumsum(seq_lengths, out=out[1:])
+    if out[-1] > INT32_MAX:
+        raise ValueError("the batch holds more than 2**31 - 1 tokens; cu_seqlens is int32")
+    return out.astype(np.int32)
+
+
+def max_seqlen(seq_lengths: np.ndarray) -> int:
+    """The longest of the checked piece lengths ``seq_lengths`` (0 for none):
+    flash-attention's varlen ``max_seqlen``."""
+    return int(seq_lengths.max()) if seq_lengths.shape[0] else 0
 
 
 def piece_positions(seq_lengths: np.ndarray) -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ._atomic import atomic_path
 from .manifest import shard_record
 
 __all__ = ["ShardWriter", "WRITE_OPTIONS"]
@@ -127,18 +127,11 @@ class ShardWriter:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, row_group_size=self.row_group_size, **WRITE_OPTIONS)
         data = sink.getvalue()
-        folder, name = os.path.split(path)
-        temporary = os.path.join(folder, f".{name}.tmp-{secrets.token_hex(4)}")
-        try:
-            with open(temporary, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
+        name = os.path.basename(path)
+        with atomic_path(path) as temporary, open(temporary, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         record = shard_record(name, table.num_rows, data)
         _log.debug(
             "wrote %s: %s rows, %s bytes",

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from ._interrupt import held
-from .manifest import LEGACY_MANIFEST, MANIFEST
+from .manifest import MANIFEST, manifest_path
 
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
@@ -80,7 +80,7 @@ def check_paths(src: str, dst: str) -> None:
 
 def is_bfpack_output(path: str) -> bool:
     """Whether ``path`` is a directory holding a bfpack manifest."""
-    return any(os.path.isfile(os.path.join(path, m)) for m in (MANIFEST, LEGACY_MANIFEST))
+    return manifest_path(path) is not None
 
 
 def check_destination(dst: str, overwrite: bool) -> None:

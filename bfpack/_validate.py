@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ._arrow import INT32_MAX, is_list_type
 from ._jit import readonly
 from ._memory import check_seq_len_fits
 from ._warnings import warn_user
@@ -27,7 +28,7 @@ INT64_MAX = int(np.iinfo(np.int64).max)
 # Compared as uint64: numpy 1.x compares uint64 with a Python int in float64,
 # where 2**63 - 1 rounds up to 2**63.
 _UINT64_LIMIT = np.uint64(INT64_MAX)
-SEQ_LEN_MAX = int(np.iinfo(np.int32).max)
+SEQ_LEN_MAX = INT32_MAX
 #: A per-document mask that packing must not carry by default (see :func:`as_columns`).
 ATTENTION_MASK = "attention_mask"
 
@@ -325,11 +326,6 @@ def as_table(table: Any) -> pa.Table:
             f"{type(table).__name__}; e.g. pyarrow.Table.from_pydict(...)"
         )
     return table
-
-
-def is_list_type(t: pa.DataType) -> bool:
-    """Whether ``t`` is a list or large_list type."""
-    return pa.types.is_list(t) or pa.types.is_large_list(t)
 
 
 def as_columns(

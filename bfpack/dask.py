@@ -27,12 +27,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
+from ._optional import requires
 from ._source import ParquetSource
 from ._staging import StagedOutput, check_paths
-from ._validate import as_callable, as_int, as_lengths
+from ._validate import as_callable, as_int
+from .analysis import sequences_of_lengths
 from .manifest import build_manifest, new_run_id, write_manifest
 from .options import DEFAULT_WINDOW_TOKENS, PackOptions
 from .packing import DocumentCounts, PackingStats
@@ -62,9 +63,14 @@ class _Stopped(RuntimeError):
 
 def _wait_all(futures: list[Any]) -> None:
     """Wait until every future has finished, with a result or an error."""
-    import distributed
+    _distributed().wait(futures)
 
-    distributed.wait(futures)
+
+def _distributed() -> Any:
+    """The ``distributed`` module, or ImportError naming the extra to install."""
+    with requires("dask", needed_by="bfpack.dask"):
+        import distributed
+    return distributed
 
 
 @dataclass(frozen=True)
@@ -234,12 +240,7 @@ def pack_parquet(
 
 def _client(client: Any) -> Any:
     """The client to run on: ``client``, or the current one."""
-    try:
-        import distributed
-    except ImportError:
-        raise ImportError(
-            "bfpack.dask needs dask.distributed: pip install 'bfpack[dask]'"
-        ) from None
+    distributed = _distributed()
     if client is None:
         try:
             return distributed.get_client()
@@ -266,8 +267,7 @@ def _gather(
     client: Any, futures: list[Any], total: int, progress: Callable | None
 ) -> list[_TaskResult]:
     """The results of ``futures`` in task order; the first failure raised at once."""
-    import distributed
-
+    distributed = _distributed()
     results: dict[Any, _TaskResult] = {}
     totals = dict(documents=0, tokens=0, sequences=0, windows=0, total_documents=total)
     for future in distributed.as_completed(futures):
@@ -317,60 +317,3 @@ def _remove_temporary_files(folder: str) -> None:
     for name in os.listdir(folder):
         if name.startswith(".") and ".tmp-" in name:
             os.unlink(os.path.join(folder, name))
-
-
-def sequences_of_lengths(
-    groups: Sequence[Any],
-    seq_len: int,
-    *,
-    method: str = "bfd",
-    long_docs: str = "split",
-    window_tokens: int = DEFAULT_WINDOW_TOKENS,
-    max_open: int | None = None,
-) -> PackingStats:
-    """The statistics :func:`pack_parquet` reaches, from document lengths alone.
-
-    Each element of ``groups`` holds the lengths of one task's documents;
-    they are packed as the tasks and the driver pack them (the same windows,
-    the same open sequences handed on), without reading or writing tokens,
-    so the quality of packing in tasks can be measured at any scale.
-    """
-    o = PackOptions(
-        seq_len, method=method, long_docs=long_docs, window_tokens=window_tokens, max_open=max_open
-    )
-    counts = DocumentCounts()
-    sequences = 0
-    leftovers = []
-    for lengths in groups:
-        packer = o.length_packer()
-        for window in _length_windows(as_lengths(lengths), o.window_tokens):
-            packer.step(window)
-        counts = counts + packer.counts
-        sequences += packer.stats().sequences
-        leftovers.append(packer.open_lengths)
-    last = o.length_packer()
-    pieces = np.concatenate(leftovers)
-    windows_ = _length_windows(pieces, o.window_tokens) or [pieces]
-    for k, window in enumerate(windows_):
-        last.step(window, last=k == len(windows_) - 1)
-    return PackingStats.of(
-        method=o.method,
-        long_docs=o.long_docs,
-        seq_len=o.seq_len,
-        counts=counts,
-        sequences=sequences + last.stats().sequences,
-    )
-
-
-def _length_windows(lengths: np.ndarray, window_tokens: int) -> list[np.ndarray]:
-    """``lengths`` cut as :func:`bfpack.stream.windows` cuts tables: each
-    window ends with the document that reaches ``window_tokens`` tokens."""
-    out = []
-    start = 0
-    ends = np.cumsum(lengths)
-    while start < lengths.shape[0]:
-        before = ends[start - 1] if start else 0
-        stop = int(np.searchsorted(ends, before + window_tokens)) + 1
-        out.append(lengths[start:stop])
-        start = stop
-    return out

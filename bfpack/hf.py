@@ -24,14 +24,19 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-import datasets
 import pyarrow as pa
 
+from ._arrow import is_list_type
+from ._atomic import atomic_path
+from ._optional import requires
 from ._validate import as_optional_path
 from ._version import __version__
 from .options import DEFAULT_WINDOW_TOKENS, PackOptions
 from .stream import windows
 from .table import OutputSpec, TablePlan, assemble, plan_table
+
+with requires("hf", needed_by="bfpack.hf"):
+    import datasets
 
 __all__ = ["pack_dataset"]
 
@@ -240,22 +245,15 @@ def _write_arrow(path: str, table: pa.Table, planned: TablePlan) -> None:
     time, under a temporary name renamed into place when complete."""
     spec, plan, rows = planned
     block = max(1, _BATCH_TOKENS // plan.seq_len)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    try:
-        with pa.OSFile(tmp, "wb") as sink:
-            writer = None
-            for lo in range(0, max(rows.shape[0], 1), block):
-                out = assemble(table, plan, spec, rows[lo : lo + block])
-                if writer is None:
-                    writer = pa.ipc.new_stream(sink, out.schema)
-                writer.write_table(out)
-            assert writer is not None
-            writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, pa.OSFile(tmp, "wb") as sink:
+        writer = None
+        for lo in range(0, max(rows.shape[0], 1), block):
+            out = assemble(table, plan, spec, rows[lo : lo + block])
+            if writer is None:
+                writer = pa.ipc.new_stream(sink, out.schema)
+            writer.write_table(out)
+        assert writer is not None
+        writer.close()
 
 
 # ---------------------------------------------------------------------------
@@ -292,7 +290,7 @@ def _schema_of(dataset: datasets.IterableDataset) -> pa.Schema:
 
 def _holds_nulls_only(t: pa.DataType) -> bool:
     """A list type whose values have no type yet (inferred from empty lists)."""
-    return (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_null(t.value_type)
+    return is_list_type(t) and pa.types.is_null(t.value_type)
 
 
 def _packed_rows(source: datasets.IterableDataset, options: PackOptions, spec: OutputSpec) -> Any:

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._jit import call, readonly
+from ._kernels.anyfit import max_new_sequences
 from ._kernels.bfd import best_fit
 from ._kernels.concat import concatenate
 from ._kernels.ffd import first_fit
@@ -91,9 +92,7 @@ def any_fit(kernel: Callable) -> Placer:
     ) -> Placement:
         size_count = counts.size_count
         num_pieces = int(size_count.sum())
-        # Any fit opens at most 2 T / L + 1 sequences (see max_new_sequences).
-        packed = int(counts.tokens) - int(counts.tokens_dropped)
-        new_seqs = min(num_pieces, 2 * packed // seq_len + 1)
+        new_seqs = int(call(max_new_sequences, size_count, seq_len))
         check_layout_fits(num_pieces, open_free.shape[0] + new_seqs, seq_len)
         start = np.empty(num_pieces, dtype=np.int64)
         if max(num_pieces, lengths.shape[0]) < _INT32_INDEX_LIMIT:

@@ -18,17 +18,17 @@ from __future__ import annotations
 import json
 import operator
 import os
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
-from torch.utils.data import Dataset
 
 from . import _batch
+from ._arrow import is_list_type
+from ._atomic import atomic_path
+from ._optional import requires
 from ._validate import (
     as_bool,
     as_choice,
@@ -37,10 +37,13 @@ from ._validate import (
     as_optional_int,
     as_optional_path,
     as_path,
-    is_list_type,
 )
-from .manifest import MANIFEST
+from .manifest import manifest_path, read_manifest
 from .table import SEQ_LENGTHS
+
+with requires("torch", needed_by="bfpack.torch"):
+    import torch
+    from torch.utils.data import Dataset
 
 __all__ = ["IGNORE_INDEX", "LAYOUTS", "PackedCollator", "PackedDataset"]
 
@@ -295,10 +298,8 @@ class PackedDataset(Dataset):
 
 def _shards(path: str) -> list[str]:
     """The Parquet shards of a packed directory, in order."""
-    manifest = os.path.join(path, MANIFEST)
-    if os.path.exists(manifest):
-        with open(manifest) as f:
-            names = [s["file"] for s in json.load(f)["shards"]]
+    if manifest_path(path) is not None:
+        names = [s["file"] for s in read_manifest(path)["shards"]]
     else:
         names = sorted(n for n in os.listdir(path) if n.endswith(".parquet"))
     if not names:
@@ -324,18 +325,15 @@ def _arrow_copy(shard: str, cache_dir: str) -> str:
             f"cannot create the Arrow cache {cache_dir} ({exc.strerror}); pass a "
             f"writable cache_dir="
         ) from None
-    tmp = f"{target}.tmp-{uuid.uuid4().hex}"
-    try:
-        parquet = pq.ParquetFile(shard)
-        schema = parquet.schema_arrow.with_metadata({_SOURCE_KEY: stamp})
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-            for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
-                writer.write_batch(batch)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    parquet = pq.ParquetFile(shard)
+    schema = parquet.schema_arrow.with_metadata({_SOURCE_KEY: stamp})
+    with (
+        atomic_path(target) as tmp,
+        pa.OSFile(tmp, "wb") as sink,
+        pa.ipc.new_file(sink, schema) as writer,
+    ):
+        for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
+            writer.write_batch(batch)
     return target
 
 

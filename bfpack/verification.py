@@ -17,11 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._arrow import _primitive_view
+from ._arrow import _primitive_view, is_list_type
 from ._source import ParquetSource
 from ._validate import as_callable, value_dtype
 from .manifest import LEGACY_MANIFEST, MANIFEST, file_sha256, read_manifest
-from .table import POSITION_IDS, SEQ_LENGTHS, document_lengths
+from .table import POSITION_IDS, SEQ_LENGTHS, aligned_lengths
 
 __all__ = ["Verification", "verify"]
 
@@ -358,7 +358,7 @@ class _Checker:
         within = ends - lens - np.repeat(ends[first_piece] - lens[first_piece], per_row)
         for i, column in enumerate(self.columns):
             arr = batch.column(batch.schema.get_field_index(column))
-            if not _is_list(arr.type):
+            if not is_list_type(arr.type):
                 self.problem(f"{name}: column {column!r} is {arr.type}, not a list")
                 return
             values = _unsigned(arr)
@@ -418,7 +418,7 @@ class _Checker:
         _log.info("%s: reading %s documents to compare", src, f"{source.rows:,}")
         self.report("source", 0, source.rows, 0)
         for batch in source.batches(spec, batch_tokens=_BATCH_TOKENS):
-            n = document_lengths(pa.Table.from_batches([batch]), spec.columns, documents)
+            n = aligned_lengths(pa.Table.from_batches([batch]), spec.columns, documents)
             documents += n.shape[0]
             tokens += int(n.sum())
             for column in self.columns:
@@ -514,10 +514,6 @@ def _cuts_by_long_docs(method: str) -> bool:
 
     m = METHODS.get(method)
     return bool(m is not None and m.cuts_by_long_docs)
-
-
-def _is_list(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_large_list(t)
 
 
 def _unsigned(arr: pa.Array) -> np.ndarray:

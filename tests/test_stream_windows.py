@@ -5,12 +5,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bfpack
 from bfpack._source import ParquetSource
-from bfpack.stream import default_max_open, windows
+from bfpack.stream import default_max_open, length_windows, windows
 
 from tokens import token_table
 
@@ -51,6 +51,18 @@ def test_windows_do_not_depend_on_batching(case):
         if not last:
             assert n.sum() >= window_tokens > n[:-1].sum()
     assert pa.concat_tables(w for w, _ in one).equals(table.select(COLUMNS))
+
+
+@settings(deadline=None)
+@given(streams())
+def test_lengths_are_cut_into_the_windows_of_their_tables(case):
+    # One rule cuts tables (pack_parquet) and bare lengths (sequences_of_lengths).
+    table, _, window_tokens = case
+    lengths = np.array([len(x) for x in table.column("input_ids").to_pylist()], dtype=np.int64)
+    cut = length_windows(lengths, window_tokens)
+    expected = [w.num_rows for w, _ in windows([table], spec_of(table), window_tokens)]
+    assert [w.shape[0] for w in cut] == (expected if len(lengths) else [])
+    assert np.array_equal(np.concatenate([lengths[:0], *cut]), lengths)
 
 
 def test_windows_are_the_parquet_readers(tmp_path):

@@ -400,3 +400,16 @@ def test_a_failed_copy_leaves_no_file(packed_dir, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         PackedDataset(dst, cache_dir=tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_damaged_manifest_is_named(packed_dir, tmp_path):
+    # The manifest is read as bfpack verify reads it: a damaged one is a
+    # ValueError that names the file, not a JSON parser's message.
+    dst, _ = packed_dir
+    (tmp_path / "out").mkdir()
+    for name in os.listdir(dst):
+        if name.endswith(".parquet"):
+            os.link(dst / name, tmp_path / "out" / name)
+    (tmp_path / "out" / MANIFEST).write_text("{")
+    with pytest.raises(ValueError, match=r"\.bfpack\.json is not valid JSON"):
+        PackedDataset(tmp_path / "out", cache_dir=tmp_path / "cache")
