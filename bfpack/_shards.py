@@ -22,11 +22,11 @@ from .manifest import shard_record
 
 __all__ = ["ShardWriter", "WRITE_OPTIONS"]
 
-#: Settings of ``pyarrow.parquet.write_table`` for every shard.
 #: Shards encoded at once, each in its own thread (encoding is most of the
 #: cost of a run: with two, writing keeps up with reading and packing).
 IN_FLIGHT = 2
 
+#: Settings of ``pyarrow.parquet.write_table`` for every shard.
 WRITE_OPTIONS: dict[str, Any] = {
     "use_dictionary": False,
     "compression": "zstd",

@@ -33,9 +33,7 @@ from typing import Any
 
 #: File name of the manifest inside an output directory.
 MANIFEST = ".bfpack.json"
-#: Its name in bfpack 0.1; a directory holding it is a bfpack output too.
-LEGACY_MANIFEST = "_bfpack.json"
-#: Version of the manifest's layout (bfpack 0.1 wrote no ``format``: 1).
+#: Version of the manifest's layout.
 FORMAT = 2
 
 _CHUNK = 1 << 20
@@ -104,12 +102,9 @@ def write_manifest(folder: str, manifest: Mapping[str, Any]) -> None:
 
 
 def manifest_path(folder: str) -> str | None:
-    """The manifest file of ``folder`` (the legacy name too), or None."""
-    for name in (MANIFEST, LEGACY_MANIFEST):
-        path = os.path.join(folder, name)
-        if os.path.isfile(path):
-            return path
-    return None
+    """The manifest file of ``folder``, or None."""
+    path = os.path.join(folder, MANIFEST)
+    return path if os.path.isfile(path) else None
 
 
 def read_manifest(folder: str) -> dict[str, Any]:

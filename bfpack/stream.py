@@ -276,11 +276,16 @@ class TableStreamPacker:
 
     Examples
     --------
+    >>> import pyarrow as pa
+    >>> first = pa.table({"input_ids": [[1, 2, 3], [4, 5]]})
     >>> spec = OutputSpec.for_schema(first.schema, columns="input_ids")
-    >>> packer = TableStreamPacker(2048, spec)
-    >>> for window in windows:                      # doctest: +SKIP
-    ...     write(packer.step(window))
-    >>> write(packer.finish())                      # doctest: +SKIP
+    >>> packer = TableStreamPacker(4, spec)
+    >>> packer.step(first).num_rows  # both sequences still open
+    0
+    >>> packer.step(pa.table({"input_ids": [[6], [7, 8, 9, 10]]})).num_rows
+    2
+    >>> packer.finish().to_pydict()  # the sequence left open
+    {'input_ids': [[4, 5]], 'seq_lengths': [[2]]}
     """
 
     def __init__(

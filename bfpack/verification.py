@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from ._arrow import _primitive_view, is_list_type
 from ._source import ParquetSource
 from ._validate import as_callable, value_dtype
-from .manifest import LEGACY_MANIFEST, MANIFEST, file_sha256, read_manifest
+from .manifest import MANIFEST, file_sha256, read_manifest
 from .table import POSITION_IDS, SEQ_LENGTHS, aligned_lengths
 
 __all__ = ["Verification", "verify"]
@@ -247,7 +247,7 @@ class _Checker:
 
     def check_listing(self) -> None:
         listed = [str(s.get("file")) for s in self.shard_records]
-        present = {n for n in os.listdir(self.dst) if n not in (MANIFEST, LEGACY_MANIFEST)}
+        present = {n for n in os.listdir(self.dst) if n != MANIFEST}
         for name in listed:
             if name not in present:
                 self.problem(f"shard {name} is listed in the manifest but missing")
@@ -260,7 +260,6 @@ class _Checker:
     def check_shards(self) -> _Digest:
         digest = _Digest(self.seq_len, self.by_piece)
         schema = None
-        sums = "sha256" in self.shard_records[0] if self.shard_records else True
         total = sum(r["rows"] for r in self.shard_records if isinstance(r.get("rows"), int))
         _log.info(
             "%s: checking %s shard(s), %s rows", self.dst, len(self.shard_records), f"{total:,}"
@@ -294,11 +293,7 @@ class _Checker:
                         self.report("output", self.rows, total, self.tokens)
             except (pa.ArrowException, OSError, KeyError) as exc:
                 self.problem(f"{record.get('file')}: cannot be read ({exc})")
-        self.checked.append(
-            "shard sizes and SHA-256 match the manifest"
-            if sums
-            else "shard sizes: the manifest (bfpack 0.1) holds no checksums"
-        )
+        self.checked.append("shard sizes and SHA-256 match the manifest")
         self.checked.append("every shard has the same schema; every row is well formed")
         stats = self.manifest.get("stats") or {}
         for key, value, what in (
@@ -314,10 +309,12 @@ class _Checker:
 
     def _check_bytes(self, path: str, record: dict[str, Any]) -> bool:
         size = os.path.getsize(path)
-        if "bytes" in record and size != record["bytes"]:
-            self.problem(f"{record['file']}: {size:,} bytes, the manifest says {record['bytes']:,}")
+        said = record.get("bytes")
+        if size != said:
+            shown = f"{said:,}" if isinstance(said, int) else "no size"
+            self.problem(f"{record['file']}: {size:,} bytes, the manifest says {shown}")
             return False
-        if "sha256" in record and file_sha256(path) != record["sha256"]:
+        if file_sha256(path) != record.get("sha256"):
             self.problem(f"{record['file']}: its SHA-256 differs from the manifest's (damaged?)")
             return False
         return True
@@ -453,7 +450,7 @@ class _Checker:
     def _check_inputs(self, source: ParquetSource) -> None:
         inputs = self.manifest.get("inputs")
         if not isinstance(inputs, list):
-            self.checked.append("source files: the manifest (bfpack 0.1) does not list them")
+            self.problem("the manifest lists no inputs: the source cannot be checked against it")
             return
         want = {str(i.get("path")): i for i in inputs if isinstance(i, dict)}
         have = {f.name: f for f in source.files}

@@ -159,7 +159,7 @@ def test_plots_return_figures():
 @pytest.mark.parametrize("tokens", ["words", "bytes"])
 @pytest.mark.parametrize("seq_len", [2048, 8192])
 def test_truncation_plot_has_no_negative_cuts(tokens, seq_len):
-    # Regression: on real data the y-axis reached below 0 (symlog padding).
+    # The y-axis starts at 0 whatever symlog's padding would add below it.
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
     from bfpack.plot import plot_truncations
@@ -189,7 +189,7 @@ def test_truncation_plots_on_shared_axes_show_every_value():
 
 
 def test_fill_bars_do_not_hide_each_other():
-    # Regression: concat's bar was drawn behind bfd's (same bin, same place).
+    # Bars of two methods in one bin stand side by side, neither behind the other.
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
     from bfpack.plot import plot_fill

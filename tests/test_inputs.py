@@ -1,6 +1,6 @@
-"""Inputs a hostile user tries (issue 8): what ``seq_len`` costs in memory,
+"""Inputs a hostile user tries: what ``seq_len`` costs in memory,
 masked arrays, pad values of every column type, and messages that name the
-real problem. Each test failed before the fix it checks."""
+real problem."""
 
 import json
 import os

@@ -575,9 +575,8 @@ def test_bad_pack_options(kwargs, exc, match):
 
 
 def test_float16_tokens_are_packed():
-    # Regression: float16 passed validation and numba then raised
-    # NotImplementedError. Tokens are moved as bits, so float16 packs like
-    # any 2-byte type, padding included.
+    # Tokens are moved as bits, so float16 packs like any 2-byte type,
+    # padding included.
     # From numpy: pyarrow before 15 builds no float16 array from Python floats.
     x = pa.ListArray.from_arrays(
         pa.array([0, 2, 3], pa.int32()), np.array([1.5, 2, -3], np.float16)
