@@ -17,10 +17,16 @@ import pyarrow as pa
 
 from ._jit import readonly
 
+#: The largest int32: bounds seq_len, list offsets and ``cu_seqlens``.
 INT32_MAX = int(np.iinfo(np.int32).max)
 #: Values one list array holds at most (its offsets are int32). A module
 #: constant so that tests can reach the limit with small inputs.
 MAX_LIST_VALUES = INT32_MAX
+
+
+def is_list_type(t: pa.DataType) -> bool:
+    """Whether ``t`` is a list or large_list type."""
+    return pa.types.is_list(t) or pa.types.is_large_list(t)
 
 
 class TokenAddresses(NamedTuple):

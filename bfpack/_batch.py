@@ -10,13 +10,12 @@ piece of every token, and flash-attention's ``cu_seqlens``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._validate import as_packed_row
-from .table import cu_seqlens, max_seqlen
+from ._arrow import INT32_MAX
 
 #: The label that losses ignore (PyTorch's ``cross_entropy`` default).
 IGNORE_INDEX = -100
@@ -72,6 +71,78 @@ def _check_int64(values: np.ndarray, index: int, key: str) -> None:
             f"row {index}: {key} holds {int(values.max())}, more than an int64 holds "
             f"(2**63 - 1); token ids must fit in the int64 a model takes"
         )
+
+
+def as_packed_row(row: Any, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(input_ids, labels, seq_lengths)`` of packed row number ``index``.
+
+    ``row`` is a mapping (a row of a packed dataset) whose ``input_ids``,
+    optional ``labels`` (default: ``input_ids``) and ``seq_lengths`` are
+    1-D integer sequences (lists, numpy arrays, CPU tensors); the pieces
+    must fit in the row (slots after them are padding).
+    """
+    if not isinstance(row, Mapping):
+        raise TypeError(
+            f"row {index} is a {type(row).__name__}; a batch is a list of packed rows, "
+            f"dicts with input_ids and seq_lengths (rows of bfpack.hf.pack_dataset, "
+            f"bfpack.torch.PackedDataset or pack_table's output)"
+        )
+    for key in ("input_ids", "seq_lengths"):
+        if key not in row:
+            raise ValueError(
+                f"row {index} has no {key!r} (its keys: {sorted(row)}); pack the "
+                f"documents with bfpack first: pieces are read from seq_lengths"
+            )
+    ids = _row_array(row["input_ids"], index, "input_ids")
+    labels = ids if row.get("labels") is None else _row_array(row["labels"], index, "labels")
+    pieces = _row_array(row["seq_lengths"], index, "seq_lengths")
+    if labels.shape != ids.shape:
+        raise ValueError(
+            f"row {index}: labels has {labels.shape[0]} values but input_ids "
+            f"{ids.shape[0]}; they must be aligned token by token"
+        )
+    if pieces.shape[0] and pieces.min() < 1:
+        raise ValueError(f"row {index}: seq_lengths must be >= 1, got {pieces.min()}")
+    if pieces.sum() > ids.shape[0]:
+        raise ValueError(
+            f"row {index}: its seq_lengths add up to {pieces.sum()} tokens, but it holds "
+            f"{ids.shape[0]}; seq_lengths must describe the row's own tokens"
+        )
+    return ids, labels, pieces.astype(np.int64, copy=False)
+
+
+def _row_array(value: Any, index: int, key: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.ndim != 1:
+        raise ValueError(f"row {index}: {key} must be 1-D, got shape {arr.shape}")
+    if not arr.shape[0]:
+        return np.empty(0, dtype=np.int64)  # [] reads as float64
+    if arr.dtype.kind not in "iu":
+        raise TypeError(
+            f"row {index}: {key} must hold integers, got dtype {arr.dtype}; "
+            f"cast it (e.g. .astype(np.int64))"
+        )
+    return arr
+
+
+def cu_seqlens(seq_lengths: np.ndarray) -> np.ndarray:
+    """Where each piece starts, and the end: flash-attention's varlen ``cu_seqlens``.
+
+    ``seq_lengths`` are checked piece lengths (int64, >= 0), of one row or
+    of a flattened batch. int32, shape ``(num_pieces + 1,)``, from 0;
+    ValueError if the total passes int32.
+    """
+    out = np.zeros(seq_lengths.shape[0] + 1, dtype=np.int64)
+    np.cumsum(seq_lengths, out=out[1:])
+    if out[-1] > INT32_MAX:
+        raise ValueError("the batch holds more than 2**31 - 1 tokens; cu_seqlens is int32")
+    return out.astype(np.int32)
+
+
+def max_seqlen(seq_lengths: np.ndarray) -> int:
+    """The longest of the checked piece lengths ``seq_lengths`` (0 for none):
+    flash-attention's varlen ``max_seqlen``."""
+    return int(seq_lengths.max()) if seq_lengths.shape[0] else 0
 
 
 def piece_positions(seq_lengths: np.ndarray) -> np.ndarray:

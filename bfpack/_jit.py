@@ -246,9 +246,9 @@ def _as_pointer_jit(typingctx: Any, address: Any) -> Any:
     return numba.types.voidptr(address), codegen
 
 
+_JIT_DISABLED = bool(vars(numba_config).get("DISABLE_JIT"))
 #: ``as_pointer(address)``: an integer memory address as a pointer that
 #: ``carray(pointer, n, dtype)`` views as an array, in a kernel (or, with
 #: ``NUMBA_DISABLE_JIT``, in Python). The caller keeps the memory alive.
-_JIT_DISABLED = bool(vars(numba_config).get("DISABLE_JIT"))
 as_pointer = cast(Callable[[Any], Any], _as_pointer_python if _JIT_DISABLED else _as_pointer_jit)
 carray = numba.carray

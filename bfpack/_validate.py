@@ -9,46 +9,28 @@ bools).
 
 from __future__ import annotations
 
-import functools
 import operator
 import os
-import sys
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from ._arrow import INT32_MAX, is_list_type
 from ._jit import readonly
-
-if TYPE_CHECKING:
-    from .methods import Method
+from ._memory import check_seq_len_fits
+from ._warnings import warn_user
 
 LONG_DOCS = ("split", "truncate")
 INT64_MAX = int(np.iinfo(np.int64).max)
 # Compared as uint64: numpy 1.x compares uint64 with a Python int in float64,
 # where 2**63 - 1 rounds up to 2**63.
 _UINT64_LIMIT = np.uint64(INT64_MAX)
-SEQ_LEN_MAX = int(np.iinfo(np.int32).max)
+SEQ_LEN_MAX = INT32_MAX
 #: A per-document mask that packing must not carry by default (see :func:`as_columns`).
 ATTENTION_MASK = "attention_mask"
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-#: Working memory per token of seq_len, at most, whatever the documents:
-#: the histogram of piece lengths and BFD's stack tops (int64 each) and its
-#: tree (int32, ``2 * width`` nodes for ``seq_len <= width < 2 * seq_len``).
-SEQ_LEN_BYTES = 32
-#: Memory of a packing's layout, at least: per piece its document, start
-#: (int64) and length (int32); per sequence its offset, pieces and free
-#: space (int64) and fill (int32).
-PIECE_BYTES = 20
-SEQUENCE_BYTES = 28
-#: Where a container's memory limit is read (cgroup v2, then v1).
-CGROUP_MEMORY_LIMITS = (
-    "/sys/fs/cgroup/memory.max",
-    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-)
 
 
 # ---------------------------------------------------------------------------
@@ -98,64 +80,10 @@ def as_optional_int(value: Any, name: str, **bounds: Any) -> int | None:
 
 def as_seq_len(seq_len: Any) -> int:
     """``seq_len`` as a Python int in ``[1, 2**31 - 1]`` whose working
-    memory (:data:`SEQ_LEN_BYTES` per token) fits in :func:`memory_limit`.
-
-    The packers keep arrays indexed by piece length, so ``seq_len`` costs
-    memory whatever the documents; a value whose arrays could never be
-    allocated is refused before any work.
-    """
+    memory fits this machine (:func:`bfpack._memory.check_seq_len_fits`)."""
     number = as_int(seq_len, "seq_len", lo=1, hi=SEQ_LEN_MAX, unit="tokens", example="seq_len=2048")
-    memory = memory_limit()
-    if memory is not None and number * SEQ_LEN_BYTES > memory:
-        raise ValueError(
-            f"seq_len={number} needs {_gb(number * SEQ_LEN_BYTES)} of working memory "
-            f"({SEQ_LEN_BYTES} bytes per token of seq_len), more than the "
-            f"{_gb(memory)} of this machine; seq_len can be at most "
-            f"{memory // SEQ_LEN_BYTES} here"
-        )
+    check_seq_len_fits(number)
     return number
-
-
-def check_layout_fits(num_pieces: int, num_sequences: int, seq_len: int) -> None:
-    """ValueError, before any is allocated, if the layout of ``num_pieces``
-    pieces in ``num_sequences`` sequences cannot fit in :func:`memory_limit`
-    (documents of a huge total length at a small ``seq_len``)."""
-    memory = memory_limit()
-    need = num_pieces * PIECE_BYTES + num_sequences * SEQUENCE_BYTES
-    if memory is not None and need > memory:
-        raise ValueError(
-            f"at seq_len={seq_len} these documents make {num_pieces:,} pieces in "
-            f"{num_sequences:,} sequences, whose layout needs {_gb(need)}, more than "
-            f"the {_gb(memory)} of this machine; pack fewer tokens at a time (in "
-            f"windows, e.g. with bfpack.StreamPacker) or use a larger seq_len"
-        )
-
-
-def _gb(num_bytes: int) -> str:
-    if num_bytes < 2**30:
-        return f"{num_bytes / 2**20:,.1f} MiB"
-    return f"{num_bytes / 2**30:,.1f} GiB"
-
-
-@functools.cache
-def memory_limit() -> int | None:
-    """Bytes of memory this process may ever use: the machine's physical
-    memory, or a container's (cgroup) limit where lower; None if unknown."""
-    limits = []
-    try:
-        limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
-        pass
-    for path in CGROUP_MEMORY_LIMITS:
-        try:
-            with open(path) as f:
-                text = f.read().strip()
-        except OSError:
-            continue
-        if text.isdigit():  # "max" means no limit
-            limits.append(int(text))
-    positive = [n for n in limits if n > 0]
-    return min(positive) if positive else None
 
 
 def as_seed(seed: Any) -> int | None:
@@ -175,13 +103,6 @@ def as_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
     return value
-
-
-def as_method(method: Any) -> Method:
-    """The registered :class:`~bfpack.methods.Method` named ``method``."""
-    from .methods import METHODS  # the registry imports this module
-
-    return METHODS[as_choice(method, "method", tuple(METHODS))]
 
 
 def as_long_docs(long_docs: Any) -> str:
@@ -407,11 +328,6 @@ def as_table(table: Any) -> pa.Table:
     return table
 
 
-def is_list_type(t: pa.DataType) -> bool:
-    """Whether ``t`` is a list or large_list type."""
-    return pa.types.is_list(t) or pa.types.is_large_list(t)
-
-
 def as_columns(
     schema: pa.Schema, columns: Any, reserved: Sequence[str], *, warn_skipped: bool = True
 ) -> tuple[str, ...]:
@@ -481,50 +397,6 @@ def as_column(schema: pa.Schema, column: Any) -> str:
     elif not isinstance(column, str):
         raise TypeError(f"column must be a column name (str) or None, got {column!r}")
     return as_columns(schema, column, ())[0]
-
-
-def warn_user(message: str) -> None:
-    """A UserWarning attributed to the first caller outside bfpack, shown
-    once per place of that call.
-
-    Python's own once-per-place registry is cleared whenever any code
-    changes the warning filters, which numba does while it compiles and
-    pandas while it converts types; so under the default filters a record
-    of its own keeps a script or a notebook cell that packs many tables to
-    one line. Filters that show every warning ("always") or raise it
-    ("error") are obeyed as usual.
-    """
-    frame = sys._getframe(1)
-    level = 2  # stacklevel 2 is the caller of this function
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame = frame.f_back
-        level += 1
-    module = frame.f_globals.get("__name__", "<string>")
-    action = _filter_action(message, UserWarning, module, frame.f_lineno)
-    place = {"once": (), "module": (module,)}.get(
-        action, (frame.f_code.co_filename, frame.f_lineno)
-    )
-    key = (message, *place)
-    if action in ("default", "module", "once") and key in _SHOWN:
-        return
-    warnings.warn(message, UserWarning, stacklevel=level)
-    _SHOWN.add(key)
-
-
-_SHOWN: set[tuple[Any, ...]] = set()
-
-
-def _filter_action(message: str, category: type[Warning], module: str, lineno: int) -> str:
-    """The action the current warning filters give this warning (as Python decides it)."""
-    for action, text, cat, mod, line in warnings.filters:
-        if (
-            (text is None or text.match(message))
-            and issubclass(category, cat)
-            and (mod is None or mod.match(module))
-            and (line == 0 or line == lineno)
-        ):
-            return action
-    return getattr(warnings, "defaultaction", "default")  # not in typeshed
 
 
 def check_unique_columns(schema: pa.Schema, names: Sequence[str]) -> None:
@@ -664,62 +536,6 @@ def as_path(value: Any, name: str) -> str:
 def as_optional_path(value: Any, name: str) -> str | None:
     """``None``, or ``value`` checked by :func:`as_path`."""
     return None if value is None else as_path(value, name)
-
-
-# ---------------------------------------------------------------------------
-# Packed rows (the training collator)
-
-
-def as_packed_row(row: Any, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(input_ids, labels, seq_lengths)`` of packed row number ``index``.
-
-    ``row`` is a mapping (a row of a packed dataset) whose ``input_ids``,
-    optional ``labels`` (default: ``input_ids``) and ``seq_lengths`` are
-    1-D integer sequences (lists, numpy arrays, CPU tensors); the pieces
-    must fit in the row (slots after them are padding).
-    """
-    if not isinstance(row, Mapping):
-        raise TypeError(
-            f"row {index} is a {type(row).__name__}; a batch is a list of packed rows, "
-            f"dicts with input_ids and seq_lengths (rows of bfpack.hf.pack_dataset, "
-            f"bfpack.torch.PackedDataset or pack_table's output)"
-        )
-    for key in ("input_ids", "seq_lengths"):
-        if key not in row:
-            raise ValueError(
-                f"row {index} has no {key!r} (its keys: {sorted(row)}); pack the "
-                f"documents with bfpack first: pieces are read from seq_lengths"
-            )
-    ids = _row_array(row["input_ids"], index, "input_ids")
-    labels = ids if row.get("labels") is None else _row_array(row["labels"], index, "labels")
-    pieces = _row_array(row["seq_lengths"], index, "seq_lengths")
-    if labels.shape != ids.shape:
-        raise ValueError(
-            f"row {index}: labels has {labels.shape[0]} values but input_ids "
-            f"{ids.shape[0]}; they must be aligned token by token"
-        )
-    if pieces.shape[0] and pieces.min() < 1:
-        raise ValueError(f"row {index}: seq_lengths must be >= 1, got {pieces.min()}")
-    if pieces.sum() > ids.shape[0]:
-        raise ValueError(
-            f"row {index}: its seq_lengths add up to {pieces.sum()} tokens, but it holds "
-            f"{ids.shape[0]}; seq_lengths must describe the row's own tokens"
-        )
-    return ids, labels, pieces.astype(np.int64, copy=False)
-
-
-def _row_array(value: Any, index: int, key: str) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.ndim != 1:
-        raise ValueError(f"row {index}: {key} must be 1-D, got shape {arr.shape}")
-    if not arr.shape[0]:
-        return np.empty(0, dtype=np.int64)  # [] reads as float64
-    if arr.dtype.kind not in "iu":
-        raise TypeError(
-            f"row {index}: {key} must hold integers, got dtype {arr.dtype}; "
-            f"cast it (e.g. .astype(np.int64))"
-        )
-    return arr
 
 
 def as_floating_dtype(value: Any, name: str, dtype_type: type) -> Any:

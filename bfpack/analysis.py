@@ -22,13 +22,14 @@ from ._validate import (
     as_int,
     as_lengths,
     as_long_docs,
-    as_method,
     as_seq_len,
     as_table,
 )
-from .methods import METHODS
-from .packing import Packing, pack
-from .table import document_lengths as _column_lengths
+from .methods import METHODS, as_method
+from .options import DEFAULT_WINDOW_TOKENS, PackOptions
+from .packing import DocumentCounts, Packing, PackingStats, pack
+from .stream import length_windows
+from .table import aligned_lengths
 
 # The clock compare() times packs with (a name of its own, so tests can replace it).
 _clock = time.perf_counter
@@ -84,7 +85,81 @@ def document_lengths(data: Any, *, column: str | None = None) -> np.ndarray:
             f"bfpack.pack directly)"
         )
     table = as_table(data)
-    return _column_lengths(table, [as_column(table.schema, column)])
+    return aligned_lengths(table, [as_column(table.schema, column)])
+
+
+def sequences_of_lengths(
+    groups: Sequence[Any],
+    seq_len: int,
+    *,
+    method: str = "bfd",
+    long_docs: str = "split",
+    window_tokens: int = DEFAULT_WINDOW_TOKENS,
+    max_open: int | None = None,
+) -> PackingStats:
+    """Pack document lengths into sequences as :func:`bfpack.dask.pack_parquet` does.
+
+    Each group is packed as one task packs its files: in windows of
+    ``window_tokens`` tokens, carrying up to ``max_open`` open sequences
+    from window to window, completing the rest. The sequences still open at
+    the end of every group are then packed together, in group order, as the
+    driver packs them. No token is read or written, so the cost of packing
+    in tasks can be measured at any scale.
+
+    Parameters
+    ----------
+    groups : sequence of array_like
+        The document lengths of each task (of each group of input files),
+        in order.
+    seq_len, method, long_docs, window_tokens, max_open
+        As in :func:`bfpack.pack_parquet`.
+
+    Returns
+    -------
+    PackingStats
+        The statistics the packed output would record in its manifest.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad options or lengths, or no group.
+
+    Examples
+    --------
+    >>> stats = sequences_of_lengths([[5, 3, 8], [2, 6]], 8, window_tokens=8)
+    >>> stats.documents, stats.tokens, stats.sequences
+    (5, 24, 3)
+    """
+    o = PackOptions(
+        seq_len, method=method, long_docs=long_docs, window_tokens=window_tokens, max_open=max_open
+    )
+    if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence) or not len(groups):
+        raise ValueError(
+            "groups must be a non-empty list of the document lengths of each group, "
+            f"e.g. [[5, 3], [8]]; got {groups!r:.60}"
+        )
+    counts = DocumentCounts()
+    sequences = 0
+    leftovers = []
+    for i, lengths in enumerate(groups):
+        packer = o.length_packer()
+        for window in length_windows(as_lengths(lengths, f"groups[{i}]"), o.window_tokens):
+            packer.step(window)
+        counts = counts + packer.counts
+        sequences += packer.stats().sequences
+        leftovers.append(packer.open_lengths)
+    last = o.length_packer()
+    pieces = np.concatenate(leftovers)
+    windows = length_windows(pieces, o.window_tokens) or [pieces]
+    for k, window in enumerate(windows):
+        last.step(window, last=k == len(windows) - 1)
+    return PackingStats.of(
+        method=o.method,
+        long_docs=o.long_docs,
+        seq_len=o.seq_len,
+        counts=counts,
+        sequences=sequences + last.stats().sequences,
+    )
 
 
 def _dataset_lengths(path: str | os.PathLike, column: str | None) -> np.ndarray:

@@ -27,16 +27,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
-from ._validate import as_int, as_lengths
+from ._optional import requires
+from ._validate import as_callable, as_int
+from .analysis import sequences_of_lengths
+from .options import DEFAULT_WINDOW_TOKENS, PackOptions
 from .packing import DocumentCounts, PackingStats
-from .parquet._pack import DEFAULT_WINDOW_TOKENS, Options
+from .parquet._shards import shard_writer
 from .parquet._source import ParquetSource
 from .parquet._staging import StagedOutput, check_paths
 from .parquet.manifest import build_manifest, new_run_id, write_manifest
-from .stream import StreamPacker, windows
+from .stream import windows
 from .table import OutputSpec
 
 __all__ = ["DEFAULT_FILES_PER_TASK", "pack_parquet", "sequences_of_lengths"]
@@ -61,9 +63,14 @@ class _Stopped(RuntimeError):
 
 def _wait_all(futures: list[Any]) -> None:
     """Wait until every future has finished, with a result or an error."""
-    import distributed
+    _distributed().wait(futures)
 
-    distributed.wait(futures)
+
+def _distributed() -> Any:
+    """The ``distributed`` module, or ImportError naming the extra to install."""
+    with requires("dask", needed_by="bfpack.dask"):
+        import distributed
+    return distributed
 
 
 @dataclass(frozen=True)
@@ -150,24 +157,26 @@ def pack_parquet(
     sequences than one global BFD at 2048 tokens, 0.003% at 8192 (see the
     README's "At scale").
     """
-    o = Options.check(
+    o = PackOptions(
         seq_len,
         method=method,
         long_docs=long_docs,
+        columns=columns,
         pad_value=pad_value,
+        position_ids=position_ids,
         seed=seed,
         window_tokens=window_tokens,
         rows_per_shard=rows_per_shard,
         overwrite=overwrite,
         max_open=max_open,
-        progress=progress,
     )
+    as_callable(progress, "progress")
     files_per_task = as_int(files_per_task, "files_per_task", lo=1)
     client = _client(client)
     check_paths(os.fspath(src), os.fspath(dst))
     with StagedOutput(os.path.realpath(dst), overwrite=o.overwrite) as out:
         source = ParquetSource.open(src)
-        spec = source.spec(columns=columns, pad_value=pad_value, position_ids=position_ids)
+        spec = source.spec(columns=o.columns, pad_value=o.pad_value, position_ids=o.position_ids)
         groups = _groups(source, files_per_task)
         run_id = new_run_id()
         _log.info(
@@ -195,7 +204,7 @@ def pack_parquet(
             client.cancel(futures)
             raise
         last = o.packer(spec, seed=o.seed)
-        writer = o.writer(out.folder, prefix="part-last")
+        writer = shard_writer(o, out.folder, prefix="part-last")
         try:
             pieces = (r.open_pieces for r in results)
             for table, final in windows(pieces, spec, o.window_tokens):
@@ -218,7 +227,7 @@ def pack_parquet(
             source=os.path.abspath(os.fspath(src)),
             inputs=[f.record() for f in source.files],
             skipped=source.skipped,
-            options={**o.record(spec), "files_per_task": files_per_task},
+            options={**o.as_dict(spec), "files_per_task": files_per_task},
             shards=shards,
             stats=stats.to_dict(),
         )
@@ -231,12 +240,7 @@ def pack_parquet(
 
 def _client(client: Any) -> Any:
     """The client to run on: ``client``, or the current one."""
-    try:
-        import distributed
-    except ImportError:
-        raise ImportError(
-            "bfpack.dask needs dask.distributed: pip install 'bfpack[dask]'"
-        ) from None
+    distributed = _distributed()
     if client is None:
         try:
             return distributed.get_client()
@@ -263,8 +267,7 @@ def _gather(
     client: Any, futures: list[Any], total: int, progress: Callable | None
 ) -> list[_TaskResult]:
     """The results of ``futures`` in task order; the first failure raised at once."""
-    import distributed
-
+    distributed = _distributed()
     results: dict[Any, _TaskResult] = {}
     totals = dict(documents=0, tokens=0, sequences=0, windows=0, total_documents=total)
     for future in distributed.as_completed(futures):
@@ -280,7 +283,7 @@ def _gather(
 
 
 def _pack_group(
-    group: ParquetSource, folder: str, task: int, o: Options, spec: OutputSpec
+    group: ParquetSource, folder: str, task: int, o: PackOptions, spec: OutputSpec
 ) -> _TaskResult:
     """One task: pack the files of ``group``, keeping the open sequences open.
 
@@ -289,7 +292,7 @@ def _pack_group(
     """
     seed = None if o.seed is None else o.seed + (task + 1) * _SEED_STRIDE
     packer = o.packer(spec, seed=seed)
-    writer = o.writer(folder, prefix=f"part-{task:05d}", in_flight=0)
+    writer = shard_writer(o, folder, prefix=f"part-{task:05d}", in_flight=0)
     stop = os.path.join(folder, _STOP)
     try:
         for table, _ in group.windows(spec, o.window_tokens):
@@ -314,71 +317,3 @@ def _remove_temporary_files(folder: str) -> None:
     for name in os.listdir(folder):
         if name.startswith(".") and ".tmp-" in name:
             os.unlink(os.path.join(folder, name))
-
-
-def sequences_of_lengths(
-    groups: Sequence[Any],
-    seq_len: int,
-    *,
-    method: str = "bfd",
-    long_docs: str = "split",
-    window_tokens: int = DEFAULT_WINDOW_TOKENS,
-    max_open: int | None = None,
-) -> PackingStats:
-    """The statistics :func:`pack_parquet` reaches, from document lengths alone.
-
-    Each element of ``groups`` holds the lengths of one task's documents;
-    they are packed as the tasks and the driver pack them (the same windows,
-    the same open sequences handed on), without reading or writing tokens,
-    so the quality of packing in tasks can be measured at any scale.
-    """
-    o = Options.check(
-        seq_len,
-        method=method,
-        long_docs=long_docs,
-        pad_value=None,
-        seed=None,
-        window_tokens=window_tokens,
-        rows_per_shard=None,
-        overwrite=False,
-        max_open=max_open,
-        progress=None,
-    )
-    counts = DocumentCounts()
-    sequences = 0
-    leftovers = []
-    for lengths in groups:
-        packer = StreamPacker(
-            o.seq_len, method=o.method, long_docs=o.long_docs, max_open=o.max_open
-        )
-        for window in _length_windows(as_lengths(lengths), o.window_tokens):
-            packer.step(window)
-        counts = counts + packer.counts
-        sequences += packer.stats().sequences
-        leftovers.append(packer.open_lengths)
-    last = StreamPacker(o.seq_len, method=o.method, long_docs=o.long_docs, max_open=o.max_open)
-    pieces = np.concatenate(leftovers)
-    windows_ = _length_windows(pieces, o.window_tokens) or [pieces]
-    for k, window in enumerate(windows_):
-        last.step(window, last=k == len(windows_) - 1)
-    return PackingStats.of(
-        method=o.method,
-        long_docs=o.long_docs,
-        seq_len=o.seq_len,
-        counts=counts,
-        sequences=sequences + last.stats().sequences,
-    )
-
-
-def _length_windows(lengths: np.ndarray, window_tokens: int) -> list[np.ndarray]:
-    """``lengths`` cut as :func:`bfpack.stream.windows` cuts tables: each
-    window ends with the document that reaches ``window_tokens`` tokens."""
-    out = []
-    start = 0
-    ends = np.cumsum(lengths)
-    while start < lengths.shape[0]:
-        before = ends[start - 1] if start else 0
-        stop = int(np.searchsorted(ends, before + window_tokens)) + 1
-        out.append(lengths[start:stop])
-        start = stop
-    return out

@@ -26,14 +26,19 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-import datasets
 import pyarrow as pa
 
-from ._validate import as_int, as_optional_int, as_optional_path, as_seq_len
+from ._arrow import is_list_type
+from ._atomic import atomic_path
+from ._optional import requires
+from ._validate import as_optional_path
 from ._version import __version__
-from .parquet import DEFAULT_WINDOW_TOKENS
-from .stream import TableStreamPacker, default_max_open, windows
+from .options import DEFAULT_WINDOW_TOKENS, PackOptions
+from .stream import windows
 from .table import OutputSpec, TablePlan, assemble, plan_table
+
+with requires("hf", needed_by="bfpack.hf"):
+    import datasets
 
 __all__ = ["pack_dataset"]
 
@@ -108,14 +113,6 @@ def pack_dataset(
     >>> packed.column_names                                   # doctest: +SKIP
     ['input_ids', 'seq_lengths']
     """
-    options: dict[str, Any] = dict(
-        columns=columns,
-        method=method,
-        long_docs=long_docs,
-        pad_value=pad_value,
-        position_ids=position_ids,
-        seed=seed,
-    )
     if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         names = _split_cache_files(cache_file_name, list(dataset))
         return type(dataset)(
@@ -123,7 +120,12 @@ def pack_dataset(
                 split: pack_dataset(
                     part,
                     seq_len,
-                    **options,
+                    columns=columns,
+                    method=method,
+                    long_docs=long_docs,
+                    pad_value=pad_value,
+                    position_ids=position_ids,
+                    seed=seed,
                     window_tokens=window_tokens,
                     max_open=max_open,
                     cache_file_name=names[split],
@@ -131,33 +133,43 @@ def pack_dataset(
                 for split, part in dataset.items()
             }
         )
-    if isinstance(dataset, datasets.IterableDataset):
-        if cache_file_name is not None:
-            raise ValueError(
-                "cache_file_name applies to a Dataset; an IterableDataset is packed "
-                "lazily, as it is iterated, and writes no file"
-            )
-        return _pack_iterable(
-            dataset, seq_len, options, window_tokens=window_tokens, max_open=max_open
+    if not isinstance(dataset, (datasets.Dataset, datasets.IterableDataset)):
+        raise TypeError(
+            f"dataset must be a datasets.Dataset, IterableDataset, DatasetDict or "
+            f"IterableDatasetDict, got {type(dataset).__name__}; for a pyarrow Table "
+            f"use bfpack.pack_table"
         )
-    if isinstance(dataset, datasets.Dataset):
-        if window_tokens is not None or max_open is not None:
-            raise ValueError(
-                "window_tokens and max_open apply to an IterableDataset; a Dataset is "
-                "packed globally, in one window"
-            )
-        if isinstance(cache_file_name, Mapping):
-            raise TypeError(
-                "cache_file_name must be one path for a Dataset (a dict of them by "
-                "split is for a DatasetDict)"
-            )
-        path = as_optional_path(cache_file_name, "cache_file_name")
-        return _pack_map_style(dataset, seq_len, options, path)
-    raise TypeError(
-        f"dataset must be a datasets.Dataset, IterableDataset, DatasetDict or "
-        f"IterableDatasetDict, got {type(dataset).__name__}; for a pyarrow Table "
-        f"use bfpack.pack_table"
+    iterable = isinstance(dataset, datasets.IterableDataset)
+    if iterable and cache_file_name is not None:
+        raise ValueError(
+            "cache_file_name applies to a Dataset; an IterableDataset is packed "
+            "lazily, as it is iterated, and writes no file"
+        )
+    if not iterable and (window_tokens is not None or max_open is not None):
+        raise ValueError(
+            "window_tokens and max_open apply to an IterableDataset; a Dataset is "
+            "packed globally, in one window"
+        )
+    if isinstance(cache_file_name, Mapping):
+        raise TypeError(
+            "cache_file_name must be one path for a Dataset (a dict of them by "
+            "split is for a DatasetDict)"
+        )
+    o = PackOptions(
+        seq_len,
+        method=method,
+        long_docs=long_docs,
+        columns=columns,
+        pad_value=pad_value,
+        position_ids=position_ids,
+        seed=seed,
+        window_tokens=DEFAULT_WINDOW_TOKENS if window_tokens is None else window_tokens,
+        max_open=max_open,
     )
+    if iterable:
+        return _pack_iterable(dataset, o)
+    path = as_optional_path(cache_file_name, "cache_file_name")
+    return _pack_map_style(dataset, o, path)
 
 
 def _split_cache_files(names: Any, splits: list[str]) -> dict[str, str | None]:
@@ -180,21 +192,29 @@ def _split_cache_files(names: Any, splits: list[str]) -> dict[str, str | None]:
 
 
 def _pack_map_style(
-    dataset: datasets.Dataset, seq_len: int, options: dict[str, Any], path: str | None
+    dataset: datasets.Dataset, o: PackOptions, path: str | None
 ) -> datasets.Dataset:
     table = dataset.data.table  # the storage, in storage order (no copy)
     mapping = dataset._indices  # logical row i is storage row mapping[i]; None: the identity
     indices = None if mapping is None else mapping.column(0)
-    planned = plan_table(table, seq_len, indices=indices, **options)
+    planned = plan_table(
+        table,
+        o.seq_len,
+        indices=indices,
+        columns=o.columns,
+        method=o.method,
+        long_docs=o.long_docs,
+        pad_value=o.pad_value,
+        position_ids=o.position_ids,
+        seed=o.seed,
+    )
     if path is None:
-        path = _default_cache_file(dataset, planned, options)
+        path = _default_cache_file(dataset, planned, o)
     _write_arrow(path, table, planned)
     return datasets.Dataset.from_file(path, split=dataset.split)
 
 
-def _default_cache_file(
-    dataset: datasets.Dataset, planned: TablePlan, options: dict[str, Any]
-) -> str:
+def _default_cache_file(dataset: datasets.Dataset, planned: TablePlan, o: PackOptions) -> str:
     """A file named after the input's fingerprint and the options.
 
     Beside the input's own cache files (where ``datasets`` keeps what it
@@ -203,6 +223,14 @@ def _default_cache_file(
     (a Dataset already mapping it keeps the old one until it is dropped).
     """
     fingerprint = getattr(dataset, "_fingerprint", None) or uuid.uuid4().hex
+    options = dict(
+        columns=o.columns,
+        method=o.method,
+        long_docs=o.long_docs,
+        pad_value=o.pad_value,
+        position_ids=o.position_ids,
+        seed=o.seed,
+    )
     key = repr((fingerprint, planned.plan.seq_len, sorted(options.items()), __version__))
     name = f"bfpack-packed-{hashlib.sha256(key.encode()).hexdigest()[:16]}.arrow"
     files = dataset.cache_files
@@ -219,72 +247,35 @@ def _write_arrow(path: str, table: pa.Table, planned: TablePlan) -> None:
     time, under a temporary name renamed into place when complete."""
     spec, plan, rows = planned
     block = max(1, _BATCH_TOKENS // plan.seq_len)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    try:
-        with pa.OSFile(tmp, "wb") as sink:
-            writer = None
-            for lo in range(0, max(rows.shape[0], 1), block):
-                out = assemble(table, plan, spec, rows[lo : lo + block])
-                if writer is None:
-                    writer = pa.ipc.new_stream(sink, out.schema)
-                writer.write_table(out)
-            assert writer is not None
-            writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, pa.OSFile(tmp, "wb") as sink:
+        writer = None
+        for lo in range(0, max(rows.shape[0], 1), block):
+            out = assemble(table, plan, spec, rows[lo : lo + block])
+            if writer is None:
+                writer = pa.ipc.new_stream(sink, out.schema)
+            writer.write_table(out)
+        assert writer is not None
+        writer.close()
 
 
 # ---------------------------------------------------------------------------
 # IterableDataset: windows through the stream packer, as the Parquet path.
 
 
-def _pack_iterable(
-    dataset: datasets.IterableDataset,
-    seq_len: int,
-    options: dict[str, Any],
-    *,
-    window_tokens: int | None,
-    max_open: int | None,
-) -> datasets.IterableDataset:
-    seq_len = as_seq_len(seq_len)
-    window_tokens = as_int(
-        DEFAULT_WINDOW_TOKENS if window_tokens is None else window_tokens,
-        "window_tokens",
-        lo=1,
-        unit="tokens",
-    )
-    max_open = as_optional_int(max_open, "max_open", lo=0)
-    if max_open is None:
-        max_open = default_max_open(seq_len, window_tokens)
+def _pack_iterable(dataset: datasets.IterableDataset, o: PackOptions) -> datasets.IterableDataset:
     schema = _schema_of(dataset)
-    spec = OutputSpec.for_schema(
-        schema,
-        columns=options["columns"],
-        pad_value=options["pad_value"],
-        position_ids=options["position_ids"],
-    )
-    packer = dict(
-        method=options["method"],
-        long_docs=options["long_docs"],
-        max_open=max_open,
-        seed=options["seed"],
-    )
+    spec = o.spec(schema)
     # Every option is checked now, not at the first iteration; the empty
     # output gives the packed rows' features.
-    empty = TableStreamPacker(seq_len, spec, **packer).finish()
+    empty = o.packer(spec, seed=o.seed).finish()
     return datasets.IterableDataset.from_generator(
         _packed_rows,
         features=datasets.Features.from_arrow_schema(empty.schema),
         gen_kwargs=dict(
             source=dataset,
-            schema=pa.schema([schema.field(c) for c in spec.columns]),
-            seq_len=seq_len,
+            options=o,
             spec=spec,
-            packer=packer,
-            window_tokens=window_tokens,
+            schema=pa.schema([schema.field(c) for c in spec.columns]),
         ),
     )
 
@@ -329,19 +320,14 @@ def _batches(
 
 def _holds_nulls_only(t: pa.DataType) -> bool:
     """A list type whose values have no type yet (inferred from empty lists)."""
-    return (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_null(t.value_type)
+    return is_list_type(t) and pa.types.is_null(t.value_type)
 
 
 def _packed_rows(
-    source: datasets.IterableDataset,
-    schema: pa.Schema,
-    seq_len: int,
-    spec: OutputSpec,
-    packer: dict[str, Any],
-    window_tokens: int,
+    source: datasets.IterableDataset, options: PackOptions, spec: OutputSpec, schema: pa.Schema
 ) -> Any:
     """Yield the packed rows of ``source``, window by window."""
-    stream = TableStreamPacker(seq_len, spec, **packer)
+    stream = options.packer(spec, seed=options.seed)
     tables = _batches(source, list(spec.columns), schema)
-    for window, last in windows(tables, spec, window_tokens):
+    for window, last in windows(tables, spec, options.window_tokens):
         yield from stream.step(window, last=last).to_pylist()

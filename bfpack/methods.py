@@ -16,18 +16,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ._jit import call, readonly
+from ._kernels.anyfit import max_new_sequences
 from ._kernels.bfd import best_fit
 from ._kernels.concat import concatenate
 from ._kernels.ffd import first_fit
 from ._kernels.layout import lay_out
 from ._kernels.pieces import sort_pieces
 from ._kernels.results import Layout, PieceCounts
-from ._validate import check_layout_fits
+from ._memory import check_layout_fits
+from ._validate import as_choice
 
 # Below this many pieces and documents, scratch indices are int32. A module
 # constant so that tests can force the int64 path on small inputs.
@@ -90,9 +92,7 @@ def any_fit(kernel: Callable) -> Placer:
     ) -> Placement:
         size_count = counts.size_count
         num_pieces = int(size_count.sum())
-        # Any fit opens at most 2 T / L + 1 sequences (see max_new_sequences).
-        packed = int(counts.tokens) - int(counts.tokens_dropped)
-        new_seqs = min(num_pieces, 2 * packed // seq_len + 1)
+        new_seqs = int(call(max_new_sequences, size_count, seq_len))
         check_layout_fits(num_pieces, open_free.shape[0] + new_seqs, seq_len)
         start = np.empty(num_pieces, dtype=np.int64)
         if max(num_pieces, lengths.shape[0]) < _INT32_INDEX_LIMIT:
@@ -169,3 +169,8 @@ METHODS: dict[str, Method] = {
 
 #: Read-only empty array: no sequence is open.
 NO_OPEN_SEQUENCES = readonly(np.empty(0, dtype=np.int64))
+
+
+def as_method(method: Any) -> Method:
+    """The registered :class:`Method` named ``method`` (ValueError naming the choices)."""
+    return METHODS[as_choice(method, "method", tuple(METHODS))]

@@ -12,8 +12,8 @@ from ._jit import call
 from ._kernels.layout import take_sequences
 from ._kernels.pieces import count_pieces
 from ._kernels.results import Layout, PieceCounts
-from ._validate import as_indices, as_lengths, as_long_docs, as_method, as_seq_len, raise_bad_length
-from .methods import NO_OPEN_SEQUENCES, Placement
+from ._validate import as_indices, as_lengths, as_long_docs, as_seq_len, raise_bad_length
+from .methods import NO_OPEN_SEQUENCES, Placement, as_method
 
 
 @dataclass(frozen=True, kw_only=True)

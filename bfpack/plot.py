@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._optional import requires
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -18,10 +20,8 @@ if TYPE_CHECKING:
 
 
 def _pyplot() -> Any:
-    try:
+    with requires("plot", needed_by="bfpack.plot"):
         import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("bfpack.plot needs matplotlib: pip install 'bfpack[plot]'") from None
     return plt
 
 

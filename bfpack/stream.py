@@ -33,15 +33,14 @@ from ._validate import (
     as_int,
     as_lengths,
     as_long_docs,
-    as_method,
     as_seed,
     as_seq_len,
     as_table,
     check_same_columns,
 )
-from .methods import NO_OPEN_SEQUENCES
+from .methods import NO_OPEN_SEQUENCES, as_method
 from .packing import DocumentCounts, Packing, PackingStats, count
-from .table import OutputSpec, assemble, document_lengths, row_order
+from .table import OutputSpec, aligned_lengths, assemble, row_order
 
 #: Open sequences carried between windows by default.
 DEFAULT_MAX_OPEN = 4096
@@ -277,11 +276,16 @@ class TableStreamPacker:
 
     Examples
     --------
+    >>> import pyarrow as pa
+    >>> first = pa.table({"input_ids": [[1, 2, 3], [4, 5]]})
     >>> spec = OutputSpec.for_schema(first.schema, columns="input_ids")
-    >>> packer = TableStreamPacker(2048, spec)
-    >>> for window in windows:                      # doctest: +SKIP
-    ...     write(packer.step(window))
-    >>> write(packer.finish())                      # doctest: +SKIP
+    >>> packer = TableStreamPacker(4, spec)
+    >>> packer.step(first).num_rows  # both sequences still open
+    0
+    >>> packer.step(pa.table({"input_ids": [[6], [7, 8, 9, 10]]})).num_rows
+    2
+    >>> packer.finish().to_pydict()  # the sequence left open
+    {'input_ids': [[4, 5]], 'seq_lengths': [[2]]}
     """
 
     def __init__(
@@ -352,7 +356,7 @@ class TableStreamPacker:
         window = table.select(list(self.spec.columns)).replace_schema_metadata(None)
         if not window.schema.equals(self._schema):
             window = window.cast(self._schema)
-        lengths = document_lengths(window, self.spec.columns, self._rows)
+        lengths = aligned_lengths(window, self.spec.columns, self._rows)
         step = self._packer._advance(lengths, as_bool(last, "last"))
         source = pa.concat_tables([self._carry, window]) if self._carry.num_rows else window
         rows = step.emit
@@ -425,9 +429,8 @@ def _windows(
     while table is not None:
         check_same_columns(table.schema, schema, "a table of the stream")
         table = table.select(list(spec.columns))
-        n = document_lengths(table, spec.columns[:1])
-        # Rows up to the document that reaches the window, inclusive.
-        upto = int(np.searchsorted(np.cumsum(n), window_tokens - tokens)) + 1
+        n = aligned_lengths(table, spec.columns[:1])
+        upto = _window_end(np.cumsum(n), window_tokens - tokens)
         if upto > table.num_rows:
             parts.append(table)
             tokens += int(n.sum())
@@ -440,6 +443,30 @@ def _windows(
         parts, tokens = [], 0
     if parts or not yielded:
         yield _concat(parts, schema), True
+
+
+def length_windows(lengths: np.ndarray, window_tokens: int) -> list[np.ndarray]:
+    """``lengths`` cut into windows as :func:`windows` cuts tables: each
+    window ends with the document that reaches ``window_tokens`` tokens.
+
+    No window for no documents.
+    """
+    out = []
+    start = 0
+    ends = np.cumsum(lengths)
+    while start < lengths.shape[0]:
+        before = int(ends[start - 1]) if start else 0
+        stop = _window_end(ends, before + window_tokens)
+        out.append(lengths[start:stop])
+        start = stop
+    return out
+
+
+def _window_end(ends: np.ndarray, reach: int) -> int:
+    """The rule of every window cut: the documents whose running token
+    totals are ``ends``, up to the one that reaches ``reach`` tokens,
+    inclusive (``len(ends) + 1`` when none does)."""
+    return int(np.searchsorted(ends, reach)) + 1
 
 
 def _concat(parts: list[pa.Table], schema: pa.Schema) -> pa.Table:

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from . import _batch
 from ._arrow import document_addresses, has_null_values, list_array, row_lengths
 from ._jit import call, token_bits, token_view
 from ._kernels.gather import gather_piece_lengths, gather_tokens, row_offsets
@@ -34,7 +35,6 @@ SEQ_LENGTHS = "seq_lengths"
 POSITION_IDS = "position_ids"
 #: Columns bfpack adds to its output; no input column may take these names.
 RESERVED_COLUMNS = (SEQ_LENGTHS, POSITION_IDS)
-_INT32_MAX = int(np.iinfo(np.int32).max)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,8 +102,11 @@ class OutputSpec:
         return OutputSpec(columns=self.columns, list_types=self.list_types)
 
 
-def document_lengths(table: pa.Table, columns: Sequence[str], first_row: int = 0) -> np.ndarray:
+def aligned_lengths(table: pa.Table, columns: Sequence[str], first_row: int = 0) -> np.ndarray:
     """Tokens per row of ``columns`` (read-only int64); they must agree row by row.
+
+    The packers' count of each document's tokens, over columns already
+    checked (:func:`bfpack.document_lengths` is the public reader, of any data).
 
     Null lists count as empty. Raises ValueError naming the first row where
     two columns disagree (counting from ``first_row``), or the first column
@@ -236,7 +239,7 @@ def plan_table(
         table.schema, columns=columns, pad_value=pad_value, position_ids=position_ids
     )
     seed = as_seed(seed)
-    lengths = document_lengths(table, spec.columns)
+    lengths = aligned_lengths(table, spec.columns)
     if indices is not None:
         indices = as_indices(indices, table.num_rows, "indices")
         lengths = lengths[indices]
@@ -361,18 +364,12 @@ def cu_seqlens(seq_lengths: Any) -> np.ndarray:
     >>> cu_seqlens([3, 5, 2])
     array([ 0,  3,  8, 10], dtype=int32)
     """
-    lengths = _flat_lengths(seq_lengths)
-    out = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
-    np.cumsum(lengths, out=out[1:])
-    if out[-1] > _INT32_MAX:
-        raise ValueError("the batch holds more than 2**31 - 1 tokens; cu_seqlens is int32")
-    return out.astype(np.int32)
+    return _batch.cu_seqlens(_flat_lengths(seq_lengths))
 
 
 def max_seqlen(seq_lengths: Any) -> int:
     """Longest piece in a row or batch of ``seq_lengths``, as a Python int."""
-    lengths = _flat_lengths(seq_lengths)
-    return int(lengths.max()) if lengths.shape[0] else 0
+    return _batch.max_seqlen(_flat_lengths(seq_lengths))
 
 
 def _flat_lengths(seq_lengths: Any) -> np.ndarray:

@@ -21,17 +21,17 @@ import hashlib
 import operator
 import os
 import re
-import uuid
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
-from torch.utils.data import Dataset
 
 from . import _batch
+from ._arrow import is_list_type
+from ._atomic import atomic_path
+from ._optional import requires
 from ._validate import (
     as_bool,
     as_choice,
@@ -40,10 +40,13 @@ from ._validate import (
     as_optional_int,
     as_optional_path,
     as_path,
-    is_list_type,
 )
 from .parquet.manifest import file_sha256, manifest_path, read_manifest, run_id_of
 from .table import SEQ_LENGTHS
+
+with requires("torch", needed_by="bfpack.torch"):
+    import torch
+    from torch.utils.data import Dataset
 
 __all__ = ["CACHE_ENV", "IGNORE_INDEX", "LAYOUTS", "PackedCollator", "PackedDataset", "cache_root"]
 
@@ -207,8 +210,8 @@ class PackedCollator:
 #: The environment variable naming the root of :class:`PackedDataset`'s
 #: Arrow copies, when no ``cache_dir=`` is given.
 CACHE_ENV = "BFPACK_CACHE_DIR"
-#: The entries of a directory that records no run id (no manifest, or one of
-#: bfpack 0.1): keyed by their shard's bytes alone.
+#: The entries of a directory that records no run id (Parquet shards without
+#: a manifest): keyed by their shard's bytes alone.
 _NO_RUN = "no-run-id"
 #: Schema metadata keys of an Arrow copy: the run and the shard bytes it holds.
 _RUN_KEY = b"bfpack.run_id"
@@ -537,26 +540,19 @@ def _copy(shard: _Shard, run_id: str | None, batch_rows: int) -> None:
             f"cannot create the Arrow cache {folder} ({exc.strerror}); pass a writable "
             f"cache_dir= or set {CACHE_ENV}"
         ) from None
-    tmp = f"{shard.entry}.tmp-{uuid.uuid4().hex}"
-    try:
-        # One mapping of the file: the bytes hashed are the bytes parsed, even
-        # if the directory is swapped for another run meanwhile.
-        with pa.memory_map(shard.path) as source:
-            data = source.read_buffer()
-            digest = hashlib.sha256(memoryview(data)).hexdigest()
-            if digest != shard.sha256:
-                raise _ShardChanged(digest)
-            parquet = pq.ParquetFile(pa.BufferReader(data))
-            metadata = {_RUN_KEY: (run_id or "").encode(), _SHA_KEY: shard.sha256.encode()}
-            schema = parquet.schema_arrow.with_metadata(metadata)
-            with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-                for batch in parquet.iter_batches(batch_size=batch_rows):
-                    writer.write_batch(batch)
-        os.replace(tmp, shard.entry)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # One mapping of the file: the bytes hashed are the bytes parsed, even if
+    # the directory is swapped for another run meanwhile.
+    with atomic_path(shard.entry) as tmp, pa.memory_map(shard.path) as source:
+        data = source.read_buffer()
+        digest = hashlib.sha256(memoryview(data)).hexdigest()
+        if digest != shard.sha256:
+            raise _ShardChanged(digest)
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        metadata = {_RUN_KEY: (run_id or "").encode(), _SHA_KEY: shard.sha256.encode()}
+        schema = parquet.schema_arrow.with_metadata(metadata)
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            for batch in parquet.iter_batches(batch_size=batch_rows):
+                writer.write_batch(batch)
 
 
 def _packed_columns(schema: pa.Schema, columns: Any, path: str) -> tuple[str, ...]:

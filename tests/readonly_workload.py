@@ -1,4 +1,4 @@
-"""Import and pack where numba's cache cannot be written (issue 8, item 1).
+"""Import and pack where numba's cache cannot be written.
 
 Run as ``python readonly_workload.py MODE WORKDIR [--cli]`` by
 ``tests/test_compile.py``, on a copy of the package whose cache locations

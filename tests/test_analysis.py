@@ -159,7 +159,7 @@ def test_plots_return_figures():
 @pytest.mark.parametrize("tokens", ["words", "bytes"])
 @pytest.mark.parametrize("seq_len", [2048, 8192])
 def test_truncation_plot_has_no_negative_cuts(tokens, seq_len):
-    # Regression: on real data the y-axis reached below 0 (symlog padding).
+    # The y-axis starts at 0 whatever symlog's padding would add below it.
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
     from bfpack.plot import plot_truncations
@@ -189,7 +189,7 @@ def test_truncation_plots_on_shared_axes_show_every_value():
 
 
 def test_fill_bars_do_not_hide_each_other():
-    # Regression: concat's bar was drawn behind bfd's (same bin, same place).
+    # Bars of two methods in one bin stand side by side, neither behind the other.
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
     from bfpack.plot import plot_fill
@@ -297,3 +297,34 @@ def test_compare_gives_the_fewest_possible_truncations(lengths, L, long_docs):
         assert docs >= len(long) and cuts >= fewest_cuts
         if method != "concat":
             assert (docs, cuts) == (len(long), fewest_cuts)
+
+
+def test_sequences_of_lengths_without_carried_sequences_is_bfd_per_group():
+    # max_open=0: every group is packed whole in its one window, nothing is
+    # handed on, so each group's sequences are those of one global BFD.
+    rng = np.random.default_rng(5)
+    groups = [rng.integers(0, 300, n) for n in (50, 1, 80)]
+    stats = bfpack.analysis.sequences_of_lengths(groups, 128, window_tokens=1 << 30, max_open=0)
+    assert stats.sequences == sum(bfpack.pack(g, 128).num_sequences for g in groups)
+    assert stats.documents == sum(len(g) for g in groups)
+    assert stats.tokens == sum(int(g.sum()) for g in groups)
+
+
+def test_sequences_of_lengths_is_the_dask_drivers():
+    import bfpack.dask
+
+    assert bfpack.dask.sequences_of_lengths is bfpack.analysis.sequences_of_lengths
+
+
+@pytest.mark.parametrize(
+    "groups, error, match",
+    [
+        ([], ValueError, "groups must be a non-empty list"),
+        ("abc", ValueError, "groups must be a non-empty list"),
+        ([[1, 2], [3, -1]], ValueError, "negative"),
+        ([[1, 2], [[3]]], ValueError, r"groups\[1\] must be 1-D"),
+    ],
+)
+def test_sequences_of_lengths_errors(groups, error, match):
+    with pytest.raises(error, match=match):
+        bfpack.analysis.sequences_of_lengths(groups, 8)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import bfpack
-from bfpack import _validate
+from bfpack import _warnings
 from bfpack.parquet import MANIFEST
 
 from tokens import check_packed, token_table
@@ -226,14 +226,14 @@ def test_once_per_place_even_when_filters_change_in_between():
     with warnings.catch_warnings(record=True) as seen:
         warnings.resetwarnings()
         warnings.simplefilter("default")
-        _validate._SHOWN.clear()
+        _warnings._SHOWN.clear()
         for _ in range(3):
             pack_default(table)
             warnings.filterwarnings("ignore", message="unrelated")  # a registry reset
     assert len(seen) == 1
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("once")
-        _validate._SHOWN.clear()
+        _warnings._SHOWN.clear()
         pack_default(table)
         bfpack.OutputSpec.for_schema(table.schema)  # another place, the same message
     assert len(seen) == 1

@@ -1,4 +1,4 @@
-"""The command line's conventions (issue 10): a tqdm progress bar on a
+"""The command line's conventions: a tqdm progress bar on a
 terminal only, help for every option, ``stats --format``, ``-v``/``-q``
 through :mod:`logging`, ``--pad-value`` for float columns; and the
 progress hooks and log records of the library under them.

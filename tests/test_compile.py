@@ -120,9 +120,9 @@ print(json.dumps(compiled))
 @needs_jit
 @pytest.mark.slow
 def test_a_warm_cache_leaves_nothing_to_compile(tmp_path):
-    # Regression: the gather kernel took numba.typed.List arguments, whose
-    # helpers numba compiles in every process (it never caches them): about
-    # 0.9 s of every process that packed token data, however warm the cache.
+    # Kernels take no numba.typed.List arguments: numba compiles their helpers
+    # in every process (it never caches them), about 0.9 s of every process
+    # that packs token data, however warm the cache.
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     runs = [
         subprocess.run([sys.executable, "-c", _WARM_CHILD], capture_output=True, text=True, env=env)
@@ -144,7 +144,7 @@ def _cache_files(cache):
 
 
 # ---------------------------------------------------------------------------
-# Packing where the cache cannot be written (issue 8): a copy of the package
+# Packing where the cache cannot be written: a copy of the package
 # that no process can cache into, HOME not writable, NUMBA_CACHE_DIR unset.
 
 READONLY_WORKLOAD = os.path.join(os.path.dirname(__file__), "readonly_workload.py")

@@ -1,4 +1,4 @@
-"""Packing on a Dask cluster (issue 11): the same bytes whatever the number
+"""Packing on a Dask cluster: the same bytes whatever the number
 of workers, every token once, a worker killed mid-run, a damaged file, the
 command line, and every bad option."""
 

@@ -4,6 +4,7 @@ layers that only go one way."""
 import ast
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -147,7 +148,7 @@ OPTIONAL = {"hf": "datasets", "torch": "torch", "plot": "matplotlib", "dask": "d
 @pytest.mark.slow
 def test_every_module_imports_on_its_own():
     # A module imported first, before any other of the package, must not
-    # meet a partly initialised one (a cycle that import order used to hide).
+    # meet a partly initialised one (a cycle that import order would hide).
     import importlib.util
 
     failed = []
@@ -163,3 +164,58 @@ def test_every_module_imports_on_its_own():
         if done.returncode:
             failed.append(f"{name}: {done.stderr.decode().strip().splitlines()[-1]}")
     assert not failed, "\n".join(failed)
+
+
+def test_argument_checks_import_only_what_is_below_them():
+    # _validate is imported by every layer; it may import only the modules
+    # that import nothing of bfpack above them, so that no cycle can form.
+    def modules(path):
+        return {m.split(".")[0] for m in _imports(path)}
+
+    assert modules(PACKAGE / "_validate.py") <= {"_arrow", "_jit", "_memory", "_warnings"}
+    assert modules(PACKAGE / "_arrow.py") == {"_jit"}
+    for name in ("_memory.py", "_warnings.py"):
+        assert not modules(PACKAGE / name), name
+
+
+def test_public_modules_do_not_reuse_the_packages_public_names():
+    # bfpack.table.document_lengths once meant something else than
+    # bfpack.document_lengths; a public name means one thing everywhere
+    # (bfpack.dask.pack_parquet is pack_parquet on a cluster, by design).
+    import importlib
+
+    import bfpack
+
+    clashes = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        name = path.stem
+        if name.startswith("_") or name in ("dask", *OPTIONAL):
+            continue
+        module = importlib.import_module(f"bfpack.{name}")
+        for public in bfpack.__all__:
+            value = vars(module).get(public)
+            if value is not None and value is not getattr(bfpack, public):
+                clashes.append(f"bfpack.{name}.{public}")
+    assert not clashes, clashes
+
+
+def test_doc_comments_document_the_name_under_them():
+    # A ``#:`` comment documents the assignment right below it (Sphinx).
+    pycode = pytest.importorskip("sphinx.pycode")
+    shards = pycode.ModuleAnalyzer.for_module("bfpack.parquet._shards").find_attr_docs()
+    assert "write_table" in " ".join(shards[("", "WRITE_OPTIONS")])
+    assert "write_table" not in " ".join(shards[("", "IN_FLIGHT")])
+    jit = pycode.ModuleAnalyzer.for_module("bfpack._jit").find_attr_docs()
+    assert ("", "_JIT_DISABLED") not in jit
+    assert "as_pointer(address)" in " ".join(jit[("", "as_pointer")])
+
+
+def test_the_package_holds_no_history_of_bfpack_0_1():
+    # Compatibility code for an earlier release is gone before the first one.
+    found = [
+        f"{path.name}:{n}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"bfpack 0\.1\b|LEGACY|[Ll]egacy", line)
+    ]
+    assert not found, found

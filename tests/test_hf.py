@@ -122,7 +122,7 @@ def test_an_attention_mask_is_left_out_once():
     assert packed.column_names == ["input_ids", "labels", "seq_lengths"]
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("default")
-        bfpack._validate._SHOWN.clear()
+        bfpack._warnings._SHOWN.clear()
         pack_dataset(dd, SEQ_LEN)  # two splits, one place: one line
     assert len(seen) == 1
     named = pack_dataset(ds, SEQ_LEN, columns=["input_ids", "attention_mask"])

@@ -1,6 +1,6 @@
-"""Inputs a hostile user tries (issue 8): what ``seq_len`` costs in memory,
+"""Inputs a hostile user tries: what ``seq_len`` costs in memory,
 masked arrays, pad values of every column type, and messages that name the
-real problem. Each test failed before the fix it checks."""
+real problem."""
 
 import json
 import os
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import bfpack
-from bfpack import _validate
+from bfpack import _memory
 from bfpack.analysis import _edges
 
 from naive import naive_bfd, naive_concat
@@ -70,7 +70,7 @@ def test_seq_len_2_24_with_ten_documents_stays_under_1_gb():
     seq_len = 2**24
     memory = _peak_memory(seq_len, "bfd")
     assert memory["peak"] < 2**30, memory
-    assert memory["peak"] - memory["before"] <= _validate.SEQ_LEN_BYTES * seq_len, memory
+    assert memory["peak"] - memory["before"] <= _memory.SEQ_LEN_BYTES * seq_len, memory
 
 
 @pytest.mark.slow
@@ -82,14 +82,14 @@ def test_working_memory_per_token_of_seq_len_is_bounded(method):
     memory = _peak_memory(seq_len, method)
     # Beyond the arrays indexed by length, a few small ones.
     slack = 2**20
-    assert memory["peak"] - memory["before"] <= _validate.SEQ_LEN_BYTES * seq_len + slack, memory
+    assert memory["peak"] - memory["before"] <= _memory.SEQ_LEN_BYTES * seq_len + slack, memory
 
 
 @pytest.fixture
 def one_mib(monkeypatch):
     """A machine of 1 MiB: seq_len up to 2**20 // 32."""
-    monkeypatch.setattr(_validate, "memory_limit", lambda: 2**20)
-    return 2**20 // _validate.SEQ_LEN_BYTES
+    monkeypatch.setattr(_memory, "memory_limit", lambda: 2**20)
+    return 2**20 // _memory.SEQ_LEN_BYTES
 
 
 def test_a_seq_len_that_cannot_fit_is_refused_up_front(one_mib, tmp_path):
@@ -117,15 +117,15 @@ def test_a_seq_len_that_cannot_fit_is_refused_up_front(one_mib, tmp_path):
 
 
 def test_the_memory_limit_is_the_lower_of_the_machine_and_its_container(tmp_path, monkeypatch):
-    physical = _validate.memory_limit.__wrapped__()
+    physical = _memory.memory_limit.__wrapped__()
     assert physical is None or physical > 2**20
     limits = [tmp_path / "v2", tmp_path / "v1"]
-    monkeypatch.setattr(_validate, "CGROUP_MEMORY_LIMITS", tuple(map(str, limits)))
+    monkeypatch.setattr(_memory, "CGROUP_MEMORY_LIMITS", tuple(map(str, limits)))
     limits[0].write_text("max\n")  # cgroup v2 without a limit
     limits[1].write_text(f"{2**20}\n")
-    assert _validate.memory_limit.__wrapped__() == 2**20
+    assert _memory.memory_limit.__wrapped__() == 2**20
     limits[1].write_text(f"{2**70}\n")  # cgroup v1 without a limit: a huge number
-    assert _validate.memory_limit.__wrapped__() == (physical or 2**70)
+    assert _memory.memory_limit.__wrapped__() == (physical or 2**70)
 
 
 # ---------------------------------------------------------------------------

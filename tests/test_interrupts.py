@@ -1,4 +1,4 @@
-"""Killed, interrupted and concurrent runs of ``bfpack pack`` (findings 6, 7, 13).
+"""Killed, interrupted and concurrent runs of ``bfpack pack``.
 
 Every run here is ``python -m bfpack pack`` in a subprocess, packing a
 dataset in many small windows so that there is time to strike. After each
@@ -213,8 +213,8 @@ def test_kill_more_moments(src, tmp_path, case):
 
 
 def test_interrupt_while_importing_is_one_line(src, tmp_path):
-    # Regression: SIGINT in the first ~0.7 s printed a KeyboardInterrupt
-    # traceback. The handler is in place before numba and pyarrow load.
+    # SIGINT in the first ~0.7 s (while numba and pyarrow load) is one line,
+    # not a KeyboardInterrupt traceback: the handler is in place before they load.
     src, _ = src
     for signum in (signal.SIGINT, signal.SIGTERM):
         p = subprocess.Popen(
@@ -234,7 +234,8 @@ def test_interrupt_while_importing_is_one_line(src, tmp_path):
 
 
 def test_two_runs_at_once(src, tmp_path):
-    # Regression: both succeeded, the last silently replacing the first.
+    # One run writes the destination at a time: the second is refused, it
+    # does not silently replace the first's output.
     src, refs = src
     dst = tmp_path / "out"
     runs = [

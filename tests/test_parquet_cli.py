@@ -283,8 +283,7 @@ def test_existing_destination(medium, tmp_path):
     (dst / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="already exists"):
         pack_parquet(src, dst, SEQ_LEN)
-    # Regression: overwrite replaced any directory. Only an earlier bfpack
-    # output or an empty directory is replaced.
+    # overwrite replaces only an earlier bfpack output or an empty directory.
     with pytest.raises(FileExistsError, match="is not a bfpack output"):
         pack_parquet(src, dst, SEQ_LEN, overwrite=True)
     assert os.listdir(dst) == ["keep.txt"]
@@ -375,8 +374,8 @@ def test_shard_without_the_column(tmp_path):
 
 
 def test_numpy_integer_options(tmp_path):
-    # Regression: numpy integers pass validation (numbers.Integral) and once
-    # made json.dump of the manifest fail after all the work was done.
+    # numpy integers are accepted and stored in the manifest as plain ints
+    # (json.dump refuses numpy integers, at the very end of the work).
     lengths = [5, 3, 9, 1]
     pq.write_table(token_table(lengths), tmp_path / "a.parquet")
     m = pack_parquet(
@@ -413,8 +412,8 @@ def window_tokens_of(progress):
 
 
 def test_windows_hold_about_window_tokens(tmp_path):
-    # Regression: windows were whole 8192-row batches (819,200 tokens per
-    # window for window_tokens=100,000 with 100-token documents).
+    # A window holds about window_tokens tokens, not whole 8192-row batches
+    # (which would be 819,200 tokens here, with 100-token documents).
     pq.write_table(token_table(np.full(20_000, 100), columns=["input_ids"]), tmp_path / "a.parquet")
     progress = []
     pack_parquet(
@@ -866,7 +865,7 @@ def test_cli_overwrite(cli):
     ],
 )
 def test_cli_usage_errors_are_one_line(tmp_path, bad, text):
-    # Regression: argparse printed a usage block and "bfpack pack: error:".
+    # A usage error is one line, without argparse's usage block.
     pq.write_table(token_table([3]), tmp_path / "a.parquet")
     r = bfpack_cli("pack", tmp_path / "a.parquet", tmp_path / "o", *bad)
     assert r.returncode != 0 and "Traceback" not in r.stderr
@@ -883,7 +882,7 @@ def test_cli_float16_column(tmp_path):
     t = pa.table({"x": x})
     pq.write_table(t, tmp_path / "h.parquet")
     r = bfpack_cli("pack", tmp_path / "h.parquet", tmp_path / "o", "--seq-len", 4)
-    # Regression: numba raised NotImplementedError, a traceback.
+    # float16 tokens pack (as 2-byte bits), with no traceback from numba.
     assert r.returncode == 0, r.stderr
     assert read_output(tmp_path / "o")[0]["x"].to_pylist() == [[1.0, 2.0]]
 

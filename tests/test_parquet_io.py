@@ -1,6 +1,6 @@
-"""Output you can trust (issue 8): the findings about paths, columns, skipped
-files, permissions, schemas, messages, the manifest, locking, memory and
-the command line's start-up, each through the public API or the CLI."""
+"""Output you can trust: paths, columns, skipped files, permissions, schemas,
+messages, the manifest, locking, memory and the command line's start-up,
+each through the public API or the CLI."""
 
 import hashlib
 import json
@@ -55,12 +55,12 @@ def bfpack_cli(*args, **kw):
 
 
 # --------------------------------------------------------------------------
-# Findings 2 and 3: DST overlapping SRC; what --overwrite replaces
+# DST overlapping SRC; what --overwrite replaces
 
 
 def test_destination_inside_the_source_is_refused(tmp_path):
-    # Regression: DST inside SRC was accepted, and every --overwrite rerun
-    # read the previous output back as input (2M -> 4M -> 6M tokens).
+    # DST inside SRC is refused: every --overwrite rerun would read the
+    # previous output back as input (2M -> 4M -> 6M tokens).
     src = write_shards(tmp_path / "par" / "src", [[5, 3], [9]])
     before = snapshot(src)
     os.symlink(src, tmp_path / "alias")
@@ -77,8 +77,8 @@ def test_destination_inside_the_source_is_refused(tmp_path):
 
 
 def test_cli_overwrite_never_deletes_the_source(tmp_path):
-    # Regression: `bfpack pack par/src par --overwrite` left par holding
-    # only the new shards.
+    # `bfpack pack par/src par --overwrite` is refused: replacing par would
+    # delete the source inside it.
     src = write_shards(tmp_path / "par" / "src", [[5, 3], [9]])
     before = snapshot(src)
     r = bfpack_cli("pack", src, tmp_path / "par", "--seq-len", 8, "--overwrite")
@@ -99,22 +99,22 @@ def test_overwrite_replaces_only_bfpack_outputs(tmp_path):
         pack_parquet(src, tmp_path / "file", 8, overwrite=True)
     (tmp_path / "empty").mkdir()
     pack_parquet(src, tmp_path / "empty", 8, overwrite=True)
-    # An output of bfpack 0.1 (manifest _bfpack.json) is an output too.
-    old = tmp_path / "old"
-    old.mkdir()
-    (old / "_bfpack.json").write_text("{}")
-    (old / "part-00000.parquet").write_text("x")
-    pack_parquet(src, old, 8, overwrite=True)
-    assert sorted(os.listdir(old)) == [MANIFEST, "part-00000.parquet"]
+    # A manifest by another name does not make a directory an output.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "_bfpack.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="not a bfpack output"):
+        pack_parquet(src, other, 8, overwrite=True)
+    assert os.listdir(other) == ["_bfpack.json"]
 
 
 # --------------------------------------------------------------------------
-# Finding 8: the packed columns are the same in every file
+# The packed columns are the same in every file
 
 
 def test_default_columns_must_be_in_every_file(tmp_path):
-    # Regression: labels missing from the first shard only was dropped
-    # from every output shard, exit 0.
+    # A default column missing from one file is an error naming it, never a
+    # column dropped from every output shard with exit 0.
     first = write_shards(tmp_path / "first", [[5, 3]], columns=["input_ids"])
     pq.write_table(token_table([4], first_doc=2), first / "part-1.parquet")
     with pytest.raises(
@@ -140,12 +140,12 @@ def test_default_columns_must_be_in_every_file(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# Finding 9: skipped files are reported
+# Skipped files are reported
 
 
 def test_skipped_files_are_reported_and_listed(tmp_path):
-    # Regression: files starting with _ or . were skipped without a word
-    # (1.0M of 2.5M tokens packed, exit 0).
+    # Files starting with _ or . are skipped with a warning and listed in
+    # the manifest, never silently.
     src = write_shards(tmp_path / "src", [[5, 3], [9]])
     pq.write_table(token_table([7, 7]), src / "_part-2.parquet")
     (src / ".cache").mkdir()
@@ -177,11 +177,11 @@ def test_many_skipped_files_are_summarised(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# Finding 10: permissions
+# Permissions
 
 
 def test_destination_honours_the_umask(tmp_path):
-    # Regression: DST was created 0700 (mkdtemp) whatever the umask.
+    # DST gets the permissions of the umask, not mkdtemp's 0700.
     src = write_shards(tmp_path / "src", [[5, 3]])
     old = os.umask(0o022)
     try:
@@ -194,13 +194,13 @@ def test_destination_honours_the_umask(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# Finding 14: one schema for every shard
+# One schema for every shard
 
 
 @pytest.mark.parametrize("large", [False, True])
 def test_one_schema_whatever_the_window(tmp_path, monkeypatch, large):
-    # Regression: a window over 2**31 tokens was written as large_list
-    # while the other shards were list. The limit is lowered here so that
+    # A window over 2**31 tokens is written as list chunks, like every
+    # other shard, never as large_list. The limit is lowered here so that
     # small windows pass it.
     monkeypatch.setattr(_arrow, "MAX_LIST_VALUES", 300)
     lengths = np.arange(1, 120) % 50
@@ -235,11 +235,11 @@ def test_pack_table_keeps_the_list_type_past_the_offset_limit(monkeypatch):
 
 
 # --------------------------------------------------------------------------
-# Finding 15: messages that name the real problem
+# Messages that name the real problem
 
 
 def test_empty_source_directory(tmp_path):
-    # Regression: "the table has no list column to pack; columns: []".
+    # An empty directory is named as such, not as a table without list columns.
     (tmp_path / "src").mkdir()
     with pytest.raises(ValueError, match=r"src holds no Parquet files$"):
         pack_parquet(tmp_path / "src", tmp_path / "o", 8)
@@ -265,7 +265,7 @@ def damaged(path, tmp_path):
 
 
 def test_damaged_page_is_one_line_naming_the_file(tmp_path):
-    # Regression: a corrupt page gave two lines (pyarrow's message has a
+    # A corrupt page is one line naming the file (pyarrow's message has a
     # newline and control characters).
     pq.write_table(token_table(np.full(400, 30)), tmp_path / "ok.parquet", row_group_size=100)
     bad = damaged(tmp_path / "ok.parquet", tmp_path)
@@ -278,7 +278,7 @@ def test_damaged_page_is_one_line_naming_the_file(tmp_path):
 
 
 def test_duplicate_column_names_in_a_file(tmp_path):
-    # Regression: KeyError: Column a does not exist.
+    # Two columns of one name are a ValueError naming them, not a KeyError.
     ids = pa.array([[1, 2], [3]])
     t = pa.Table.from_arrays([ids, ids, pa.array([1, 2])], names=["a", "a", "n"])
     pq.write_table(t, tmp_path / "dup.parquet")
@@ -290,7 +290,7 @@ def test_duplicate_column_names_in_a_file(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# Finding 16: the manifest says what was read and written
+# The manifest says what was read and written
 
 
 def test_manifest_records_the_run(tmp_path):
@@ -353,7 +353,7 @@ def test_shards_and_manifest_are_flushed(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------
-# Findings 6 and 7: the lock and what dead runs left
+# The lock and what dead runs left
 
 
 def test_a_locked_destination_fails_at_once(tmp_path):
@@ -375,9 +375,9 @@ def test_a_locked_destination_fails_at_once(tmp_path):
 
 
 def test_leftovers_of_dead_runs_are_removed(tmp_path):
-    # Regression: killed runs left .DST.tmp-* directories that reruns never removed.
+    # What killed runs leave (.DST.tmp-* directories) is removed by the next run.
     src = write_shards(tmp_path / "src", [[5, 3]])
-    for name in (".o.tmp-4242-abcd1234", ".o.tmp-k3j2h1g0"):  # this version's, bfpack 0.1's
+    for name in (".o.tmp-4242-abcd1234", ".o.tmp-17-k3j2h1g0"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "part-00000.parquet").write_text("partial")
     pack_parquet(src, tmp_path / "o", 8)
@@ -385,7 +385,7 @@ def test_leftovers_of_dead_runs_are_removed(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# Finding 4: memory bounded by the window
+# Memory bounded by the window
 
 
 PEAK_CHILD = textwrap.dedent(
@@ -416,9 +416,9 @@ def fresh_peak(*args):
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmHWM")
 def test_memory_follows_the_window_not_the_row_group(tmp_path):
-    # Regression: the reader pre-buffered far ahead: one file of one row
-    # group cost its whole size (2.9 GB for 200M tokens with 1M windows),
-    # and `bfpack stats` loaded every token. Here 20M int32 tokens (80 MB)
+    # The reader does not pre-buffer far ahead: one file of one row group
+    # would cost its whole size (2.9 GB for 200M tokens with 1M windows),
+    # and `bfpack stats` reads lengths, not tokens. Here 20M int32 tokens (80 MB)
     # in one row group, 1M-token windows: the peak must stay near that of a
     # tiny file, far below the data.
     rng = np.random.default_rng(0)
@@ -443,7 +443,7 @@ def test_memory_follows_the_window_not_the_row_group(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# Finding 13: the command line's start-up
+# The command line's start-up
 
 
 def test_import_loads_nothing_heavy():
@@ -473,8 +473,8 @@ def test_public_names_load_on_use():
 
 
 def test_interrupt_after_the_output_is_complete(tmp_path, monkeypatch, capsys):
-    # Regression: on KeyboardInterrupt the finished new output was deleted
-    # and the CLI said nothing was written.
+    # A KeyboardInterrupt after the output is complete keeps it, and the
+    # CLI says that it was written.
     import bfpack.parquet
 
     src = write_shards(tmp_path / "src", [[5, 3]])
@@ -498,8 +498,8 @@ def test_interrupt_after_the_output_is_complete(tmp_path, monkeypatch, capsys):
 
 
 def test_a_swallowed_interrupt_never_exits_0(tmp_path, monkeypatch, capsys):
-    # Regression: llvmlite can swallow the KeyboardInterrupt raised while
-    # numba loads its cache; the run then finished with exit 0.
+    # llvmlite can swallow the KeyboardInterrupt raised while numba loads
+    # its cache; the run still ends as interrupted, never with exit 0.
     import bfpack.parquet
 
     src = write_shards(tmp_path / "src", [[5, 3], [4]])

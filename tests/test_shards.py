@@ -1,4 +1,4 @@
-"""Shards as every writer writes them (issue 11): ``rows_per_shard``, the
+"""Shards as every writer writes them: ``rows_per_shard``, the
 writer settings and temporary names."""
 
 import os

@@ -18,7 +18,7 @@ from bfpack.parquet._staging import (
     check_paths,
     recover,
 )
-from bfpack.parquet.manifest import LEGACY_MANIFEST, MANIFEST
+from bfpack.parquet.manifest import MANIFEST
 
 
 def make_output(path, text="old"):
@@ -41,7 +41,7 @@ def write(out, text="new"):
 
 
 # --------------------------------------------------------------------------
-# Paths (findings 2 and 3)
+# Paths
 
 
 @pytest.mark.parametrize(
@@ -76,10 +76,11 @@ def test_what_overwrite_replaces(tmp_path):
     check_destination(str(tmp_path / "empty"), overwrite=True)
     make_output(tmp_path / "out")
     check_destination(str(tmp_path / "out"), overwrite=True)
-    legacy = tmp_path / "legacy"
-    legacy.mkdir()
-    (legacy / LEGACY_MANIFEST).write_text("{}")
-    check_destination(str(legacy), overwrite=True)
+    other = tmp_path / "other"  # a manifest by another name is no manifest
+    other.mkdir()
+    (other / "_bfpack.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="not a bfpack output"):
+        check_destination(str(other), overwrite=True)
     with pytest.raises(FileExistsError, match="already exists"):
         check_destination(str(tmp_path / "out"), overwrite=False)
     (tmp_path / "mine").mkdir()
@@ -92,7 +93,7 @@ def test_what_overwrite_replaces(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# The lock (finding 7)
+# The lock
 
 
 def test_lock_is_exclusive_and_names_its_owner(tmp_path):
@@ -170,7 +171,7 @@ def test_staged_output_holds_the_lock(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# Swap, recovery, durability (findings 6, 7, 10)
+# Swap, recovery, durability
 
 
 @pytest.mark.parametrize("exchange", [True, False])
@@ -267,18 +268,19 @@ def test_swap_cut_short_is_restored_by_the_next_run(tmp_path, monkeypatch):
     assert beside(dst) == []
 
 
-def test_recover_handles_bfpack_01_leftovers(tmp_path):
+def test_recover_touches_only_the_names_of_its_destination(tmp_path):
     dst = tmp_path / "out"
-    # bfpack 0.1: mkdtemp names (no pid), the old output in old-*/d.
-    make_output(tmp_path / ".out.old-k2j4h5g1" / "d")
-    (tmp_path / ".out.tmp-abcd1234").mkdir()
-    (tmp_path / ".out.tmp-abcd1234" / "part-00000.parquet").write_text("partial")
-    # Not ours: another destination whose name extends ours, and other files.
-    (tmp_path / ".out.tmp-1.tmp-5-ab12").mkdir()
-    (tmp_path / ".outer.tmp-5-ab12").mkdir()
+    make_output(tmp_path / ".out.old-12-k2j4h5g1")
+    (tmp_path / ".out.tmp-13-abcd1234").mkdir()
+    (tmp_path / ".out.tmp-13-abcd1234" / "part-00000.parquet").write_text("partial")
+    # Not ours: another destination whose name extends ours, names without
+    # the pid that every staged name holds, and other files.
+    others = [".out.tmp-1.tmp-5-ab12", ".outer.tmp-5-ab12", ".out.tmp-abcd1234", ".out.old-x"]
+    for name in others:
+        (tmp_path / name).mkdir()
     recover(str(dst))
     assert (dst / "part-00000.parquet").read_text() == "old"
-    assert sorted(os.listdir(tmp_path)) == [".out.tmp-1.tmp-5-ab12", ".outer.tmp-5-ab12", "out"]
+    assert sorted(os.listdir(tmp_path)) == sorted([*others, "out"])
 
 
 def test_recover_never_restores_what_is_not_an_output(tmp_path):
@@ -323,8 +325,7 @@ def test_failure_before_commit_leaves_nothing(tmp_path):
 
 
 def test_interrupt_after_the_swap_keeps_the_new_output(tmp_path, monkeypatch):
-    # Regression: a KeyboardInterrupt after the swap deleted the finished
-    # new output.
+    # A KeyboardInterrupt after the swap keeps the finished new output.
     dst = tmp_path / "out"
     make_output(dst)
 
@@ -409,7 +410,7 @@ def test_fsync_dir_tolerates_file_systems_that_cannot(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
 def test_destination_honours_the_umask(tmp_path, umask):
-    # Regression: the destination was created 0700 (by mkdtemp) whatever the umask.
+    # The destination gets the permissions of the umask, not mkdtemp's 0700.
     dst = tmp_path / "out"
     old = os.umask(umask)
     try:

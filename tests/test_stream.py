@@ -13,7 +13,7 @@ import bfpack
 from bfpack import METHODS, OutputSpec, Packing, StreamPacker, TableStreamPacker
 from bfpack.corpus import web_like_lengths
 from bfpack.parquet._source import ParquetSource
-from bfpack.stream import default_max_open, windows
+from bfpack.stream import default_max_open, length_windows, windows
 
 from naive import cut_counts, naive_stream
 from plans import as_lists
@@ -463,14 +463,14 @@ def batches(table, cuts):
 
 
 @st.composite
-def streams(draw):
+def window_streams(draw):
     lengths = np.array(draw(st.lists(st.integers(0, 50), max_size=40)), dtype=np.int64)
     table = token_table(lengths)
     cuts = draw(st.lists(st.integers(0, len(lengths)), max_size=6))
     return table, cuts, draw(st.integers(1, 200))
 
 
-@given(streams())
+@given(window_streams())
 def test_windows_do_not_depend_on_batching(case):
     table, cuts, window_tokens = case
     spec = spec_of(table)
@@ -486,6 +486,17 @@ def test_windows_do_not_depend_on_batching(case):
         if not last:
             assert n.sum() >= window_tokens > n[:-1].sum()
     assert pa.concat_tables(w for w, _ in one).equals(table.select(WINDOW_COLUMNS))
+
+
+@given(window_streams())
+def test_lengths_are_cut_into_the_windows_of_their_tables(case):
+    # One rule cuts tables (pack_parquet) and bare lengths (sequences_of_lengths).
+    table, _, window_tokens = case
+    lengths = np.array([len(x) for x in table.column("input_ids").to_pylist()], dtype=np.int64)
+    cut = length_windows(lengths, window_tokens)
+    expected = [w.num_rows for w, _ in windows([table], spec_of(table), window_tokens)]
+    assert [w.shape[0] for w in cut] == (expected if len(lengths) else [])
+    assert np.array_equal(np.concatenate([lengths[:0], *cut]), lengths)
 
 
 def test_windows_are_the_parquet_readers(tmp_path):

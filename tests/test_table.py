@@ -575,9 +575,8 @@ def test_bad_pack_options(kwargs, exc, match):
 
 
 def test_float16_tokens_are_packed():
-    # Regression: float16 passed validation and numba then raised
-    # NotImplementedError. Tokens are moved as bits, so float16 packs like
-    # any 2-byte type, padding included.
+    # Tokens are moved as bits, so float16 packs like any 2-byte type,
+    # padding included.
     # From numpy: pyarrow before 15 builds no float16 array from Python floats.
     x = pa.ListArray.from_arrays(
         pa.array([0, 2, 3], pa.int32()), np.array([1.5, 2, -3], np.float16)
@@ -697,6 +696,18 @@ def test_cu_seqlens_of_one_arrow_row():
 def test_negative_seed_is_refused():
     with pytest.raises(ValueError, match="seed"):
         bfpack.pack_table(pa.table({"x": [[1, 2]]}), 4, seed=-1)
+
+
+@given(st.lists(st.integers(0, 1000), max_size=30))
+def test_the_collators_cu_seqlens_and_max_seqlen_are_the_public_ones(lengths):
+    from bfpack import _batch
+
+    flat = np.array(lengths, dtype=np.int64)
+    expected = np.concatenate([[0], np.cumsum(flat)]).astype(np.int32)
+    cu = _batch.cu_seqlens(flat)
+    assert cu.dtype == np.int32 and np.array_equal(cu, expected)
+    assert np.array_equal(cu, bfpack.cu_seqlens(flat))
+    assert _batch.max_seqlen(flat) == bfpack.max_seqlen(flat) == max(lengths, default=0)
 
 
 # --------------------------------------------------------------------------

@@ -616,23 +616,6 @@ def test_a_directory_without_manifest(packed_dir, tmp_path):
     assert ds.run_id is None and os.listdir(tmp_path / "cache") == ["no-run-id"]
 
 
-def test_a_manifest_of_bfpack_0_1(tmp_path):
-    """No run id and no checksums: the copies are keyed by the shards' bytes
-    as read, under ``no-run-id``."""
-    src = tmp_path / "src.parquet"
-    pq.write_table(token_table(np.array([5, 9, 30]), columns=("input_ids",)), src)
-    dst = tmp_path / "dst"
-    manifest = bfpack.pack_parquet(src, dst, 32)
-    os.remove(dst / MANIFEST)
-    legacy = {"shards": [{"file": s["file"], "rows": s["rows"]} for s in manifest["shards"]]}
-    (dst / "_bfpack.json").write_text(json.dumps(legacy))
-    ds = PackedDataset(dst, cache_dir=tmp_path / "cache")
-    assert ds.run_id is None and len(ds) == 2
-    assert ds.files == [
-        str(tmp_path / "cache" / "no-run-id" / f"{manifest['shards'][0]['sha256']}.arrow")
-    ]
-
-
 def test_a_failed_copy_leaves_no_file(packed_dir, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -642,3 +625,16 @@ def test_a_failed_copy_leaves_no_file(packed_dir, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         PackedDataset(dst, cache_dir=tmp_path / "cache")
     assert [files for _, _, files in os.walk(tmp_path / "cache")] == [[], []]
+
+
+def test_a_damaged_manifest_is_named(packed_dir, tmp_path):
+    # The manifest is read as bfpack verify reads it: a damaged one is a
+    # ValueError that names the file, not a JSON parser's message.
+    dst, _ = packed_dir
+    (tmp_path / "out").mkdir()
+    for name in os.listdir(dst):
+        if name.endswith(".parquet"):
+            os.link(dst / name, tmp_path / "out" / name)
+    (tmp_path / "out" / MANIFEST).write_text("{")
+    with pytest.raises(ValueError, match=r"\.bfpack\.json is not valid JSON"):
+        PackedDataset(tmp_path / "out", cache_dir=tmp_path / "cache")

@@ -365,21 +365,29 @@ def test_errors(src, tmp_path):
         bfpack.verify(tmp_path / "o", source=tmp_path / "other.parquet")
 
 
-def test_an_output_of_bfpack_01(src, tmp_path):
-    # No checksums, no inputs, the old manifest name: what can be checked is.
+def test_a_manifest_without_checksums_or_inputs_is_a_problem(src, tmp_path):
     dst = tmp_path / "o"
     packed(src, dst)
     manifest = json.loads((dst / MANIFEST).read_text())
-    for key in ("format", "run_id", "inputs", "skipped"):
-        del manifest[key]
+    del manifest["inputs"]
     for s in manifest["shards"]:
         del s["bytes"], s["sha256"]
-    os.remove(dst / MANIFEST)
-    (dst / "_bfpack.json").write_text(json.dumps(manifest))
+    (dst / MANIFEST).write_text(json.dumps(manifest))
     r = bfpack.verify(dst, source=src)
-    assert r.ok, r.problems
-    assert "the manifest (bfpack 0.1) holds no checksums" in r.report()
-    assert "the manifest (bfpack 0.1) does not list them" in r.report()
+    assert not r.ok
+    assert "the manifest lists no inputs: the source cannot be checked against it" in r.problems
+    first = manifest["shards"][0]["file"]
+    assert any(
+        p.startswith("the manifest records no size or SHA-256") and first in p for p in r.problems
+    )
+
+
+def test_a_manifest_by_another_name_is_no_manifest(src, tmp_path):
+    dst = tmp_path / "o"
+    packed(src, dst)
+    os.rename(dst / MANIFEST, dst / "_bfpack.json")
+    with pytest.raises(FileNotFoundError, match="holds no .bfpack.json"):
+        bfpack.verify(dst)
 
 
 def test_cli(src, tmp_path):

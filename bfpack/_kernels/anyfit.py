@@ -25,4 +25,8 @@ def max_new_sequences(size_count, seq_len):
     for s in range(1, seq_len + 1):
         tokens += s * size_count[s]
         pieces += size_count[s]
-    return min(pieces, 2 * tokens // seq_len + 1)
+    # 2 T // L + 1 without computing 2 T, which passes int64 from T >= 2**62.
+    q = tokens // seq_len
+    if q >= pieces - q:  # 2 q >= pieces
+        return pieces
+    return min(pieces, 2 * q + 2 * (tokens - q * seq_len) // seq_len + 1)

@@ -2,24 +2,31 @@
 every context length, beside the fewest cuts possible; as a table for
 people, or as JSON or CSV for scripts (``bfpack stats --format``)."""
 
+from __future__ import annotations
+
 import csv
 import json
 import os
 import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
 
 import numpy as np
 
 from ..analysis import compare
 from ..methods import METHODS
 
+#: :func:`bfpack.compare` at each context length, as columns of Python values.
+Results = dict[int, dict[str, list[Any]]]
 
-def _percent(count, total):
+
+def _percent(count: int, total: int) -> str:
     return f"{100 * count / max(total, 1):.2f}%"
 
 
-def _compare_rows(results, nonempty):
+def _compare_rows(results: Results, nonempty: int) -> list[tuple[str, ...]]:
     """Table rows of :func:`bfpack.compare` results, one dict per context length."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for seq_len, c in results.items():
         for i, method in enumerate(c["method"]):
             rows.append(
@@ -36,7 +43,7 @@ def _compare_rows(results, nonempty):
     return rows
 
 
-def _fewest_everywhere(results):
+def _fewest_everywhere(results: Results) -> list[str]:
     """Methods that make the fewest possible cuts at every context length."""
     fewest = set(METHODS)
     for c in results.values():
@@ -57,7 +64,7 @@ def _fewest_everywhere(results):
 _HEADER = ("seq_len", "method", "sequences", "vs concat", "fill", "docs cut", "fewest possible")
 
 
-def _legend(nonempty):
+def _legend(nonempty: int) -> str:
     return (
         "vs concat: sequences added over concatenation (what packing costs).\n"
         "fill: tokens / (sequences x seq_len).\n"
@@ -71,12 +78,12 @@ def _legend(nonempty):
 FORMATS = ("table", "json", "csv")
 
 
-def _compare_all(lengths, seq_lens):
+def _compare_all(lengths: np.ndarray, seq_lens: Sequence[int]) -> Results:
     """:func:`bfpack.compare` at every context length, as columns of Python values."""
     return {seq_len: compare(lengths, seq_len).to_pydict() for seq_len in seq_lens}
 
 
-def comparison_records(results):
+def comparison_records(results: Results) -> list[dict[str, Any]]:
     """One dict per context length and method: ``seq_len``, ``method``, every
     column of :func:`bfpack.compare`, and ``fewest_possible`` (whether the
     method cuts no more documents, and no more often, than any packing must)."""
@@ -92,7 +99,14 @@ def comparison_records(results):
     return records
 
 
-def write_comparison(lengths, seq_lens, fmt="table", *, source, out=None):
+def write_comparison(
+    lengths: np.ndarray,
+    seq_lens: Sequence[int],
+    fmt: str = "table",
+    *,
+    source: str | os.PathLike,
+    out: TextIO | None = None,
+) -> None:
     """The comparison of ``lengths`` (read from ``source``) in format ``fmt``.
 
     ``table``: a line on the source, then :func:`print_comparison`. ``json``:
@@ -131,7 +145,9 @@ def write_comparison(lengths, seq_lens, fmt="table", *, source, out=None):
         writer.writerow(str(v).lower() if isinstance(v, bool) else v for v in record.values())
 
 
-def print_comparison(lengths, seq_lens, out=None):
+def print_comparison(
+    lengths: np.ndarray, seq_lens: Sequence[int], out: TextIO | None = None
+) -> None:
     """The comparison table of ``lengths``, its legend, and who cuts the fewest."""
     out = sys.stdout if out is None else out
     results = _compare_all(lengths, seq_lens)
@@ -147,7 +163,12 @@ def print_comparison(lengths, seq_lens, out=None):
         )
 
 
-def print_table(header, rows, out=None, text_columns=(1,)):
+def print_table(
+    header: Sequence[Any],
+    rows: Sequence[Sequence[Any]],
+    out: TextIO | None = None,
+    text_columns: Sequence[int] = (1,),
+) -> None:
     """Columns padded to their widest cell: numbers to the right, ``text_columns`` left."""
     out = sys.stdout if out is None else out
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]

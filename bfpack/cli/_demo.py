@@ -8,12 +8,13 @@ import numba.core.event as numba_event
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .._atomic import atomic_path
 from ..analysis import compare
 from ..corpus import stdlib_table
 from ..parquet import pack_parquet
-from ..parquet.manifest import MANIFEST
+from ..parquet.manifest import manifest_path
 from ..stream import TableStreamPacker
-from ..table import OutputSpec, document_lengths
+from ..table import OutputSpec, aligned_lengths
 from ._comparison import print_comparison
 
 #: Where ``bfpack demo`` writes without ``--out``: a folder of the current directory.
@@ -23,7 +24,7 @@ DEMO_OUT = "bfpack-demo"
 def _warm_kernels(seq_len):
     """Call every kernel the demo uses, on tiny data: compiles them, or loads them."""
     tiny = pa.table({"input_ids": pa.array([[1, 2, 3], [4]], type=pa.list_(pa.uint16()))})
-    compare(document_lengths(tiny, ["input_ids"]), seq_len)
+    compare(aligned_lengths(tiny, ["input_ids"]), seq_len)
     spec = OutputSpec.for_schema(tiny.schema, columns="input_ids", position_ids=True)
     packer = TableStreamPacker(seq_len, spec, seed=0)
     packer.step(tiny)
@@ -92,14 +93,14 @@ def run_demo(seq_lens, out=None):
     t0 = time.perf_counter()
     out = os.path.abspath(out or DEMO_OUT)
     dst = os.path.join(out, "packed")
-    if os.path.exists(dst) and not os.path.exists(os.path.join(dst, MANIFEST)):
+    if os.path.exists(dst) and manifest_path(dst) is None:
         raise FileExistsError(
             f"{_shown(dst)} exists and is not a bfpack output; the demo would replace "
             f"it: pass --out with another directory"
         )
     _warm_up_announced(seq_lens[0])
     corpus = stdlib_table()
-    lengths = document_lengths(corpus, ["input_ids"])
+    lengths = aligned_lengths(corpus, ["input_ids"])
     print(
         f"Corpus: the {corpus.num_rows:,} .py files of this Python's standard library,\n"
         f"one document per file, split into {int(lengths.sum()):,} GPT-2-style tokens "
@@ -109,9 +110,8 @@ def run_demo(seq_lens, out=None):
 
     os.makedirs(out, exist_ok=True)
     src = os.path.join(out, "stdlib.parquet")
-    partial = os.path.join(out, ".stdlib.parquet.partial")
-    pq.write_table(corpus, partial)
-    os.replace(partial, src)
+    with atomic_path(src) as partial:
+        pq.write_table(corpus, partial)
     manifest = pack_parquet(
         src, dst, seq_lens[0], columns=["input_ids"], position_ids=True, seed=0, overwrite=True
     )

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from ._pack import DEFAULT_WINDOW_TOKENS, pack_parquet
+    from ..options import DEFAULT_WINDOW_TOKENS
+    from ._pack import pack_parquet
     from ._shards import WRITE_OPTIONS, ShardWriter
     from ._staging import DestinationBusyError
     from ._verify import Verification, verify

@@ -1,11 +1,11 @@
 """Packing Parquet datasets to Parquet, streamed in bounded memory.
 
 This module only moves data: it reads a dataset in windows of whole
-documents (:class:`~bfpack._source.ParquetSource`), feeds them to a
+documents (:class:`~bfpack.parquet._source.ParquetSource`), feeds them to a
 :class:`~bfpack.stream.TableStreamPacker`, writes what comes out as shards
 (:class:`ShardWriter`) and the manifest last (:mod:`bfpack.parquet.manifest`), in a
 staged directory that a locked, atomic swap puts in place
-(:class:`~bfpack._staging.StagedOutput`).
+(:class:`~bfpack.parquet._staging.StagedOutput`).
 """
 
 from __future__ import annotations
@@ -14,110 +14,20 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .._memory import release_free_memory
-from .._validate import (
-    as_bool,
-    as_callable,
-    as_int,
-    as_long_docs,
-    as_method,
-    as_optional_int,
-    as_seed,
-    as_seq_len,
-)
-from ..stream import TableStreamPacker, default_max_open
-from ..table import OutputSpec
-from ._shards import IN_FLIGHT, ShardWriter
+from .._validate import as_callable
+from ..options import DEFAULT_WINDOW_TOKENS, PackOptions
+from ..stream import TableStreamPacker
+from ._shards import ShardWriter, shard_writer
 from ._source import ParquetSource
 from ._staging import StagedOutput, check_paths
-from .manifest import MANIFEST, build_manifest, new_run_id, write_manifest
+from .manifest import build_manifest, new_run_id, write_manifest
 
-__all__ = ["DEFAULT_WINDOW_TOKENS", "MANIFEST", "ShardWriter", "pack_parquet"]
-
-#: Tokens per window: small enough that reading, packing and writing overlap
-#: well (and memory stays low), large enough to pack within a sequence or two
-#: of one global BFD.
-DEFAULT_WINDOW_TOKENS = 1 << 24
+__all__ = ["DEFAULT_WINDOW_TOKENS", "pack_parquet"]
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Options:
-    """The checked options of one Parquet-to-Parquet run (every path that
-    writes packed shards: :func:`pack_parquet` and :func:`bfpack.dask.pack_parquet`)."""
-
-    seq_len: int
-    method: str
-    long_docs: str
-    pad_value: Any
-    seed: int | None
-    window_tokens: int
-    rows_per_shard: int | None
-    overwrite: bool
-    max_open: int
-
-    @classmethod
-    def check(cls, seq_len: Any, *, max_open: Any, progress: Any, **options: Any) -> Options:
-        """Every option checked (TypeError, ValueError); ``max_open`` defaulted."""
-        seq_len = as_seq_len(seq_len)
-        window_tokens = as_int(options["window_tokens"], "window_tokens", lo=1, unit="tokens")
-        max_open = as_optional_int(max_open, "max_open", lo=0)
-        as_callable(progress, "progress")
-        return cls(
-            seq_len=seq_len,
-            method=as_method(options["method"]).name,
-            long_docs=as_long_docs(options["long_docs"]),
-            pad_value=options["pad_value"],
-            seed=as_seed(options["seed"]),
-            window_tokens=window_tokens,
-            rows_per_shard=as_optional_int(options["rows_per_shard"], "rows_per_shard", lo=1),
-            overwrite=as_bool(options["overwrite"], "overwrite"),
-            max_open=default_max_open(seq_len, window_tokens) if max_open is None else max_open,
-        )
-
-    def packer(
-        self, spec: OutputSpec, *, seed: int | None, max_open: int | None = None
-    ) -> TableStreamPacker:
-        """A stream packer of these options."""
-        return TableStreamPacker(
-            self.seq_len,
-            spec,
-            method=self.method,
-            long_docs=self.long_docs,
-            max_open=self.max_open if max_open is None else max_open,
-            seed=seed,
-        )
-
-    def writer(
-        self, folder: str, prefix: str = "part", *, in_flight: int = IN_FLIGHT
-    ) -> ShardWriter:
-        """A shard writer of these options."""
-        return ShardWriter(
-            folder,
-            row_group_size=row_group_rows(self.seq_len),
-            prefix=prefix,
-            rows_per_shard=self.rows_per_shard,
-            in_flight=in_flight,
-        )
-
-    def record(self, spec: OutputSpec) -> dict[str, Any]:
-        """The ``options`` of the manifest."""
-        return {
-            "seq_len": self.seq_len,
-            "columns": list(spec.columns),
-            "method": self.method,
-            "long_docs": self.long_docs,
-            "pad_value": _manifest_pad(self.pad_value, spec),
-            "position_ids": spec.position_ids,
-            "seed": self.seed,
-            "window_tokens": self.window_tokens,
-            "rows_per_shard": self.rows_per_shard,
-            "max_open": self.max_open,
-        }
 
 
 def pack_parquet(
@@ -196,7 +106,7 @@ def pack_parquet(
         ``src`` does not exist.
     FileExistsError
         ``dst`` exists and may not be replaced (see ``overwrite``).
-    bfpack._staging.DestinationBusyError
+    bfpack.parquet.DestinationBusyError
         Another run is writing ``dst`` (an OSError).
     TypeError, ValueError
         Bad options, ``dst`` overlapping ``src``, or input that cannot be
@@ -220,22 +130,24 @@ def pack_parquet(
     What an interrupted or killed run leaves beside ``dst`` (its temporary
     directory) is removed by the next run to ``dst``.
     """
-    o = Options.check(
+    o = PackOptions(
         seq_len,
         method=method,
         long_docs=long_docs,
+        columns=columns,
         pad_value=pad_value,
+        position_ids=position_ids,
         seed=seed,
         window_tokens=window_tokens,
         rows_per_shard=rows_per_shard,
         overwrite=overwrite,
         max_open=max_open,
-        progress=progress,
     )
+    as_callable(progress, "progress")
     check_paths(os.fspath(src), os.fspath(dst))
     with StagedOutput(os.path.realpath(dst), overwrite=o.overwrite) as out:
         source = ParquetSource.open(src)
-        spec = source.spec(columns=columns, pad_value=pad_value, position_ids=position_ids)
+        spec = source.spec(columns=o.columns, pad_value=o.pad_value, position_ids=o.position_ids)
         _log.info(
             "packing %s documents with %s at seq_len %s, in windows of %s tokens "
             "(%s open sequences carried at most)",
@@ -244,7 +156,7 @@ def pack_parquet(
             *_n(o.seq_len, o.window_tokens, o.max_open),
         )
         packer = o.packer(spec, seed=o.seed)
-        writer = o.writer(out.folder)
+        writer = shard_writer(o, out.folder)
         try:
             _pack_windows(source, packer, writer, window_tokens=o.window_tokens, progress=progress)
         finally:
@@ -254,7 +166,7 @@ def pack_parquet(
             source=os.path.abspath(os.fspath(src)),
             inputs=[f.record() for f in source.files],
             skipped=source.skipped,
-            options=o.record(spec),
+            options=o.as_dict(spec),
             shards=shards,
             stats=packer.stats().to_dict(),
         )
@@ -298,20 +210,6 @@ def _pack_windows(
                 progress(dict(totals))
 
 
-def row_group_rows(seq_len: int) -> int:
-    """Rows per row group of the shards: about 4M tokens, at least 16 rows."""
-    return max(16, (1 << 22) // seq_len)
-
-
 def _n(*numbers: int) -> tuple[str, ...]:
     """Numbers as log messages show them: with thousands separators."""
     return tuple(f"{x:,}" for x in numbers)
-
-
-def _manifest_pad(pad_value: Any, spec: OutputSpec) -> float | dict[str, float] | None:
-    """``pad_value`` as given (one number or one per packed column), as plain numbers."""
-    if spec.pad_values is None:
-        return None
-    if isinstance(pad_value, Mapping):
-        return dict(zip(spec.columns, spec.pad_values))
-    return spec.pad_values[0]

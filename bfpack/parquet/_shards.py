@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .._atomic import atomic_path
 from .manifest import shard_record
+
+if TYPE_CHECKING:
+    from ..options import PackOptions
 
 __all__ = ["ShardWriter", "WRITE_OPTIONS"]
 
-#: Settings of ``pyarrow.parquet.write_table`` for every shard.
 #: Shards encoded at once, each in its own thread (encoding is most of the
 #: cost of a run: with two, writing keeps up with reading and packing).
 IN_FLIGHT = 2
 
+#: Settings of ``pyarrow.parquet.write_table`` for every shard.
 WRITE_OPTIONS: dict[str, Any] = {
     "use_dictionary": False,
     "compression": "zstd",
@@ -127,18 +130,11 @@ class ShardWriter:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, row_group_size=self.row_group_size, **WRITE_OPTIONS)
         data = sink.getvalue()
-        folder, name = os.path.split(path)
-        temporary = os.path.join(folder, f".{name}.tmp-{secrets.token_hex(4)}")
-        try:
-            with open(temporary, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
+        name = os.path.basename(path)
+        with atomic_path(path) as temporary, open(temporary, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         record = shard_record(name, table.num_rows, data)
         _log.debug(
             "wrote %s: %s rows, %s bytes",
@@ -165,3 +161,21 @@ class ShardWriter:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
         return self.records
+
+
+def shard_writer(
+    o: PackOptions, folder: str, prefix: str = "part", *, in_flight: int = IN_FLIGHT
+) -> ShardWriter:
+    """A shard writer of the options ``o``, into ``folder``."""
+    return ShardWriter(
+        folder,
+        row_group_size=row_group_rows(o.seq_len),
+        prefix=prefix,
+        rows_per_shard=o.rows_per_shard,
+        in_flight=in_flight,
+    )
+
+
+def row_group_rows(seq_len: int) -> int:
+    """Rows per row group of the shards: about 4M tokens, at least 16 rows."""
+    return max(16, (1 << 22) // seq_len)

@@ -22,9 +22,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .._validate import ATTENTION_MASK, check_same_columns, is_list_type
+from .._arrow import is_list_type
+from .._validate import ATTENTION_MASK, check_same_columns
 from ..stream import windows as stream_windows
-from ..table import OutputSpec, document_lengths
+from ..table import OutputSpec, aligned_lengths
 
 #: Rows per batch at most, and at least (see :func:`_batch_rows`).
 _MAX_BATCH_ROWS = 8192
@@ -210,7 +211,7 @@ class ParquetSource:
             progress(dict(totals))
         for batch in self.batches(spec, batch_tokens=1 << 20):
             out.append(
-                document_lengths(pa.Table.from_batches([batch]), spec.columns, totals["documents"])
+                aligned_lengths(pa.Table.from_batches([batch]), spec.columns, totals["documents"])
             )
             totals["documents"] += batch.num_rows
             totals["tokens"] += int(out[-1].sum())

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from .._interrupt import held
-from .manifest import LEGACY_MANIFEST, MANIFEST
+from .manifest import MANIFEST, manifest_path
 
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
@@ -80,7 +80,7 @@ def check_paths(src: str, dst: str) -> None:
 
 def is_bfpack_output(path: str) -> bool:
     """Whether ``path`` is a directory holding a bfpack manifest."""
-    return any(os.path.isfile(os.path.join(path, m)) for m in (MANIFEST, LEGACY_MANIFEST))
+    return manifest_path(path) is not None
 
 
 def check_destination(dst: str, overwrite: bool) -> None:
@@ -115,10 +115,9 @@ class _Names:
         self.parent, self.base = os.path.split(dst)
         self.lock = os.path.join(self.parent, f".{self.base}.lock")
         # The pid is informative (the lock decides); the random part keeps
-        # names unique. Names of bfpack 0.1 (mkdtemp: 8 random characters,
-        # no pid) match too. A destination whose name extends this one's
+        # names unique. A destination whose name extends this one's
         # ("out.tmp-1" beside "out") cannot match: its names hold a ".".
-        self._pattern = re.compile(rf"\.{re.escape(self.base)}\.(tmp|old)-(?:\d+-)?[a-z0-9_]+")
+        self._pattern = re.compile(rf"\.{re.escape(self.base)}\.(tmp|old)-\d+-[a-z0-9_]+")
 
     def new(self, kind: str) -> str:
         token = secrets.token_hex(4)
@@ -202,10 +201,8 @@ def recover(dst: str) -> None:
     directories are removed.
     """
     for kind, path in _Names(dst).leftovers():
-        # bfpack 0.1 set the old output aside as old-*/d.
-        old = os.path.join(path, "d") if os.path.isdir(os.path.join(path, "d")) else path
-        if kind == "old" and not os.path.lexists(dst) and is_bfpack_output(old):
-            os.rename(old, dst)
+        if kind == "old" and not os.path.lexists(dst) and is_bfpack_output(path):
+            os.rename(path, dst)
             fsync_dir(os.path.dirname(dst))
             _log.info("%s: put back the previous output, set aside by a run that died", dst)
         if os.path.lexists(path):

@@ -26,13 +26,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .._arrow import _primitive_view
+from .._arrow import _primitive_view, is_list_type
 from .._validate import as_callable, value_dtype
-from ..table import POSITION_IDS, SEQ_LENGTHS, document_lengths
+from ..table import POSITION_IDS, SEQ_LENGTHS, aligned_lengths
 from ._source import ParquetSource
 from ._staging import DestinationBusyError
 from .manifest import (
-    LEGACY_MANIFEST,
     MANIFEST,
     Recorded,
     ShardEntry,
@@ -151,7 +150,7 @@ def verify(
         the options: one line names the field), or the source cannot be
         read as it was packed (a packed column missing, rows whose columns
         disagree).
-    bfpack._staging.DestinationBusyError
+    bfpack.parquet.DestinationBusyError
         ``dst`` was replaced by another run (``--overwrite``) while each of
         3 outputs in turn was checked: it kept changing, and nothing is
         known of its health (``bfpack verify`` exits 3).
@@ -256,11 +255,10 @@ class _Snapshot:
         try:
             self.stat = os.fstat(self.fd)
             self.manifest = read_manifest(dst, dir_fd=self.fd)
-            name = MANIFEST if self.exists(MANIFEST) else LEGACY_MANIFEST
         except BaseException:
             os.close(self.fd)
             raise
-        self.manifest_path = os.path.join(dst, name)
+        self.manifest_path = os.path.join(dst, MANIFEST)
         run_id = self.manifest.get("run_id")
         self.run_id = run_id if isinstance(run_id, str) else None
 
@@ -349,7 +347,7 @@ def _report(progress: Progress | None, stage: str, done: int, total: int, tokens
 def _check_listing(snapshot: _Snapshot, recorded: Recorded, found: _Findings) -> None:
     """The directory holds exactly the listed shards."""
     listed = [s.file for s in recorded.shards]
-    present = {n for n in snapshot.names() if n not in (MANIFEST, LEGACY_MANIFEST)}
+    present = {n for n in snapshot.names() if n != MANIFEST}
     for name in listed:
         if name not in present:
             found.problem(f"shard {name} is listed in the manifest but missing")
@@ -418,12 +416,13 @@ class _OutputCheck:
         _report(self.progress, "output", 0, total, 0)
         for shard in r.shards:
             self._check_shard(shard, total)
-        sums = all(s.sha256 is not None for s in r.shards)
-        self.found.note(
-            "shard sizes and SHA-256 match the manifest"
-            if sums
-            else "shard sizes: the manifest (bfpack 0.1) holds no checksums"
-        )
+        unsummed = [s.file for s in r.shards if s.sha256 is None or s.bytes is None]
+        if unsummed:
+            self.found.problem(
+                f"the manifest records no size or SHA-256 for {len(unsummed)} shard(s) "
+                f"({unsummed[0]}, ...): they cannot be checked"
+            )
+        self.found.note("shard sizes and SHA-256 match the manifest")
         self.found.note(
             "every shard has the same schema, the columns of the options; every row is well formed"
         )
@@ -549,7 +548,7 @@ class _RowCheck:
         if not batch.num_rows:
             return
         sl = batch.column(batch.schema.get_field_index(SEQ_LENGTHS))
-        if not _is_list(sl.type) or value_dtype(sl.type) != np.dtype(np.int32):
+        if not is_list_type(sl.type) or value_dtype(sl.type) != np.dtype(np.int32):
             self.found.problem(f"{name}: column {SEQ_LENGTHS!r} is {sl.type}, not list<int32>")
             return
         sl_off = sl.offsets.to_numpy().astype(np.int64)
@@ -598,7 +597,7 @@ class _RowCheck:
         L = self.recorded.seq_len
         pads = self.recorded.pads
         arr = batch.column(batch.schema.get_field_index(column))
-        if not _is_list(arr.type):
+        if not is_list_type(arr.type):
             self.found.problem(f"{name}: column {column!r} is {arr.type}, not a list")
             return False
         values = _unsigned(arr)
@@ -634,7 +633,7 @@ class _RowCheck:
         within: np.ndarray,
     ) -> None:
         arr = batch.column(batch.schema.get_field_index(POSITION_IDS))
-        if not _is_list(arr.type) or value_dtype(arr.type) != np.dtype(np.int32):
+        if not is_list_type(arr.type) or value_dtype(arr.type) != np.dtype(np.int32):
             self.found.problem(f"{name}: column {POSITION_IDS!r} is {arr.type}, not list<int32>")
             return
         got = _primitive_view(arr.values, np.dtype(np.int32))
@@ -694,7 +693,7 @@ class _SourceCheck:
         _log.info("%s: reading %s documents to compare", self.src, f"{source.rows:,}")
         _report(self.progress, "source", 0, source.rows, 0)
         for batch in source.batches(spec, batch_tokens=_BATCH_TOKENS):
-            n = document_lengths(pa.Table.from_batches([batch]), spec.columns, documents)
+            n = aligned_lengths(pa.Table.from_batches([batch]), spec.columns, documents)
             lengths.append(n)
             documents += n.shape[0]
             tokens += int(n.sum())
@@ -732,7 +731,9 @@ class _SourceCheck:
     def _check_inputs(self, source: ParquetSource) -> None:
         inputs = self.recorded.inputs
         if inputs is None:
-            self.found.note("source files: the manifest (bfpack 0.1) does not list them")
+            self.found.problem(
+                "the manifest lists no inputs: the source cannot be checked against it"
+            )
             return
         want = {str(i["path"]): i for i in inputs}
         have = {f.name: f for f in source.files}
@@ -854,8 +855,8 @@ def _check_method(
 def _replay(recorded: Recorded, source: _Source) -> tuple[int, int | None] | None:
     """Sequences (and the hash of their piece lengths) of the recorded packing of the
     source; None if it cannot be packed here."""
-    from ..dask import _length_windows, sequences_of_lengths
-    from ..stream import StreamPacker
+    from ..analysis import sequences_of_lengths
+    from ..stream import StreamPacker, length_windows
 
     r = recorded
     assert r.window_tokens is not None and r.max_open is not None
@@ -879,7 +880,7 @@ def _replay(recorded: Recorded, source: _Source) -> tuple[int, int | None] | Non
         )
     except ValueError:  # a seq_len this machine cannot pack
         return None
-    windows = _length_windows(source.lengths, r.window_tokens) or [source.lengths]
+    windows = length_windows(source.lengths, r.window_tokens) or [source.lengths]
     sequences = row_hash = 0
     for k, window in enumerate(windows):
         plan = packer.step(window, last=k == len(windows) - 1)
@@ -894,10 +895,6 @@ def _cuts_by_long_docs(method: str) -> bool:
 
     m = METHODS.get(method)
     return bool(m is not None and m.cuts_by_long_docs)
-
-
-def _is_list(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_large_list(t)
 
 
 def _unsigned(arr: pa.Array) -> np.ndarray:

@@ -35,9 +35,7 @@ from typing import Any
 
 #: File name of the manifest inside an output directory.
 MANIFEST = ".bfpack.json"
-#: Its name in bfpack 0.1; a directory holding it is a bfpack output too.
-LEGACY_MANIFEST = "_bfpack.json"
-#: Version of the manifest's layout (bfpack 0.1 wrote no ``format``: 1).
+#: Version of the manifest's layout.
 FORMAT = 2
 
 _CHUNK = 1 << 20
@@ -106,12 +104,9 @@ def write_manifest(folder: str, manifest: Mapping[str, Any]) -> None:
 
 
 def manifest_path(folder: str) -> str | None:
-    """The manifest file of ``folder`` (the legacy name too), or None."""
-    for name in (MANIFEST, LEGACY_MANIFEST):
-        path = os.path.join(folder, name)
-        if os.path.isfile(path):
-            return path
-    return None
+    """The manifest file of ``folder``, or None."""
+    path = os.path.join(folder, MANIFEST)
+    return path if os.path.isfile(path) else None
 
 
 def read_manifest(folder: str, *, dir_fd: int | None = None) -> dict[str, Any]:
@@ -122,13 +117,13 @@ def read_manifest(folder: str, *, dir_fd: int | None = None) -> dict[str, Any]:
     whatever has been renamed to ``folder`` since. Raises FileNotFoundError
     when ``folder`` holds none and ValueError when it is not a JSON object.
     """
-    for name in (MANIFEST, LEGACY_MANIFEST):
-        try:
-            fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd) if dir_fd is not None else None
-            f = open(fd if fd is not None else os.path.join(folder, name), "rb")
-        except (FileNotFoundError, IsADirectoryError):
-            continue
-        path = os.path.join(folder, name)
+    path = os.path.join(folder, MANIFEST)
+    try:
+        fd = os.open(MANIFEST, os.O_RDONLY, dir_fd=dir_fd) if dir_fd is not None else None
+        f = open(fd if fd is not None else path, "rb")
+    except (FileNotFoundError, IsADirectoryError):
+        pass
+    else:
         with f:
             try:
                 manifest = json.loads(f.read().decode("utf-8"))
@@ -192,7 +187,7 @@ class Recorded:
     """What a manifest records, every value checked by :func:`check_manifest`.
 
     ``pads`` holds one pad value per packed column (None: not padded);
-    options a manifest of bfpack 0.1 lacks are None.
+    options the manifest does not record are None.
     """
 
     run_id: str | None
