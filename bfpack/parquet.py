@@ -234,7 +234,7 @@ def pack_parquet(
     )
     check_paths(os.fspath(src), os.fspath(dst))
     with StagedOutput(os.path.realpath(dst), overwrite=o.overwrite) as out:
-        source = ParquetSource.open(src)
+        source = ParquetSource.open(src, dst=out.dst)
         spec = source.spec(columns=columns, pad_value=pad_value, position_ids=position_ids)
         _log.info(
             "packing %s documents with %s at seq_len %s, in windows of %s tokens "
@@ -258,6 +258,7 @@ def pack_parquet(
             shards=shards,
             stats=packer.stats().to_dict(),
         )
+        source.check_unchanged()  # the manifest's inputs are the files as they are now
         write_manifest(out.folder, manifest)
         out.commit()
     _log.info("wrote %s shard(s) and the manifest to %s", len(shards), os.fspath(dst))

@@ -293,6 +293,20 @@ def test_duplicate_column_names_in_a_file(tmp_path):
 # Finding 16: the manifest says what was read and written
 
 
+def input_record(path, name, rows):
+    """The manifest entry of an input: its size, rows, mtime and the SHA-256 of its
+    footer (the last 8 + n bytes, n read from the 4 bytes before the closing magic)."""
+    data = path.read_bytes()
+    n = int.from_bytes(data[-8:-4], "little")
+    return {
+        "path": name,
+        "size": len(data),
+        "rows": rows,
+        "mtime_ns": os.stat(path).st_mtime_ns,
+        "footer_sha256": hashlib.sha256(data[-8 - n :]).hexdigest(),
+    }
+
+
 def test_manifest_records_the_run(tmp_path):
     src = write_shards(tmp_path / "src", [[5, 3, 40], [9, 0, 12]])
     m = pack_parquet(src, tmp_path / "o", 16, window_tokens=20)
@@ -311,8 +325,7 @@ def test_manifest_records_the_run(tmp_path):
     ]
     assert m["format"] == 2 and re.fullmatch("[0-9a-f]{32}", m["run_id"])
     assert m["inputs"] == [
-        {"path": n, "size": os.path.getsize(src / n), "rows": 3}
-        for n in ("part-0.parquet", "part-1.parquet")
+        input_record(src / n, n, 3) for n in ("part-0.parquet", "part-1.parquet")
     ]
     assert m["skipped"] == []
     assert len(m["shards"]) >= 2
@@ -325,9 +338,7 @@ def test_manifest_records_the_run(tmp_path):
     assert again["run_id"] != m["run_id"]
     assert again["shards"] == m["shards"]  # the same bytes
     one = pack_parquet(src / "part-1.parquet", tmp_path / "one", 16)
-    assert one["inputs"] == [
-        {"path": "part-1.parquet", "size": os.path.getsize(src / "part-1.parquet"), "rows": 3}
-    ]
+    assert one["inputs"] == [input_record(src / "part-1.parquet", "part-1.parquet", 3)]
 
 
 def test_shards_and_manifest_are_flushed(tmp_path, monkeypatch):
