@@ -180,10 +180,10 @@ class ParquetSource:
                 for m in (MANIFEST, LEGACY_MANIFEST)
                 if os.path.isfile(os.path.join(folder, m))
             ][:1]
-        if outputs:
-            _refuse_output(outputs[0])
         if dst is not None:
             _check_outside(paths, dst)
+        if outputs:
+            _refuse_output(outputs[0])
         if skipped:
             warnings.warn(_skipped_message(path, skipped), UserWarning, stacklevel=3)
             _log.debug("skipped under %s: %s", path, ", ".join(skipped))
@@ -474,10 +474,12 @@ class _RowBudget:
     The Parquet reader decodes a batch's rows whole, so the rows must be
     chosen before their lengths are known. They follow the tokens per row
     of the rest of the row group (its metadata counts its tokens; those
-    read are subtracted) or of the last batch, whichever is more. So when
-    long documents follow many short ones, the rest of the row group's
-    average rises as the short ones are read, and the long ones come a few
-    at a time, where the file's average would bring a thousand at once.
+    read are subtracted) or of the last batch, whichever is more, and at
+    most double the last batch's (the first is one row). So when long
+    documents follow many short ones, the rest of the row group's average
+    rises as the short ones are read, and the long ones come a few at a
+    time, where the file's average would bring a thousand at once; when
+    they come first, the first rows show it.
     """
 
     def __init__(self, meta: pq.FileMetaData, column: str, batch_tokens: int) -> None:
@@ -492,6 +494,7 @@ class _RowBudget:
         self._rows_read = 0
         self._values_read = 0
         self._last = 0.0  # values per row of the last batch
+        self._most = 1  # rows of the next batch at most
         self.rows = self._next()
 
     def update(self, col: pa.Array) -> None:
@@ -504,17 +507,23 @@ class _RowBudget:
             self._rows_read += len(col)
             self._values_read += values
             self._last = values / len(col)
+        self._most = 2 * self.rows
         self.rows = self._next()
 
     def _next(self) -> int:
-        per_row = self._last
+        per_row = max(self._last, 1.0)
+        rows = min(self._batch_tokens / per_row, self._most, _MAX_BATCH_ROWS)
+        # Every row group the batch would reach counts: the rest of this
+        # one, and the next ones whole.
         g = int(np.searchsorted(self._ends, self._rows_read, side="right"))
-        if g < self._ends.shape[0]:
-            rows_left = int(self._ends[g]) - self._rows_read
-            values_left = int(self._value_ends[g]) - self._values_read
-            per_row = max(per_row, values_left / rows_left)
-        per_row = max(per_row, 1.0)
-        return int(min(max(self._batch_tokens / per_row, _MIN_BATCH_ROWS), _MAX_BATCH_ROWS))
+        start, values_before = self._rows_read, self._values_read
+        while g < self._ends.shape[0] and start < self._rows_read + rows:
+            values_left = int(self._value_ends[g]) - values_before
+            per_row = max(per_row, values_left / (int(self._ends[g]) - start))
+            rows = min(rows, self._batch_tokens / per_row)
+            start, values_before = int(self._ends[g]), int(self._value_ends[g])
+            g += 1
+        return int(max(rows, _MIN_BATCH_ROWS))
 
 
 def _chunk_values(group: pq.RowGroupMetaData, column: str) -> int:
