@@ -50,9 +50,7 @@ _log = logging.getLogger(__name__)
 
 #: Page CRCs are checked where pyarrow can (15 and later; 14 ignores them).
 _VERIFY_CHECKSUMS: dict[str, Any] = (
-    {"page_checksum_verification": True}
-    if int(pa.__version__.split(".")[0]) >= 15
-    else {}
+    {"page_checksum_verification": True} if int(pa.__version__.split(".")[0]) >= 15 else {}
 )
 
 
@@ -174,12 +172,7 @@ class ParquetSource:
             ]
         else:
             names, skipped, paths = [os.path.basename(path)], [], [path]
-            folder = os.path.dirname(path) or "."
-            outputs = [
-                folder
-                for m in (MANIFEST, LEGACY_MANIFEST)
-                if os.path.isfile(os.path.join(folder, m))
-            ][:1]
+            outputs = [path] if _is_shard(path) else []
         if dst is not None:
             _check_outside(paths, dst)
         if outputs:
@@ -384,8 +377,19 @@ def _identity(fh: BinaryIO) -> tuple[int, int, str]:
     return size, st.st_mtime_ns, hashlib.sha256(footer).hexdigest()
 
 
-def _refuse_output(folder: str) -> NoReturn:
-    """ValueError: ``folder`` is a bfpack output, not documents."""
+def _is_shard(path: str) -> bool:
+    """Whether the file ``path`` is a shard its folder's bfpack manifest lists."""
+    try:
+        shards = read_manifest(os.path.dirname(path) or ".")["shards"]
+    except (OSError, ValueError):
+        return False
+    name = os.path.basename(path)
+    return any(isinstance(s, dict) and s.get("file") == name for s in shards)
+
+
+def _refuse_output(where: str) -> NoReturn:
+    """ValueError: ``where`` is a bfpack output or one of its shards, not documents."""
+    folder = where if os.path.isdir(where) else os.path.dirname(where) or "."
     try:
         packed_from = read_manifest(folder).get("source")
     except (OSError, ValueError):
@@ -393,10 +397,11 @@ def _refuse_output(folder: str) -> NoReturn:
     origin = (
         f" ({packed_from})" if isinstance(packed_from, str) and packed_from.isprintable() else ""
     )
+    what = "is a bfpack output" if where == folder else f"is a shard of the bfpack output {folder}"
     raise ValueError(
-        f"{folder} is a bfpack output (it holds {MANIFEST}): its rows are packed "
-        f"sequences, not documents; give the source it was packed from{origin} instead, "
-        f"and check the output with: bfpack verify {folder}"
+        f"{where} {what} (it holds {MANIFEST}): its rows are packed sequences, not "
+        f"documents; give the source it was packed from{origin} instead, and check the "
+        f"output with: bfpack verify {folder}"
     )
 
 

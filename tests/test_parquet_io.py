@@ -608,9 +608,10 @@ def test_a_page_whose_checksum_fails_fails_pack_and_verify_naming_the_file(tmp_p
     good = tokens_file(src / "a.parquet", [50] * 40, write_page_checksum=True)
     before = pack_parquet(src, tmp_path / "o", 64)
     flip_token_byte(good)
-    assert pq.read_table(good)["input_ids"].to_pylist() != pq.read_table(
-        tokens_file(tmp_path / "ref.parquet", [50] * 40)
-    )["input_ids"].to_pylist()  # the byte flipped a token: unchecked, it reads
+    assert (
+        pq.read_table(good)["input_ids"].to_pylist()
+        != pq.read_table(tokens_file(tmp_path / "ref.parquet", [50] * 40))["input_ids"].to_pylist()
+    )  # the byte flipped a token: unchecked, it reads
     with pytest.raises(ValueError, match=r"cannot read .*a\.parquet: .*may be damaged\)$"):
         pack_parquet(src, tmp_path / "o", 64, overwrite=True)
     assert json.loads((tmp_path / "o" / MANIFEST).read_text()) == before  # DST as it was
@@ -644,20 +645,20 @@ def test_a_link_inside_the_source_into_the_destination_is_refused(tmp_path):
         pack_parquet(src, tmp_path / "o", 8, columns="input_ids", overwrite=True)
 
 
-def rewrite_when(path, lengths, at_call=1):
-    """A progress callback that rewrites ``path`` (``lengths``) at its ``at_call``-th call."""
+def rewrite_when(path, new, at_call):
+    """A progress callback that, at its ``at_call``-th call, truncates ``path`` to
+    half (``new`` None) or rewrites it as the table ``new`` or of the lengths ``new``."""
     calls = []
 
     def progress(totals):
         calls.append(totals)
-        if len(calls) == at_call:
-            if lengths is None:  # truncated to half
-                data = path.read_bytes()
-                path.write_bytes(data[: len(data) // 2])
-            else:
-                pq.write_table(lengths, path) if isinstance(lengths, pa.Table) else pq.write_table(
-                    token_table(lengths), path
-                )
+        if len(calls) != at_call:
+            return
+        if new is None:
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) // 2])
+        else:
+            pq.write_table(new if isinstance(new, pa.Table) else token_table(new), path)
 
     return progress
 
@@ -759,7 +760,7 @@ def test_a_bfpack_output_as_source_is_refused_in_one_line(tmp_path, command):
     for given in (tmp_path / "packed", tmp_path / "packed" / "part-00000.parquet"):
         args = [command, given] + ([tmp_path / "again"] if command == "pack" else [])
         r = bfpack_cli(*args, "--seq-len", 8)
-        one_line_error(r, "is a bfpack output (it holds .bfpack.json)")
+        one_line_error(r, "(it holds .bfpack.json): its rows are packed sequences")
         assert f"packed from ({src})" in r.stderr and "bfpack verify" in r.stderr
     with pytest.raises(ValueError, match="is a bfpack output"):
         bfpack.document_lengths(tmp_path / "packed", column="input_ids")

@@ -41,12 +41,17 @@ def write_skewed(path):
     pq.write_table(table, path, row_group_size=table.num_rows)
 
 
-def peak(tree, *args):
-    """Exit status and peak RSS (bytes) of ``bfpack *args`` run from ``tree``."""
+def peak(tree, cwd, *args):
+    """Exit status and peak RSS (bytes) of ``bfpack *args`` run from ``tree``.
+
+    It runs in ``cwd``: ``python -m`` puts the working directory first on
+    the path, so run from a checkout it would import that one.
+    """
     env = dict(os.environ, PYTHONPATH=tree)
     out = subprocess.run(
         [sys.executable, "-c", CHILD, *map(str, args)],
         env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=True,
@@ -61,7 +66,7 @@ def main():
     parser.add_argument("--tree", action="append", help="a bfpack checkout (default: this one)")
     parser.add_argument("--work", help="directory for the input and outputs (default: a temp)")
     args = parser.parse_args()
-    trees = args.tree or [here]
+    trees = [os.path.abspath(t) for t in args.tree or [here]]
     work = args.work or tempfile.mkdtemp(prefix="bfpack-skew-")
     src = os.path.join(work, "skewed.parquet")
     if not os.path.exists(src):
@@ -71,16 +76,18 @@ def main():
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.table({"input_ids": pa.array([[1, 2, 3]] * 10, pa.list_(pa.int32()))}), small)
+        pq.write_table(
+            pa.table({"input_ids": pa.array([[1, 2, 3]] * 10, pa.list_(pa.int32()))}), small
+        )
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     print(f"input: {src} ({os.path.getsize(src) / 1e6:.0f} MB)")
     for tree in trees:
         dst = os.path.join(work, "out")
         pack = ["--seq-len", 2048, "--window-tokens", 1_000_000, "--overwrite", "--quiet"]
-        peak(tree, "pack", small, dst, *pack)  # compile, into the numba cache
-        status, rss = peak(tree, "pack", src, dst, *pack)
+        peak(tree, work, "pack", small, dst, *pack)  # compile, into the numba cache
+        status, rss = peak(tree, work, "pack", src, dst, *pack)
         print(f"{tree}: pack  exit {status}, peak RSS {rss / 1e9:.2f} GB")
-        status, rss = peak(tree, "stats", src, "--seq-len", 2048, "--quiet")
+        status, rss = peak(tree, work, "stats", src, "--seq-len", 2048, "--quiet")
         print(f"{tree}: stats exit {status}, peak RSS {rss / 1e9:.2f} GB")
 
 
