@@ -400,8 +400,8 @@ def _refuse_output(where: str) -> NoReturn:
     what = "is a bfpack output" if where == folder else f"is a shard of the bfpack output {folder}"
     raise ValueError(
         f"{where} {what} (it holds {MANIFEST}): its rows are packed sequences, not "
-        f"documents; give the source it was packed from{origin} instead, and check the "
-        f"output with: bfpack verify {folder}"
+        f"documents; give the source it was packed from{origin} instead (the packing's "
+        f"figures are the manifest's stats; check the output with: bfpack verify {folder})"
     )
 
 
