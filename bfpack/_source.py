@@ -479,7 +479,8 @@ class _RowBudget:
     The Parquet reader decodes a batch's rows whole, so the rows must be
     chosen before their lengths are known. They follow the tokens per row
     of the rest of the row group (its metadata counts its tokens; those
-    read are subtracted) or of the last batch, whichever is more, and at
+    read are subtracted) or of the last batch, whichever is more, and,
+    unless the rows they reach hold no more than the budget anyway, at
     most double the last batch's (the first is one row). So when long
     documents follow many short ones, the rest of the row group's average
     rises as the short ones are read, and the long ones come a few at a
@@ -517,17 +518,20 @@ class _RowBudget:
 
     def _next(self) -> int:
         per_row = max(self._last, 1.0)
-        rows = min(self._batch_tokens / per_row, self._most, _MAX_BATCH_ROWS)
+        rows = min(self._batch_tokens / per_row, _MAX_BATCH_ROWS)
         # Every row group the batch would reach counts: the rest of this
         # one, and the next ones whole.
         g = int(np.searchsorted(self._ends, self._rows_read, side="right"))
-        start, values_before = self._rows_read, self._values_read
+        start, values_before, reach = self._rows_read, self._values_read, 0
         while g < self._ends.shape[0] and start < self._rows_read + rows:
             values_left = int(self._value_ends[g]) - values_before
+            reach += values_left
             per_row = max(per_row, values_left / (int(self._ends[g]) - start))
             rows = min(rows, self._batch_tokens / per_row)
             start, values_before = int(self._ends[g]), int(self._value_ends[g])
             g += 1
+        if reach > self._batch_tokens:  # the rows could hold more: feel the way
+            rows = min(rows, self._most)
         return int(max(rows, _MIN_BATCH_ROWS))
 
 
