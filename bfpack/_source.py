@@ -74,8 +74,8 @@ class SourceFile:
     size: int
     rows: int
     schema: pa.Schema
-    mtime_ns: int = 0
-    footer_sha256: str = ""
+    mtime_ns: int
+    footer_sha256: str
 
     def record(self) -> dict[str, Any]:
         """Its manifest entry: ``path`` (the relative name), ``size``, ``rows``,

@@ -643,6 +643,12 @@ def test_a_link_inside_the_source_into_the_destination_is_refused(tmp_path):
     os.symlink(tmp_path, src / "up")
     with pytest.raises(ValueError, match=r"up/o/part-00000\.parquet resolves to"):
         pack_parquet(src, tmp_path / "o", 8, columns="input_ids", overwrite=True)
+    # and into what bfpack writes beside DST
+    os.unlink(src / "up")
+    os.symlink(tmp_path / ".o.tmp-1-dead" / "f.parquet", src / "staged.parquet")
+    with pytest.raises(ValueError, match=r"staged\.parquet resolves to .*a directory bfpack wri"):
+        pack_parquet(src, tmp_path / "o", 8, columns="input_ids", overwrite=True)
+    assert snapshot(dst) == held
 
 
 def rewrite_when(path, new, at_call):
