@@ -101,7 +101,7 @@ class SourceFile:
             else:
                 now = _identity(fh)
         except OSError as exc:
-            self._changed(f"it cannot be opened: {_one_line(exc)}")
+            self._changed(_gone(exc))
         size, mtime_ns, footer = now
         if size != self.size:
             self._changed(f"{size:,} bytes, {self.size:,} when the run listed it")
@@ -121,7 +121,7 @@ class SourceFile:
         try:
             fh = open(self.path, "rb")
         except OSError as exc:
-            self._changed(f"it cannot be opened: {_one_line(exc)}")
+            self._changed(_gone(exc))
         try:
             self.check(fh)
         except BaseException:
@@ -385,6 +385,13 @@ def _is_shard(path: str) -> bool:
         return False
     name = os.path.basename(path)
     return any(isinstance(s, dict) and s.get("file") == name for s in shards)
+
+
+def _gone(exc: OSError) -> str:
+    """Why a listed file cannot be checked, for :meth:`SourceFile._changed`."""
+    if isinstance(exc, FileNotFoundError):
+        return "it was removed"
+    return f"it cannot be read: {exc.strerror or _one_line(exc)}"
 
 
 def _refuse_output(where: str) -> NoReturn:

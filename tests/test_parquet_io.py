@@ -653,7 +653,8 @@ def test_a_link_inside_the_source_into_the_destination_is_refused(tmp_path):
 
 def rewrite_when(path, new, at_call):
     """A progress callback that, at its ``at_call``-th call, truncates ``path`` to
-    half (``new`` None) or rewrites it as the table ``new`` or of the lengths ``new``."""
+    half (``new`` None), removes it (``"removed"``) or rewrites it as the table
+    ``new`` or of the lengths ``new``."""
     calls = []
 
     def progress(totals):
@@ -663,6 +664,8 @@ def rewrite_when(path, new, at_call):
         if new is None:
             data = path.read_bytes()
             path.write_bytes(data[: len(data) // 2])
+        elif new == "removed":
+            path.unlink()
         else:
             pq.write_table(new if isinstance(new, pa.Table) else token_table(new), path)
 
@@ -676,8 +679,9 @@ def rewrite_when(path, new, at_call):
         ("part-0.parquet", [4] * 80, 3),  # already read, then rewritten before the commit
         ("part-1.parquet", pa.table({"other": [[1, 2]]}), 1),  # without the column
         ("part-1.parquet", None, 1),  # truncated
+        ("part-1.parquet", "removed", 1),
     ],
-    ids=["fewer-rows", "after-reading", "without-the-column", "truncated"],
+    ids=["fewer-rows", "after-reading", "without-the-column", "truncated", "removed"],
 )
 def test_a_source_file_that_changes_during_the_run_fails_it_naming_the_file(
     tmp_path, which, new, at_call
