@@ -366,7 +366,12 @@ def as_columns(
     for name in names:
         if name not in schema.names:
             raise ValueError(f"column {name!r} is not in the table; its columns are {schema.names}")
-        check_token_type(name, schema.field(name).type)
+        try:
+            check_token_type(name, schema.field(name).type)
+        except TypeError as exc:
+            if columns is None:  # picked by default: naming the token columns is the fix
+                _not_by_default(schema, names, name, exc)
+            raise
         if name in reserved:
             raise ValueError(
                 f"column {name!r} would clash with the column bfpack adds; rename it first"
@@ -381,6 +386,26 @@ def as_columns(
             f"pack it anyway"
         )
     return tuple(names)
+
+
+def _not_by_default(schema: pa.Schema, names: Sequence[str], name: str, exc: TypeError) -> None:
+    """TypeError for the default list column ``name`` that holds no tokens, naming
+    the columns to pack instead; returns if there are none."""
+    tokens = []
+    for n in names:
+        try:
+            check_token_type(n, schema.field(n).type)
+        except TypeError:
+            continue
+        tokens.append(n)
+    if not tokens:
+        return
+    flags = " ".join(f"--column {n}" for n in tokens)
+    t = schema.field(name).type.value_type
+    raise TypeError(
+        f"column {name!r} holds {t} values, and by default every list column is packed; "
+        f"pass columns={tokens} ({flags}) to pack only the token columns"
+    ) from exc
 
 
 def as_column(schema: pa.Schema, column: Any) -> str:

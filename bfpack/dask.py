@@ -175,7 +175,7 @@ def pack_parquet(
     client = _client(client)
     check_paths(os.fspath(src), os.fspath(dst))
     with StagedOutput(os.path.realpath(dst), overwrite=o.overwrite) as out:
-        source = ParquetSource.open(src)
+        source = ParquetSource.open(src, dst=out.dst)
         spec = source.spec(columns=o.columns, pad_value=o.pad_value, position_ids=o.position_ids)
         groups = _groups(source, files_per_task)
         run_id = new_run_id()
@@ -232,6 +232,7 @@ def pack_parquet(
             stats=stats.to_dict(),
         )
         _remove_temporary_files(out.folder)
+        source.check_unchanged()  # the manifest's inputs are the files as they are now
         write_manifest(out.folder, manifest)
         out.commit()
     _log.info("wrote %s shard(s) and the manifest to %s", len(shards), os.fspath(dst))

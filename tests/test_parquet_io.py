@@ -293,6 +293,20 @@ def test_duplicate_column_names_in_a_file(tmp_path):
 # The manifest says what was read and written
 
 
+def input_record(path, name, rows):
+    """The manifest entry of an input: its size, rows, mtime and the SHA-256 of its
+    footer (the last 8 + n bytes, n read from the 4 bytes before the closing magic)."""
+    data = path.read_bytes()
+    n = int.from_bytes(data[-8:-4], "little")
+    return {
+        "path": name,
+        "size": len(data),
+        "rows": rows,
+        "mtime_ns": os.stat(path).st_mtime_ns,
+        "footer_sha256": hashlib.sha256(data[-8 - n :]).hexdigest(),
+    }
+
+
 def test_manifest_records_the_run(tmp_path):
     src = write_shards(tmp_path / "src", [[5, 3, 40], [9, 0, 12]])
     m = pack_parquet(src, tmp_path / "o", 16, window_tokens=20)
@@ -311,8 +325,7 @@ def test_manifest_records_the_run(tmp_path):
     ]
     assert m["format"] == 2 and re.fullmatch("[0-9a-f]{32}", m["run_id"])
     assert m["inputs"] == [
-        {"path": n, "size": os.path.getsize(src / n), "rows": 3}
-        for n in ("part-0.parquet", "part-1.parquet")
+        input_record(src / n, n, 3) for n in ("part-0.parquet", "part-1.parquet")
     ]
     assert m["skipped"] == []
     assert len(m["shards"]) >= 2
@@ -325,9 +338,7 @@ def test_manifest_records_the_run(tmp_path):
     assert again["run_id"] != m["run_id"]
     assert again["shards"] == m["shards"]  # the same bytes
     one = pack_parquet(src / "part-1.parquet", tmp_path / "one", 16)
-    assert one["inputs"] == [
-        {"path": "part-1.parquet", "size": os.path.getsize(src / "part-1.parquet"), "rows": 3}
-    ]
+    assert one["inputs"] == [input_record(src / "part-1.parquet", "part-1.parquet", 3)]
 
 
 def test_shards_and_manifest_are_flushed(tmp_path, monkeypatch):
@@ -558,3 +569,208 @@ def test_unraisable_exceptions_other_than_ours_are_reported(monkeypatch):
         sys.unraisablehook(SimpleNamespace(exc_value=Interrupted(signal.SIGINT)))
     assert [str(u.exc_value) for u in seen] == ["theirs"]
     assert sys.unraisablehook == seen.append  # restored
+
+
+# --------------------------------------------------------------------------
+# Issue 17, findings 3, 4, 5, 13 and two of 18: the source is read as it
+# was listed, whole, undamaged, in batches sized by tokens
+
+
+def tokens_file(path, lengths, **kw):
+    """``input_ids`` (int32 lists of ``lengths``), plain, uncompressed: a flipped
+    byte in a page changes one token and nothing else."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    values = (np.arange(int(offsets[-1])) % 30_000).astype(np.int32)
+    table = pa.table({"input_ids": pa.ListArray.from_arrays(offsets, values)})
+    pq.write_table(table, path, compression="none", use_dictionary=False, **kw)
+    return path
+
+
+def flip_token_byte(path):
+    """Flip a byte among the token values of the first data page (near the end of
+    the column chunk, past the page header and the levels)."""
+    chunk = pq.ParquetFile(path).metadata.row_group(0).column(0)
+    at = chunk.data_page_offset + chunk.total_compressed_size - 10
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+PYARROW_15 = int(pa.__version__.split(".")[0]) >= 15
+
+
+@pytest.mark.skipif(not PYARROW_15, reason="pyarrow 14 neither writes nor checks page CRCs")
+def test_a_page_whose_checksum_fails_fails_pack_and_verify_naming_the_file(tmp_path):
+    # Finding 3: the flipped token was packed, and `verify --source` passed.
+    src = tmp_path / "src"
+    src.mkdir()
+    good = tokens_file(src / "a.parquet", [50] * 40, write_page_checksum=True)
+    before = pack_parquet(src, tmp_path / "o", 64)
+    flip_token_byte(good)
+    assert (
+        pq.read_table(good)["input_ids"].to_pylist()
+        != pq.read_table(tokens_file(tmp_path / "ref.parquet", [50] * 40))["input_ids"].to_pylist()
+    )  # the byte flipped a token: unchecked, it reads
+    with pytest.raises(ValueError, match=r"cannot read .*a\.parquet: .*may be damaged\)$"):
+        pack_parquet(src, tmp_path / "o", 64, overwrite=True)
+    assert json.loads((tmp_path / "o" / MANIFEST).read_text()) == before  # DST as it was
+    r = bfpack_cli("pack", src, tmp_path / "o2", "--seq-len", 64)
+    one_line_error(r, "a.parquet")
+    assert not (tmp_path / "o2").exists()
+    r = bfpack_cli("verify", tmp_path / "o", "--source", src)
+    assert r.returncode != 0 and "a.parquet" in r.stdout + r.stderr, (r.stdout, r.stderr)
+
+
+def test_a_link_inside_the_source_into_the_destination_is_refused(tmp_path):
+    # Finding 4: a link to DST inside SRC read the previous output back as input.
+    src = write_shards(tmp_path / "src", [[5, 3, 7]])
+    dst = tmp_path / "o"
+    before = pack_parquet(src, dst, 8, columns="input_ids")
+    held = snapshot(dst)
+    os.symlink(dst, src / "linked")
+    with pytest.raises(ValueError, match=r"linked/part-00000\.parquet resolves to .*inside the "):
+        pack_parquet(src, dst, 8, columns="input_ids", overwrite=True)
+    assert snapshot(dst) == held and before["inputs"][0]["path"] == "part-0.parquet"
+    os.unlink(src / "linked")
+    os.symlink(dst / "part-00000.parquet", src / "z.parquet")  # one file, linked
+    r = bfpack_cli("pack", src, dst, "--seq-len", 8, "--column", "input_ids", "--overwrite")
+    one_line_error(r, "z.parquet resolves to")
+    assert snapshot(dst) == held
+    # A link to the destination's parent reaches it too (and the source, which
+    # discovery skips as a loop).
+    os.unlink(src / "z.parquet")
+    os.symlink(tmp_path, src / "up")
+    with pytest.raises(ValueError, match=r"up/o/part-00000\.parquet resolves to"):
+        pack_parquet(src, tmp_path / "o", 8, columns="input_ids", overwrite=True)
+    # and into what bfpack writes beside DST
+    os.unlink(src / "up")
+    os.symlink(tmp_path / ".o.tmp-1-dead" / "f.parquet", src / "staged.parquet")
+    with pytest.raises(ValueError, match=r"staged\.parquet resolves to .*a directory bfpack wri"):
+        pack_parquet(src, tmp_path / "o", 8, columns="input_ids", overwrite=True)
+    assert snapshot(dst) == held
+
+
+def rewrite_when(path, new, at_call):
+    """A progress callback that, at its ``at_call``-th call, truncates ``path`` to
+    half (``new`` None), removes it (``"removed"``) or rewrites it as the table
+    ``new`` or of the lengths ``new``."""
+    calls = []
+
+    def progress(totals):
+        calls.append(totals)
+        if len(calls) != at_call:
+            return
+        if new is None:
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) // 2])
+        elif new == "removed":
+            path.unlink()
+        else:
+            pq.write_table(new if isinstance(new, pa.Table) else token_table(new), path)
+
+    return progress
+
+
+@pytest.mark.parametrize(
+    "which, new, at_call",
+    [
+        ("part-1.parquet", [4] * 80, 1),  # not yet read: fewer rows
+        ("part-0.parquet", [4] * 80, 3),  # already read, then rewritten before the commit
+        ("part-1.parquet", pa.table({"other": [[1, 2]]}), 1),  # without the column
+        ("part-1.parquet", None, 1),  # truncated
+        ("part-1.parquet", "removed", 1),
+    ],
+    ids=["fewer-rows", "after-reading", "without-the-column", "truncated", "removed"],
+)
+def test_a_source_file_that_changes_during_the_run_fails_it_naming_the_file(
+    tmp_path, which, new, at_call
+):
+    # Finding 5: the manifest kept the old size and rows and pack exited 0; a file
+    # replaced by one without the column gave an IndexError, a truncated one
+    # ArrowInvalid without its name.
+    src = write_shards(tmp_path / "src", [[5] * 100, [6] * 100])
+    dst = tmp_path / "o"
+    pack_parquet(src, dst, 16)
+    held = snapshot(dst)
+    progress = rewrite_when(src / which, new, at_call)
+    with pytest.raises(ValueError, match=rf"{which} changed during the run \(") as info:
+        pack_parquet(src, dst, 16, window_tokens=200, overwrite=True, progress=progress)
+    assert "\n" not in str(info.value)
+    assert snapshot(dst) == held  # DST keeps what it held
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".o.")]
+
+
+def test_the_manifest_records_the_inputs_as_they_were_read(tmp_path):
+    # Finding 5: a run that ends records each input's size, mtime and footer,
+    # the same as the files on disk at the commit.
+    src = write_shards(tmp_path / "src", [[5, 3], [9]])
+    m = pack_parquet(src, tmp_path / "o", 8)
+    for entry in m["inputs"]:
+        assert entry == input_record(src / entry["path"], entry["path"], entry["rows"])
+
+
+def batch_tokens_of(path, batch_tokens):
+    from bfpack.parquet._source import ParquetSource
+
+    source = ParquetSource.open(path)
+    batches = list(source.batches(source.spec(), batch_tokens=batch_tokens))
+    return [int(pa.compute.list_value_length(b.column(0)).to_numpy().sum()) for b in batches]
+
+
+@pytest.mark.parametrize("row_groups", [1, 3])
+def test_batches_are_sized_by_tokens_not_by_the_files_average_row(tmp_path, row_groups):
+    # Finding 13: rows per batch came from the file's average tokens per row,
+    # so long documents after short ones came a thousand at a time (here 183
+    # rows, all 20 long documents: 200,000 tokens for a budget of 20,000).
+    lengths = [10] * 2000 + [10_000] * 20
+    path = tokens_file(tmp_path / "skew.parquet", lengths, row_group_size=-(-2020 // row_groups))
+    sizes = batch_tokens_of(path, 20_000)
+    assert sum(sizes) == sum(lengths)
+    assert max(sizes) <= 2 * 20_000, sizes
+    # and the reverse order: long ones first, then short ones in few batches
+    path = tokens_file(tmp_path / "rev.parquet", lengths[::-1])
+    sizes = batch_tokens_of(path, 20_000)
+    assert max(sizes) <= 2 * 20_000 and len(sizes) < 40, sizes
+
+
+def test_batching_changes_no_shard_byte(tmp_path, monkeypatch):
+    # The windows cut where the documents reach window_tokens, whatever the batches.
+    from bfpack.parquet import _source
+
+    src = tmp_path / "src"
+    src.mkdir()
+    tokens_file(src / "a.parquet", [10] * 600 + [3000] * 10 + [7] * 300, row_group_size=400)
+    a = pack_parquet(src, tmp_path / "a", 512, window_tokens=5000, seed=1)
+    monkeypatch.setattr(_source, "_MAX_BATCH_ROWS", 3)
+    b = pack_parquet(src, tmp_path / "b", 512, window_tokens=5000, seed=1)
+    assert a["shards"] == b["shards"]
+
+
+def test_a_string_list_column_names_the_columns_to_pack(tmp_path):
+    # Issue 17, 18: "cast the column first", where naming the token columns is the fix.
+    t = token_table([3, 1]).append_column("words", pa.array([["a", "b", "c"], ["d"]]))
+    pq.write_table(t, tmp_path / "w.parquet")
+    fix = r"columns=\['input_ids', 'labels', 'mask'\] \(--column input_ids --column labels"
+    with pytest.raises(TypeError, match=r"column 'words' holds string values.*" + fix):
+        pack_parquet(tmp_path / "w.parquet", tmp_path / "o", 8)
+    with pytest.raises(TypeError, match=fix):
+        bfpack.pack_table(t, 8)
+    r = bfpack_cli("stats", tmp_path / "w.parquet", "--seq-len", 8)
+    one_line_error(r, "--column input_ids")
+    with pytest.raises(TypeError, match=r"cast the column first"):  # named: no other fix
+        pack_parquet(tmp_path / "w.parquet", tmp_path / "o", 8, columns=["words"])
+
+
+@pytest.mark.parametrize("command", ["stats", "pack"])
+def test_a_bfpack_output_as_source_is_refused_in_one_line(tmp_path, command):
+    # Issue 17, 18: `bfpack stats packed/` said seq_lengths would clash.
+    src = write_shards(tmp_path / "src", [[5, 3, 7]])
+    pack_parquet(src, tmp_path / "packed", 8)
+    for given in (tmp_path / "packed", tmp_path / "packed" / "part-00000.parquet"):
+        args = [command, given] + ([tmp_path / "again"] if command == "pack" else [])
+        r = bfpack_cli(*args, "--seq-len", 8)
+        one_line_error(r, "(it holds .bfpack.json): its rows are packed sequences")
+        assert f"packed from ({src})" in r.stderr and "bfpack verify" in r.stderr
+    with pytest.raises(ValueError, match="is a bfpack output"):
+        bfpack.document_lengths(tmp_path / "packed", column="input_ids")

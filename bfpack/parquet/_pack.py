@@ -115,12 +115,24 @@ def pack_parquet(
     Notes
     -----
     Files of ``src`` whose names start with ``_`` or ``.`` are skipped, as
-    pyarrow does; a warning names them and the manifest lists them.
+    pyarrow does; a warning names them and the manifest lists them. A
+    symbolic link inside ``src`` that resolves into ``dst`` (or beside it,
+    into bfpack's ``.NAME.*`` directories) is refused, and so is a source
+    that is or holds a bfpack output (its rows are packed sequences).
+
+    Every input file is read as it was listed: its size, modification time
+    and the SHA-256 of its footer are taken when the run starts (and
+    recorded in the manifest's ``inputs``), checked before and after the
+    file is read and again before the commit; a file that changed fails
+    the run with a ValueError naming it, and ``dst`` keeps what it held.
+    Page checksums are verified where the files have them (pyarrow 15 and
+    later), so a damaged page fails the run instead of being packed.
     Packing and writing overlap: up to two shards are encoded in threads
     of their own while the next window is read and packed (pyarrow and the
     kernels release the GIL). Memory holds about one window (plus the
     carried sequences and the shards being written):
-    files are read batch by batch, a column chunk streamed page by page.
+    files are read batch by batch, a column chunk streamed page by page,
+    and each batch sized by tokens, however the documents' lengths vary.
 
     The output is written into a temporary directory beside ``dst`` and
     swapped in only when complete, manifest included, with the files and
@@ -146,7 +158,7 @@ def pack_parquet(
     as_callable(progress, "progress")
     check_paths(os.fspath(src), os.fspath(dst))
     with StagedOutput(os.path.realpath(dst), overwrite=o.overwrite) as out:
-        source = ParquetSource.open(src)
+        source = ParquetSource.open(src, dst=out.dst)
         spec = source.spec(columns=o.columns, pad_value=o.pad_value, position_ids=o.position_ids)
         _log.info(
             "packing %s documents with %s at seq_len %s, in windows of %s tokens "
@@ -170,6 +182,7 @@ def pack_parquet(
             shards=shards,
             stats=packer.stats().to_dict(),
         )
+        source.check_unchanged()  # the manifest's inputs are the files as they are now
         write_manifest(out.folder, manifest)
         out.commit()
     _log.info("wrote %s shard(s) and the manifest to %s", len(shards), os.fspath(dst))

@@ -1,4 +1,4 @@
-"""Reading a Parquet dataset in bounded memory.
+"""Reading a Parquet dataset in bounded memory, and only as it was listed.
 
 :class:`ParquetSource` lists the files of a dataset the way pyarrow does
 (every file under the directory, recursively, in path order, skipping names
@@ -6,17 +6,28 @@ that start with ``_`` or ``.``; but it says which it skipped), checks that
 every file holds the packed columns, and reads them batch by batch:
 ``ParquetFile(pre_buffer=False, buffer_size=...)`` row group by row group,
 so a column chunk is streamed page by page instead of being read whole.
-Memory then follows the batch, not the file or its row groups.
+Memory then follows the batch, not the file or its row groups; and a batch
+is sized by tokens, from the lengths of the documents read so far and the
+tokens left in the row group (:class:`_RowBudget`), so that long documents
+after short ones do not come a thousand at a time.
+
+Every file's identity (size, modification time, SHA-256 of its footer) is
+taken when the source is opened and checked before each file is read and
+after: a file that changes during a run fails it with one line naming the
+file, instead of packing a mix of two versions, or an IndexError. Page
+checksums, where the writer stored them (Spark and parquet-java do by
+default), are verified on reading (pyarrow 15 and later).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import warnings
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO, NoReturn
 
 import numpy as np
 import pyarrow as pa
@@ -26,10 +37,11 @@ from .._arrow import is_list_type
 from .._validate import ATTENTION_MASK, check_same_columns
 from ..stream import windows as stream_windows
 from ..table import OutputSpec, aligned_lengths
+from .manifest import MANIFEST, read_manifest
 
-#: Rows per batch at most, and at least (see :func:`_batch_rows`).
+#: Rows per batch at most, and at least (see :class:`_RowBudget`).
 _MAX_BATCH_ROWS = 8192
-_MIN_BATCH_ROWS = 16
+_MIN_BATCH_ROWS = 1
 #: Bytes read at a time from a column chunk.
 _READ_BUFFER = 1 << 20
 #: Skipped names listed in the warning at most.
@@ -37,13 +49,25 @@ _SHOWN = 5
 
 _log = logging.getLogger(__name__)
 
+#: Page CRCs are checked where pyarrow can (15 and later; 14 ignores them).
+_VERIFY_CHECKSUMS: dict[str, Any] = (
+    {"page_checksum_verification": True} if int(pa.__version__.split(".")[0]) >= 15 else {}
+)
+
+
+class SourceChangedError(ValueError):
+    """A file of the source is no longer the one the run listed."""
+
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One Parquet file of a source.
+    """One Parquet file of a source, as it was when the source was opened.
 
     ``name`` is its path relative to the source directory (``/``-separated),
-    or its file name when the source is this one file.
+    or its file name when the source is this one file. ``size``,
+    ``mtime_ns`` and ``footer_sha256`` (of the footer's bytes: the file
+    metadata, its length and the closing magic) are its identity: see
+    :meth:`check`.
     """
 
     path: str
@@ -51,10 +75,60 @@ class SourceFile:
     size: int
     rows: int
     schema: pa.Schema
+    mtime_ns: int
+    footer_sha256: str
 
     def record(self) -> dict[str, Any]:
-        """Its manifest entry: ``path`` (the relative name), ``size``, ``rows``."""
-        return {"path": self.name, "size": self.size, "rows": self.rows}
+        """Its manifest entry: ``path`` (the relative name), ``size``, ``rows``,
+        ``mtime_ns`` and ``footer_sha256``."""
+        return {
+            "path": self.name,
+            "size": self.size,
+            "rows": self.rows,
+            "mtime_ns": self.mtime_ns,
+            "footer_sha256": self.footer_sha256,
+        }
+
+    def check(self, fh: BinaryIO | None = None) -> None:
+        """Raise :class:`SourceChangedError` unless the file is still the one listed.
+
+        ``fh``, an open handle of it, is checked instead of the path (what
+        is read through it is what counts); without it, the path.
+        """
+        try:
+            if fh is None:
+                with open(self.path, "rb") as f:
+                    now = _identity(f)
+            else:
+                now = _identity(fh)
+        except OSError as exc:
+            self._changed(_gone(exc))
+        size, mtime_ns, footer = now
+        if size != self.size:
+            self._changed(f"{size:,} bytes, {self.size:,} when the run listed it")
+        if footer != self.footer_sha256:
+            self._changed("its footer (the file's metadata) is not the one the run listed")
+        if mtime_ns != self.mtime_ns:
+            self._changed("it was modified after the run listed it")
+
+    def _changed(self, why: str) -> NoReturn:
+        raise SourceChangedError(
+            f"{self.path} changed during the run ({why}): bfpack reads only the files it "
+            f"listed at the start, as they were; run again once they no longer change"
+        ) from None
+
+    def open(self) -> BinaryIO:
+        """The file opened for reading, checked to be the one listed."""
+        try:
+            fh = open(self.path, "rb")
+        except OSError as exc:
+            self._changed(_gone(exc))
+        try:
+            self.check(fh)
+        except BaseException:
+            fh.close()
+            raise
+        return fh
 
 
 @dataclass(frozen=True)
@@ -77,11 +151,14 @@ class ParquetSource:
     skipped: tuple[str, ...]
 
     @classmethod
-    def open(cls, src: str | os.PathLike) -> ParquetSource:
+    def open(cls, src: str | os.PathLike, *, dst: str | None = None) -> ParquetSource:
         """List and open the files of ``src``; warn about skipped ones.
 
         Raises FileNotFoundError for a missing path and ValueError for a
-        directory without Parquet files or a file that is not Parquet.
+        directory without Parquet files, a file that is not Parquet, a
+        bfpack output (its rows are packed sequences, not documents), or,
+        given the destination ``dst`` of a run, a file that resolves into
+        it or its staged directories (a symbolic link inside ``src``).
         """
         path = os.fspath(src)
         if not os.path.exists(path):
@@ -89,8 +166,18 @@ class ParquetSource:
         if os.path.isdir(path):
             names, skipped = _discover(path)
             paths = [os.path.join(path, *n.split("/")) for n in names]
+            outputs = [
+                os.path.join(path, *n.split("/")[:-1])
+                for n in skipped
+                if n.rsplit("/", 1)[-1] == MANIFEST
+            ]
         else:
             names, skipped, paths = [os.path.basename(path)], [], [path]
+            outputs = [path] if _is_shard(path) else []
+        if dst is not None:
+            _check_outside(paths, dst)
+        if outputs:
+            _refuse_output(outputs[0])
         if skipped:
             warnings.warn(_skipped_message(path, skipped), UserWarning, stacklevel=3)
             _log.debug("skipped under %s: %s", path, ", ".join(skipped))
@@ -163,27 +250,23 @@ class ParquetSource:
     def batches(self, spec: OutputSpec, *, batch_tokens: int) -> Iterator[pa.RecordBatch]:
         """Non-empty record batches of the packed columns, file after file, typed as ``spec``.
 
-        A batch holds about ``batch_tokens`` tokens (from the files'
-        metadata), within 16 and 8192 rows.
+        A batch holds about ``batch_tokens`` tokens (:class:`_RowBudget`
+        sizes each from the documents read so far), within 1 and 8192 rows.
+        Each file is checked to be the one listed (:meth:`SourceFile.check`)
+        before it is read and after; a file that changed, or cannot be
+        read (a damaged page, a page checksum that does not match), is a
+        ValueError naming it.
         """
         names = list(spec.columns)
         for f in self.files:
-            with pq.ParquetFile(f.path, pre_buffer=False, buffer_size=_READ_BUFFER) as pf:
-                rows = _batch_rows(pf.metadata, names[0], batch_tokens)
-                _log.debug("reading %s: %s rows in batches of %s", f.path, f"{f.rows:,}", rows)
-                reader = pf.iter_batches(batch_size=rows, columns=names)
-                while True:
-                    try:
-                        batch = next(reader, None)
-                    except (pa.ArrowException, OSError) as exc:
-                        raise ValueError(
-                            f"cannot read {f.path}: {_one_line(exc).rstrip('.')} "
-                            f"(the file may be damaged)"
-                        ) from None
-                    if batch is None:
-                        break
-                    if batch.num_rows:
-                        yield _conform(batch, spec.schema)
+            with f.open() as fh:
+                yield from _read_file(f, fh, names, spec.schema, batch_tokens)
+            f.check()  # replaced (renamed over) while it was read
+
+    def check_unchanged(self) -> None:
+        """Raise :class:`SourceChangedError` if a file is no longer the one listed."""
+        for f in self.files:
+            f.check()
 
     def windows(
         self, spec: OutputSpec, window_tokens: int
@@ -217,6 +300,7 @@ class ParquetSource:
             totals["tokens"] += int(out[-1].sum())
             if progress is not None:
                 progress(dict(totals))
+        self.check_unchanged()  # the lengths are of the files listed, all of them
         return np.concatenate(out)
 
 
@@ -258,13 +342,91 @@ def _skipped_message(path: str, skipped: Sequence[str]) -> str:
 
 def _open_file(path: str, name: str) -> SourceFile:
     try:
-        meta = pq.read_metadata(path)
-        schema = meta.schema.to_arrow_schema()
+        with open(path, "rb") as fh:
+            meta = pq.read_metadata(fh)
+            schema = meta.schema.to_arrow_schema()
+            size, mtime_ns, footer = _identity(fh)
     except (pa.ArrowException, OSError) as exc:
         raise ValueError(f"{path} is not a Parquet file ({_one_line(exc)})") from None
     return SourceFile(
-        path=path, name=name, size=os.path.getsize(path), rows=meta.num_rows, schema=schema
+        path=path,
+        name=name,
+        size=size,
+        rows=meta.num_rows,
+        schema=schema,
+        mtime_ns=mtime_ns,
+        footer_sha256=footer,
     )
+
+
+def _identity(fh: BinaryIO) -> tuple[int, int, str]:
+    """``(size, mtime_ns, footer_sha256)`` of the open file ``fh``.
+
+    The footer is the file's last ``8 + n`` bytes: its metadata (``n``
+    bytes, as the 4-byte length before the closing magic says), the length
+    and the magic; a rewrite that changes any row group, page offset or
+    statistic changes it.
+    """
+    st = os.fstat(fh.fileno())
+    size = st.st_size
+    fh.seek(max(size - 8, 0))
+    tail = fh.read(8)
+    n = int.from_bytes(tail[:4], "little") if len(tail) == 8 else 0
+    start = max(size - 8 - n, 0)
+    fh.seek(start)
+    footer = fh.read(size - start)
+    return size, st.st_mtime_ns, hashlib.sha256(footer).hexdigest()
+
+
+def _is_shard(path: str) -> bool:
+    """Whether the file ``path`` is a shard its folder's bfpack manifest lists."""
+    try:
+        shards = read_manifest(os.path.dirname(path) or ".")["shards"]
+    except (OSError, ValueError):
+        return False
+    name = os.path.basename(path)
+    return any(isinstance(s, dict) and s.get("file") == name for s in shards)
+
+
+def _gone(exc: OSError) -> str:
+    """Why a listed file cannot be checked, for :meth:`SourceFile._changed`."""
+    if isinstance(exc, FileNotFoundError):
+        return "it was removed"
+    return f"it cannot be read: {exc.strerror or _one_line(exc)}"
+
+
+def _refuse_output(where: str) -> NoReturn:
+    """ValueError: ``where`` is a bfpack output or one of its shards, not documents."""
+    folder = where if os.path.isdir(where) else os.path.dirname(where) or "."
+    try:
+        packed_from = read_manifest(folder).get("source")
+    except (OSError, ValueError):
+        packed_from = None
+    origin = (
+        f" ({packed_from})" if isinstance(packed_from, str) and packed_from.isprintable() else ""
+    )
+    what = "is a bfpack output" if where == folder else f"is a shard of the bfpack output {folder}"
+    raise ValueError(
+        f"{where} {what} (it holds {MANIFEST}): its rows are packed sequences, not "
+        f"documents; give the source it was packed from{origin} instead (the packing's "
+        f"figures are the manifest's stats; check the output with: bfpack verify {folder})"
+    )
+
+
+def _check_outside(paths: Sequence[str], dst: str) -> None:
+    """ValueError if a file of ``paths`` resolves into ``dst`` or the names
+    beside it that belong to it (``.NAME.tmp-*``, ``.NAME.old-*``)."""
+    parent, base = os.path.split(os.path.realpath(dst))
+    for path in paths:
+        real = os.path.realpath(path)
+        first = os.path.relpath(real, parent).split(os.sep)[0]
+        if first == base or first.startswith(f".{base}."):
+            where = "the destination" if first == base else "a directory bfpack writes beside"
+            raise ValueError(
+                f"{path} resolves to {real}, inside {where} {dst}: the run would read "
+                f"its own output; remove the link from the source or choose another "
+                f"destination"
+            )
 
 
 def _check_unique(f: SourceFile, columns: Any) -> None:
@@ -284,18 +446,113 @@ def _check_unique(f: SourceFile, columns: Any) -> None:
             )
 
 
-def _batch_rows(meta: pq.FileMetaData, column: str, batch_tokens: int) -> int:
-    """Rows per batch for about ``batch_tokens`` tokens of ``column``."""
-    values = 0
-    for g in range(meta.num_row_groups):
-        group = meta.row_group(g)
-        for c in range(group.num_columns):
-            chunk = group.column(c)
-            if chunk.path_in_schema.split(".")[0] == column:
-                values += chunk.num_values  # tokens, plus one per empty list
-                break
-    per_row = max(values / max(meta.num_rows, 1), 1.0)
-    return int(min(max(batch_tokens / per_row, _MIN_BATCH_ROWS), _MAX_BATCH_ROWS))
+def _read_file(
+    f: SourceFile, fh: BinaryIO, names: list[str], schema: pa.Schema, batch_tokens: int
+) -> Iterator[pa.RecordBatch]:
+    """The batches of the columns ``names`` of the open file ``fh`` (of ``f``)."""
+    try:
+        pf = pq.ParquetFile(fh, pre_buffer=False, buffer_size=_READ_BUFFER, **_VERIFY_CHECKSUMS)
+        budget = _RowBudget(pf.metadata, names[0], batch_tokens)
+        _log.debug("reading %s: %s rows", f.path, f"{f.rows:,}")
+        reader = pf.iter_batches(batch_size=budget.rows, columns=names)
+    except (pa.ArrowException, OSError) as exc:
+        raise _unreadable(f, fh, exc) from None
+    first = names[0]
+    while True:
+        try:
+            batch = next(reader, None)
+        except (pa.ArrowException, OSError) as exc:
+            raise _unreadable(f, fh, exc) from None
+        if batch is None:
+            break
+        budget.update(batch.column(batch.schema.get_field_index(first)))
+        # The reader takes the new size from its next batch on.
+        pf.reader.set_batch_size(budget.rows)
+        if batch.num_rows:
+            yield _conform(batch, schema)
+
+
+def _unreadable(f: SourceFile, fh: BinaryIO, exc: BaseException) -> ValueError:
+    """The error for ``exc``, raised reading ``f``: changed, or else damaged."""
+    f.check(fh)  # truncated or rewritten in place: say so, not "damaged"
+    f.check()
+    return ValueError(
+        f"cannot read {f.path}: {_one_line(exc).rstrip('.')} (the file may be damaged)"
+    )
+
+
+class _RowBudget:
+    """Rows of the next batch, for about ``batch_tokens`` tokens of ``column``.
+
+    The Parquet reader decodes a batch's rows whole, so the rows must be
+    chosen before their lengths are known. They follow the tokens per row
+    of the rest of the row group (its metadata counts its tokens; those
+    read are subtracted) or of the last batch, whichever is more, and,
+    unless the rows they reach hold no more than the budget anyway, at
+    most double the last batch's (the first is one row). So when long
+    documents follow many short ones, the rest of the row group's average
+    rises as the short ones are read, and the long ones come a few at a
+    time, where the file's average would bring a thousand at once; when
+    they come first, the first rows show it.
+    """
+
+    def __init__(self, meta: pq.FileMetaData, column: str, batch_tokens: int) -> None:
+        rows, values = [], []
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            rows.append(group.num_rows)
+            values.append(_chunk_values(group, column))
+        self._batch_tokens = batch_tokens
+        self._ends = np.cumsum(np.array(rows, dtype=np.int64))
+        self._value_ends = np.cumsum(np.array(values, dtype=np.int64))
+        self._rows_read = 0
+        self._values_read = 0
+        self._last = 0.0  # values per row of the last batch
+        self._most = 1  # rows of the next batch at most
+        self.rows = self._next()
+
+    def update(self, col: pa.Array) -> None:
+        """Count the batch just read (its column ``column``) and size the next."""
+        if len(col):
+            lengths = np.diff(col.offsets.to_numpy())
+            # As Parquet counts a list column's values: one per token, and
+            # one per empty or null list.
+            values = int(lengths.sum()) + int(np.count_nonzero(lengths == 0))
+            self._rows_read += len(col)
+            self._values_read += values
+            self._last = values / len(col)
+        self._most = 2 * self.rows
+        self.rows = self._next()
+
+    def _next(self) -> int:
+        per_row = max(self._last, 1.0)
+        rows = min(self._batch_tokens / per_row, _MAX_BATCH_ROWS)
+        # Every row group the batch would reach counts: the rest of this
+        # one, and the next ones whole.
+        g = int(np.searchsorted(self._ends, self._rows_read, side="right"))
+        start, values_before, reach = self._rows_read, self._values_read, 0
+        while g < self._ends.shape[0] and start < self._rows_read + rows:
+            values_left = int(self._value_ends[g]) - values_before
+            reach += values_left
+            per_row = max(per_row, values_left / (int(self._ends[g]) - start))
+            rows = min(rows, self._batch_tokens / per_row)
+            start, values_before = int(self._ends[g]), int(self._value_ends[g])
+            g += 1
+        if reach > self._batch_tokens:  # the rows could hold more: feel the way
+            rows = min(rows, self._most)
+        return int(max(rows, _MIN_BATCH_ROWS))
+
+
+def _chunk_values(group: pq.RowGroupMetaData, column: str) -> int:
+    """Values (tokens, plus one per empty list) of the list column ``column`` in ``group``."""
+    for c in range(group.num_columns):
+        chunk = group.column(c)
+        path = chunk.path_in_schema
+        # The leaf of a list column: "name.list.element" (or "name.array"
+        # as older writers name it); a "." in the name itself is kept.
+        if path.startswith(column + ".") and path[len(column) + 1 :].count(".") <= 1:
+            return int(chunk.num_values)
+    return 0
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

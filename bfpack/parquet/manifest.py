@@ -6,8 +6,10 @@ It records what a reader needs to trust the directory:
   shards of two runs never share one);
 - ``source`` and ``inputs``: the files read, each with its ``path``
   (relative to the source directory; the file name for a one-file source),
-  ``size`` in bytes and ``rows``; ``skipped``: the files and directories
-  the ``_``/``.`` convention left out;
+  ``size`` in bytes, ``rows``, ``mtime_ns`` and ``footer_sha256`` (of the
+  file's footer: its metadata, their length and the magic), as they were
+  throughout the run; ``skipped``: the files and directories the ``_``/``.``
+  convention left out;
 - ``options``: how it was packed;
 - ``shards``, in order: ``file``, ``rows``, ``bytes`` and ``sha256`` (of
   the file's bytes);
