@@ -404,7 +404,8 @@ def _parser():
         "--out",
         metavar="DIR",
         help="directory for the corpus (stdlib.parquet) and the packed rows (packed/), "
-        "created if needed; both are replaced on a rerun (default: ./bfpack-demo)",
+        "created if needed; both are replaced on a rerun, and nothing else there is "
+        "touched (default: ./bfpack-demo)",
     )
     d.set_defaults(run=_cmd_demo)
     return parser
