@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -64,6 +65,10 @@ class ShardWriter:
     in_flight : int
         Shards encoded at once in threads of their own; 0 writes each in
         the calling thread (a Dask task, which Dask counts as one core).
+    before_shard : callable, optional
+        Called with no argument in the calling thread before each shard is
+        started; what it raises stops the writing (a Dask task checks
+        there that its run goes on).
     """
 
     def __init__(
@@ -75,8 +80,10 @@ class ShardWriter:
         first: int = 0,
         rows_per_shard: int | None = None,
         in_flight: int = IN_FLIGHT,
+        before_shard: Callable[[], Any] | None = None,
     ) -> None:
         self.folder = folder
+        self.before_shard = before_shard
         self.row_group_size = row_group_size
         self.prefix = prefix
         self.rows_per_shard = rows_per_shard
@@ -113,6 +120,8 @@ class ShardWriter:
             self._pending_rows = rest.num_rows
 
     def _start(self, table: pa.Table) -> None:
+        if self.before_shard is not None:
+            self.before_shard()
         path = os.path.join(self.folder, f"{self.prefix}-{self._next:05d}.parquet")
         self._next += 1
         if self._pool is None:

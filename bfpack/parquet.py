@@ -93,7 +93,12 @@ class Options:
         )
 
     def writer(
-        self, folder: str, prefix: str = "part", *, in_flight: int = IN_FLIGHT
+        self,
+        folder: str,
+        prefix: str = "part",
+        *,
+        in_flight: int = IN_FLIGHT,
+        before_shard: Callable[[], Any] | None = None,
     ) -> ShardWriter:
         """A shard writer of these options."""
         return ShardWriter(
@@ -102,6 +107,7 @@ class Options:
             prefix=prefix,
             rows_per_shard=self.rows_per_shard,
             in_flight=in_flight,
+            before_shard=before_shard,
         )
 
     def record(self, spec: OutputSpec) -> dict[str, Any]:

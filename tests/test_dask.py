@@ -151,9 +151,9 @@ def test_rows_per_shard_and_options_pass_through(client, source, tmp_path):
 _real_pack_group = bdask._pack_group
 
 
-def _pack_group_then_die_once(group, folder, task, o, spec):
+def _pack_group_then_die_once(group, folder, lock, task, o, spec):
     """The task, whose first run of task 2 kills its worker after writing its shards."""
-    result = _real_pack_group(group, folder, task, o, spec)
+    result = _real_pack_group(group, folder, lock, task, o, spec)
     marker = os.path.join(os.path.dirname(folder), "killed-once")
     if task == 2 and not os.path.exists(marker):
         open(marker, "w").close()
