@@ -75,6 +75,21 @@ def _pad_value(given):
     )
 
 
+#: Run by each worker process of ``--workers`` (a Dask preload): Ctrl-C in a
+#: terminal signals the whole process group, and only the driver must act
+#: on it (stop the tasks, wait for them, clean up); a worker that took it
+#: would die with a traceback, its tasks left to be run again.
+_WORKER_PRELOAD = """
+import signal
+import threading
+
+
+def dask_setup(worker):
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+"""
+
+
 @contextlib.contextmanager
 def _dask_client(args):
     """A Dask client for ``--workers``/``--scheduler``, closed afterwards; else None."""
@@ -106,6 +121,7 @@ def _dask_client(args):
                         threads_per_worker=1,
                         processes=True,
                         dashboard_address=":0",
+                        preload=[_WORKER_PRELOAD],
                     )
                 )
                 client = stack.enter_context(distributed.Client(cluster))

@@ -89,7 +89,7 @@ def _check_live(folder: str, lock: str) -> None:
     if os.path.exists(os.path.join(folder, _STOP)):
         raise _Stopped("stopped: the run failed or was interrupted")
     if not os.path.isdir(folder):
-        raise _Stopped(f"stopped: the staged output {folder} was removed")
+        raise _Stopped(f"stopped: the staged output {folder} was removed or cannot be seen")
     if not _is_locked(lock):
         raise _Stopped(f"stopped: the run's lock {lock} is no longer held")
 
@@ -376,6 +376,11 @@ def _gather(
     totals = dict(documents=0, tokens=0, sequences=0, windows=0, total_documents=total)
     for future in distributed.as_completed(futures):
         result = future.result()  # a task's error, raised here as it was raised there
+        if isinstance(result, str):  # the task found its run given up, which it is not
+            raise ClusterError(
+                f"a task {result}; the staged output and the lock beside the destination "
+                f"must be on a file system every worker sees at the same path"
+            )
         results[future.key] = result
         totals["documents"] += result.counts.documents
         totals["tokens"] += result.counts.tokens
@@ -388,26 +393,30 @@ def _gather(
 
 def _pack_group(
     group: ParquetSource, folder: str, lock: str, task: int, o: Options, spec: OutputSpec
-) -> _TaskResult:
+) -> _TaskResult | str:
     """One task: pack the files of ``group``, keeping the open sequences open.
 
     It reads, packs and writes in turn, in its own thread: Dask counts a
     task as one core, and runs as many tasks at once as a worker has threads.
     Before every window and every shard it checks that its run goes on
-    (:func:`_check_live`), and stops otherwise.
+    (:func:`_check_live`); otherwise it stops and returns why, a string
+    (not an error, which each worker would log at length).
     """
     seed = None if o.seed is None else o.seed + (task + 1) * _SEED_STRIDE
     packer = o.packer(spec, seed=seed)
     live = functools.partial(_check_live, folder, lock)
     writer = o.writer(folder, prefix=f"part-{task:05d}", in_flight=0, before_shard=live)
     try:
-        for table, _ in group.windows(spec, o.window_tokens):
-            live()
-            rows = packer.step(table)
-            if rows.num_rows:
-                writer.write(rows)
-    finally:
-        shards = writer.close()
+        try:
+            for table, _ in group.windows(spec, o.window_tokens):
+                live()
+                rows = packer.step(table)
+                if rows.num_rows:
+                    writer.write(rows)
+        finally:
+            shards = writer.close()
+    except _Stopped as stopped:
+        return str(stopped)
     stats = packer.stats()
     return _TaskResult(
         shards=shards,
