@@ -550,3 +550,43 @@ def test_cli_sigint_with_a_scheduler_stops_every_task_before_it_exits(
     started, ended = _started_and_ended(record)
     assert started == ended and len(started) >= 2, (started, ended)
     assert leftovers(tmp_path) == [] and not (tmp_path / "o").exists()
+
+
+def test_cli_ctrl_c_with_workers_stops_every_task_and_leaves_nothing(scratch, source, tmp_path):
+    import time
+
+    src, _ = source
+    record = tmp_path / "record"
+    record.mkdir()
+    env = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(scratch)}
+    args = ("pack", src, tmp_path / "o", "--seq-len", SEQ_LEN, "--window-tokens", 4_000)
+    # In a session of its own, so that SIGINT reaches the whole process
+    # group, workers included, as Ctrl-C in a terminal does.
+    p = cli_child(
+        "record",
+        record,
+        tmp_path / "go",
+        "--",
+        *args,
+        "--workers",
+        2,
+        env=env,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(1200):  # until the first task has ended
+            if (record / "ended-0").exists() or p.poll() is not None:
+                break
+            time.sleep(0.1)
+        os.killpg(p.pid, signal.SIGINT)
+        (tmp_path / "go").touch()
+        _, err = p.communicate(timeout=300)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.splitlines()[-1].startswith("bfpack: interrupted by SIGINT; nothing was written")
+    started, ended = _started_and_ended(record)
+    assert started == ended and len(started) >= 2, (started, ended)
+    assert leftovers(tmp_path) == [] and not (tmp_path / "o").exists()
