@@ -17,6 +17,13 @@ The work is cut by the input alone, never by the number of workers:
 
 So the output is byte-identical whatever the number of workers, and a
 worker that dies mid-task costs only that task, which Dask runs again.
+
+A run that fails or is interrupted stops its tasks and waits for them
+before the staged output is removed (:func:`_stop_tasks`): Dask cannot
+stop a running task, so each task checks before every window and shard
+that its run goes on (:func:`_check_live`: no stop file, the staged
+directory there, the destination's lock held), which also stops the tasks
+of a driver that died on a cluster that outlives it.
 """
 
 from __future__ import annotations
@@ -237,9 +244,16 @@ def pack_parquet(
         ``distributed`` is not installed.
     TypeError, ValueError
         Bad options (as :func:`bfpack.parquet.pack_parquet`), no client,
-        or an input file that cannot be read (one line naming it; the
-        other tasks stop at their next window, and ``dst`` keeps what it
-        held).
+        or an input file that cannot be read (one line naming it).
+    ClusterError
+        The cluster failed the run: a task whose workers kept dying
+        (``KilledWorker``), a lost scheduler, or a worker that cannot see
+        the staged output (an OSError).
+
+    On any error, and on KeyboardInterrupt, the tasks are stopped (each
+    before its next window or shard) and waited for, then the staged
+    output is removed: nothing is left beside ``dst``, which keeps what
+    it held, and no task writes after this returns.
 
     Notes
     -----
