@@ -171,7 +171,8 @@ def _stop_tasks(client: Any, futures: list[Any], folder: str) -> None:
             type(exc).__name__,
         )
     finally:
-        client.cancel(futures)
+        with contextlib.suppress(Exception):  # a client already closed or lost
+            client.cancel(futures)
 
 
 @dataclass(frozen=True)
