@@ -135,7 +135,10 @@ def cluster_errors(what: str, *, every: bool = False) -> Iterator[None]:
     except (Exception, asyncio.CancelledError) as exc:
         if not (every or _from_dask(exc)):
             raise
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        try:
+            detail = str(exc).strip().partition("\n")[0]
+        except Exception:  # Dask's own __str__ may fail on what it holds
+            detail = ""
         raise ClusterError(
             f"{what}: {type(exc).__name__}{f': {detail}' if detail else ''}"
         ) from exc

@@ -2,11 +2,14 @@
 of workers, every token once, a worker killed mid-run, a damaged file, the
 command line, and every bad option."""
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pyarrow as pa
@@ -590,3 +593,62 @@ def test_cli_ctrl_c_with_workers_stops_every_task_and_leaves_nothing(scratch, so
     started, ended = _started_and_ended(record)
     assert started == ended and len(started) >= 2, (started, ended)
     assert leftovers(tmp_path) == [] and not (tmp_path / "o").exists()
+
+
+def test_the_lock_probe_counts_what_it_cannot_tell_as_held(tmp_path, monkeypatch):
+    path = tmp_path / ".o.lock"
+    assert not bdask._is_locked(str(path))  # no lock file: no run
+    lock = DestinationLock(str(tmp_path / "o"))
+    lock.acquire()
+    try:
+        assert bdask._is_locked(lock.path)
+    finally:
+        lock.release()
+    path.touch()
+    assert not bdask._is_locked(str(path))  # a file nobody holds: the run died
+
+    def denied(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(bdask.os, "open", denied)
+    assert bdask._is_locked(str(path))  # the staged directory decides then
+
+
+@pytest.mark.parametrize(
+    "error, cluster",
+    [
+        (distributed.KilledWorker("k", types.SimpleNamespace(address="tcp://w"), 0), True),
+        (distributed.KilledWorker("k", "no address", 0), True),
+        (TimeoutError("no reply"), True),
+        (asyncio.CancelledError(), True),
+        (ValueError("cannot read f.parquet"), False),
+        (pa.ArrowInvalid("bad page"), False),
+    ],
+)
+def test_only_dasks_own_errors_are_cluster_errors(error, cluster):
+    raised = pytest.raises(bdask.ClusterError) if cluster else pytest.raises(type(error))
+    with raised as info, bdask.cluster_errors("the run"):
+        raise error
+    if cluster:
+        assert str(info.value).startswith(f"the run: {type(error).__name__}")
+        assert info.value.__cause__ is error
+
+
+def test_tasks_that_do_not_end_in_time_are_cancelled_and_said(tmp_path, monkeypatch, caplog):
+    cancelled = []
+
+    class Client:
+        def as_current(self):
+            return contextlib.nullcontext()
+
+        def cancel(self, futures):
+            cancelled.extend(futures)
+            raise RuntimeError("the client is closed")  # never hides the run's error
+
+    def wait(futures, timeout):
+        raise TimeoutError
+
+    monkeypatch.setattr(distributed, "wait", wait)
+    bdask._stop_tasks(Client(), ["f1", "f2"], str(tmp_path))
+    assert (tmp_path / bdask._STOP).exists() and cancelled == ["f1", "f2"]
+    assert "did not all end (TimeoutError)" in caplog.text

@@ -217,13 +217,17 @@ def test_out_is_removed_whole_only_when_the_demo_made_it(tmp_path, monkeypatch, 
     assert "Remove it with: rm -r 'new dir'   [" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("entry", ["stdlib.parquet", "packed"])
-def test_the_users_corpus_or_packed_output_is_refused(tmp_path, capsys, entry):
-    # A Parquet file of the same name, and a real bfpack output, not the demo's.
+@pytest.mark.parametrize(
+    "entry, kind", [("stdlib.parquet", "parquet"), ("stdlib.parquet", "text"), ("packed", "output")]
+)
+def test_the_users_corpus_or_packed_output_is_refused(tmp_path, capsys, entry, kind):
+    # A Parquet or text file of the same name, a real bfpack output: not the demo's.
     data = tmp_path / "data.parquet"
     pq.write_table(stdlib_table().slice(0, 5), data)
-    if entry == "packed":
+    if kind == "output":
         bfpack.pack_parquet(data, tmp_path / "packed", 4096)
+    elif kind == "text":
+        (tmp_path / entry).write_text("my notes")
     else:
         os.rename(data, tmp_path / entry)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
