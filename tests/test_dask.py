@@ -316,9 +316,11 @@ def leftovers(parent, name="o"):
     return [n for n in os.listdir(parent) if n.startswith(f".{name}.") and n != f".{name}.lock"]
 
 
-def _recorded_task(record, wait_for):
+def _recorded_task(record, wait_for, then="0"):
     """``_pack_group``, recording when each task starts and ends in ``record``;
-    every task but the first waits (up to 60 s) for the file ``wait_for``."""
+    every task but the first waits (up to 60 s) for the file ``wait_for``,
+    then ``then`` seconds more (still running when a driver that does not
+    wait for it has exited)."""
 
     def task(*args):
         import time
@@ -331,6 +333,7 @@ def _recorded_task(record, wait_for):
                     if os.path.exists(wait_for):
                         break
                     time.sleep(0.1)
+                time.sleep(float(then))
             return _real_pack_group(*args)
         finally:
             open(os.path.join(record, f"ended-{k}"), "w").close()
@@ -531,6 +534,7 @@ def test_cli_sigint_with_a_scheduler_stops_every_task_before_it_exits(
         "record",
         record,
         tmp_path / "go",  # the tasks wait for it: still running when SIGINT comes
+        3,
         "--",
         *args,
         "--scheduler",
@@ -569,6 +573,7 @@ def test_cli_ctrl_c_with_workers_stops_every_task_and_leaves_nothing(scratch, so
         "record",
         record,
         tmp_path / "go",
+        3,
         "--",
         *args,
         "--workers",
