@@ -46,7 +46,11 @@ cache that cannot be written after all (a kernel missing from a read-only
 cache, a full disk) or read; importing and packing never fail for want of
 a cache. numba alone raises at import in these cases ("no locator
 available"), which is why the cache is chosen here and not by
-``cache=True``.
+``cache=True``. A damaged cache file (cut short by a full disk or a
+killed process, or overwritten), which numba would fail to unpickle in
+every later process, is treated as a missing one: it is removed, the
+kernel compiled and saved again, and one warning per process names the
+cache directory.
 
 numba writes each cache file under a temporary name and renames it into
 place, so processes that start cold together each compile and the last
@@ -72,6 +76,7 @@ interrupted anyway, so an interrupt comes no later than it would have.
 ``tests/test_design.py`` checks that no kernel is called otherwise.
 """
 
+import contextlib
 import ctypes
 import os
 import sys
@@ -143,12 +148,77 @@ def _warn_uncached(reason: str) -> None:
     )
 
 
+_warned_damaged = False
+
+
+def _warn_damaged(folder: str, name: str, exc: BaseException) -> None:
+    """Say once per process that a damaged cache entry was removed."""
+    global _warned_damaged
+    if _warned_damaged:
+        return
+    _warned_damaged = True
+    warnings.warn(
+        f"numba's cache in {folder} held a damaged entry ({name}: "
+        f"{type(exc).__name__}: {exc}); bfpack removed it and compiles the kernel again",
+        UserWarning,
+        stacklevel=2,
+    )
+
+
+class _CacheFile(_numba_class("IndexDataCacheFile")):  # type: ignore[misc]
+    """numba's index and data files, where a damaged file (cut short by a
+    full disk or a killed compile, or overwritten) is a missing one.
+
+    numba writes each file under a temporary name and renames it, so a
+    damaged file is rare, but numba raises on it in every later process
+    (UnpicklingError, EOFError...): unpickling may raise almost any
+    exception, so every one but OSError (a file that cannot be read at all,
+    reported by :class:`_FunctionCache`) means a damaged file. It is
+    removed, so the entry is compiled and saved again.
+    """
+
+    def _load_index(self) -> dict:
+        try:
+            return cast(dict, super()._load_index())
+        except OSError:
+            raise
+        except Exception as exc:
+            self._discard(self._index_path, exc)
+            return {}
+
+    def _load_data(self, name: str) -> Any:
+        try:
+            return super()._load_data(name)
+        except OSError:
+            raise
+        except Exception as exc:
+            self._discard(self._data_path(name), exc)
+            return None  # as for a missing data file: numba compiles
+
+    def _discard(self, path: str, exc: Exception) -> None:
+        # Another process may have replaced the file meanwhile: removing
+        # its good copy costs only one more compile. A read-only cache
+        # keeps the file; the kernel is compiled in every process then.
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        _warn_damaged(self._cache_path, os.path.basename(path), exc)
+
+
 class _FunctionCache(caching.FunctionCache):
     """numba's cache, found by :class:`_CacheImpl`; reading or writing it
     may fail (a read-only pre-built cache, a full disk) without failing the
-    call: the kernel is then compiled, or just not saved."""
+    call: the kernel is then compiled, or just not saved. A damaged entry
+    is removed and compiled again (:class:`_CacheFile`)."""
 
     _impl_class = _CacheImpl
+
+    def __init__(self, py_func: Callable) -> None:
+        super().__init__(py_func)
+        self._cache_file = _CacheFile(
+            cache_path=self._cache_path,
+            filename_base=self._impl.filename_base,
+            source_stamp=self._impl.locator.get_source_stamp(),
+        )
 
     def load_overload(self, sig: Any, target_context: Any) -> Any:
         try:

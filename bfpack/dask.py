@@ -17,13 +17,24 @@ The work is cut by the input alone, never by the number of workers:
 
 So the output is byte-identical whatever the number of workers, and a
 worker that dies mid-task costs only that task, which Dask runs again.
+
+A run that fails or is interrupted stops its tasks and waits for them
+before the staged output is removed (:func:`_stop_tasks`): Dask cannot
+stop a running task, so each task checks before every window and shard
+that its run goes on (:func:`_check_live`: no stop file, the staged
+directory there, the destination's lock held), which also stops the tasks
+of a driver that died on a cluster that outlives it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
+import functools
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,12 +47,12 @@ from .options import DEFAULT_WINDOW_TOKENS, PackOptions
 from .packing import DocumentCounts, PackingStats
 from .parquet._shards import shard_writer
 from .parquet._source import ParquetSource
-from .parquet._staging import StagedOutput, check_paths
+from .parquet._staging import DestinationLock, StagedOutput, check_paths
 from .parquet.manifest import build_manifest, new_run_id, write_manifest
 from .stream import windows
 from .table import OutputSpec
 
-__all__ = ["DEFAULT_FILES_PER_TASK", "pack_parquet", "sequences_of_lengths"]
+__all__ = ["ClusterError", "DEFAULT_FILES_PER_TASK", "pack_parquet", "sequences_of_lengths"]
 
 #: Input files per task by default.
 DEFAULT_FILES_PER_TASK = 1
@@ -56,21 +67,116 @@ _log = logging.getLogger(__name__)
 #: The file that tells the tasks of a failed run to stop.
 _STOP = ".bfpack-stop"
 
+#: Seconds the driver of a failed or interrupted run waits for its tasks to
+#: stop (each stops before its next window or shard) before it removes the
+#: staged output anyway.
+_STOP_TIMEOUT = 120
+
+
+class ClusterError(OSError):
+    """The Dask cluster failed the run: workers that kept dying
+    (``KilledWorker``), a cluster that would not start, a lost scheduler.
+
+    An OSError, like other failures of the environment, so the command
+    line reports it in one line with exit status 2.
+    """
+
 
 class _Stopped(RuntimeError):
-    """A task stopped because another task of its run failed."""
+    """A task stopped because its run failed, was interrupted, or lost its driver."""
 
 
-def _wait_all(futures: list[Any]) -> None:
-    """Wait until every future has finished, with a result or an error."""
-    _distributed().wait(futures)
+def _check_live(folder: str, lock: str) -> None:
+    """Raise :class:`_Stopped` unless the run of the staged ``folder`` goes on.
+
+    A task calls this before every window and every shard it writes, so it
+    stops writing once the driver has given up: the driver asked it to (the
+    stop file), removed the staged directory, or died (nobody holds the
+    destination's lock, ``lock``, any more). A task may run on a cluster
+    that outlives the driver, so it cannot count on being cancelled.
+    """
+    if os.path.exists(os.path.join(folder, _STOP)):
+        raise _Stopped("stopped: the run failed or was interrupted")
+    if not os.path.isdir(folder):
+        raise _Stopped(f"stopped: the staged output {folder} was removed or cannot be seen")
+    if not _is_locked(lock):
+        raise _Stopped(f"stopped: the run's lock {lock} is no longer held")
 
 
-def _distributed() -> Any:
-    """The ``distributed`` module, or ImportError naming the extra to install."""
-    with requires("dask", needed_by="bfpack.dask"):
-        import distributed
-    return distributed
+def _is_locked(path: str) -> bool:
+    """Whether a process holds the ``flock`` of ``path``; True when it cannot be told."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    except OSError:  # not ours to open: the staged directory still decides
+        return True
+    try:
+        # The driver holds it exclusive: a shared lock is refused while it lives.
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:  # BlockingIOError: held; anything else: cannot tell
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def cluster_errors(what: str, *, every: bool = False) -> Iterator[None]:
+    """Raise what Dask raises in the block (a worker that kept dying, a
+    cluster or scheduler lost) as :class:`ClusterError` saying ``what``
+    failed; the errors of the tasks themselves pass as they are. With
+    ``every``, every error is the cluster's (starting one: a nanny that
+    fails to start raises a plain RuntimeError)."""
+    try:
+        yield
+    except (_Stopped, ClusterError):
+        raise
+    except (Exception, asyncio.CancelledError) as exc:
+        if not (every or _from_dask(exc)):
+            raise
+        try:
+            detail = str(exc).strip().partition("\n")[0]
+        except Exception:  # Dask's own __str__ may fail on what it holds
+            detail = ""
+        raise ClusterError(
+            f"{what}: {type(exc).__name__}{f': {detail}' if detail else ''}"
+        ) from exc
+
+
+def _from_dask(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from Dask (or its event loop), not from bfpack's code."""
+    if isinstance(exc, (asyncio.CancelledError, TimeoutError)):
+        return True
+    module = type(exc).__module__ or ""
+    return module.split(".")[0] in ("distributed", "dask", "tornado", "asyncio")
+
+
+def _stop_tasks(client: Any, futures: list[Any], folder: str) -> None:
+    """Stop the tasks of a run that failed or was interrupted, and wait for them.
+
+    Dask cannot stop a task that is running (a cancelled one runs on, its
+    result dropped), so the tasks are asked to: each stops before its next
+    window or shard. Only once they have all ended may the staged
+    directory be removed, or one would write into it after.
+    """
+    distributed = _distributed()
+    with contextlib.suppress(OSError):
+        open(os.path.join(folder, _STOP), "w").close()
+    try:
+        with client.as_current():
+            distributed.wait(futures, timeout=_STOP_TIMEOUT)
+    except Exception as exc:  # a timeout, a lost cluster: the tasks check the directory
+        _log.warning(
+            "the tasks of the failed run did not all end (%s); they stop at their next "
+            "shard, as the staged output is removed",
+            type(exc).__name__,
+        )
+    finally:
+        with contextlib.suppress(Exception):  # a client already closed or lost
+            client.cancel(futures)
 
 
 @dataclass(frozen=True)
@@ -143,14 +249,21 @@ def pack_parquet(
         ``distributed`` is not installed.
     TypeError, ValueError
         Bad options (as :func:`bfpack.parquet.pack_parquet`), no client,
-        or an input file that cannot be read (one line naming it; the
-        other tasks stop at their next window, and ``dst`` keeps what it
-        held).
+        or an input file that cannot be read (one line naming it).
+    ClusterError
+        The cluster failed the run: a task whose workers kept dying
+        (``KilledWorker``), a lost scheduler, or a worker that cannot see
+        the staged output (an OSError).
 
     Notes
     -----
     A worker that dies is replaced and its tasks run again by the
     scheduler (up to ``distributed.scheduler.allowed-failures`` times).
+    On any error, and on KeyboardInterrupt, the tasks are stopped (each
+    before its next window or shard) and waited for, then the staged
+    output is removed: nothing is left beside ``dst``, which keeps what
+    it held, and no task writes after this returns.
+
     Packing in tasks costs a little quality: each task completes the
     sequences it cannot improve on and hands back only the roomiest; on
     20M web-like documents in 16 files the result has 0.0013% more
@@ -186,22 +299,28 @@ def pack_parquet(
             files_per_task,
             client,
         )
-        futures = [
-            client.submit(
-                _pack_group, group, out.folder, task, o, spec, key=f"bfpack-{run_id}-{task}"
-            )
-            for task, group in enumerate(groups)
-        ]
+        lock = DestinationLock(out.dst).path
+        futures: list[Any] = []
         try:
-            results = _gather(client, futures, source.rows, progress)
-        except Exception:
-            # Stop the other tasks at their next window and let them end
-            # before the staged output is removed, so none writes into it after.
-            open(os.path.join(out.folder, _STOP), "w").close()
-            _wait_all(futures)
-            raise
+            with cluster_errors("the Dask cluster failed the run"):
+                for task, group in enumerate(groups):
+                    futures.append(
+                        client.submit(
+                            _pack_group,
+                            group,
+                            out.folder,
+                            lock,
+                            task,
+                            o,
+                            spec,
+                            key=f"bfpack-{run_id}-{task}",
+                        )
+                    )
+                results = _gather(client, futures, source.rows, progress)
         except BaseException:
-            client.cancel(futures)
+            # An error, or an interrupt: no task may write after the staged
+            # output is removed (on leaving the with block).
+            _stop_tasks(client, futures, out.folder)
             raise
         last = o.packer(spec, seed=o.seed)
         writer = shard_writer(o, out.folder, prefix="part-last")
@@ -232,11 +351,18 @@ def pack_parquet(
             stats=stats.to_dict(),
         )
         _remove_temporary_files(out.folder)
-        source.check_unchanged()  # the manifest's inputs are the files as they are now
+        source.check_unchanged()
         write_manifest(out.folder, manifest)
         out.commit()
     _log.info("wrote %s shard(s) and the manifest to %s", len(shards), os.fspath(dst))
     return manifest
+
+
+def _distributed() -> Any:
+    """The ``distributed`` module, or ImportError naming the extra to install."""
+    with requires("dask", needed_by="bfpack.dask"):
+        import distributed
+    return distributed
 
 
 def _client(client: Any) -> Any:
@@ -273,6 +399,11 @@ def _gather(
     totals = dict(documents=0, tokens=0, sequences=0, windows=0, total_documents=total)
     for future in distributed.as_completed(futures):
         result = future.result()  # a task's error, raised here as it was raised there
+        if isinstance(result, str):  # the task found its run given up, which it is not
+            raise ClusterError(
+                f"a task {result}; the staged output and the lock beside the destination "
+                f"must be on a file system every worker sees at the same path"
+            )
         results[future.key] = result
         totals["documents"] += result.counts.documents
         totals["tokens"] += result.counts.tokens
@@ -284,26 +415,31 @@ def _gather(
 
 
 def _pack_group(
-    group: ParquetSource, folder: str, task: int, o: PackOptions, spec: OutputSpec
-) -> _TaskResult:
+    group: ParquetSource, folder: str, lock: str, task: int, o: PackOptions, spec: OutputSpec
+) -> _TaskResult | str:
     """One task: pack the files of ``group``, keeping the open sequences open.
 
     It reads, packs and writes in turn, in its own thread: Dask counts a
     task as one core, and runs as many tasks at once as a worker has threads.
+    Before every window and every shard it checks that its run goes on
+    (:func:`_check_live`); otherwise it stops and returns why, a string
+    (not an error, which each worker would log at length).
     """
     seed = None if o.seed is None else o.seed + (task + 1) * _SEED_STRIDE
     packer = o.packer(spec, seed=seed)
-    writer = shard_writer(o, folder, prefix=f"part-{task:05d}", in_flight=0)
-    stop = os.path.join(folder, _STOP)
+    live = functools.partial(_check_live, folder, lock)
+    writer = shard_writer(o, folder, prefix=f"part-{task:05d}", in_flight=0, before_shard=live)
     try:
-        for table, _ in group.windows(spec, o.window_tokens):
-            if os.path.exists(stop):
-                raise _Stopped("stopped: another task of the run failed")
-            rows = packer.step(table)
-            if rows.num_rows:
-                writer.write(rows)
-    finally:
-        shards = writer.close()
+        try:
+            for table, _ in group.windows(spec, o.window_tokens):
+                live()
+                rows = packer.step(table)
+                if rows.num_rows:
+                    writer.write(rows)
+        finally:
+            shards = writer.close()
+    except _Stopped as stopped:
+        return str(stopped)
     stats = packer.stats()
     return _TaskResult(
         shards=shards,

@@ -3,6 +3,7 @@ and packing in forked and spawned workers with a cold and a warm cache."""
 
 import json
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -306,3 +307,89 @@ def test_a_cache_that_fails_to_read_or_write_warns_and_goes_on(kernel_file, monk
         cache.save_overload(None, None)
     [warning] = _cache_warnings(record)
     assert "cannot be read" in str(warning.message) and str(tmp_path) in str(warning.message)
+
+
+# A damaged cache entry (a file cut short by a full disk or a killed
+# compile, or overwritten) is a missing one: compiled again, said once.
+
+#: A child that packs a little and prints the number of sequences.
+_PACK_CHILD = """
+import numpy as np
+import bfpack
+print(bfpack.pack(np.array([3, 4, 5, 100, 60]), 128).stats().sequences)
+"""
+
+
+def _damage(path, how):
+    if how == "truncated":
+        os.truncate(path, os.path.getsize(path) // 2)
+    elif how == "garbage":
+        path.write_bytes(bytes(range(256)) * 8)
+    else:
+        path.write_bytes(b"")
+
+
+@pytest.fixture(scope="module")
+def warm_cache(tmp_path_factory):
+    """A numba cache holding the kernels of ``_PACK_CHILD``."""
+    cache = tmp_path_factory.mktemp("warm-cache")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    run = subprocess.run(
+        [sys.executable, "-c", _PACK_CHILD], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return cache
+
+
+@needs_jit
+@pytest.mark.parametrize(
+    "suffix, how",
+    [(".nbi", "truncated"), (".nbc", "truncated"), (".nbc", "garbage"), (".nbi", "empty")],
+)
+def test_a_damaged_cache_entry_is_compiled_again_and_said_once(warm_cache, tmp_path, suffix, how):
+    cache = tmp_path / "cache"
+    shutil.copytree(warm_cache, cache)
+    folder = _cache_files(cache)
+    damaged = [
+        p for p in sorted(pathlib.Path(folder).iterdir()) if p.name.startswith("bfd.best_fit")
+    ]
+    for path in damaged:
+        if path.name.endswith(suffix):
+            _damage(path, how)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    runs = [
+        subprocess.run([sys.executable, "-c", _PACK_CHILD], capture_output=True, text=True, env=env)
+        for _ in range(2)
+    ]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert run.stdout.split() == ["2"]
+    [warning] = [line for line in runs[0].stderr.splitlines() if "UserWarning" in line]
+    assert f"numba's cache in {folder} held a damaged entry (bfd.best_fit" in warning
+    # The entry was written again: the next process loads it, and says nothing.
+    assert "Warning" not in runs[1].stderr, runs[1].stderr
+    assert all(p.stat().st_size > 0 for p in damaged if p.exists())
+
+
+def test_a_damaged_index_or_data_file_is_removed_and_said_once(kernel_file, monkeypatch, tmp_path):
+    import numba
+
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(_jit, "_warned_damaged", False)
+    files = _jit._cache_for(kernel_file)._cache_file
+    os.makedirs(files._cache_path, exist_ok=True)
+    index = pathlib.Path(files._index_path)
+    data = pathlib.Path(files._data_path("kern.twice-1.py.1.nbc"))
+    for path in (index, data):
+        path.write_bytes(b"\x80\x05garbage")
+    with pytest.warns(UserWarning) as record:
+        assert files._load_index() == {}
+        assert files._load_data(data.name) is None
+    assert not index.exists() and not data.exists()
+    [warning] = [w for w in record if "damaged entry" in str(w.message)]
+    assert str(warning.message).startswith(f"numba's cache in {files._cache_path} held")
+    assert index.name in str(warning.message)
+    # A file that cannot be read at all is the caller's to report.
+    data.mkdir()
+    with pytest.raises(OSError):
+        files._load_data(data.name)

@@ -2,11 +2,14 @@
 of workers, every token once, a worker killed mid-run, a damaged file, the
 command line, and every bad option."""
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +25,11 @@ dask = need("dask")
 
 import bfpack  # noqa: E402
 from bfpack import dask as bdask  # noqa: E402
+from bfpack.cli import main as cli_main  # noqa: E402
+from bfpack.options import PackOptions  # noqa: E402
 from bfpack.parquet import pack_parquet as single_process  # noqa: E402
+from bfpack.parquet._source import ParquetSource  # noqa: E402
+from bfpack.parquet._staging import DestinationLock  # noqa: E402
 from bfpack.parquet.manifest import MANIFEST  # noqa: E402
 
 from outputs import contents  # noqa: E402
@@ -154,9 +161,9 @@ def test_rows_per_shard_and_options_pass_through(client, source, tmp_path):
 _real_pack_group = bdask._pack_group
 
 
-def _pack_group_then_die_once(group, folder, task, o, spec):
+def _pack_group_then_die_once(group, folder, lock, task, o, spec):
     """The task, whose first run of task 2 kills its worker after writing its shards."""
-    result = _real_pack_group(group, folder, task, o, spec)
+    result = _real_pack_group(group, folder, lock, task, o, spec)
     marker = os.path.join(os.path.dirname(folder), "killed-once")
     if task == 2 and not os.path.exists(marker):
         open(marker, "w").close()
@@ -301,3 +308,344 @@ def test_cli_bad_cluster_options(cli, source, tmp_path, extra, text):
     r = cli("pack", src, tmp_path / "o", "--seq-len", SEQ_LEN, *extra)
     assert r.returncode == 2 and text in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert not (tmp_path / "o").exists()
+
+
+# A run that fails or is interrupted: its tasks stop, the driver waits for
+# them, and nothing is left beside DST; Dask's own failures are one line.
+
+
+def leftovers(parent, name="o"):
+    """What a run to ``parent/name`` left beside it (the lock file aside)."""
+    return [n for n in os.listdir(parent) if n.startswith(f".{name}.") and n != f".{name}.lock"]
+
+
+def _recorded_task(record, wait_for, then="0"):
+    """``_pack_group``, recording when each task starts and ends in ``record``;
+    every task but the first waits (up to 60 s) for the file ``wait_for``,
+    then ``then`` seconds more (still running when a driver that does not
+    wait for it has exited)."""
+
+    def task(*args):
+        import time
+
+        k = next(a for a in args if isinstance(a, int))  # the task's number
+        open(os.path.join(record, f"started-{k}"), "w").close()
+        try:
+            if k:
+                for _ in range(600):
+                    if os.path.exists(wait_for):
+                        break
+                    time.sleep(0.1)
+                time.sleep(float(then))
+            return _real_pack_group(*args)
+        finally:
+            open(os.path.join(record, f"ended-{k}"), "w").close()
+
+    return task
+
+
+def _started_and_ended(record):
+    names = os.listdir(record)
+    return (
+        sorted(n.split("-")[1] for n in names if n.startswith("started-")),
+        sorted(n.split("-")[1] for n in names if n.startswith("ended-")),
+    )
+
+
+def test_an_interrupt_stops_and_waits_for_every_task_and_leaves_nothing(
+    source, tmp_path, monkeypatch
+):
+    src, _ = source
+    record = tmp_path / "record"
+    record.mkdir()
+    go = tmp_path / "interrupted"
+    monkeypatch.setattr(bdask, "_pack_group", _recorded_task(str(record), str(go)))
+
+    def interrupt(totals):  # Ctrl-C as the first task completes
+        go.touch()
+        raise KeyboardInterrupt
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as c,
+        distributed.Client(c) as cl,
+    ):
+        with pytest.raises(KeyboardInterrupt):
+            bdask.pack_parquet(
+                src, tmp_path / "o", SEQ_LEN, client=cl, progress=interrupt, **OPTIONS
+            )
+        # When the driver returns (the cluster still up), no task runs any
+        # more: none can write after.
+        started, ended = _started_and_ended(record)
+        assert started == ended and len(started) >= 2, (started, ended)
+        assert leftovers(tmp_path) == [] and not (tmp_path / "o").exists()
+
+
+def test_a_task_stops_once_its_run_is_given_up(source, tmp_path):
+    src, _ = source
+    o = PackOptions(SEQ_LEN, window_tokens=1_000)
+    group = bdask._groups(ParquetSource.open(src), 1)[0]
+    spec = group.spec(columns=None, pad_value=None, position_ids=False)
+    folder = tmp_path / ".o.tmp-1-ab"
+    lock = DestinationLock(str(tmp_path / "o"))
+
+    def run():
+        return bdask._pack_group(group, str(folder), lock.path, 0, o, spec)
+
+    # The driver is gone: its lock file is there, but nobody holds it.
+    folder.mkdir()
+    open(lock.path, "w").close()
+    assert run() == f"stopped: the run's lock {lock.path} is no longer held"
+    assert os.listdir(folder) == []
+    lock.acquire()
+    try:
+        assert run().shards  # the run goes on: the task writes
+        for name in os.listdir(folder):
+            os.unlink(folder / name)
+        (folder / bdask._STOP).touch()  # the driver asked the tasks to stop
+        assert run() == "stopped: the run failed or was interrupted"
+        assert os.listdir(folder) == [bdask._STOP]
+        (folder / bdask._STOP).unlink()
+        folder.rmdir()  # the staged output was removed
+        assert run() == f"stopped: the staged output {folder} was removed or cannot be seen"
+        assert not folder.exists()
+    finally:
+        lock.release()
+
+
+def _pack_group_elsewhere(group, folder, *args):
+    """The task, on a worker that does not see the staged directory."""
+    return _real_pack_group(group, folder + "-elsewhere", *args)
+
+
+def test_a_worker_that_cannot_see_the_staged_output_fails_the_run(
+    client, source, tmp_path, monkeypatch
+):
+    src, _ = source
+    monkeypatch.setattr(bdask, "_pack_group", _pack_group_elsewhere)
+    with pytest.raises(bdask.ClusterError, match=r"^a task stopped: the staged output .* every"):
+        bdask.pack_parquet(src, tmp_path / "o", SEQ_LEN, client=client, **OPTIONS)
+    assert leftovers(tmp_path) == [] and not (tmp_path / "o").exists()
+
+
+def _kill_the_worker(*args):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_that_keeps_dying_is_a_cluster_error(source, tmp_path, monkeypatch):
+    src, _ = source
+    monkeypatch.setattr(bdask, "_pack_group", _kill_the_worker)
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as c,
+        distributed.Client(c) as cl,
+        pytest.raises(bdask.ClusterError, match=r"^the Dask cluster failed the run: KilledWorker"),
+    ):
+        bdask.pack_parquet(src, tmp_path / "o", SEQ_LEN, client=cl, **OPTIONS)
+    assert leftovers(tmp_path) == [] and not (tmp_path / "o").exists()
+
+
+#: The command line, with the task replaced: ``kill`` kills its worker;
+#: ``record DIR GO`` is :func:`_recorded_task`. Then ``--`` and the arguments.
+_CLI_CHILD = """
+import os, signal, sys
+import cloudpickle
+import bfpack.dask
+sys.path.insert(0, TESTS)
+import test_dask
+
+cloudpickle.register_pickle_by_value(test_dask)
+args = sys.argv[1:]
+at = args.index("--")
+mode, rest, argv = args[0], args[1:at], args[at + 1:]
+if mode == "kill":
+    bfpack.dask._pack_group = test_dask._kill_the_worker
+else:
+    bfpack.dask._pack_group = test_dask._recorded_task(*rest)
+from bfpack.__main__ import main
+sys.argv[1:] = argv  # as the program: the command line's own signal handling
+sys.exit(main())
+""".replace("TESTS", repr(os.path.dirname(os.path.abspath(__file__))))
+
+
+def cli_child(*args, env=None, **popen):
+    command = [sys.executable, "-c", _CLI_CHILD, *map(str, args)]
+    return subprocess.Popen(command, text=True, env=env, **popen)
+
+
+def test_cli_a_worker_that_keeps_dying_is_one_line_and_exit_2(scratch, source, tmp_path):
+    src, _ = source
+    env = {
+        **os.environ,
+        "DASK_TEMPORARY_DIRECTORY": str(scratch),
+        "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
+    }
+    args = ("pack", src, tmp_path / "o", "--seq-len", SEQ_LEN, "--workers", 1)
+    p = cli_child("kill", "--", *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 2, err
+    [line] = [x for x in err.splitlines() if x.startswith("bfpack: ")]
+    assert line.startswith("bfpack: error: the Dask cluster failed the run: KilledWorker"), err
+    assert "Traceback" not in err, err
+    assert leftovers(tmp_path) == [] and not (tmp_path / "o").exists()
+
+
+def test_cli_a_cluster_that_fails_to_start_is_one_line_and_exit_2(
+    source, tmp_path, monkeypatch, capsys
+):
+    src, _ = source
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("Nanny failed to start.")
+
+    monkeypatch.setattr(distributed, "LocalCluster", fail)
+    args = ["pack", str(src), str(tmp_path / "o"), "--seq-len", str(SEQ_LEN), "--workers", "2"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "bfpack: error: the local Dask cluster of 2 worker(s) failed to start: "
+        "RuntimeError: Nanny failed to start.\n"
+    )
+    assert os.listdir(tmp_path) in ([], [".o.lock"])
+
+
+def test_cli_sigint_with_a_scheduler_stops_every_task_before_it_exits(
+    cluster, scratch, source, tmp_path
+):
+    import time
+
+    src, _ = source
+    record = tmp_path / "record"
+    record.mkdir()
+    env = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(scratch)}
+    args = ("pack", src, tmp_path / "o", "--seq-len", SEQ_LEN, "--window-tokens", 4_000)
+    p = cli_child(
+        "record",
+        record,
+        tmp_path / "go",  # the tasks wait for it: still running when SIGINT comes
+        3,
+        "--",
+        *args,
+        "--scheduler",
+        cluster.scheduler_address,
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(1200):  # until the first task has ended
+            if (record / "ended-0").exists() or p.poll() is not None:
+                break
+            time.sleep(0.1)
+        p.send_signal(signal.SIGINT)
+        (tmp_path / "go").touch()
+        _, err = p.communicate(timeout=300)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert err.splitlines()[-1].startswith("bfpack: interrupted by SIGINT; nothing was written")
+    started, ended = _started_and_ended(record)
+    assert started == ended and len(started) >= 2, (started, ended)
+    assert leftovers(tmp_path) == [] and not (tmp_path / "o").exists()
+
+
+def test_cli_ctrl_c_with_workers_stops_every_task_and_leaves_nothing(scratch, source, tmp_path):
+    import time
+
+    src, _ = source
+    record = tmp_path / "record"
+    record.mkdir()
+    env = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(scratch)}
+    args = ("pack", src, tmp_path / "o", "--seq-len", SEQ_LEN, "--window-tokens", 4_000)
+    # In a session of its own, so that SIGINT reaches the whole process
+    # group, workers included, as Ctrl-C in a terminal does.
+    p = cli_child(
+        "record",
+        record,
+        tmp_path / "go",
+        3,
+        "--",
+        *args,
+        "--workers",
+        2,
+        env=env,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(1200):  # until the first task has ended
+            if (record / "ended-0").exists() or p.poll() is not None:
+                break
+            time.sleep(0.1)
+        os.killpg(p.pid, signal.SIGINT)
+        (tmp_path / "go").touch()
+        _, err = p.communicate(timeout=300)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.splitlines()[-1].startswith("bfpack: interrupted by SIGINT; nothing was written")
+    started, ended = _started_and_ended(record)
+    assert started == ended and len(started) >= 2, (started, ended)
+    assert leftovers(tmp_path) == [] and not (tmp_path / "o").exists()
+
+
+def test_the_lock_probe_counts_what_it_cannot_tell_as_held(tmp_path, monkeypatch):
+    path = tmp_path / ".o.lock"
+    assert not bdask._is_locked(str(path))  # no lock file: no run
+    lock = DestinationLock(str(tmp_path / "o"))
+    lock.acquire()
+    try:
+        assert bdask._is_locked(lock.path)
+    finally:
+        lock.release()
+    path.touch()
+    assert not bdask._is_locked(str(path))  # a file nobody holds: the run died
+
+    def denied(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(bdask.os, "open", denied)
+    assert bdask._is_locked(str(path))  # the staged directory decides then
+
+
+@pytest.mark.parametrize(
+    "error, cluster",
+    [
+        (distributed.KilledWorker("k", types.SimpleNamespace(address="tcp://w"), 0), True),
+        (distributed.KilledWorker("k", "no address", 0), True),
+        (TimeoutError("no reply"), True),
+        (asyncio.CancelledError(), True),
+        (ValueError("cannot read f.parquet"), False),
+        (pa.ArrowInvalid("bad page"), False),
+    ],
+)
+def test_only_dasks_own_errors_are_cluster_errors(error, cluster):
+    raised = pytest.raises(bdask.ClusterError) if cluster else pytest.raises(type(error))
+    with raised as info, bdask.cluster_errors("the run"):
+        raise error
+    if cluster:
+        assert str(info.value).startswith(f"the run: {type(error).__name__}")
+        assert info.value.__cause__ is error
+
+
+def test_tasks_that_do_not_end_in_time_are_cancelled_and_said(tmp_path, monkeypatch, caplog):
+    cancelled = []
+
+    class Client:
+        def as_current(self):
+            return contextlib.nullcontext()
+
+        def cancel(self, futures):
+            cancelled.extend(futures)
+            raise RuntimeError("the client is closed")  # never hides the run's error
+
+    def wait(futures, timeout):
+        raise TimeoutError
+
+    monkeypatch.setattr(distributed, "wait", wait)
+    bdask._stop_tasks(Client(), ["f1", "f2"], str(tmp_path))
+    assert (tmp_path / bdask._STOP).exists() and cancelled == ["f1", "f2"]
+    assert "did not all end (TimeoutError)" in caplog.text

@@ -173,3 +173,65 @@ def test_help_documents_every_option(capsys):
     assert main(["demo", "--help"]) == 0  # main returns the status of --help too
     text = capsys.readouterr().out
     assert "default: ./bfpack-demo" in text and "the first one packs" in text
+
+
+def _wrote_mb(stdout):
+    return int(stdout.split("Wrote ", 1)[1].split(" MB", 1)[0])
+
+
+def _mb(*paths):
+    files = [p for path in paths for p in [path, *path.rglob("*")] if p.is_file()]
+    return round(sum(p.stat().st_size for p in files) / 1e6)
+
+
+def test_out_holding_the_users_files_counts_and_removes_only_the_demos(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("keep")
+    (tmp_path / "checkpoints").mkdir()
+    with open(tmp_path / "checkpoints" / "step1000.pt", "wb") as f:
+        f.truncate(10**9)  # sparse: 1 GB to count, nothing on disk
+    for _ in range(2):  # the rerun replaces the demo's own entries
+        assert main(["demo", "--out", ".", "--seq-len", "4096"]) == 0
+        out = capsys.readouterr().out
+        assert "rm -r ." not in out
+        assert "Remove them with: rm -r packed stdlib.parquet   [" in out
+        assert _wrote_mb(out) == _mb(tmp_path / "packed", tmp_path / "stdlib.parquet")
+        assert sorted(os.listdir(tmp_path)) == [
+            "checkpoints",
+            "notes.txt",
+            "packed",
+            "stdlib.parquet",
+        ]
+    assert (tmp_path / "notes.txt").read_text() == "keep"
+    assert (tmp_path / "checkpoints" / "step1000.pt").stat().st_size == 10**9
+
+
+def test_out_is_removed_whole_only_when_the_demo_made_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()  # the user's, though empty
+    assert main(["demo", "--out", "empty", "--seq-len", "4096"]) == 0
+    assert "Remove them with: rm -r empty/packed empty/stdlib.parquet" in capsys.readouterr().out
+    assert main(["demo", "--out", "new dir", "--seq-len", "4096"]) == 0
+    assert "Remove it with: rm -r 'new dir'   [" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "entry, kind", [("stdlib.parquet", "parquet"), ("stdlib.parquet", "text"), ("packed", "output")]
+)
+def test_the_users_corpus_or_packed_output_is_refused(tmp_path, capsys, entry, kind):
+    # A Parquet or text file of the same name, a real bfpack output: not the demo's.
+    data = tmp_path / "data.parquet"
+    pq.write_table(stdlib_table().slice(0, 5), data)
+    if kind == "output":
+        bfpack.pack_parquet(data, tmp_path / "packed", 4096)
+    elif kind == "text":
+        (tmp_path / entry).write_text("my notes")
+    else:
+        os.rename(data, tmp_path / entry)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert main(["demo", "--out", str(tmp_path), "--seq-len", "4096"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{entry} exists and " in err and "--out" in err, err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

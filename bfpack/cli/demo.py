@@ -21,7 +21,8 @@ def add_arguments(parser):
         "--out",
         metavar="DIR",
         help="directory for the corpus (stdlib.parquet) and the packed rows (packed/), "
-        "created if needed; both are replaced on a rerun (default: ./bfpack-demo)",
+        "created if needed; both are replaced on a rerun, and nothing else there is "
+        "touched (default: ./bfpack-demo)",
     )
 
 

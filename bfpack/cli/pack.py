@@ -146,6 +146,21 @@ def _pad_value(given):
     )
 
 
+#: Run by each worker process of ``--workers`` (a Dask preload): Ctrl-C in a
+#: terminal signals the whole process group, and only the driver must act
+#: on it (stop the tasks, wait for them, clean up); a worker that took it
+#: would die with a traceback, its tasks left to be run again.
+_WORKER_PRELOAD = """
+import signal
+import threading
+
+
+def dask_setup(worker):
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+"""
+
+
 @contextlib.contextmanager
 def _dask_client(args):
     """A Dask client for ``--workers``/``--scheduler``, closed afterwards; else None."""
@@ -158,21 +173,29 @@ def _dask_client(args):
         raise ValueError(
             "--workers and --scheduler need Dask: pip install 'bfpack[dask]'"
         ) from None
-    if args.scheduler is not None:
-        with distributed.Client(args.scheduler) as client:
-            yield client
-        return
-    if args.workers < 1:
+    from ..dask import cluster_errors
+
+    if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
-    with (
-        distributed.LocalCluster(
-            n_workers=args.workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    with contextlib.ExitStack() as stack:
+        # Whatever fails here is the cluster's: one line, exit 2 (ClusterError).
+        if args.scheduler is not None:
+            with cluster_errors(f"cannot use the Dask scheduler at {args.scheduler}", every=True):
+                client = stack.enter_context(distributed.Client(args.scheduler))
+        else:
+            with cluster_errors(
+                f"the local Dask cluster of {args.workers} worker(s) failed to start", every=True
+            ):
+                cluster = stack.enter_context(
+                    distributed.LocalCluster(
+                        n_workers=args.workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=":0",
+                        preload=[_WORKER_PRELOAD],
+                    )
+                )
+                client = stack.enter_context(distributed.Client(cluster))
         yield client
 
 

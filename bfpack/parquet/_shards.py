@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,10 @@ class ShardWriter:
     in_flight : int
         Shards encoded at once in threads of their own; 0 writes each in
         the calling thread (a Dask task, which Dask counts as one core).
+    before_shard : callable, optional
+        Called with no argument in the calling thread before each shard is
+        started; what it raises stops the writing (a Dask task checks
+        there that its run goes on).
     """
 
     def __init__(
@@ -78,8 +83,10 @@ class ShardWriter:
         first: int = 0,
         rows_per_shard: int | None = None,
         in_flight: int = IN_FLIGHT,
+        before_shard: Callable[[], Any] | None = None,
     ) -> None:
         self.folder = folder
+        self.before_shard = before_shard
         self.row_group_size = row_group_size
         self.prefix = prefix
         self.rows_per_shard = rows_per_shard
@@ -116,6 +123,8 @@ class ShardWriter:
             self._pending_rows = rest.num_rows
 
     def _start(self, table: pa.Table) -> None:
+        if self.before_shard is not None:
+            self.before_shard()
         path = os.path.join(self.folder, f"{self.prefix}-{self._next:05d}.parquet")
         self._next += 1
         if self._pool is None:
@@ -164,15 +173,23 @@ class ShardWriter:
 
 
 def shard_writer(
-    o: PackOptions, folder: str, prefix: str = "part", *, in_flight: int = IN_FLIGHT
+    o: PackOptions,
+    folder: str,
+    prefix: str = "part",
+    *,
+    in_flight: int = IN_FLIGHT,
+    before_shard: Callable[[], Any] | None = None,
 ) -> ShardWriter:
-    """A shard writer of the options ``o``, into ``folder``."""
+    """A shard writer of the options ``o``, into ``folder``; ``before_shard``
+    is called before each shard is written (a Dask task checks there that its
+    run goes on)."""
     return ShardWriter(
         folder,
         row_group_size=row_group_rows(o.seq_len),
         prefix=prefix,
         rows_per_shard=o.rows_per_shard,
         in_flight=in_flight,
+        before_shard=before_shard,
     )
 
 
