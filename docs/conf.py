@@ -1,0 +1,70 @@
+"""Sphinx configuration of the bfpack documentation.
+
+Build (warnings are errors, as in ``.ci/run``)::
+
+    pip install -e ".[docs]"
+    python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+The API pages are generated from the docstrings (autosummary, numpydoc),
+the command line page from the argparse parser (sphinx-argparse), and the
+notebooks of ``notebooks/`` (linked as ``docs/notebooks``) are executed by
+myst-nb, their outputs cached between builds.
+"""
+
+import os
+import sys
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, ROOT)
+# The notebooks' kernels import bfpack from this checkout too.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+
+import bfpack  # noqa: E402
+
+project = "bfpack"
+author = "the bfpack authors"
+copyright = "the bfpack authors"
+release = bfpack.__version__
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "myst_nb",
+    "sphinxarg.ext",
+]
+
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "reference/generated/*.md"]
+templates_path = ["_templates"]
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
+root_doc = "index"
+
+# -- API pages -----------------------------------------------------------
+autosummary_generate = True
+autosummary_imported_members = True
+autodoc_typehints = "none"  # numpydoc's Parameters sections say the types
+autodoc_member_order = "bysource"
+numpydoc_show_class_members = False  # the class template lists members
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+numpydoc_validation_checks: set[str] = set()
+
+
+# -- Notebooks (myst-nb) ---------------------------------------------------
+# The notebooks are committed without outputs (tests/test_notebooks.py
+# checks that), so the build runs them; the cache keeps their outputs until
+# a notebook changes.
+nb_execution_mode = "cache"
+nb_execution_timeout = 600
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+nb_merge_streams = True
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+# -- HTML ------------------------------------------------------------------
+html_theme = "furo"
+html_title = f"bfpack {release}"
+html_static_path: list[str] = []
