@@ -9,7 +9,7 @@ gets a copy of ``asv_bench/asv.conf.json`` whose results, html and
 environment directories, like its machine file (``~/.asv-machine.json``,
 through ``HOME``), are in a temporary directory: nothing is written to the
 repository. The outcome of every benchmark is read from the results file
-asv writes (:func:`outcomes`). ``tools/readme_tables.py`` is checked on
+asv writes (:func:`outcomes`). ``tools/performance_tables.py`` is checked on
 those results, and on a copy with chosen values. The rest checks the
 references the benchmarks measure against (counting-sort floor, peers,
 copy floor, pyarrow rewrite) and the memory probes; the pure-Python BFD
@@ -250,12 +250,12 @@ def test_a_raising_benchmark_is_caught(tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# tools/readme_tables.py
+# tools/performance_tables.py
 
 
 def readme_tables(path):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "readme_tables.py"), str(path)],
+        [sys.executable, str(ROOT / "tools" / "performance_tables.py"), str(path)],
         capture_output=True,
         text=True,
         check=True,
