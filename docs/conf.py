@@ -57,6 +57,9 @@ numpydoc_validation_checks: set[str] = set()
 # checks that), so the build runs them; the cache keeps their outputs until
 # a notebook changes.
 nb_execution_mode = "cache"
+nb_execution_cache_path = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "_build", "jupyter-cache"
+)
 nb_execution_timeout = 600
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
