@@ -11,6 +11,7 @@ notebooks of ``notebooks/`` (linked as ``docs/notebooks``) are executed by
 myst-nb, their outputs cached between builds.
 """
 
+import importlib.util
 import os
 import sys
 
@@ -50,6 +51,11 @@ numpydoc_show_class_members = False  # the class template lists members
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 numpydoc_validation_checks: set[str] = set()
+# The integrations' libraries are optional: where one is not installed, its
+# module is documented against a stand-in (the pages read the same).
+OPTIONAL = ["torch", "datasets", "distributed", "dask", "matplotlib"]
+MISSING = [name for name in OPTIONAL if importlib.util.find_spec(name) is None]
+autodoc_mock_imports = MISSING
 
 
 # -- Notebooks (myst-nb) ---------------------------------------------------
@@ -61,6 +67,13 @@ nb_execution_cache_path = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "_build", "jupyter-cache"
 )
 nb_execution_timeout = 600
+# The training notebook needs `bfpack[train]`; without it, it is shown unexecuted.
+TRAINING = ("torch", "transformers", "datasets")
+nb_execution_excludepatterns = (
+    ["notebooks/04_training.ipynb"]
+    if any(importlib.util.find_spec(name) is None for name in TRAINING)
+    else []
+)
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
