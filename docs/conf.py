@@ -84,3 +84,68 @@ myst_heading_anchors = 3
 html_theme = "furo"
 html_title = f"bfpack {release}"
 html_static_path: list[str] = []
+
+
+# -- Every public name on the API page ---------------------------------------
+#: Modules whose ``__all__`` the API page must cover.
+PUBLIC_MODULES = [
+    "bfpack",
+    "bfpack.parquet",
+    "bfpack.options",
+    "bfpack.analysis",
+    "bfpack.stream",
+    "bfpack.hf",
+    "bfpack.torch",
+    "bfpack.dask",
+    "bfpack.plot",
+    "bfpack.corpus",
+]
+
+
+def _documented(path):
+    """Fully qualified names listed in the autosummary tables of ``path``."""
+    import re
+
+    names, module, inside = set(), "bfpack", False
+    for line in open(path, encoding="utf-8"):
+        if m := re.match(r"\.\. currentmodule:: (\S+)", line.strip()):
+            module = m.group(1)
+        elif line.strip().startswith(".. autosummary::"):
+            inside = True
+        elif inside and line.startswith("   ") and not line.strip().startswith(":"):
+            if line.strip():
+                names.add(f"{module}.{line.strip()}")
+        elif inside and line.strip() and not line.startswith("   "):
+            inside = False
+    return names
+
+
+def _check_api_page(app):
+    import importlib
+
+    from sphinx.util import logging
+
+    logger = logging.getLogger(__name__)
+    documented = _documented(os.path.join(app.srcdir, "reference", "api.md"))
+    objects = set()
+    for name in documented:
+        module, _, attr = name.rpartition(".")
+        try:
+            objects.add(id(getattr(importlib.import_module(module), attr)))
+        except (ImportError, AttributeError):
+            pass  # autosummary reports it
+    for module_name in PUBLIC_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue  # a module of a later layout, or an optional one
+        for name in getattr(module, "__all__", []):
+            if name == "__version__" or f"{module_name}.{name}" in documented:
+                continue
+            value = getattr(module, name)
+            if id(value) not in objects or isinstance(value, (int, str)):
+                logger.warning(f"{module_name}.{name} is public but not on reference/api.md")
+
+
+def setup(app):
+    app.connect("builder-inited", _check_api_page)
