@@ -5,27 +5,23 @@ chunks plus a remainder; every piece is then packed whole with best-fit
 decreasing, so almost no document is truncated (Ding et al., "Fewer
 Truncations Improve Language Modeling", ICML 2024).
 
-The public names load their module on first use: ``import bfpack`` itself
-imports neither numpy, pyarrow nor numba, so that the command line can
-install its signal handlers before they load.
+The public names load their module on first use (:mod:`bfpack._lazy`).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_exports
 from ._version import __version__
 
 if TYPE_CHECKING:
     from .analysis import compare, document_lengths, truncation_profile
     from .methods import METHODS, Method
     from .packing import DocumentCounts, Packing, PackingStats, pack
-    from .parquet import pack_parquet
+    from .parquet import Verification, pack_parquet, verify
     from .stream import StreamPacker, TableStreamPacker
     from .table import OutputSpec, assemble, cu_seqlens, max_seqlen, pack_table
-    from .verification import Verification, verify
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
@@ -46,8 +42,8 @@ _EXPORTS = {
     "cu_seqlens": "table",
     "max_seqlen": "table",
     "pack_table": "table",
-    "Verification": "verification",
-    "verify": "verification",
+    "Verification": "parquet",
+    "verify": "parquet",
 }
 
 __all__ = [
@@ -74,17 +70,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(f".{module}", __name__), name)
-    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
-        value = importlib.import_module(f".{name}", __name__)  # bfpack.table, ...
-    else:
-        raise AttributeError(f"module 'bfpack' has no attribute {name!r}")
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -47,6 +47,8 @@ def gather_rows(rows: Sequence[Any]) -> Rows:
     ids, labels, pieces = [], [], []
     for i, row in enumerate(rows):
         row_ids, row_labels, row_pieces = as_packed_row(row, i)
+        for key, values in (("input_ids", row_ids), ("labels", row_labels)):
+            _check_int64(values, i, key)
         n = int(row_pieces.sum())
         ids.append(row_ids[:n])
         labels.append(row_labels[:n])
@@ -58,6 +60,18 @@ def gather_rows(rows: Sequence[Any]) -> Rows:
         row_tokens=np.array([x.shape[0] for x in ids], dtype=np.int64),
         row_pieces=np.array([x.shape[0] for x in pieces], dtype=np.int64),
     )
+
+
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _check_int64(values: np.ndarray, index: int, key: str) -> None:
+    """Refuse unsigned values that int64 cannot hold (a cast would wrap them)."""
+    if values.dtype.kind == "u" and values.shape[0] and int(values.max()) > _INT64_MAX:
+        raise ValueError(
+            f"row {index}: {key} holds {int(values.max())}, more than an int64 holds "
+            f"(2**63 - 1); token ids must fit in the int64 a model takes"
+        )
 
 
 def piece_positions(seq_lengths: np.ndarray) -> np.ndarray:

@@ -90,7 +90,7 @@ def document_lengths(data: Any, *, column: str | None = None) -> np.ndarray:
 def _dataset_lengths(path: str | os.PathLike, column: str | None) -> np.ndarray:
     """:func:`document_lengths` of a Parquet file or directory."""
     # Imported here: the Parquet layer is needed only for paths.
-    from ._source import ParquetSource
+    from .parquet._source import ParquetSource
 
     source = ParquetSource.open(path)
     name = as_column(source.files[0].schema, column)

@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ._source import ParquetSource
-from ._staging import StagedOutput, check_paths
 from ._validate import as_int, as_lengths
-from .manifest import build_manifest, new_run_id, write_manifest
 from .packing import DocumentCounts, PackingStats
-from .parquet import DEFAULT_WINDOW_TOKENS, Options
+from .parquet._pack import DEFAULT_WINDOW_TOKENS, Options
+from .parquet._source import ParquetSource
+from .parquet._staging import StagedOutput, check_paths
+from .parquet.manifest import build_manifest, new_run_id, write_manifest
 from .stream import StreamPacker, windows
 from .table import OutputSpec
 

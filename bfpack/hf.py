@@ -12,7 +12,9 @@ does not import ``datasets``).
 - A :class:`datasets.IterableDataset` is packed on the fly, window by
   window, by the :class:`~bfpack.stream.TableStreamPacker` that
   :func:`bfpack.pack_parquet` uses: the same windows, the same sequences
-  carried between them, the same rows.
+  carried between them, the same rows. Rows that are Python objects (a
+  generator, a ``map``) are converted batch by batch with the dataset's
+  types, so empty documents anywhere are fine.
 - A ``DatasetDict`` / ``IterableDatasetDict`` is packed split by split.
 """
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import datasets
@@ -257,8 +259,9 @@ def _pack_iterable(
     max_open = as_optional_int(max_open, "max_open", lo=0)
     if max_open is None:
         max_open = default_max_open(seq_len, window_tokens)
+    schema = _schema_of(dataset)
     spec = OutputSpec.for_schema(
-        _schema_of(dataset),
+        schema,
         columns=options["columns"],
         pad_value=options["pad_value"],
         position_ids=options["position_ids"],
@@ -276,7 +279,12 @@ def _pack_iterable(
         _packed_rows,
         features=datasets.Features.from_arrow_schema(empty.schema),
         gen_kwargs=dict(
-            source=dataset, seq_len=seq_len, spec=spec, packer=packer, window_tokens=window_tokens
+            source=dataset,
+            schema=pa.schema([schema.field(c) for c in spec.columns]),
+            seq_len=seq_len,
+            spec=spec,
+            packer=packer,
+            window_tokens=window_tokens,
         ),
     )
 
@@ -286,7 +294,7 @@ def _schema_of(dataset: datasets.IterableDataset) -> pa.Schema:
     from its first batch when they are unknown (e.g. after ``map``)."""
     if dataset.features is not None:
         return dataset.features.arrow_schema
-    first = next(iter(dataset.with_format("arrow").iter(batch_size=_READ_ROWS)), None)
+    first = next(_batches(dataset, list(dataset.column_names or []) or None, None), None)
     unknown = [] if first is None else [f.name for f in first.schema if _holds_nulls_only(f.type)]
     if first is None or unknown:
         what = "no rows" if first is None else f"only empty lists in column(s) {unknown} at first"
@@ -297,6 +305,28 @@ def _schema_of(dataset: datasets.IterableDataset) -> pa.Schema:
     return first.schema
 
 
+def _batches(
+    dataset: datasets.IterableDataset, columns: list[str] | None, schema: pa.Schema | None
+) -> Iterator[pa.Table]:
+    """The rows of ``dataset`` as Arrow tables of ``columns`` typed by ``schema``
+    (inferred from each batch when None), ``_READ_ROWS`` at a time.
+
+    A dataset backed by Arrow data is read as Arrow. One whose rows are
+    Python objects (a generator, a ``map``) is read as Python lists, each
+    batch converted with the known types: ``datasets`` itself would convert
+    them row by row and fail to join an empty list (``list<null>``) with the
+    rows around it.
+    """
+    if columns is not None:
+        dataset = dataset.select_columns(columns)
+    if getattr(getattr(dataset, "_ex_iterable", None), "iter_arrow", None) is not None:
+        for table in dataset.with_format("arrow").iter(_READ_ROWS):
+            yield table if schema is None or table.schema.equals(schema) else table.cast(schema)
+        return
+    for batch in dataset.with_format(None).iter(_READ_ROWS):
+        yield pa.Table.from_pydict(batch, schema=schema)
+
+
 def _holds_nulls_only(t: pa.DataType) -> bool:
     """A list type whose values have no type yet (inferred from empty lists)."""
     return (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_null(t.value_type)
@@ -304,6 +334,7 @@ def _holds_nulls_only(t: pa.DataType) -> bool:
 
 def _packed_rows(
     source: datasets.IterableDataset,
+    schema: pa.Schema,
     seq_len: int,
     spec: OutputSpec,
     packer: dict[str, Any],
@@ -311,6 +342,6 @@ def _packed_rows(
 ) -> Any:
     """Yield the packed rows of ``source``, window by window."""
     stream = TableStreamPacker(seq_len, spec, **packer)
-    tables = source.select_columns(list(spec.columns)).with_format("arrow").iter(_READ_ROWS)
+    tables = _batches(source, list(spec.columns), schema)
     for window, last in windows(tables, spec, window_tokens):
         yield from stream.step(window, last=last).to_pylist()

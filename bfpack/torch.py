@@ -10,17 +10,20 @@ does not import torch). This module reads packed rows; it never packs.
   or the padded layout (``[B, seq_len]``, with a block-diagonal causal mask
   on request).
 - :class:`PackedDataset` is a map-style dataset over a packed directory
-  (``bfpack pack`` / :func:`bfpack.pack_parquet` output), memory-mapped.
+  (``bfpack pack`` / :func:`bfpack.pack_parquet` output), memory-mapped
+  from Arrow copies kept outside the directory, and pinned to the run it
+  opened.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import operator
 import os
+import re
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -39,10 +42,10 @@ from ._validate import (
     as_path,
     is_list_type,
 )
-from .manifest import MANIFEST
+from .parquet.manifest import file_sha256, manifest_path, read_manifest, run_id_of
 from .table import SEQ_LENGTHS
 
-__all__ = ["IGNORE_INDEX", "LAYOUTS", "PackedCollator", "PackedDataset"]
+__all__ = ["CACHE_ENV", "IGNORE_INDEX", "LAYOUTS", "PackedCollator", "PackedDataset", "cache_root"]
 
 #: The label of tokens that carry no target (PyTorch's ``cross_entropy`` default).
 IGNORE_INDEX = _batch.IGNORE_INDEX
@@ -64,7 +67,7 @@ class PackedCollator:
         Padded layout: the row length (default: the longest row of each
         batch). A row with more tokens is an error.
     pad_token_id : int
-        Padded layout: the token of padding slots.
+        Padded layout: the token of padding slots (an int64).
     attention_mask : bool
         Padded layout: add ``attention_mask``, the 4-D block-diagonal causal
         mask ``[B, 1, seq_len, seq_len]`` that SDPA and eager attention take
@@ -88,7 +91,9 @@ class PackedCollator:
     optionally ``labels`` aligned with ``input_ids`` (default: the
     ``input_ids``); any other key (``position_ids``, a packed
     ``attention_mask``) is ignored: everything follows from ``seq_lengths``.
-    Slots after a row's pieces (``pad_value`` padding) are dropped.
+    Slots after a row's pieces (``pad_value`` padding) are dropped. Tokens
+    and labels become int64: a uint64 id of ``2**63`` or more is an error,
+    never wrapped to a negative id.
 
     The padding-free batch holds ``input_ids``, ``labels`` and
     ``position_ids`` of shape ``[1, T]`` (int64), ``cu_seq_lens_q`` and
@@ -126,7 +131,8 @@ class PackedCollator:
     ) -> None:
         self.layout = as_choice(layout, "layout", LAYOUTS)
         self.seq_len = as_optional_int(seq_len, "seq_len", lo=1, unit="tokens")
-        self.pad_token_id = as_int(pad_token_id, "pad_token_id")
+        # Every token goes into an int64 tensor: a wider id would fail at the first batch.
+        self.pad_token_id = as_int(pad_token_id, "pad_token_id", lo=-(2**63), hi=2**63 - 1)
         self.attention_mask = as_bool(attention_mask, "attention_mask")
         self.document_ids = as_bool(document_ids, "document_ids")
         if mask_dtype is not None and not self.attention_mask:
@@ -198,17 +204,29 @@ class PackedCollator:
 # ---------------------------------------------------------------------------
 # A map-style dataset over packed shards.
 
-#: Where :class:`PackedDataset` keeps its Arrow copies by default, inside the
-#: packed directory (hidden, so Parquet readers of the directory skip it).
-CACHE_DIR = ".arrow-cache"
-#: Schema metadata key of an Arrow copy: the size and mtime of its shard.
-_SOURCE_KEY = b"bfpack.source"
+#: The environment variable naming the root of :class:`PackedDataset`'s
+#: Arrow copies, when no ``cache_dir=`` is given.
+CACHE_ENV = "BFPACK_CACHE_DIR"
+#: The entries of a directory that records no run id (no manifest, or one of
+#: bfpack 0.1): keyed by their shard's bytes alone.
+_NO_RUN = "no-run-id"
+#: Schema metadata keys of an Arrow copy: the run and the shard bytes it holds.
+_RUN_KEY = b"bfpack.run_id"
+_SHA_KEY = b"bfpack.sha256"
 #: Rows per record batch of an Arrow copy.
 _BATCH_ROWS = 1024
 
 
+class _Shard(NamedTuple):
+    """A shard of the run a dataset is pinned to."""
+
+    path: str  # the Parquet file in the packed directory
+    sha256: str  # of its bytes, as the manifest records them (or as read at opening)
+    entry: str  # its Arrow copy: <cache root>/<run id>/<sha256>.arrow
+
+
 class PackedDataset(Dataset):
-    """A map-style dataset over a packed directory, memory-mapped.
+    """A map-style dataset over a packed directory, memory-mapped, pinned to one run.
 
     Parameters
     ----------
@@ -220,9 +238,22 @@ class PackedDataset(Dataset):
         The columns each row holds (default: all). ``seq_lengths`` is always
         kept: :class:`PackedCollator` needs it.
     cache_dir : path, optional
-        Where the Arrow copies of the shards go (default:
-        ``path/.arrow-cache``, which readers of ``path`` as a Parquet dataset
-        skip).
+        The root of the Arrow copies of the shards. Default: the environment
+        variable ``BFPACK_CACHE_DIR`` (:data:`CACHE_ENV`), else
+        ``$XDG_CACHE_HOME/bfpack``, else ``~/.cache/bfpack``. Nothing is
+        ever written inside ``path``.
+
+    Raises
+    ------
+    NotADirectoryError
+        ``path`` is not a directory.
+    ValueError
+        ``path`` holds no shard, a damaged manifest, shards that are not
+        packed rows or whose bytes differ from their manifest's SHA-256.
+    OSError
+        The cache root cannot be written.
+    RuntimeError
+        ``path`` was rewritten again and again while it was being opened.
 
     Notes
     -----
@@ -231,10 +262,24 @@ class PackedDataset(Dataset):
     into memory: a row is a zero-copy numpy view of the mapped file, found
     by a binary search over the record batches, and the process's memory
     does not grow with the dataset (the operating system pages the file in
-    and out). A copy is made again only when its shard changes (size or
-    modification time); copies are written under a temporary name and
-    renamed, so processes that open the dataset at once (ranks, workers)
-    never read a torn one.
+    and out).
+
+    The copy of a shard is ``<cache_dir>/<run id>/<sha256>.arrow``: the run
+    id and the shard's SHA-256 recorded in the manifest (a directory
+    without them is keyed by the SHA-256 of its shards as read). A copy is
+    made from the bytes whose hash matches the manifest, under a temporary
+    name renamed into place, and never changes: two outputs never share a
+    copy, and processes that open the dataset at once (ranks, workers)
+    never read a torn or foreign one. Remove the cache root, or a run's
+    folder in it, to reclaim the space.
+
+    The dataset is pinned to the run it opened (:attr:`run_id`): every
+    process and every epoch reads exactly that run's rows, also after
+    ``path`` is overwritten (by ``bfpack pack --overwrite``), as long as
+    its copies exist. A worker that finds a copy gone makes it again while
+    ``path`` still holds the run; once ``path`` holds another run, it raises
+    RuntimeError naming both: open a new PackedDataset to read the new run.
+    Rows of two runs are never mixed.
 
     Rows are dicts of read-only numpy arrays, one per column. The dataset
     pickles without its data (a DataLoader worker or another rank maps the
@@ -255,12 +300,32 @@ class PackedDataset(Dataset):
                 f"{self.path} is not a directory; PackedDataset reads the output "
                 f"directory of bfpack pack (or pack_parquet)"
             )
-        cache = as_optional_path(cache_dir, "cache_dir")
-        self.cache_dir = os.path.abspath(cache or os.path.join(self.path, CACHE_DIR))
-        self.files = [_arrow_copy(shard, self.cache_dir) for shard in _shards(self.path)]
-        schema, batch_rows = _layout(self.files)
+        self.cache_dir = cache_root(as_optional_path(cache_dir, "cache_dir"))
+        self._batch_rows = _BATCH_ROWS  # a worker copies with the layout indexed here
+        for attempt in range(_OPEN_ATTEMPTS):
+            #: The run id of the output the dataset reads (None for a
+            #: directory that records none).
+            self.run_id, self._shards = _pin(self.path, self.cache_dir)
+            try:
+                layouts = [self._layout_of(shard) for shard in self._shards]
+                break
+            except _RunMoved:
+                if attempt == _OPEN_ATTEMPTS - 1:
+                    raise RuntimeError(
+                        f"{self.path} was rewritten {_OPEN_ATTEMPTS} times while "
+                        f"PackedDataset opened it; open it again once bfpack pack is done"
+                    ) from None
+        self.files = [shard.entry for shard in self._shards]
+        schema = layouts[0][0]
+        for shard, (other, _) in zip(self._shards, layouts):
+            if not other.equals(schema):
+                raise ValueError(
+                    f"{shard.path} holds columns {other.names} of other types than the "
+                    f"first shard; the shards of one packed directory share a schema"
+                )
         self.columns = _packed_columns(schema, columns, self.path)
-        self._starts = np.concatenate([[0], np.cumsum(batch_rows)]).astype(np.int64)
+        rows = [n for _, batch_rows in layouts for n in batch_rows]
+        self._starts = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
         self._batches: list[dict[str, tuple[np.ndarray, np.ndarray]]] | None = None
 
     def __len__(self) -> int:
@@ -274,7 +339,7 @@ class PackedDataset(Dataset):
         if not 0 <= i < n:
             raise IndexError(f"row {index} is out of range for a dataset of {n} rows")
         if self._batches is None:
-            self._batches = _map_batches(self.files, self.columns)
+            self._batches = self._map_batches()
         b = int(np.searchsorted(self._starts, i, side="right")) - 1
         j = i - int(self._starts[b])
         return {
@@ -283,7 +348,8 @@ class PackedDataset(Dataset):
         }
 
     def __getstate__(self) -> dict[str, Any]:
-        # The mapped views stay behind; the next process maps the files anew.
+        # The mapped views stay behind; the next process maps the copies anew
+        # (the same files: the state names the run and each copy).
         return {**self.__dict__, "_batches": None}
 
     def __repr__(self) -> str:
@@ -292,80 +358,205 @@ class PackedDataset(Dataset):
             f"shards={len(self.files)})"
         )
 
+    def _reader(self, shard: _Shard) -> pa.ipc.RecordBatchFileReader:
+        """The mapped copy of ``shard``, made first if missing (only from this run)."""
+        reader = _open_copy(shard, self.run_id)
+        if reader is not None:
+            return reader
+        if self.run_id is not None and run_id_of(self.path) != self.run_id:
+            raise _RunMoved
+        try:
+            _copy(shard, self.run_id, self._batch_rows)
+        except FileNotFoundError:
+            if self.run_id is not None and run_id_of(self.path) != self.run_id:
+                raise _RunMoved from None
+            raise FileNotFoundError(
+                f"{shard.path} is missing: the output is damaged; check it with: "
+                f"bfpack verify {self.path}"
+            ) from None
+        except _ShardChanged as exc:
+            if self.run_id is not None and run_id_of(self.path) != self.run_id:
+                raise _RunMoved from None
+            raise ValueError(
+                f"{shard.path} does not hold the bytes recorded for it (SHA-256 "
+                f"{exc.args[0]}, not {shard.sha256}): the output is damaged or was "
+                f"changed by hand; check it with: bfpack verify {self.path}"
+            ) from None
+        reader = _open_copy(shard, self.run_id)
+        if reader is None:
+            raise OSError(f"{shard.entry} cannot be read back after it was written")
+        return reader
 
-def _shards(path: str) -> list[str]:
-    """The Parquet shards of a packed directory, in order."""
-    manifest = os.path.join(path, MANIFEST)
-    if os.path.exists(manifest):
-        with open(manifest) as f:
-            names = [s["file"] for s in json.load(f)["shards"]]
+    def _layout_of(self, shard: _Shard) -> tuple[pa.Schema, list[int]]:
+        """The schema of ``shard``'s copy and the rows of its record batches."""
+        with self._reader(shard) as reader:
+            rows = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+            return reader.schema, rows
+
+    def _map_batches(self) -> list[dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """Per record batch of every copy, ``(offsets, values)`` numpy views of
+        each list column, over the memory-mapped copies."""
+        batches = []
+        for shard in self._shards:
+            try:
+                reader = self._reader(shard)
+            except _RunMoved:
+                raise RuntimeError(
+                    f"this PackedDataset reads run {self.run_id} of {self.path}, but the "
+                    f"Arrow copy {shard.entry} is gone and {self.path} now holds "
+                    f"{_describe_run(run_id_of(self.path))}; open a new PackedDataset to "
+                    f"read the new run (rows of two runs are never mixed)"
+                ) from None
+            for i in range(reader.num_record_batches):
+                batch = reader.get_batch(i)
+                views = {}
+                for name in self.columns:
+                    arr = batch.column(name)
+                    views[name] = (
+                        arr.offsets.to_numpy(),
+                        arr.values.to_numpy(zero_copy_only=True),
+                    )
+                batches.append(views)
+        rows = [int(v[SEQ_LENGTHS][0].shape[0]) - 1 for v in batches]
+        if rows != np.diff(self._starts).tolist():
+            raise RuntimeError(
+                f"the Arrow copies in {self.cache_dir} of run {self.run_id} of {self.path} "
+                f"hold other rows than when the dataset was opened; remove that run's "
+                f"folder and open the dataset again"
+            )
+        return batches
+
+
+#: Openings of a directory that is rewritten meanwhile, before giving up.
+_OPEN_ATTEMPTS = 3
+
+
+class _RunMoved(Exception):
+    """The packed directory now holds another run than the one pinned."""
+
+
+class _ShardChanged(Exception):
+    """A shard's bytes hash to another SHA-256 than the one recorded (``args[0]``)."""
+
+
+def cache_root(cache_dir: str | None = None) -> str:
+    """The root of :class:`PackedDataset`'s Arrow copies, as an absolute path.
+
+    ``cache_dir`` if given, else the environment variable
+    ``BFPACK_CACHE_DIR``, else ``$XDG_CACHE_HOME/bfpack``, else
+    ``~/.cache/bfpack``.
+    """
+    if cache_dir:
+        return os.path.abspath(cache_dir)
+    if os.environ.get(CACHE_ENV):
+        return os.path.abspath(os.environ[CACHE_ENV])
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "bfpack")
+
+
+def _describe_run(run_id: str | None) -> str:
+    return "no bfpack output" if run_id is None else f"run {run_id}"
+
+
+_RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _pin(path: str, root: str) -> tuple[str | None, list[_Shard]]:
+    """The run id of the packed directory ``path`` and its shards, each with
+    its SHA-256 and the name of its Arrow copy under ``root``."""
+    run_id: str | None = None
+    if manifest_path(path) is None:
+        recorded: list[tuple[str, str | None]] = [
+            (n, None) for n in sorted(os.listdir(path)) if n.endswith(".parquet")
+        ]
     else:
-        names = sorted(n for n in os.listdir(path) if n.endswith(".parquet"))
-    if not names:
+        manifest = read_manifest(path)
+        run_id = manifest.get("run_id")
+        if run_id is not None and not (isinstance(run_id, str) and _RUN_ID.fullmatch(run_id)):
+            raise ValueError(
+                f"the manifest of {path} has a run_id of {run_id!r}, not a run id; the "
+                f"output is damaged: check it with bfpack verify {path}"
+            )
+        recorded = [_recorded_shard(s, path) for s in manifest["shards"]]
+    if not recorded:
         raise ValueError(f"{path} holds no Parquet shard; pass a directory that bfpack pack wrote")
-    return [os.path.join(path, n) for n in names]
+    folder = os.path.join(root, run_id or _NO_RUN)
+    shards = []
+    for name, sha in recorded:
+        shard = os.path.join(path, name)
+        if sha is None:
+            sha = file_sha256(shard)  # no record: the copy holds the bytes read now
+        shards.append(_Shard(shard, sha, os.path.join(folder, f"{sha}.arrow")))
+    return run_id, shards
 
 
-def _source_stamp(shard: str) -> bytes:
-    st = os.stat(shard)
-    return json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns}).encode()
+def _recorded_shard(record: Any, path: str) -> tuple[str, str | None]:
+    """``(file name, sha256 or None)`` of a manifest's shard record."""
+    name = record.get("file") if isinstance(record, dict) else None
+    sha = record.get("sha256") if isinstance(record, dict) else None
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or os.path.basename(name) != name
+        or (sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)))
+    ):
+        raise ValueError(
+            f"the manifest of {path} lists a shard {record!r} that is not a file name in "
+            f"it with a SHA-256; the output is damaged: check it with bfpack verify {path}"
+        )
+    return name, sha
 
 
-def _arrow_copy(shard: str, cache_dir: str) -> str:
-    """The Arrow file copy of ``shard`` in ``cache_dir``, made if missing or stale."""
-    stamp = _source_stamp(shard)
-    target = os.path.join(cache_dir, os.path.splitext(os.path.basename(shard))[0] + ".arrow")
-    if _stamp_of(target) == stamp:
-        return target
+def _open_copy(shard: _Shard, run_id: str | None) -> pa.ipc.RecordBatchFileReader | None:
+    """The mapped Arrow copy of ``shard`` of the run ``run_id``; None if it is
+    missing, unreadable or holds something else."""
     try:
-        os.makedirs(cache_dir, exist_ok=True)
+        reader = pa.ipc.open_file(pa.memory_map(shard.entry))
+    except (OSError, pa.ArrowInvalid):
+        return None
+    metadata = reader.schema.metadata or {}
+    if (
+        metadata.get(_RUN_KEY) != (run_id or "").encode()
+        or metadata.get(_SHA_KEY) != shard.sha256.encode()
+    ):
+        return None
+    return reader
+
+
+def _copy(shard: _Shard, run_id: str | None, batch_rows: int) -> None:
+    """Write the Arrow copy of ``shard``, from bytes whose SHA-256 is the
+    recorded one (else raise _ShardChanged), under a temporary name renamed
+    into place."""
+    folder = os.path.dirname(shard.entry)
+    try:
+        os.makedirs(folder, exist_ok=True)
     except OSError as exc:
         raise OSError(
-            f"cannot create the Arrow cache {cache_dir} ({exc.strerror}); pass a "
-            f"writable cache_dir="
+            f"cannot create the Arrow cache {folder} ({exc.strerror}); pass a writable "
+            f"cache_dir= or set {CACHE_ENV}"
         ) from None
-    tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+    tmp = f"{shard.entry}.tmp-{uuid.uuid4().hex}"
     try:
-        parquet = pq.ParquetFile(shard)
-        schema = parquet.schema_arrow.with_metadata({_SOURCE_KEY: stamp})
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-            for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
-                writer.write_batch(batch)
-        os.replace(tmp, target)
+        # One mapping of the file: the bytes hashed are the bytes parsed, even
+        # if the directory is swapped for another run meanwhile.
+        with pa.memory_map(shard.path) as source:
+            data = source.read_buffer()
+            digest = hashlib.sha256(memoryview(data)).hexdigest()
+            if digest != shard.sha256:
+                raise _ShardChanged(digest)
+            parquet = pq.ParquetFile(pa.BufferReader(data))
+            metadata = {_RUN_KEY: (run_id or "").encode(), _SHA_KEY: shard.sha256.encode()}
+            schema = parquet.schema_arrow.with_metadata(metadata)
+            with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+                for batch in parquet.iter_batches(batch_size=batch_rows):
+                    writer.write_batch(batch)
+        os.replace(tmp, shard.entry)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    return target
-
-
-def _stamp_of(path: str) -> bytes | None:
-    """The source stamp an Arrow copy records; None if missing or unreadable."""
-    try:
-        with pa.memory_map(path) as source:
-            metadata = pa.ipc.open_file(source).schema.metadata or {}
-    except (OSError, pa.ArrowInvalid):
-        return None
-    return metadata.get(_SOURCE_KEY)
-
-
-def _layout(files: list[str]) -> tuple[pa.Schema, list[int]]:
-    """The schema of the first file and the rows of every record batch of all."""
-    schema = None
-    rows = []
-    for path in files:
-        with pa.memory_map(path) as source:
-            reader = pa.ipc.open_file(source)
-            if schema is None:
-                schema = reader.schema
-            elif not reader.schema.equals(schema):
-                raise ValueError(
-                    f"{path} holds columns {reader.schema.names} of other types than the "
-                    f"first shard; the shards of one packed directory share a schema"
-                )
-            rows += [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
-    assert schema is not None
-    return schema, rows
 
 
 def _packed_columns(schema: pa.Schema, columns: Any, path: str) -> tuple[str, ...]:
@@ -390,21 +581,3 @@ def _packed_columns(schema: pa.Schema, columns: Any, path: str) -> tuple[str, ..
                 f"a packed directory holds list columns only"
             )
     return tuple(names)
-
-
-def _map_batches(
-    files: list[str], columns: Sequence[str]
-) -> list[dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Per record batch of every file, ``(offsets, values)`` numpy views of each
-    list column, over the memory-mapped files."""
-    batches = []
-    for path in files:
-        reader = pa.ipc.open_file(pa.memory_map(path))
-        for i in range(reader.num_record_batches):
-            batch = reader.get_batch(i)
-            views = {}
-            for name in columns:
-                arr = batch.column(name)
-                views[name] = (arr.offsets.to_numpy(), arr.values.to_numpy(zero_copy_only=True))
-            batches.append(views)
-    return batches

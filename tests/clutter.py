@@ -17,7 +17,9 @@ Two libraries the training tests use keep files of their own there:
 ``hf_datasets-*`` directory that it removes at interpreter exit (after this
 check), and torch compiles into ``torchinductor_<user>`` unless
 ``TORCHINDUCTOR_CACHE_DIR`` says otherwise. The first is not counted; the
-second is sent to a folder of the session's own, removed with it.
+second is sent to a folder of the session's own, removed with it. So are
+the Arrow copies of ``bfpack.torch.PackedDataset`` (``BFPACK_CACHE_DIR``),
+which would otherwise go to the user's ``~/.cache/bfpack``.
 """
 
 import os
@@ -30,19 +32,22 @@ _KEY = pytest.StashKey[dict]()
 #: What libraries keep in the scratch directory and remove themselves (or
 #: the session removes): not left by bfpack.
 _TORCH_CACHE = ".torchinductor"
-_OWNED_BY_LIBRARIES = ("hf_datasets-", _TORCH_CACHE)
+_BFPACK_CACHE = ".bfpack-cache"
+_OWNED_BY_LIBRARIES = ("hf_datasets-", _TORCH_CACHE, _BFPACK_CACHE)
 
 
 def pytest_configure(config):
     system = tempfile.gettempdir()
     scratch = tempfile.mkdtemp(prefix="bfpack-tests-tmp-", dir=system)
     saved = {
-        k: os.environ.get(k) for k in ("TMPDIR", "PYTEST_DEBUG_TEMPROOT", "TORCHINDUCTOR_CACHE_DIR")
+        k: os.environ.get(k)
+        for k in ("TMPDIR", "PYTEST_DEBUG_TEMPROOT", "TORCHINDUCTOR_CACHE_DIR", "BFPACK_CACHE_DIR")
     }
     config.stash[_KEY] = {"scratch": scratch, "saved": saved, "tempdir": tempfile.tempdir}
     os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", system)
     os.environ["TMPDIR"] = scratch
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(scratch, _TORCH_CACHE))
+    os.environ["BFPACK_CACHE_DIR"] = os.path.join(scratch, _BFPACK_CACHE)
     tempfile.tempdir = scratch
 
 

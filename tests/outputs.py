@@ -3,7 +3,7 @@
 import json
 import os
 
-from bfpack.manifest import MANIFEST
+from bfpack.parquet.manifest import MANIFEST
 
 
 def contents(dst):

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from bfpack._shards import WRITE_OPTIONS
+from bfpack.parquet._shards import WRITE_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 ASV_BENCH = ROOT / "asv_bench"
@@ -37,6 +37,7 @@ if str(ASV_BENCH) not in sys.path:
     sys.path.insert(0, str(ASV_BENCH))
 
 from benchmarks import baselines, common, peers, training  # noqa: E402
+from integrations import need  # noqa: E402
 from naive import naive_bfd  # noqa: E402
 
 SMOKE_DOCS = 1_000
@@ -156,9 +157,11 @@ def expected_skips(names):
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     """The whole suite, once: ``(process, results directory)``."""
+    need("asv")
     return run_asv(tmp_path_factory.mktemp("asv"))
 
 
+@pytest.mark.slow
 def test_every_benchmark_runs(smoke_run):
     proc, results_dir = smoke_run
     assert proc.returncode == 0, proc.stdout[-5000:]
@@ -200,6 +203,7 @@ def test_every_benchmark_runs(smoke_run):
     assert skipped == expected_skips(found)
 
 
+@pytest.mark.slow
 def test_track_benchmarks_have_units(smoke_run):
     discovered = json.loads((smoke_run[1] / "benchmarks.json").read_text())
     tracks = {n: b for n, b in discovered.items() if n != "version" and b["type"] == "track"}
@@ -208,6 +212,7 @@ def test_track_benchmarks_have_units(smoke_run):
     assert {n for n, b in tracks.items() if b["unit"] == "unit"} == set()
 
 
+@pytest.mark.slow
 def test_benchmarks_loop_over_the_registry(smoke_run):
     import bfpack
 
@@ -234,7 +239,9 @@ class Skipped:
 """
 
 
+@pytest.mark.slow
 def test_a_raising_benchmark_is_caught(tmp_path):
+    need("asv")
     suite = tmp_path / "suite"
     suite.mkdir()
     (suite / "__init__.py").write_text("")
@@ -263,6 +270,7 @@ def readme_tables(path):
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_readme_tables_of_the_smoke_run(smoke_run):
     import bfpack
 
@@ -299,6 +307,7 @@ def _set(run, name, combo, value):
     row[columns.index("result")][grid.index([repr(v) for v in combo])] = value
 
 
+@pytest.mark.slow
 def test_readme_tables_ratios(smoke_run, tmp_path):
     source = results_file(smoke_run[1])
     machine = tmp_path / source.parent.name

@@ -3,7 +3,7 @@ terminal only, help for every option, ``stats --format``, ``-v``/``-q``
 through :mod:`logging`, ``--pad-value`` for float columns; and the
 progress hooks and log records of the library under them.
 
-Most runs call :func:`bfpack.__main__.main` in this process (stderr a
+Most runs call :func:`bfpack.cli.main` in this process (stderr a
 ``StringIO`` that may claim to be a terminal); a few run ``python -m
 bfpack`` with stderr on a pseudo-terminal or a pipe.
 """
@@ -25,10 +25,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import bfpack
-from bfpack.__main__ import _parser, _short, main
-from bfpack._console import Console
-from bfpack._source import ParquetSource
+from bfpack.cli import main
+from bfpack.cli._app import build_parser as _parser
+from bfpack.cli._args import short as _short
+from bfpack.cli._console import Console
 from bfpack.parquet import pack_parquet
+from bfpack.parquet._source import ParquetSource
 
 from tokens import check_packed, token_table
 
@@ -181,7 +183,7 @@ def test_stats_format_errors(src, monkeypatch):
     status, _, err = run(["stats", src, "--seq-len", 8, "--format", "xml"], monkeypatch)
     assert status == 2 and len(err.splitlines()) == 1
     assert "argument --format: invalid choice: 'xml'" in err
-    from bfpack._comparison import write_comparison
+    from bfpack.cli._comparison import write_comparison
 
     with pytest.raises(ValueError, match="format must be one of table, json, csv"):
         write_comparison(LENGTHS, [8], "xml", source="x")
@@ -371,7 +373,7 @@ def test_a_real_terminal(src):
 
 def test_a_pipe_gets_no_bar_and_tqdm_is_not_imported(src):
     code = (
-        "import sys; from bfpack.__main__ import main\n"
+        "import sys; from bfpack.cli import main\n"
         f"status = main(['stats', {str(src)!r}, '--seq-len', '8', '--format', 'json'])\n"
         "print('tqdm' in sys.modules, status, file=sys.stderr)\n"
     )
@@ -474,7 +476,9 @@ def test_main_leaves_logging_as_it_found_it(src, monkeypatch):
         run(["-vv", "stats", src, "--seq-len", 8], monkeypatch)
         assert logger.handlers == [mine] and logger.level == logging.CRITICAL
         assert logger.propagate
-        assert not logging.getLogger("bfpack._source").isEnabledFor(logging.DEBUG)  # no stale cache
+        assert not logging.getLogger("bfpack.parquet._source").isEnabledFor(
+            logging.DEBUG
+        )  # no stale cache
     finally:
         logger.removeHandler(mine)
         logger.setLevel(logging.NOTSET)
@@ -498,7 +502,10 @@ def test_the_library_configures_no_logging(src, tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0
-    assert "bfpack._source INFO" in r.stderr and "bfpack.parquet DEBUG window 1:" in r.stderr
+    assert (
+        "bfpack.parquet._source INFO" in r.stderr
+        and "bfpack.parquet._pack DEBUG window 1:" in r.stderr
+    )
 
 
 def test_log_lines_are_one_line_each():

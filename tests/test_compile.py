@@ -73,6 +73,7 @@ def test_variants_are_few_and_known():
 
 
 @needs_jit
+@pytest.mark.slow
 @pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_workers_pack_alike_with_a_cold_and_a_warm_cache(tmp_path, start):
     cache = tmp_path / "shared-cache"
@@ -117,6 +118,7 @@ print(json.dumps(compiled))
 
 
 @needs_jit
+@pytest.mark.slow
 def test_a_warm_cache_leaves_nothing_to_compile(tmp_path):
     # Regression: the gather kernel took numba.typed.List arguments, whose
     # helpers numba compiles in every process (it never caches them): about

@@ -13,14 +13,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-distributed = pytest.importorskip("distributed")
-cloudpickle = pytest.importorskip("cloudpickle")
-dask = pytest.importorskip("dask")
+from integrations import need
+
+pytestmark = pytest.mark.integration
+distributed = need("distributed")
+cloudpickle = need("cloudpickle")
+dask = need("dask")
 
 import bfpack  # noqa: E402
 from bfpack import dask as bdask  # noqa: E402
-from bfpack.manifest import MANIFEST  # noqa: E402
 from bfpack.parquet import pack_parquet as single_process  # noqa: E402
+from bfpack.parquet.manifest import MANIFEST  # noqa: E402
 
 from outputs import contents  # noqa: E402
 from tokens import check_packed, token_table  # noqa: E402

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import bfpack
-from bfpack.__main__ import main
+from bfpack.cli import main
 from bfpack.corpus import stdlib_lengths, stdlib_table
 
 JIT = os.environ.get("NUMBA_DISABLE_JIT", "0") in ("", "0")

@@ -63,12 +63,12 @@ def test_python_code_calls_kernels_through_call():
     # bfpack._jit.call holds SIGINT and SIGTERM back while numba boxes a
     # kernel's result (tests/test_signals.py); a direct call is unsafe.
     direct = []
-    for path in sorted(set(PACKAGE.glob("*.py")) - {PACKAGE / "_jit.py"}):
+    for path in sorted(set(PACKAGE.rglob("*.py")) - {PACKAGE / "_jit.py"}):
         tree = ast.parse(path.read_text())
         kernels = {
             alias.asname or alias.name
             for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("_kernels")
+            if isinstance(node, ast.ImportFrom) and "_kernels" in (node.module or "")
             if node.module != "_kernels.results"
             for alias in node.names
         }
@@ -80,17 +80,71 @@ def test_python_code_calls_kernels_through_call():
     assert not direct, "call kernels as call(kernel, *args):\n" + "\n".join(direct)
 
 
+def _imports(path):
+    """The modules ``path`` imports, as dotted names inside bfpack (``parquet._pack``)."""
+    package = path.relative_to(PACKAGE).parent.parts
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - node.level + 1]
+            module = ".".join((*base, *(node.module or "").split("."))).strip(".")
+            names = [f"{module}.{a.name}".strip(".") for a in node.names]
+            found.add(module)
+            found.update(names)  # ``from . import dask`` imports a module too
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for name in [node.module] if isinstance(node, ast.ImportFrom) else node.names:
+                name = name if isinstance(name, str) else name.name
+                if name and name.startswith("bfpack."):
+                    found.add(name.removeprefix("bfpack."))
+    return found
+
+
+#: The layers above the core: I/O, command line and integrations.
+OUTER = ("parquet", "cli", "hf", "torch", "dask", "plot")
+
+
+def _outer(module):
+    return module.split(".")[0] in OUTER
+
+
+def test_core_modules_import_nothing_from_the_layers_above():
+    # The core (packing, stream, table, analysis, kernels, ...) works on
+    # arrays and Arrow tables; files, the command line and other libraries
+    # sit on top of it. One exception: analysis.document_lengths accepts the
+    # path of a Parquet dataset and reads it with the Parquet layer's reader,
+    # imported on use.
+    allowed = {"analysis": "parquet._source"}
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        if _outer(name) or name in ("__init__", "__main__"):
+            continue
+        exception = allowed.get(name, "-")
+        wrong += [
+            f"{name} imports {m}"
+            for m in _imports(path)
+            if _outer(m) and not m.startswith(exception)
+        ]
+    assert not wrong, "\n".join(sorted(wrong))
+
+
 def test_io_modules_hold_no_packing_logic():
-    # The Parquet layer reaches packing through the stream packer only.
-    tree = ast.parse((PACKAGE / "parquet.py").read_text())
-    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert not imported & {"methods", "packing", "_kernels", "_kernels.layout"}
-    assert "stream" in imported
+    # The Parquet layer and the Dask driver reach packing through the stream
+    # packer only: no kernel, and of the packing modules only their result
+    # types and the registry of method names.
+    data = {"packing.PackingStats", "packing.DocumentCounts", "methods.METHODS"}
+    paths = sorted((PACKAGE / "parquet").glob("*.py")) + [PACKAGE / "dask.py"]
+    for path in paths:
+        names = {m for m in _imports(path) if m.startswith(("methods.", "packing."))}
+        kernels = {m for m in _imports(path) if m.startswith("_kernels")}
+        assert names <= data and not kernels, f"{path.name}: {names - data} {kernels}"
+    assert "stream" in _imports(PACKAGE / "parquet" / "_pack.py")
 
 
-OPTIONAL = {"hf": "datasets", "torch": "torch", "plot": "matplotlib", "_demo": "numba"}
+OPTIONAL = {"hf": "datasets", "torch": "torch", "plot": "matplotlib", "dask": "distributed"}
 
 
+@pytest.mark.slow
 def test_every_module_imports_on_its_own():
     # A module imported first, before any other of the package, must not
     # meet a partly initialised one (a cycle that import order used to hide).

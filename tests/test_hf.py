@@ -14,7 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-datasets = pytest.importorskip("datasets")
+from integrations import need
+
+pytestmark = pytest.mark.integration
+datasets = need("datasets")
 
 import bfpack  # noqa: E402
 from bfpack.hf import pack_dataset  # noqa: E402
@@ -243,8 +246,41 @@ def test_an_iterable_dataset_is_lazy_and_checked_at_once():
     assert calls == [1]
 
 
+def empty_documents_between_others():
+    """Lengths with empty documents, in the first batch read and later ones."""
+    return np.array([3, 0, 5, 70, 0, 0, 12, 1, 0, 64, 9, 0])
+
+
+@pytest.mark.parametrize("token_type", ["int64", "int32"])
+def test_empty_documents_of_a_generator_with_features(monkeypatch, token_type):
+    monkeypatch.setattr(bfpack.hf, "_READ_ROWS", 4)  # several batches, some all empty
+    lengths = empty_documents_between_others()
+    table = token_table(lengths, columns=("input_ids",)).select(["input_ids"])
+    table = table.cast(pa.schema([("input_ids", pa.list_(getattr(pa, token_type)()))]))
+
+    def documents():
+        yield from table.to_pylist()
+
+    features = datasets.Features({"input_ids": datasets.List(datasets.Value(token_type))})
+    stream = datasets.IterableDataset.from_generator(documents, features=features)
+    packed = pack_dataset(stream, SEQ_LEN)
+    expected = pack_dataset(datasets.Dataset(table), SEQ_LEN)
+    assert list(packed) == expected.to_list()
+    assert packed.features == expected.features
+
+
+def test_empty_documents_after_map(monkeypatch):
+    monkeypatch.setattr(bfpack.hf, "_READ_ROWS", 4)
+    lengths = empty_documents_between_others()
+    table = token_table(lengths, columns=("input_ids",)).select(["input_ids"])
+    mapped = datasets.Dataset(table).to_iterable_dataset().map(lambda row: row)
+    assert mapped.features is None
+    packed = pack_dataset(mapped, SEQ_LEN)
+    assert list(packed) == pack_dataset(datasets.Dataset(table), SEQ_LEN).to_list()
+
+
 def test_an_iterable_dataset_without_features(monkeypatch):
-    lengths = lengths_of(30) + 1  # datasets cannot rebatch mapped empty lists itself
+    lengths = lengths_of(30)  # empty documents too
     ds = dataset_of(lengths).to_iterable_dataset()
     mapped = ds.map(lambda row: row)  # features unknown after map
     assert mapped.features is None

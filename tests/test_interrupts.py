@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bfpack.corpus import web_like_lengths
-from bfpack.manifest import MANIFEST
+from bfpack.parquet.manifest import MANIFEST
 
 from outputs import contents
 

@@ -15,7 +15,10 @@ import pytest
 import bfpack
 from bfpack.parquet import MANIFEST
 
+from integrations import need
 from tokens import token_table
+
+pytestmark = pytest.mark.integration
 
 SEQ_LEN = 128
 
@@ -44,7 +47,7 @@ def test_pyarrow_dataset(packed):
 
 
 def test_pandas(packed):
-    pd = pytest.importorskip("pandas")
+    pd = need("pandas")
     dst, expected = packed
     frame = pd.read_parquet(dst)
     assert list(frame.columns) == expected.column_names
@@ -52,7 +55,7 @@ def test_pandas(packed):
 
 
 def test_duckdb(packed):
-    duckdb = pytest.importorskip("duckdb")
+    duckdb = need("duckdb")
     dst, expected = packed
     rows = duckdb.sql(
         f"SELECT input_ids, seq_lengths FROM read_parquet('{dst}/*.parquet', filename = true) "
@@ -63,7 +66,7 @@ def test_duckdb(packed):
 
 
 def test_datasets_load_dataset(packed, tmp_path):
-    datasets = pytest.importorskip("datasets")
+    datasets = need("datasets")
     dst, expected = packed
     loaded = datasets.load_dataset(
         "parquet", data_dir=str(dst), split="train", cache_dir=str(tmp_path)

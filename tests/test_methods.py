@@ -7,12 +7,12 @@ import pytest
 
 import bfpack
 from bfpack import METHODS, Method
-from bfpack.__main__ import _parser
 from bfpack._kernels.results import Fit
+from bfpack.cli._app import build_parser as _parser
 from bfpack.methods import any_fit
 
 from naive import OPEN_REFERENCES, REFERENCES, naive_stream, sorted_pieces
-from test_stream import as_lists
+from plans import as_lists
 
 
 def test_every_method_has_a_reference():

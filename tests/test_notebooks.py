@@ -4,11 +4,11 @@ import os
 import pathlib
 import re
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
 import bfpack
+
+from integrations import need
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
@@ -60,15 +60,18 @@ def _text(cell):
     return "".join(parts)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path, tmp_path):
     for package in REQUIRES.get(path.name, ()):
-        pytest.importorskip(package)
+        need(package)
+    nbformat = need("nbformat")
+    client = need("nbclient")
     nb = nbformat.read(path, as_version=4)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert not any(cell.get("outputs") for cell in code), "commit notebooks without outputs"
     # Raises CellExecutionError, with the failing cell, on any error.
-    NotebookClient(
+    client.NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
     text = "".join(_text(cell) for cell in code)
@@ -87,6 +90,7 @@ def test_notebook_runs(path, tmp_path):
             assert any("image/png" in b for b in bundles), f"no image from:\n{cell.source}"
 
 
+@pytest.mark.slow
 def test_quickstart_on_your_own_data(tmp_path):
     # The quickstart's parameter cell points it at any Parquet dataset.
     import numpy as np
@@ -105,10 +109,12 @@ def test_quickstart_on_your_own_data(tmp_path):
             data / f"part-{k}.parquet",
         )
     path = NOTEBOOKS[0].parent / "01_quickstart.ipynb"
+    nbformat = need("nbformat")
+    client = need("nbclient")
     nb = nbformat.read(path, as_version=4)
     (params,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     params.source = f"DATA = {str(data)!r}\nCOLUMN = 'tokens'\nSEQ_LEN = 1024"
-    NotebookClient(
+    client.NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
     text = "".join(_text(cell) for cell in nb.cells if cell.cell_type == "code")

@@ -11,8 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bfpack
+import bfpack.corpus
+import bfpack.methods
 
 from naive import cut_counts, naive_bfd, naive_concat, naive_ffd, naive_pack, split_pieces
+from plans import as_lists
 
 METHODS = list(bfpack.METHODS)
 LONG_DOCS = ["split", "truncate"]
@@ -90,11 +93,6 @@ def lognormal_lengths(n, seed=0, mu=6.0, sigma=1.3):
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
-
-
-def as_lists(plan):
-    """The packing as a list of sequences of ``(doc, start, len)`` tuples."""
-    return [list(zip(*(a.tolist() for a in plan.sequence(j)))) for j in range(plan.num_sequences)]
 
 
 def fills(sequences):
@@ -806,3 +804,34 @@ def test_token_total_beyond_int64_is_not_silent():
             match=rf"the token total passes the int64 range at lengths\[1\] = {2**62}",
         ):
             bfpack.pack(lengths, 10, method=method, long_docs="truncate")
+
+
+# --------------------------------------------------------------------------
+# The int64 scratch path, used from 2**31 pieces or documents on: the threshold
+# is lowered to force it, and the results must not change.
+
+
+@pytest.fixture
+def wide_indices(monkeypatch):
+    monkeypatch.setattr(bfpack.methods, "_INT32_INDEX_LIMIT", 0)
+
+
+@pytest.mark.parametrize("method", ["bfd", "ffd"])
+@pytest.mark.parametrize("long_docs", ["split", "truncate"])
+@settings(max_examples=60)
+@given(case=documents())
+def test_int64_scratch_gives_the_same_packing(case, method, long_docs):
+    lengths, L = case
+    narrow = bfpack.pack(lengths, L, method=method, long_docs=long_docs)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bfpack.methods, "_INT32_INDEX_LIMIT", 0)
+        wide = bfpack.pack(lengths, L, method=method, long_docs=long_docs)
+    check_plan(wide, lengths, L, method, long_docs)
+    for name in ARRAYS:
+        np.testing.assert_array_equal(getattr(wide, name), getattr(narrow, name))
+
+
+def test_int64_scratch_on_web_like_lengths(wide_indices):
+    lengths = bfpack.corpus.web_like_lengths(20_000, seed=5)
+    plan = bfpack.pack(lengths, 2048)
+    check_plan(plan, lengths, 2048, "bfd", "split")

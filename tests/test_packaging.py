@@ -57,7 +57,7 @@ def test_builds_with_the_lowest_declared_setuptools(tmp_path):
         info = f"bfpack-{bfpack.__version__}.dist-info"
         metadata = z.read(f"{info}/METADATA").decode()
         assert z.read(f"{info}/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
-        assert "bfpack = bfpack.__main__:main" in z.read(f"{info}/entry_points.txt").decode()
+        assert "bfpack = bfpack.cli:main" in z.read(f"{info}/entry_points.txt").decode()
         names = z.namelist()
     assert "License-Expression: MIT" in metadata
     assert "License-File: LICENSE" in metadata

@@ -18,10 +18,10 @@ import pytest
 
 import bfpack
 from bfpack import _arrow
-from bfpack.__main__ import main
-from bfpack._staging import DestinationBusyError, DestinationLock
-from bfpack.manifest import MANIFEST
+from bfpack.cli import main
 from bfpack.parquet import pack_parquet
+from bfpack.parquet._staging import DestinationBusyError, DestinationLock
+from bfpack.parquet.manifest import MANIFEST
 from bfpack.table import OutputSpec
 
 from tokens import check_packed, token_table
@@ -391,7 +391,7 @@ def test_leftovers_of_dead_runs_are_removed(tmp_path):
 PEAK_CHILD = textwrap.dedent(
     """
     import sys
-    from bfpack.__main__ import main
+    from bfpack.cli import main
     status = main(sys.argv[1:])
     with open("/proc/self/status") as f:
         peak = [int(line.split()[1]) for line in f if line.startswith("VmHWM")][0]
@@ -448,7 +448,7 @@ def test_memory_follows_the_window_not_the_row_group(tmp_path):
 
 def test_import_loads_nothing_heavy():
     code = (
-        "import sys, bfpack, bfpack.__main__\n"
+        "import sys, bfpack, bfpack.cli, bfpack.parquet\n"
         "print(sorted(m for m in ('numpy', 'pyarrow', 'numba') if m in sys.modules))\n"
         "bfpack.pack\n"
         "print(sorted(m for m in ('numpy', 'pyarrow', 'numba') if m in sys.modules))\n"
@@ -461,13 +461,13 @@ def test_public_names_load_on_use():
     assert set(bfpack.__all__) <= set(dir(bfpack))
     for name in bfpack.__all__:
         assert getattr(bfpack, name) is not None
-    assert callable(bfpack.verify) and bfpack.verify.__module__ == "bfpack.verification"
+    assert callable(bfpack.verify) and bfpack.verify.__module__ == "bfpack.parquet._verify"
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         bfpack.nope  # noqa: B018
     with pytest.raises(AttributeError, match="has no attribute '_private'"):
         bfpack._private  # noqa: B018
     # Submodules, as attributes, as when the package imported them all.
-    code = "import bfpack; print(bfpack.table.SEQ_LENGTHS, bfpack.manifest.MANIFEST)"
+    code = "import bfpack; print(bfpack.table.SEQ_LENGTHS, bfpack.parquet.manifest.MANIFEST)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["seq_lengths", MANIFEST]
 

@@ -9,10 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bfpack import _shards
-from bfpack.__main__ import main
-from bfpack._shards import ShardWriter
-from bfpack.parquet import pack_parquet
+from bfpack.cli import main
+from bfpack.parquet import _shards, pack_parquet
+from bfpack.parquet._shards import ShardWriter
 
 from tokens import check_packed, token_table
 

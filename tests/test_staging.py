@@ -1,4 +1,4 @@
-"""The life of an output directory (``bfpack._staging``): path checks, the
+"""The life of an output directory (``bfpack.parquet._staging``): path checks, the
 lock, recovery after dead runs, the atomic swap, durability, permissions."""
 
 import os
@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from bfpack import _staging
-from bfpack._staging import (
+from bfpack.parquet import _staging
+from bfpack.parquet._staging import (
     DestinationBusyError,
     DestinationLock,
     StagedOutput,
@@ -18,7 +18,7 @@ from bfpack._staging import (
     check_paths,
     recover,
 )
-from bfpack.manifest import LEGACY_MANIFEST, MANIFEST
+from bfpack.parquet.manifest import LEGACY_MANIFEST, MANIFEST
 
 
 def make_output(path, text="old"):
@@ -104,7 +104,7 @@ def test_lock_is_exclusive_and_names_its_owner(tmp_path):
     # Another process cannot take it, and hears who holds it.
     code = textwrap.dedent(
         f"""
-        from bfpack._staging import DestinationLock, DestinationBusyError
+        from bfpack.parquet._staging import DestinationLock, DestinationBusyError
         try:
             DestinationLock({dst!r}).acquire()
         except DestinationBusyError as exc:
@@ -126,7 +126,9 @@ def test_lock_is_exclusive_and_names_its_owner(tmp_path):
 
 def test_lock_left_by_a_killed_process_is_taken_over(tmp_path):
     dst = str(tmp_path / "out")
-    code = f"from bfpack._staging import DestinationLock; DestinationLock({dst!r}).acquire()\n"
+    code = (
+        f"from bfpack.parquet._staging import DestinationLock; DestinationLock({dst!r}).acquire()\n"
+    )
     code += "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
     p = subprocess.run([sys.executable, "-c", code])
     assert p.returncode == -signal.SIGKILL
@@ -440,7 +442,7 @@ def test_default_sigterm_during_the_swap_kills_after_it(tmp_path):
     code = textwrap.dedent(
         f"""
         import os, signal
-        from bfpack._staging import StagedOutput
+        from bfpack.parquet._staging import StagedOutput
         real = StagedOutput._swap
         def swap(self, folder):
             os.kill(os.getpid(), signal.SIGTERM)

@@ -4,6 +4,7 @@ slow stream reference in ``naive.py``."""
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,13 +12,12 @@ from hypothesis import strategies as st
 import bfpack
 from bfpack import METHODS, OutputSpec, Packing, StreamPacker, TableStreamPacker
 from bfpack.corpus import web_like_lengths
+from bfpack.parquet._source import ParquetSource
+from bfpack.stream import default_max_open, windows
 
 from naive import cut_counts, naive_stream
+from plans import as_lists
 from tokens import COLUMNS, check_packed, token_table
-
-
-def as_lists(plan):
-    return [list(zip(*(a.tolist() for a in plan.sequence(j)))) for j in range(plan.num_sequences)]
 
 
 def run_stream(windows, seq_len, method="bfd", long_docs="split", max_open=4096):
@@ -443,3 +443,81 @@ def test_quality_close_to_global_bfd(web_lengths, seq_len):
     assert carried - best <= alone - best
     assert stats.tokens == int(web_lengths.sum())
     assert stats.documents_truncated == plan.stats().documents_truncated
+
+
+# --------------------------------------------------------------------------
+# bfpack.stream.windows: any stream of tables regrouped into the windows the
+# Parquet reader makes, whatever the batching.
+
+WINDOW_COLUMNS = ["input_ids", "labels"]
+
+
+def spec_of(table):
+    return bfpack.OutputSpec.for_schema(table.schema, columns=WINDOW_COLUMNS)
+
+
+def batches(table, cuts):
+    """``table`` cut at row positions ``cuts`` (empty tables included)."""
+    bounds = [0, *sorted(cuts), table.num_rows]
+    return [table.slice(a, b - a) for a, b in zip(bounds, bounds[1:])]
+
+
+@st.composite
+def streams(draw):
+    lengths = np.array(draw(st.lists(st.integers(0, 50), max_size=40)), dtype=np.int64)
+    table = token_table(lengths)
+    cuts = draw(st.lists(st.integers(0, len(lengths)), max_size=6))
+    return table, cuts, draw(st.integers(1, 200))
+
+
+@given(streams())
+def test_windows_do_not_depend_on_batching(case):
+    table, cuts, window_tokens = case
+    spec = spec_of(table)
+    one = list(windows([table], spec, window_tokens))
+    many = list(windows(batches(table, cuts), spec, window_tokens))
+    assert [last for _, last in one] == [last for _, last in many]
+    assert [last for _, last in one] == [False] * (len(one) - 1) + [True]
+    for (a, _), (b, _) in zip(one, many):
+        assert a.equals(b) and a.column_names == WINDOW_COLUMNS
+    # Every window but the last reaches window_tokens with its last document only.
+    for w, last in one:
+        n = np.array([len(x) for x in w.column("input_ids").to_pylist()], dtype=np.int64)
+        if not last:
+            assert n.sum() >= window_tokens > n[:-1].sum()
+    assert pa.concat_tables(w for w, _ in one).equals(table.select(WINDOW_COLUMNS))
+
+
+def test_windows_are_the_parquet_readers(tmp_path):
+    lengths = np.random.default_rng(1).integers(0, 300, 500)
+    table = token_table(lengths)
+    pq.write_table(table, tmp_path / "a.parquet", row_group_size=37)
+    spec = spec_of(table)
+    expected = list(ParquetSource.open(tmp_path / "a.parquet").windows(spec, 2000))
+    got = list(windows(table.to_batches(max_chunksize=53), spec, 2000))
+    assert len(got) == len(expected) > 5
+    for (a, la), (b, lb) in zip(got, expected):
+        assert la == lb and a.equals(b)
+
+
+def test_an_empty_stream_is_one_empty_window():
+    spec = spec_of(token_table(np.array([3])))
+    [(window, last)] = list(windows([], spec, 10))
+    assert last and window.num_rows == 0 and window.schema.equals(spec.schema)
+
+
+def test_windows_bad_arguments():
+    table = token_table(np.array([3, 4]))
+    spec = spec_of(table)
+    with pytest.raises(ValueError, match="window_tokens must be >= 1"):
+        windows([table], spec, 0)
+    with pytest.raises(TypeError, match="spec must be an OutputSpec"):
+        windows([table], WINDOW_COLUMNS, 10)
+    with pytest.raises(ValueError, match="a table of the stream has no column 'labels'"):
+        list(windows([table.select(["input_ids"])], spec, 10))
+
+
+def test_default_max_open():
+    assert default_max_open(2048, 1 << 24) == 2048
+    assert default_max_open(128, 1 << 30) == 4096
+    assert default_max_open(2048, 1000) == 16

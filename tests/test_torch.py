@@ -4,6 +4,7 @@
 import json
 import os
 import pickle
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -12,11 +13,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-torch = pytest.importorskip("torch")
+from integrations import need
+
+pytestmark = pytest.mark.integration
+torch = need("torch")
 
 import bfpack  # noqa: E402
 from bfpack.parquet import MANIFEST  # noqa: E402
-from bfpack.torch import IGNORE_INDEX, PackedCollator, PackedDataset  # noqa: E402
+from bfpack.torch import IGNORE_INDEX, LAYOUTS, PackedCollator, PackedDataset  # noqa: E402
 
 from naive import naive_padded, naive_padding_free  # noqa: E402
 from tokens import token_table  # noqa: E402
@@ -110,7 +114,7 @@ def test_rows_of_pack_table_and_pack_dataset():
     rows = packed.to_pylist()
     batch = PackedCollator()(rows)
     assert batch["input_ids"][0].tolist() == naive_padding_free(rows)["input_ids"]
-    datasets = pytest.importorskip("datasets")
+    datasets = need("datasets")
     from bfpack.hf import pack_dataset
 
     ds = pack_dataset(datasets.Dataset(table), 32, columns=["input_ids", "labels"], pad_value=0)
@@ -135,6 +139,8 @@ def test_rows_of_pack_table_and_pack_dataset():
         ),
         (dict(layout="padded", seq_len=0), ValueError, "seq_len must be >= 1"),
         (dict(layout="padded", pad_token_id=1.5), TypeError, "pad_token_id must be an integer"),
+        (dict(layout="padded", pad_token_id=2**70), ValueError, "pad_token_id must be between"),
+        (dict(layout="padded", pad_token_id=-(2**63) - 1), ValueError, "pad_token_id must be"),
         (dict(document_ids=1), TypeError, "document_ids must be True or False"),
     ],
 )
@@ -171,6 +177,17 @@ def test_bad_rows(rows, error, match):
         PackedCollator()(rows)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("key", ["input_ids", "labels"])
+def test_ids_beyond_int64_are_refused_not_wrapped(layout, key):
+    ids = np.array([1, 2**63 - 1, 3], dtype=np.uint64)  # the largest int64 is fine
+    rows = [{"input_ids": ids, "seq_lengths": [3]}]
+    assert PackedCollator(layout)(rows)["input_ids"][0, 1].item() == 2**63 - 1
+    big = {"input_ids": ids, key: np.array([1, 2**63, 3], dtype=np.uint64), "seq_lengths": [3]}
+    with pytest.raises(ValueError, match=rf"row 1: {key} holds 9223372036854775808, more than"):
+        PackedCollator(layout)([rows[0], big])
+
+
 def test_a_row_longer_than_seq_len():
     rows = [{"input_ids": [1, 2], "seq_lengths": [2]}, {"input_ids": [1, 2, 3], "seq_lengths": [3]}]
     with pytest.raises(ValueError, match="row 1 holds 3 tokens, more than seq_len=2"):
@@ -186,7 +203,7 @@ def test_repr():
 def test_trl_reads_seq_lengths_the_same_way():
     """TRL's padding-free collator reads bfpack's ``seq_lengths`` and gives the
     same batch as PackedCollator (TRL adds ``seq_idx``, its document ids as int32)."""
-    sft = pytest.importorskip("trl.trainer.sft_trainer")
+    sft = need("trl.trainer.sft_trainer")
     table = token_table(np.array([5, 30, 2, 17, 9, 40, 3]), columns=("input_ids",))
     rows = bfpack.pack_table(table, 32).to_pylist()
     trl = sft.DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)(rows)
@@ -271,43 +288,250 @@ def test_the_arrow_copies(packed_dir, tmp_path):
     dst, _ = packed_dir
     cache = tmp_path / "cache"
     first = PackedDataset(dst, cache_dir=cache)
-    copies = sorted(os.listdir(cache))
-    assert copies == [os.path.basename(f) for f in sorted(first.files)]
+    with open(dst / MANIFEST) as f:
+        manifest = json.load(f)
+    assert first.run_id == manifest["run_id"]
+    # One entry per shard: <root>/<run id>/<sha256 of the shard>.arrow.
+    assert os.listdir(cache) == [manifest["run_id"]]
+    assert first.files == [
+        str(cache / manifest["run_id"] / f"{s['sha256']}.arrow") for s in manifest["shards"]
+    ]
+    assert sorted(os.listdir(cache / first.run_id)) == sorted(map(os.path.basename, first.files))
     stamps = {f: os.stat(f).st_mtime_ns for f in first.files}
-    PackedDataset(dst, cache_dir=cache)  # fresh copies are reused
+    PackedDataset(dst, cache_dir=cache)  # existing copies are reused
     assert {f: os.stat(f).st_mtime_ns for f in first.files} == stamps
     with open(first.files[0], "wb") as f:
         f.write(b"torn")  # a broken copy is made again
     again = PackedDataset(dst, cache_dir=cache)
     assert same_rows([again[i] for i in range(3)], [first[i] for i in range(3)])
-    assert sorted(os.listdir(cache)) == copies  # no temporary file left
+    assert sorted(os.listdir(cache / first.run_id)) == sorted(map(os.path.basename, first.files))
 
 
-def test_a_changed_shard_is_copied_again(tmp_path):
+def test_the_default_cache_root(packed_dir, tmp_path, monkeypatch):
+    dst, _ = packed_dir
+    monkeypatch.setenv("BFPACK_CACHE_DIR", str(tmp_path / "env"))
+    assert PackedDataset(dst).cache_dir == str(tmp_path / "env")
+    assert os.listdir(tmp_path / "env") == [PackedDataset(dst).run_id]
+    assert PackedDataset(dst, cache_dir=tmp_path / "arg").cache_dir == str(tmp_path / "arg")
+    monkeypatch.delenv("BFPACK_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert bfpack.torch.cache_root() == str(tmp_path / "xdg" / "bfpack")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert bfpack.torch.cache_root() == str(tmp_path / "home" / ".cache" / "bfpack")
+    assert bfpack.torch.CACHE_ENV == "BFPACK_CACHE_DIR"
+
+
+def test_nothing_is_written_inside_the_packed_directory(tmp_path):
+    """The dataset's copies live outside DST: verify still passes, and readers
+    of DST as a Parquet dataset see the shards alone."""
+    src = tmp_path / "src.parquet"
+    pq.write_table(token_table(np.array([5, 9, 30, 12]), columns=("input_ids",)), src)
+    dst = tmp_path / "dst"
+    bfpack.pack_parquet(src, dst, 32)
+    before = sorted(os.listdir(dst))
+    ds = PackedDataset(dst)
+    ds[0]
+    assert sorted(os.listdir(dst)) == before
+    assert bfpack.verify(dst).ok
+
+
+def test_two_outputs_never_share_a_cache_entry(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    lengths = {"train": [5, 9, 30, 12, 7, 3], "val": [20, 20, 20]}
+    for name, lens in lengths.items():
+        pq.write_table(token_table(np.array(lens), columns=("input_ids",)), src / f"{name}.parquet")
+        bfpack.pack_parquet(src / f"{name}.parquet", tmp_path / name, 32)
+    cache = tmp_path / "shared-cache"
+    train = PackedDataset(tmp_path / "train", cache_dir=cache)
+    val = PackedDataset(tmp_path / "val", cache_dir=cache)
+    for name, ds in (("train", train), ("val", val)):
+        expected = pq.read_table(tmp_path / name)
+        assert same_rows([ds[i] for i in range(len(ds))], rows_of(expected)), name
+    assert not set(train.files) & set(val.files)
+
+
+def test_a_shard_changed_by_hand_is_refused(tmp_path):
+    """A shard whose bytes are not the manifest's is never copied (whatever
+    its size and time): the copy would hold rows of no run."""
     src = tmp_path / "src.parquet"
     pq.write_table(token_table(np.array([5, 9, 30]), columns=("input_ids",)), src)
     bfpack.pack_parquet(src, tmp_path / "dst", 32)
-    assert PackedDataset(tmp_path / "dst")[0]["input_ids"].shape == (30,)
-    pq.write_table(token_table(np.array([31, 2]), columns=("input_ids",)), src)
-    bfpack.pack_parquet(src, tmp_path / "dst", 32, overwrite=True)  # replaces the cache too
-    pq.write_table(  # a shard changed in place, by hand
+    pq.write_table(
         bfpack.pack_table(token_table(np.array([4, 4, 4]), columns=("input_ids",)), 32),
         tmp_path / "dst" / "part-00000.parquet",
     )
-    ds = PackedDataset(tmp_path / "dst")
-    assert len(ds) == 1 and ds[0]["seq_lengths"].tolist() == [4, 4, 4]
+    with pytest.raises(ValueError, match=r"part-00000.parquet does not hold the bytes recorded"):
+        PackedDataset(tmp_path / "dst", cache_dir=tmp_path / "cache")
+    assert [files for _, _, files in os.walk(tmp_path / "cache")] == [[], []]
 
 
-def test_readers_of_the_directory_skip_the_cache(packed_dir):
-    dst, expected = packed_dir
-    PackedDataset(dst)
-    assert os.path.isdir(dst / ".arrow-cache")
-    assert pq.read_table(dst).equals(expected)
-    datasets = pytest.importorskip("datasets")
-    loaded = datasets.load_dataset(
-        "parquet", data_dir=str(dst), split="train", cache_dir=str(dst.parent / "hf-cache")
-    )
-    assert loaded.num_rows == expected.num_rows
+def test_an_overwrite_gives_a_new_dataset_the_new_run(tmp_path):
+    src = tmp_path / "src.parquet"
+    pq.write_table(token_table(np.array([5, 9, 30]), columns=("input_ids",)), src)
+    bfpack.pack_parquet(src, tmp_path / "dst", 32)
+    old = PackedDataset(tmp_path / "dst")
+    assert old[0]["input_ids"].shape == (30,)
+    pq.write_table(token_table(np.array([20, 3]), columns=("input_ids",)), src)
+    bfpack.pack_parquet(src, tmp_path / "dst", 32, overwrite=True)
+    new = PackedDataset(tmp_path / "dst")
+    assert new.run_id != old.run_id
+    assert len(new) == 1 and sorted(new[0]["seq_lengths"].tolist()) == [3, 20]
+    assert len(old) == 2 and old[0]["input_ids"].shape == (30,)  # still its own run
+
+
+def test_a_missing_shard_is_named(tmp_path):
+    src = tmp_path / "src.parquet"
+    pq.write_table(token_table(np.array([5, 9, 30]), columns=("input_ids",)), src)
+    bfpack.pack_parquet(src, tmp_path / "dst", 32)
+    os.remove(tmp_path / "dst" / "part-00000.parquet")
+    with pytest.raises(FileNotFoundError, match=r"part-00000.parquet is missing: the output is"):
+        PackedDataset(tmp_path / "dst", cache_dir=tmp_path / "cache")
+
+
+def test_a_directory_rewritten_while_opening_is_read_at_its_new_run(tmp_path, monkeypatch):
+    src = tmp_path / "src.parquet"
+    pq.write_table(token_table(np.array([5, 9, 30]), columns=("input_ids",)), src)
+    dst = tmp_path / "dst"
+    bfpack.pack_parquet(src, dst, 32)
+    stale = bfpack.torch._pin(str(dst), str(tmp_path / "cache"))  # read before the overwrite
+    bfpack.pack_parquet(src, dst, 16, overwrite=True)
+    pins = [stale]
+    real = bfpack.torch._pin
+    monkeypatch.setattr(bfpack.torch, "_pin", lambda *a: pins.pop() if pins else real(*a))
+    ds = PackedDataset(dst, cache_dir=tmp_path / "cache")
+    assert ds.run_id != stale[0] and max(len(ds[i]["input_ids"]) for i in range(len(ds))) <= 16
+    assert os.listdir(tmp_path / "cache") == [ds.run_id]  # nothing of the old run copied
+
+    def always_stale(*args):
+        return stale
+
+    monkeypatch.setattr(bfpack.torch, "_pin", always_stale)
+    with pytest.raises(RuntimeError, match="was rewritten 3 times while PackedDataset opened"):
+        PackedDataset(dst, cache_dir=tmp_path / "cache2")
+
+
+def test_a_run_that_moves_during_a_copy_is_caught(overwritten, monkeypatch):
+    """DST swapped between the check of its run id and the copy: the bytes
+    read are the new run's, so no copy is made and the error names the run."""
+    dst = overwritten(128)
+    ds = PackedDataset(dst)
+    pinned = ds.run_id
+    overwritten(16)
+    shutil.rmtree(dst.parent / "cache")
+    answers = [pinned]  # the first look still sees the pinned run
+    real = bfpack.torch.run_id_of
+    monkeypatch.setattr(bfpack.torch, "run_id_of", lambda p: answers.pop() if answers else real(p))
+    with pytest.raises(RuntimeError, match=f"reads run {pinned} of .* now holds run"):
+        pickle.loads(pickle.dumps(ds))[0]
+    assert not any(files for _, _, files in os.walk(dst.parent / "cache"))
+
+
+def test_copies_of_another_layout_are_refused(tmp_path):
+    """Copies that hold the run's bytes in other record batches than the
+    dataset indexed give a clear error, never a wrong row or an IndexError."""
+    src = tmp_path / "src.parquet"
+    pq.write_table(token_table(np.arange(1, 40), columns=("input_ids",)), src)
+    bfpack.pack_parquet(src, tmp_path / "dst", 64)
+    ds = PackedDataset(tmp_path / "dst", cache_dir=tmp_path / "cache")
+    os.remove(ds.files[0])
+    bfpack.torch._copy(ds._shards[0], ds.run_id, 7)  # 7 rows per record batch
+    with pytest.raises(RuntimeError, match="hold other rows than when the dataset was opened"):
+        pickle.loads(pickle.dumps(ds))[0]
+
+
+def loader_rows(ds, **kwargs):
+    """Every batch's tokens and pieces, read through a DataLoader."""
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=PackedCollator(), **kwargs)
+    return [(b["input_ids"].tolist(), b["cu_seq_lens_q"].tolist()) for b in loader]
+
+
+@pytest.fixture
+def overwritten(tmp_path, monkeypatch):
+    """``pack(seq_len)``: packs the same documents into ``tmp_path/dst`` again
+    (with ``--overwrite``) at ``seq_len`` tokens per row. The cache root is
+    ``tmp_path/cache``."""
+    monkeypatch.setenv("BFPACK_CACHE_DIR", str(tmp_path / "cache"))
+    src = tmp_path / "src.parquet"
+    lengths = np.random.default_rng(7).integers(1, 120, 60)
+    pq.write_table(token_table(lengths, columns=("input_ids",)), src)
+
+    def pack(seq_len):
+        bfpack.pack_parquet(src, tmp_path / "dst", seq_len, overwrite=True)
+        return tmp_path / "dst"
+
+    return pack
+
+
+def test_a_dataset_keeps_serving_its_run_after_an_overwrite(overwritten):
+    """Workers of every epoch read the run the dataset opened, even once DST
+    holds another run (and another reader has copied it)."""
+    dst = overwritten(128)
+    ds = PackedDataset(dst)
+    first = loader_rows(ds, num_workers=2)
+    overwritten(16)  # rows of at most 16 tokens now
+    other = PackedDataset(dst)  # e.g. another job, on the new run
+    assert len(other) > len(ds)
+    assert loader_rows(ds, num_workers=2) == first  # the next epoch
+    assert loader_rows(pickle.loads(pickle.dumps(ds))) == first  # as a spawned worker gets it
+    assert loader_rows(ds) == first
+    assert other.run_id != ds.run_id
+
+
+def test_spawned_workers_serve_the_run_too(overwritten):
+    """A spawned worker gets the dataset pickled: the pickle names the run."""
+    dst = overwritten(128)
+    ds = PackedDataset(dst)
+    first = loader_rows(ds)
+    overwritten(16)
+    assert loader_rows(ds, num_workers=1, multiprocessing_context="spawn") == first
+
+
+def test_a_dataset_whose_copies_are_gone_makes_them_again_from_its_run(overwritten):
+    dst = overwritten(128)
+    ds = PackedDataset(dst)
+    first = loader_rows(ds)
+    shutil.rmtree(dst.parent / "cache")  # the cache was cleaned
+    assert loader_rows(ds, num_workers=2) == first
+
+
+def test_a_dataset_whose_run_is_gone_fails_naming_the_new_run(overwritten):
+    dst = overwritten(128)
+    ds = PackedDataset(dst)  # no row read yet in this process: nothing mapped
+    new = overwritten(16)
+    shutil.rmtree(dst.parent / "cache")  # and the cache was cleaned
+    with open(new / MANIFEST) as f:
+        run = json.load(f)["run_id"]
+    message = rf"reads run {ds.run_id} of .*now holds run {run}; open a new PackedDataset"
+    with pytest.raises(RuntimeError, match=message):
+        loader_rows(ds, num_workers=2)
+    with pytest.raises(RuntimeError, match=message):
+        pickle.loads(pickle.dumps(ds))[0]  # a fresh process, as a worker is
+    shutil.rmtree(new)
+    with pytest.raises(RuntimeError, match="now holds no bfpack output"):
+        pickle.loads(pickle.dumps(ds))[0]
+
+
+def test_a_damaged_manifest_is_refused(tmp_path):
+    src = tmp_path / "src.parquet"
+    pq.write_table(token_table(np.array([5, 9]), columns=("input_ids",)), src)
+    dst = tmp_path / "dst"
+    bfpack.pack_parquet(src, dst, 32)
+    with open(dst / MANIFEST) as f:
+        manifest = json.load(f)
+    bad_shard = dict(manifest["shards"][0], file="../src.parquet")
+    bad_sha = dict(manifest["shards"][0], sha256="abc")
+    for change, match in [
+        (dict(run_id="../../etc"), "has a run_id of '../../etc', not a run id"),
+        (dict(run_id=7), "has a run_id of 7"),
+        (dict(shards=[bad_shard]), "lists a shard .* that is not a file name in it"),
+        (dict(shards=[bad_sha]), "lists a shard .* with a SHA-256"),
+    ]:
+        with open(dst / MANIFEST, "w") as f:
+            json.dump({**manifest, **change}, f)
+        with pytest.raises(ValueError, match=match):
+            PackedDataset(dst)
 
 
 def test_pickles_without_data_and_feeds_workers(packed_dir):
@@ -387,8 +611,26 @@ def test_a_directory_without_manifest(packed_dir, tmp_path):
         shards = [s["file"] for s in json.load(f)["shards"]]
     for name in shards:
         os.link(dst / name, tmp_path / name)
-    ds = PackedDataset(tmp_path)  # every *.parquet, in name order
+    ds = PackedDataset(tmp_path, cache_dir=tmp_path / "cache")  # every *.parquet, in name order
     assert same_rows([ds[i] for i in range(len(ds))], rows_of(expected))
+    assert ds.run_id is None and os.listdir(tmp_path / "cache") == ["no-run-id"]
+
+
+def test_a_manifest_of_bfpack_0_1(tmp_path):
+    """No run id and no checksums: the copies are keyed by the shards' bytes
+    as read, under ``no-run-id``."""
+    src = tmp_path / "src.parquet"
+    pq.write_table(token_table(np.array([5, 9, 30]), columns=("input_ids",)), src)
+    dst = tmp_path / "dst"
+    manifest = bfpack.pack_parquet(src, dst, 32)
+    os.remove(dst / MANIFEST)
+    legacy = {"shards": [{"file": s["file"], "rows": s["rows"]} for s in manifest["shards"]]}
+    (dst / "_bfpack.json").write_text(json.dumps(legacy))
+    ds = PackedDataset(dst, cache_dir=tmp_path / "cache")
+    assert ds.run_id is None and len(ds) == 2
+    assert ds.files == [
+        str(tmp_path / "cache" / "no-run-id" / f"{manifest['shards'][0]['sha256']}.arrow")
+    ]
 
 
 def test_a_failed_copy_leaves_no_file(packed_dir, tmp_path, monkeypatch):
@@ -399,4 +641,4 @@ def test_a_failed_copy_leaves_no_file(packed_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(pa.ipc, "new_file", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         PackedDataset(dst, cache_dir=tmp_path / "cache")
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert [files for _, _, files in os.walk(tmp_path / "cache")] == [[], []]

@@ -12,8 +12,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+from integrations import need
+
+pytestmark = pytest.mark.integration
+torch = need("torch")
+transformers = need("transformers")
 
 import bfpack  # noqa: E402
 from bfpack.torch import PackedCollator  # noqa: E402

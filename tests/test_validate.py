@@ -9,7 +9,7 @@ import pytest
 
 import bfpack
 from bfpack import OutputSpec, StreamPacker, TableStreamPacker
-from bfpack.__main__ import main
+from bfpack.cli import main
 
 from tokens import token_table
 

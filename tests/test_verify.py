@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import bfpack
-from bfpack.manifest import MANIFEST
 from bfpack.parquet import pack_parquet
+from bfpack.parquet.manifest import MANIFEST
 
 from tokens import token_table
 
@@ -87,7 +87,9 @@ def test_a_good_output_verifies(src, tmp_path, kw):
         assert r.rows == m["stats"]["sequences"]
         assert r.tokens == m["stats"]["tokens_packed"]
     assert plain.source is None and full.source == str(src)
-    assert len(full.checked) == len(plain.checked) + 2
+    # With the source: its files, its pieces, and the method's packing of it.
+    assert len(full.checked) == len(plain.checked) + 3
+    assert f"packed again with {m['options']['method']!r}" in full.report()
     assert full.report().startswith(f"{tmp_path / 'o'}: OK: {len(m['shards'])} shard(s)")
     if kw.get("method") == "concat":
         assert "pieces are not compared" in full.report()
@@ -432,3 +434,252 @@ def test_many_source_files_missing(tmp_path):
         f"4 source file(s) packed but not in {src / 'p0.parquet'}: p1.parquet, p2.parquet, "
         f"p3.parquet and 1 more"
     )
+
+
+def edit_manifest(dst, change):
+    manifest = json.loads((dst / MANIFEST).read_text())
+    change(manifest)
+    (dst / MANIFEST).write_text(json.dumps(manifest))
+
+
+def _set(path, value):
+    """A change of the manifest: ``path`` (keys and indices) set to ``value``."""
+
+    def change(m):
+        for key in path[:-1]:
+            m = m[key]
+        m[path[-1]] = value
+
+    return change
+
+
+DAMAGED_MANIFESTS = {
+    "seq_len huge": (_set(["options", "seq_len"], 10**12), "options.seq_len is 1000000000000"),
+    "seq_len negative": (_set(["options", "seq_len"], -5), "options.seq_len is -5"),
+    "seq_len a string": (_set(["options", "seq_len"], "64"), "options.seq_len is '64'"),
+    "shard outside dst": (
+        _set(["shards", 0, "file"], "../src/part-0.parquet"),
+        "shards[0].file is '../src/part-0.parquet', not the name of a file inside",
+    ),
+    "shard absolute": (_set(["shards", 0, "file"], "/etc/passwd"), "shards[0].file is '/etc/"),
+    "shard rows negative": (_set(["shards", 1, "rows"], -1), "shards[1].rows is -1"),
+    "shard sha256 not hex": (_set(["shards", 0, "sha256"], "xyz"), "shards[0].sha256 is 'xyz'"),
+    "unknown method": (_set(["options", "method"], "magic"), "options.method is 'magic'"),
+    "no columns": (_set(["options", "columns"], []), "options.columns is []"),
+    "position_ids not a bool": (
+        _set(["options", "position_ids"], "yes"),
+        "options.position_ids is 'yes'",
+    ),
+    "pad_value a string": (_set(["options", "pad_value"], "0"), "options.pad_value is '0'"),
+    "rows_per_shard zero": (_set(["options", "rows_per_shard"], 0), "options.rows_per_shard"),
+    "stats count negative": (_set(["stats", "sequences"], -3), "stats.sequences is -3"),
+    "stats fill a string": (_set(["stats", "fill"], "high"), "stats.fill is 'high'"),
+    "format from the future": (_set(["format"], 99), "format 99 is newer"),
+    "inputs size negative": (_set(["inputs", 0, "size"], -1), "inputs[0].size is -1"),
+    "seq_len changed in options and stats": (
+        lambda m: (_set(["options", "seq_len"], 128)(m), _set(["stats", "seq_len"], 128)(m)),
+        "stats.lower_bound is",
+    ),
+    "method changed in options only": (
+        _set(["options", "method"], "ffd"),
+        "stats.method is 'bfd' where options.method is 'ffd'",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGED_MANIFESTS))
+def test_every_manifest_field_is_checked_before_it_is_used(src, tmp_path, name):
+    change, text = DAMAGED_MANIFESTS[name]
+    dst = tmp_path / "o"
+    packed(src, dst)
+    edit_manifest(dst, change)
+    with pytest.raises(ValueError, match="is damaged: ") as caught:
+        bfpack.verify(dst)
+    assert text in str(caught.value) and "\n" not in str(caught.value)
+    assert str(caught.value).startswith(f"{dst / MANIFEST} is damaged: ")
+
+
+def test_a_damaged_manifest_is_one_line_and_exit_2(src, tmp_path):
+    dst = tmp_path / "o"
+    packed(src, dst)
+    edit_manifest(dst, _set(["options", "seq_len"], 10**12))
+    done = subprocess.run(
+        [sys.executable, "-m", "bfpack", "verify", str(dst)], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("bfpack: error: ") and len(done.stderr.splitlines()) == 1
+    assert "options.seq_len is 1000000000000" in done.stderr
+
+
+def test_no_shard_is_read_through_a_link(src, tmp_path):
+    # A link in DST may lead anywhere: only files inside it are checked.
+    dst = tmp_path / "o"
+    packed(src, dst)
+    shard = dst / "part-00000.parquet"
+    outside = tmp_path / "elsewhere.parquet"
+    os.rename(shard, outside)
+    os.symlink(outside, shard)
+    r = bfpack.verify(dst)
+    assert r.problems == (
+        "part-00000.parquet: a symbolic link, not a file that bfpack wrote; its "
+        f"{pq.ParquetFile(outside).metadata.num_rows:,} rows (as the manifest records) could "
+        "not be checked",
+    ), r.problems
+
+
+def test_shards_agree_with_the_recorded_options(src, tmp_path):
+    dst = tmp_path / "o"
+    packed(src, dst, position_ids=True)
+    edit_manifest(dst, _set(["options", "position_ids"], False))
+    r = bfpack.verify(dst)
+    assert any(
+        "a column 'position_ids' that the manifest's options do not record" in p for p in r.problems
+    ), r.problems
+    packed(src, dst, overwrite=True)
+    edit_manifest(dst, _set(["options", "rows_per_shard"], 10))
+    r = bfpack.verify(dst)
+    assert any("more than the options' rows_per_shard (10)" in p for p in r.problems), r.problems
+
+
+def test_the_recorded_method_reproduces_the_packing(src, tmp_path):
+    dst = tmp_path / "o"
+    packed(src, dst, method="ffd")
+
+    def to_bfd(m):
+        m["options"]["method"] = m["stats"]["method"] = "bfd"
+
+    edit_manifest(dst, to_bfd)
+    r = bfpack.verify(dst, source=src)
+    assert len(r.problems) == 1 and "method 'bfd' packs the source" in r.problems[0], r.problems
+    assert "(was the manifest's method or its options changed?)" in r.problems[0]
+
+
+def test_a_concat_manifest_over_best_fit_rows_is_found_without_source(src, tmp_path):
+    dst = tmp_path / "o"
+    packed(src, dst)
+
+    def to_concat(m):
+        m["options"]["method"] = m["stats"]["method"] = "concat"
+
+    edit_manifest(dst, to_concat)
+    r = bfpack.verify(dst)
+    assert any("rows are not full, where method 'concat' fills" in p for p in r.problems), (
+        r.problems
+    )
+
+
+def test_a_truncated_shard_is_said_unread_with_its_recorded_rows(src, tmp_path):
+    dst = tmp_path / "o"
+    m = packed(src, dst)
+    shard = dst / m["shards"][0]["file"]
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])
+    r = bfpack.verify(dst)
+    rows = m["shards"][0]["rows"]
+    assert r.problems == (
+        f"{shard.name}: {len(data) // 2:,} bytes, the manifest says {len(data):,} (truncated or "
+        f"damaged); its {rows:,} rows (as the manifest records) could not be checked",
+    ), r.problems
+    assert "rows and tokens not added up: 1 shard(s) could not be read" in r.checked
+    assert r.unread == 1 and "(not counting 1 shard(s) that could not be read)" in r.report()
+    assert r.rows == m["stats"]["sequences"] - rows
+
+
+def test_a_destination_named_in_bytes_that_are_not_utf8_verifies(src, tmp_path):
+    dst = os.path.join(os.fsencode(tmp_path), b"out\xff")
+    packed(src, os.fsdecode(dst))
+    done = subprocess.run([sys.executable, "-m", "bfpack", "verify", dst], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(dst + b": OK:"), done.stdout
+    assert bfpack.verify(os.fsdecode(dst)).ok
+
+
+WRITER = """
+import sys
+from bfpack.parquet import pack_parquet
+src, dst, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for k in range(runs):
+    # Another seed each time: the shards of two runs differ.
+    pack_parquet(src, dst, 64, window_tokens=3000, seed=k, overwrite=True)
+    print(k, flush=True)
+"""
+
+
+def verify_while_overwritten(src, dst, runs):
+    """Verify ``dst`` in a loop while another process overwrites it ``runs``
+    times; the verdicts, and how many verifications saw DST change."""
+    packed(src, dst)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(src), str(dst), str(runs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    verdicts, changing = [], 0
+    try:
+        while writer.poll() is None:
+            try:
+                verdicts.append(bfpack.verify(dst))
+            except bfpack.parquet._staging.DestinationBusyError:
+                changing += 1
+    finally:
+        out, err = writer.communicate(timeout=120)
+    assert writer.returncode == 0, err
+    assert len(out.split()) == runs
+    return verdicts, changing
+
+
+def test_verify_during_overwrite_never_reports_a_healthy_output_damaged(src, tmp_path):
+    verdicts, changing = verify_while_overwritten(src, tmp_path / "o", 15)
+    assert verdicts
+    damaged = [r.problems for r in verdicts if not r.ok]
+    assert damaged == []
+    assert bfpack.verify(tmp_path / "o", source=src).ok
+
+
+@pytest.mark.slow
+def test_verify_during_many_overwrites_never_reports_a_healthy_output_damaged(src, tmp_path):
+    verdicts, changing = verify_while_overwritten(src, tmp_path / "o", 40)
+    assert [r.problems for r in verdicts if not r.ok] == []
+
+
+def test_verify_says_when_the_output_kept_changing(src, tmp_path, monkeypatch):
+    # Every check sees a damaged output that another run has replaced meanwhile.
+    dst = tmp_path / "o"
+    packed(src, dst)
+    os.remove(dst / "part-00001.parquet")
+    from bfpack.parquet import _verify
+
+    monkeypatch.setattr(_verify._Snapshot, "replaced", lambda self: True)
+    with pytest.raises(bfpack.parquet.DestinationBusyError, match="kept changing while it was"):
+        bfpack.verify(dst)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, bfpack.parquet._verify as v, bfpack.cli as m;"
+            "v._Snapshot.replaced = lambda self: True; sys.exit(m.main(sys.argv[1:]))",
+            "verify",
+            str(dst),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 3 and done.stdout == "", done
+    assert done.stderr.startswith("bfpack: error: ") and "kept changing" in done.stderr
+
+
+def test_a_best_fit_output_recorded_as_first_fit_is_found_without_source(src, tmp_path):
+    # bfd carries open sequences to the next window: their rows go on with
+    # shorter, then longer pieces, which ffd never writes.
+    dst = tmp_path / "o"
+    packed(src, dst, window_tokens=500)
+
+    def to_ffd(m):
+        m["options"]["method"] = m["stats"]["method"] = "ffd"
+
+    assert bfpack.verify(dst).ok
+    edit_manifest(dst, to_ffd)
+    r = bfpack.verify(dst)
+    assert len(r.problems) == 1, r.problems
+    assert "rows hold a piece longer than the one before it, where method 'ffd'" in r.problems[0]

@@ -32,7 +32,7 @@ What the token-moving calls are measured against:
 - :func:`pyarrow_rewrite`: read a Parquet dataset with ``pyarrow.dataset``
   and write the same batches back with ``pyarrow.parquet.ParquetWriter``
   with the writer settings of bfpack's shards
-  (``bfpack._shards.WRITE_OPTIONS``), what ``bfpack.parquet.pack_parquet``
+  (``bfpack.parquet._shards.WRITE_OPTIONS``), what ``bfpack.parquet.pack_parquet``
   costs at least besides packing.
 """
 
@@ -300,7 +300,7 @@ def pyarrow_rewrite(src, dst, columns=("input_ids",), write_options=None):
     ``dst``. Returns the rows written.
     """
     if write_options is None:
-        from bfpack._shards import WRITE_OPTIONS as write_options
+        from bfpack.parquet._shards import WRITE_OPTIONS as write_options
     if os.path.exists(dst):
         shutil.rmtree(dst)
     os.makedirs(dst)

@@ -70,7 +70,7 @@ pack_parquet(src, dst, int(seq_len), window_tokens=int(window), overwrite=True)
 #: ``bfpack stats`` in a fresh process (``sys.argv[1:]``: src, seq_len).
 STATS_CHILD = """
 import sys
-from bfpack.__main__ import main
+from bfpack.cli import main
 src, seq_len = sys.argv[1:]
 assert main(["stats", src, "--seq-len", seq_len]) == 0
 """

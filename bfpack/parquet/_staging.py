@@ -43,7 +43,7 @@ import shutil
 from collections.abc import Callable
 from types import TracebackType
 
-from ._interrupt import held
+from .._interrupt import held
 from .manifest import LEGACY_MANIFEST, MANIFEST
 
 _RENAME_NOREPLACE = 1

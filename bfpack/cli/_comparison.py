@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 
-from .analysis import compare
-from .methods import METHODS
+from ..analysis import compare
+from ..methods import METHODS
 
 
 def _percent(count, total):

@@ -46,7 +46,7 @@ class ShardWriter:
     (pyarrow releases the GIL while it encodes). A shard is written under a temporary name and
     renamed when complete, so a reader (or a retried task writing the same
     shard again) never sees part of one; it is flushed to disk and
-    checksummed as soon as it is written (:func:`bfpack.manifest.shard_record`).
+    checksummed as soon as it is written (:func:`bfpack.parquet.manifest.shard_record`).
 
     Parameters
     ----------

@@ -8,13 +8,13 @@ import numba.core.event as numba_event
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..analysis import compare
+from ..corpus import stdlib_table
+from ..parquet import pack_parquet
+from ..parquet.manifest import MANIFEST
+from ..stream import TableStreamPacker
+from ..table import OutputSpec, document_lengths
 from ._comparison import print_comparison
-from .analysis import compare
-from .corpus import stdlib_table
-from .manifest import MANIFEST
-from .parquet import pack_parquet
-from .stream import TableStreamPacker
-from .table import OutputSpec, document_lengths
 
 #: Where ``bfpack demo`` writes without ``--out``: a folder of the current directory.
 DEMO_OUT = "bfpack-demo"

@@ -3,7 +3,7 @@
 This module only moves data: it reads a dataset in windows of whole
 documents (:class:`~bfpack._source.ParquetSource`), feeds them to a
 :class:`~bfpack.stream.TableStreamPacker`, writes what comes out as shards
-(:class:`ShardWriter`) and the manifest last (:mod:`bfpack.manifest`), in a
+(:class:`ShardWriter`) and the manifest last (:mod:`bfpack.parquet.manifest`), in a
 staged directory that a locked, atomic swap puts in place
 (:class:`~bfpack._staging.StagedOutput`).
 """
@@ -17,11 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._memory import release_free_memory
-from ._shards import IN_FLIGHT, ShardWriter
-from ._source import ParquetSource
-from ._staging import StagedOutput, check_paths
-from ._validate import (
+from .._memory import release_free_memory
+from .._validate import (
     as_bool,
     as_callable,
     as_int,
@@ -31,9 +28,12 @@ from ._validate import (
     as_seed,
     as_seq_len,
 )
+from ..stream import TableStreamPacker, default_max_open
+from ..table import OutputSpec
+from ._shards import IN_FLIGHT, ShardWriter
+from ._source import ParquetSource
+from ._staging import StagedOutput, check_paths
 from .manifest import MANIFEST, build_manifest, new_run_id, write_manifest
-from .stream import TableStreamPacker, default_max_open
-from .table import OutputSpec
 
 __all__ = ["DEFAULT_WINDOW_TOKENS", "MANIFEST", "ShardWriter", "pack_parquet"]
 
@@ -157,7 +157,7 @@ def pack_parquet(
         packed sequence, as
         :func:`bfpack.pack_table` makes them) and, last, the manifest
         ``.bfpack.json`` (run id, inputs, options, shards with their sizes
-        and SHA-256, stats; see :mod:`bfpack.manifest`). Every shard has
+        and SHA-256, stats; see :mod:`bfpack.parquet.manifest`). Every shard has
         the same schema: the input's list types are kept (a window of more
         than 2**31 - 1 tokens gives columns of several list chunks, never
         ``large_list``).

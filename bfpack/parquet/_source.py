@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._validate import ATTENTION_MASK, check_same_columns, is_list_type
-from .stream import windows as stream_windows
-from .table import OutputSpec, document_lengths
+from .._validate import ATTENTION_MASK, check_same_columns, is_list_type
+from ..stream import windows as stream_windows
+from ..table import OutputSpec, document_lengths
 
 #: Rows per batch at most, and at least (see :func:`_batch_rows`).
 _MAX_BATCH_ROWS = 8192

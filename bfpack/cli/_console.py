@@ -79,7 +79,7 @@ class Console:
         """Show the ``bfpack`` log records of this verbosity, inside the block.
 
         The logger's level, handlers and propagation are restored after it,
-        so that :func:`bfpack.__main__.main` called from a program leaves
+        so that :func:`bfpack.cli.main` called from a program leaves
         that program's logging as it was.
         """
         logger = logging.getLogger(LOGGER)

@@ -1,0 +1,16 @@
+"""The command line: ``bfpack`` (or ``python -m bfpack``).
+
+``bfpack pack SRC DST`` packs a Parquet dataset; ``bfpack stats SRC``
+compares the packing methods on it; ``bfpack verify DST`` checks an output
+against its manifest (and its source); ``bfpack demo`` runs the whole job on
+the Python standard library.
+
+Each command is a module of this package (``pack``, ``stats``, ``verify``,
+``demo``) listed in :data:`bfpack.cli._app.COMMANDS`; ``_console`` draws the
+progress bars and log lines, ``_comparison`` prints ``stats``' tables and
+``_demo`` runs the demo.
+"""
+
+from ._app import main
+
+__all__ = ["main"]

@@ -1,0 +1,38 @@
+"""Arguments and helpers that several commands share."""
+
+
+def source_arg(parser):
+    parser.add_argument(
+        "src",
+        metavar="SRC",
+        help="a Parquet file, or a directory of them (read recursively in path order; "
+        "names starting with '_' or '.' are skipped, as pyarrow does)",
+    )
+
+
+def column_arg(parser, what):
+    parser.add_argument(
+        "--column",
+        action="append",
+        metavar="NAME",
+        help=f"list column {what}; repeat for several, which must hold lists of the same "
+        "length row by row (default: every list column but attention_mask)",
+    )
+
+
+def guarded(args, show):
+    """The progress callback: a safe point for interrupts, then the bar."""
+
+    def progress(totals):
+        args.guard.check()
+        show(totals)
+
+    return progress
+
+
+def short(count):
+    """A count in three digits or so: 950, 12.3k, 412M."""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if count >= size:
+            return f"{count / size:.3g}{suffix}"
+    return str(count)
