@@ -99,6 +99,7 @@ PUBLIC_MODULES = [
     "bfpack.dask",
     "bfpack.plot",
     "bfpack.corpus",
+    "bfpack.cli",
 ]
 
 
