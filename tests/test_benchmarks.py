@@ -9,7 +9,7 @@ gets a copy of ``asv_bench/asv.conf.json`` whose results, html and
 environment directories, like its machine file (``~/.asv-machine.json``,
 through ``HOME``), are in a temporary directory: nothing is written to the
 repository. The outcome of every benchmark is read from the results file
-asv writes (:func:`outcomes`). ``tools/readme_tables.py`` is checked on
+asv writes (:func:`outcomes`). ``tools/performance_tables.py`` is checked on
 those results, and on a copy with chosen values. The rest checks the
 references the benchmarks measure against (counting-sort floor, peers,
 copy floor, pyarrow rewrite) and the memory probes; the pure-Python BFD
@@ -257,12 +257,12 @@ def test_a_raising_benchmark_is_caught(tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# tools/readme_tables.py
+# tools/performance_tables.py
 
 
-def readme_tables(path):
+def performance_tables(path):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "readme_tables.py"), str(path)],
+        [sys.executable, str(ROOT / "tools" / "performance_tables.py"), str(path)],
         capture_output=True,
         text=True,
         check=True,
@@ -271,10 +271,10 @@ def readme_tables(path):
 
 
 @pytest.mark.slow
-def test_readme_tables_of_the_smoke_run(smoke_run):
+def test_performance_tables_of_the_smoke_run(smoke_run):
     import bfpack
 
-    out = readme_tables(smoke_run[1])
+    out = performance_tables(smoke_run[1])
     machine = json.loads(next(smoke_run[1].glob("*/machine.json")).read_text())
     commit = json.loads(results_file(smoke_run[1]).read_text())["commit_hash"]
     assert f"asv machine `{machine['machine']}`" in out and machine["cpu"] in out
@@ -308,7 +308,7 @@ def _set(run, name, combo, value):
 
 
 @pytest.mark.slow
-def test_readme_tables_ratios(smoke_run, tmp_path):
+def test_performance_tables_ratios(smoke_run, tmp_path):
     source = results_file(smoke_run[1])
     machine = tmp_path / source.parent.name
     machine.mkdir()
@@ -336,7 +336,7 @@ def test_readme_tables_ratios(smoke_run, tmp_path):
     _set(run, "compile_time.Import.timeraw_import_bfpack", (), 0.31)
     _set(run, "compile_time.FirstCallColdCache.timeraw_pack", (), None)  # failed
     (machine / source.name).write_text(json.dumps(run))
-    out = readme_tables(machine)
+    out = performance_tables(machine)
     assert "| bfd | 2048 | 312 ms | 3.9 | 34 of 4,590,119 | 35 bytes/doc |" in out
     truncate = next(line for line in out.splitlines() if line.startswith("| bfd, `long_docs"))
     assert truncate.endswith("| – |")  # skipped: no peak probe

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Print the tables of the README's Performance section from one asv run.
+"""Print the documentation's performance page from one asv run.
 
 Reads what ``asv run`` wrote under ``asv_bench/results/<machine>/``: the
 results file of one commit and ``machine.json``. It runs no benchmark:
@@ -13,8 +13,9 @@ Usage (see ``asv_bench/README.md``)::
     cd asv_bench
     asv machine --yes
     asv run --python=same --set-commit-hash $(git rev-parse HEAD)
-    python ../tools/readme_tables.py                       # results/<the one machine>
-    python ../tools/readme_tables.py results/<machine> --commit 1a2b3c4d
+    python ../tools/performance_tables.py                  # print the page
+    python ../tools/performance_tables.py --out ../docs/performance.md
+    python ../tools/performance_tables.py results/<machine> --commit 1a2b3c4d
 
 The package versions printed are those of the interpreter running this
 script, which is the benchmarked one when asv ran with ``--python=same``.
@@ -29,6 +30,7 @@ import math
 import os
 import platform
 import sys
+import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -290,21 +292,80 @@ def startup_table(run):
     return out
 
 
+#: The page's opening, before the tables.
+INTRO = """\
+# Performance
+
+Printed by `tools/performance_tables.py` from one asv run of the suite in
+`asv_bench/` (see its README). Lengths are `lognormal(6, 1.3) + 1` tokens
+(web-like: median ~400, 10.6% longer than 2048). Times are asv's medians,
+after a warm-up, compilation excluded; ratios are ratios of medians of the
+same run. Reproduce with asv (it benchmarks the installed package), then
+print this page:
+
+```bash
+pip install -e ".[test,bench]"
+cd asv_bench && asv machine --yes
+asv run --python=same --show-stderr --set-commit-hash $(git rev-parse HEAD) \\
+    --bench '^(pack\\.|peers\\.|table\\.PackTable\\.|parquet\\.PackParquet|compile_time\\.)'
+python ../tools/performance_tables.py --out ../docs/performance.md
+```
+"""
+
+#: The page's closing notes, after the tables.
+NOTES = """\
+The paper's optimized Python BFD took 106 s for 10M documents at 2048.
+TRL's `pack_dataset(strategy="bfd_split")` also splits long documents, into
+the same pieces as bfpack's `long_docs="split"`, which only adds chunks
+before the packing timed here. The pure-Python column is TRL's
+segment-tree algorithm, not TRL itself. For memory by file layout, see
+[Streaming and memory](guides/streaming.md); for the Parquet writer's
+settings, [Token data](guides/token-data.md).
+"""
+
+
+def page(machine, run):
+    """The performance page, Markdown, from one run."""
+    parts = [INTRO, "\n".join(header(machine, run))]
+    for table in (pack_table, peers_table, token_table, startup_table):
+        lines = table(run)
+        if lines:
+            parts.append("\n".join(lines))
+        else:
+            print(f"({table.__name__}: no results in this run)", file=sys.stderr)
+    parts.append(NOTES)
+    return "\n\n".join(part.strip("\n") for part in parts) + "\n"
+
+
+def write(path, text):
+    """Write ``text`` to ``path`` under a temporary name, then rename it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".performance-", suffix=".md")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument(
         "results", nargs="?", default=RESULTS, help="results/<machine> or one results file"
     )
     parser.add_argument("--commit", help="commit hash (prefix) of the run; default: the newest")
+    parser.add_argument(
+        "--out", help="write the page to this file (docs/performance.md) instead of printing it"
+    )
     args = parser.parse_args(argv)
     machine, run = load(args.results, args.commit)
-    print("\n".join(header(machine, run)))
-    for table in (pack_table, peers_table, token_table, startup_table):
-        lines = table(run)
-        if lines:
-            print("\n" + "\n".join(lines))
-        else:
-            print(f"({table.__name__}: no results in this run)", file=sys.stderr)
+    text = page(machine, run)
+    if args.out:
+        write(args.out, text)
+    else:
+        sys.stdout.write(text)
 
 
 if __name__ == "__main__":
