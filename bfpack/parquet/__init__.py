@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .manifest import MANIFEST, read_manifest
 
 _EXPORTS = {
-    "DEFAULT_WINDOW_TOKENS": "_pack",
+    "DEFAULT_WINDOW_TOKENS": "_pack",  # defined in bfpack.options
     "pack_parquet": "_pack",
     "WRITE_OPTIONS": "_shards",
     "ShardWriter": "_shards",
