@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from . import _batch
+from ._sampler import BalancedSampler
 from ._validate import (
     as_bool,
     as_choice,
@@ -42,7 +43,7 @@ from ._validate import (
 from .parquet.manifest import MANIFEST
 from .table import SEQ_LENGTHS
 
-__all__ = ["IGNORE_INDEX", "LAYOUTS", "PackedCollator", "PackedDataset"]
+__all__ = ["IGNORE_INDEX", "LAYOUTS", "BalancedSampler", "PackedCollator", "PackedDataset"]
 
 #: The label of tokens that carry no target (PyTorch's ``cross_entropy`` default).
 IGNORE_INDEX = _batch.IGNORE_INDEX
