@@ -8,7 +8,7 @@ that any loop can use.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -267,7 +267,10 @@ def _seq_lengths_of(data: Any) -> Any:
                 f"pack it with bfpack.hf.pack_dataset, or pass costs="
             )
         return data.with_format("arrow")[SEQ_LENGTHS]
-    if isinstance(data, (pa.Table, list, tuple)) or hasattr(data, "seq_offsets"):
+    rows_of_dicts = isinstance(data, (list, tuple)) and data and isinstance(data[0], Mapping)
+    if isinstance(data, (pa.Table, list, tuple)) and not rows_of_dicts:
+        return data
+    if hasattr(data, "seq_offsets"):  # a Packing
         return data
     if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
         try:

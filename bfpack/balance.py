@@ -212,9 +212,9 @@ def _rows_of(seq_lengths: Any) -> tuple[np.ndarray, np.ndarray]:
         if seq_lengths.null_count:
             raise ValueError(f"{SEQ_LENGTHS} has {seq_lengths.null_count} null rows")
         offsets = seq_lengths.offsets.to_numpy().astype(np.int64)
-        lengths = as_lengths(seq_lengths.values, name=SEQ_LENGTHS)
+        # .values ignores a slice of the array: cut the lengths to its rows.
+        lengths = as_lengths(seq_lengths.values, name=SEQ_LENGTHS)[offsets[0] : offsets[-1]]
         offsets -= offsets[0]
-        lengths = lengths[: offsets[-1]] if offsets.shape[0] else lengths[:0]
         check_nonnegative(lengths, SEQ_LENGTHS)
         return offsets, lengths
     if isinstance(seq_lengths, (list, tuple)):

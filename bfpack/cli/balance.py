@@ -71,7 +71,8 @@ def add_arguments(parser):
         type=int,
         nargs="+",
         metavar="L",
-        help="treat DST as a source dataset and pack its documents at each L in memory",
+        help="treat DST as a source dataset and pack its documents at each L in memory "
+        "(default: DST is the output of bfpack pack)",
     )
     column_arg(parser, "whose lengths are counted (with --seq-len)")
     parser.add_argument(
