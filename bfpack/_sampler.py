@@ -281,6 +281,5 @@ def _seq_lengths_of(data: Any) -> Any:
                 f"pass a packed dataset or costs="
             ) from None
     raise TypeError(
-        f"BalancedSampler takes a packed dataset, table or per-row costs, got "
-        f"{type(data).__name__}"
+        f"BalancedSampler takes a packed dataset, table or per-row costs, got {type(data).__name__}"
     )

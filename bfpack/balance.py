@@ -142,7 +142,9 @@ def attention_weight(
 DEFAULT_ATTENTION_WEIGHT = attention_weight(hidden_size=4096, num_layers=32)
 
 
-def row_costs(seq_lengths: Any, *, attention_weight: float = DEFAULT_ATTENTION_WEIGHT) -> np.ndarray:
+def row_costs(
+    seq_lengths: Any, *, attention_weight: float = DEFAULT_ATTENTION_WEIGHT
+) -> np.ndarray:
     """The cost of each packed row: ``tokens + attention_weight * sum(l ** 2)``.
 
     Parameters
@@ -204,9 +206,7 @@ def _rows_of(seq_lengths: Any) -> tuple[np.ndarray, np.ndarray]:
         seq_lengths = seq_lengths.column(SEQ_LENGTHS)
     if isinstance(seq_lengths, pa.ChunkedArray):
         seq_lengths = (
-            seq_lengths.combine_chunks()
-            if seq_lengths.num_chunks != 1
-            else seq_lengths.chunk(0)
+            seq_lengths.combine_chunks() if seq_lengths.num_chunks != 1 else seq_lengths.chunk(0)
         )
     if isinstance(seq_lengths, (pa.ListArray, pa.LargeListArray)):
         if seq_lengths.null_count:
@@ -360,9 +360,7 @@ def balanced_order(
     drop_last = as_bool(drop_last, "drop_last")
     step_rows = replicas * batch
     rng = np.random.default_rng([seed, epoch])
-    perm = _permutation(
-        values.shape[0], step_rows, shuffle=shuffle, drop_last=drop_last, rng=rng
-    )
+    perm = _permutation(values.shape[0], step_rows, shuffle=shuffle, drop_last=drop_last, rng=rng)
     num_steps = perm.shape[0] // step_rows
     full, last = divmod(num_steps, window)
     if shuffle:
@@ -497,7 +495,7 @@ def simulate(
     True
     """
     values = _as_costs(costs)
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         num_replicas=num_replicas,
         batch_size=batch_size,
         seed=seed,

@@ -424,9 +424,7 @@ def test_balance_command_reports_random_and_balanced(packed, monkeypatch):
     status, out, err = run(argv, monkeypatch)
     assert status == 0, err
     report = json.loads(out)
-    table = pa.concat_tables(
-        pq.read_table(p) for p in sorted((packed / "out").glob("*.parquet"))
-    )
+    table = pa.concat_tables(pq.read_table(p) for p in sorted((packed / "out").glob("*.parquet")))
     costs = row_costs(table)
     assert [(r["ranks"], r["batch_size"]) for r in report["results"]] == [
         (8, 1),

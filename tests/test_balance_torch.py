@@ -15,6 +15,7 @@ import pytest
 import bfpack
 from bfpack.balance import balanced_order, row_costs
 from bfpack.corpus import web_like_lengths
+
 from integrations import need
 
 pytestmark = pytest.mark.integration
@@ -80,7 +81,9 @@ def test_packed_datasets_dataset(packed):
     np.testing.assert_array_equal(sampler.costs, costs)
     # In the dataset's logical order: after select, the indices mapping decides.
     reverse = ds.select(range(len(ds) - 1, -1, -1))
-    np.testing.assert_array_equal(BalancedSampler(reverse, num_replicas=4, rank=0).costs, costs[::-1])
+    np.testing.assert_array_equal(
+        BalancedSampler(reverse, num_replicas=4, rank=0).costs, costs[::-1]
+    )
     with pytest.raises(ValueError, match="pack it with bfpack.hf.pack_dataset"):
         BalancedSampler(source, num_replicas=4, rank=0)
 
@@ -98,7 +101,8 @@ def test_the_guides_ddp_loop_runs_under_torchrun(packed, tmp_path):
     need("transformers")
     script = tmp_path / "train_balanced.py"
     script.write_text(guide_script())
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    # TMPDIR: torchrun leaves its torchelastic_* directories there.
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), TMPDIR=str(tmp_path))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node=2", str(script), str(packed)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)

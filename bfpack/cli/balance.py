@@ -24,8 +24,7 @@ def add_arguments(parser):
     parser.add_argument(
         "dst",
         metavar="DST",
-        help="output directory of bfpack pack (with --seq-len: a source Parquet file or "
-        "directory)",
+        help="output directory of bfpack pack (with --seq-len: a source Parquet file or directory)",
     )
     parser.add_argument(
         "--ranks",
@@ -48,8 +47,7 @@ def add_arguments(parser):
         "--attention-weight",
         type=float,
         metavar="W",
-        help="cost of a squared piece length, in tokens (default: from --hidden-size and "
-        "--layers)",
+        help="cost of a squared piece length, in tokens (default: from --hidden-size and --layers)",
     )
     model.add_argument(
         "--hidden-size",
