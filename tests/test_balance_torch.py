@@ -95,6 +95,10 @@ def guide_script():
     return script
 
 
+def test_the_readme_shows_the_guides_loop():
+    assert guide_script() in (ROOT / "README.md").read_text()
+
+
 @pytest.mark.slow
 def test_the_guides_ddp_loop_runs_under_torchrun(packed, tmp_path):
     need("torch")
