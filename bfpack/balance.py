@@ -54,19 +54,24 @@ pieces); measured step times can be passed as costs instead.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pyarrow as pa
 
 from ._jit import call, readonly
-from ._kernels.balance import deal_windows, window_keys
+from ._kernels.balance import deal_windows, shuffle_rows, window_keys
 from ._validate import as_array, as_bool, as_int, as_lengths, check_nonnegative
 from .table import SEQ_LENGTHS
 
 #: Rows of a window at most: a row's place in its window takes the low bits
 #: of its sort key, the cost's float64 bits the rest (22 bits of mantissa left).
 _MAX_WINDOW_ROWS = 1 << 30
+
+#: The shuffle's buckets hold about 2**16 rows (512 kB of int64: they stay in
+#: cache), and there are at most 4096 of them (streams written at once).
+_BUCKET_BITS = 16
+_MAX_BUCKETS = 4096
 
 __all__ = [
     "DEFAULT_ATTENTION_WEIGHT",
@@ -267,11 +272,19 @@ def _as_costs(costs: Any) -> np.ndarray:
     return readonly(arr)
 
 
+def _shuffled(num_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """A random permutation of ``range(num_rows)`` (:func:`.shuffle_rows`), from ``rng``."""
+    buckets = min(max(num_rows >> _BUCKET_BITS, 1), _MAX_BUCKETS)
+    bucket = rng.integers(0, buckets, num_rows, dtype=np.uint16)
+    uniform = rng.random(num_rows)
+    return cast(np.ndarray, call(shuffle_rows, readonly(bucket), readonly(uniform), buckets))
+
+
 def _permutation(
     num_rows: int, step_rows: int, *, shuffle: bool, drop_last: bool, rng: np.random.Generator
 ) -> np.ndarray:
     """The epoch's row order before dealing: whole steps only (cut or padded)."""
-    perm = rng.permutation(num_rows) if shuffle else np.arange(num_rows, dtype=np.int64)
+    perm = _shuffled(num_rows, rng) if shuffle else np.arange(num_rows, dtype=np.int64)
     if drop_last:
         return perm[: num_rows - num_rows % step_rows]
     pad = -num_rows % step_rows
@@ -341,8 +354,10 @@ def balanced_order(
     by position, so the plan is the same on every machine) and each run
     of ``num_replicas * batch_size`` rows is one step; for ``batch_size =
     1`` this minimises the sum of the steps' slowest costs over the
-    window. Cost: one permutation and one sort of ``window * num_replicas *
-    batch_size`` rows per window, about 0.5 s per 10M rows.
+    window. Cost: one permutation (in cache-sized buckets) and one sort of
+    ``window * num_replicas * batch_size`` rows per window: 0.8 s of CPU
+    per 10M rows on a busy 2-core machine, twice numpy's
+    ``permutation`` of as many.
 
     Examples
     --------

@@ -34,8 +34,7 @@ def main():
     for seq_len, color in ((8192, "tab:blue"), (32768, "tab:orange"), (131072, "tab:green")):
         costs = row_costs(bfpack.pack(lengths, seq_len), attention_weight=weight)
         balanced = [
-            ratio(balanced_order(costs, num_replicas=RANKS, window=w).rank_costs)
-            for w in WINDOWS
+            ratio(balanced_order(costs, num_replicas=RANKS, window=w).rank_costs) for w in WINDOWS
         ]
         random = ratio(random_order(costs, num_replicas=RANKS).rank_costs)
         label = f"{seq_len // 1024}k"

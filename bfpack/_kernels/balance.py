@@ -72,6 +72,10 @@ def deal_windows(keys, perm, dealt, window, num_replicas, batch_size, step_perm,
     while low < window_rows:
         low <<= 1
     low -= 1
+    # A row's step in its window, looked up: a division per row costs more.
+    step_of = np.empty(window_rows, dtype=np.int64)
+    for at in range(window_rows):
+        step_of[at] = at // step_rows
     order = np.empty(num_steps * step_rows, dtype=np.int64)
     rank_costs = np.zeros(num_steps * num_replicas, dtype=np.float64)
     shift = 0
@@ -92,9 +96,40 @@ def deal_windows(keys, perm, dealt, window, num_replicas, batch_size, step_perm,
                 at = keys[lo + g * step_rows + j] & low
                 order[(step * num_replicas + rank) * batch_size + b] = perm[lo + at]
                 rank_costs[step * num_replicas + rank] += dealt[lo + at]
-                shift += abs(step - first - at // step_rows)
+                shift += abs(step - first - step_of[at])
                 r += 1
                 if r == num_replicas:
                     r = 0
                     b += 1
     return order, rank_costs, shift
+
+
+@jit
+def shuffle_rows(bucket, uniform, num_buckets):
+    """A uniformly random permutation of ``range(n)``, in two cache-friendly passes.
+
+    Row ``i`` goes to bucket ``bucket[i]`` (uniform in ``[0, num_buckets)``,
+    uint16); each bucket is then shuffled by Fisher-Yates, whose swap at
+    position ``k`` takes ``uniform[k]`` (in ``[0, 1)``). Every permutation is
+    equally likely (the buckets' contents and sizes are random, their orders
+    uniform); a bucket of ~64k rows stays in cache, where one Fisher-Yates
+    over 10M rows would miss it at almost every swap.
+    """
+    n = bucket.shape[0]
+    starts = np.zeros(num_buckets + 1, dtype=np.int64)
+    for i in range(n):
+        starts[bucket[i] + 1] += 1
+    for b in range(num_buckets):
+        starts[b + 1] += starts[b]
+    fill = starts[:num_buckets].copy()
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        b = bucket[i]
+        out[fill[b]] = i
+        fill[b] += 1
+    for b in range(num_buckets):
+        lo = starts[b]
+        for k in range(starts[b + 1] - 1, lo, -1):
+            j = lo + np.int64(uniform[k] * (k - lo + 1))
+            out[k], out[j] = out[j], out[k]
+    return out
