@@ -223,6 +223,13 @@ def test_the_shuffle_is_a_uniform_permutation():
     assert ((landing - 25) ** 2 / 25).sum() < 38
 
 
+def test_simulate_without_rows():
+    report = simulate([], num_replicas=4)
+    assert (report.rows, report.steps, report.cost_quantiles) == (0, 0, {})
+    assert np.isnan(report.random) and np.isnan(report.balanced)
+    assert report.mean_shift == 0.0
+
+
 def test_slowest_over_mean():
     assert slowest_over_mean([[1.0, 3.0], [2.0, 2.0]]) == pytest.approx(5 / 4)
     assert np.isnan(slowest_over_mean(np.zeros((0, 4))))
@@ -343,6 +350,9 @@ def test_sampler_takes_costs_directly_or_from_seq_lengths():
     assert a == list(BalancedSampler(costs, num_replicas=2, rank=1))
     rows = [{"seq_lengths": np.asarray(r)} for r in table.column("seq_lengths").to_pylist()]
     assert a == list(BalancedSampler(rows, num_replicas=2, rank=1, attention_weight=0.1))
+    packing = bfpack.pack(np.array([5, 30, 2, 17, 40, 9, 33, 1]), 48)
+    from_packing = BalancedSampler(packing, num_replicas=2, rank=1, attention_weight=0.1)
+    np.testing.assert_array_equal(from_packing.costs, row_costs(packing, attention_weight=0.1))
 
     class MapStyle:  # any dataset whose rows hold seq_lengths
         def __len__(self):
@@ -459,7 +469,7 @@ def test_balance_command_reports_random_and_balanced(packed, monkeypatch):
         assert r["random"] == pytest.approx(expected.random)
         assert r["balanced"] == pytest.approx(expected.balanced)
         assert r["balanced"] < r["random"]
-    status, out, _ = run(["balance", packed / "out", "--ranks", 8], monkeypatch)
+    status, out, _ = run(["balance", packed / "out", "--ranks", 8, 16], monkeypatch)
     assert status == 0 and "random" in out and f"{table.num_rows:,} rows" in out
     assert "d 4096, 32 layers" in out
 

@@ -88,6 +88,22 @@ def test_packed_datasets_dataset(packed):
         BalancedSampler(source, num_replicas=4, rank=0)
 
 
+def test_ranks_come_from_torch_distributed(tmp_path):
+    torch = need("torch")
+    from bfpack.torch import BalancedSampler
+
+    dist = torch.distributed
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}",
+                            rank=0, world_size=1)  # fmt: skip
+    try:
+        sampler = BalancedSampler(np.arange(10.0))
+        assert (sampler.num_replicas, sampler.rank) == (1, 0)
+        assert sorted(sampler) == list(range(10))
+        assert BalancedSampler(np.arange(10.0), num_replicas=2).rank == 0
+    finally:
+        dist.destroy_process_group()
+
+
 def guide_script():
     """The DDP loop of docs/guides/balanced-steps.md, as it is written there."""
     blocks = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.S)
