@@ -272,26 +272,36 @@ def _as_costs(costs: Any) -> np.ndarray:
     return readonly(arr)
 
 
-def _shuffled(num_rows: int, rng: np.random.Generator) -> np.ndarray:
-    """A random permutation of ``range(num_rows)`` (:func:`.shuffle_rows`), from ``rng``."""
+def _shuffled(cost_bits: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random permutation of the rows (:func:`.shuffle_rows`) and their costs' bits."""
+    num_rows = int(cost_bits.shape[0])
     buckets = min(max(num_rows >> _BUCKET_BITS, 1), _MAX_BUCKETS)
     bucket = rng.integers(0, buckets, num_rows, dtype=np.uint16)
     uniform = rng.random(num_rows)
-    return cast(np.ndarray, call(shuffle_rows, readonly(bucket), readonly(uniform), buckets))
+    result = call(shuffle_rows, readonly(bucket), readonly(uniform), buckets, cost_bits)
+    return cast(tuple[np.ndarray, np.ndarray], result)
 
 
 def _permutation(
-    num_rows: int, step_rows: int, *, shuffle: bool, drop_last: bool, rng: np.random.Generator
-) -> np.ndarray:
-    """The epoch's row order before dealing: whole steps only (cut or padded)."""
-    perm = _shuffled(num_rows, rng) if shuffle else np.arange(num_rows, dtype=np.int64)
+    costs: np.ndarray, step_rows: int, *, shuffle: bool, drop_last: bool, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The epoch's row order before dealing, whole steps only (cut or padded),
+    and the rows' costs in that order."""
+    num_rows = costs.shape[0]
+    if shuffle:
+        perm, dealt = _shuffled(costs.view(np.int64), rng)
+        dealt = dealt.view(np.float64)
+    else:
+        perm, dealt = np.arange(num_rows, dtype=np.int64), costs
     if drop_last:
-        return perm[: num_rows - num_rows % step_rows]
+        keep = num_rows - num_rows % step_rows
+        return perm[:keep], dealt[:keep]
     pad = -num_rows % step_rows
     if pad and num_rows:
         # As DistributedSampler: the first rows again, as often as needed.
         perm = np.concatenate([perm, np.resize(perm, pad)])
-    return perm
+        dealt = np.concatenate([dealt, np.resize(dealt, pad)])
+    return perm, dealt
 
 
 def _check_plan_args(
@@ -375,7 +385,7 @@ def balanced_order(
     drop_last = as_bool(drop_last, "drop_last")
     step_rows = replicas * batch
     rng = np.random.default_rng([seed, epoch])
-    perm = _permutation(values.shape[0], step_rows, shuffle=shuffle, drop_last=drop_last, rng=rng)
+    perm, dealt = _permutation(values, step_rows, shuffle=shuffle, drop_last=drop_last, rng=rng)
     num_steps = perm.shape[0] // step_rows
     full, last = divmod(num_steps, window)
     if shuffle:
@@ -393,7 +403,8 @@ def balanced_order(
             f"got {window_rows}; take a smaller window"
         )
     bits = (window_rows - 1).bit_length()
-    keys, dealt_bits = call(window_keys, values.view(np.int64), perm, window_rows, bits)
+    dealt = readonly(np.ascontiguousarray(dealt))
+    keys = call(window_keys, dealt.view(np.int64), window_rows, bits)
     # Keys are distinct: numpy's sort (SIMD where the CPU has it) orders them
     # the same way as any other sort, so every rank gets the same plan.
     cut = full * window_rows
@@ -403,7 +414,7 @@ def balanced_order(
         deal_windows,
         readonly(keys),
         perm,
-        readonly(dealt_bits.view(np.float64)),
+        dealt,
         window,
         replicas,
         batch,
@@ -437,13 +448,11 @@ def random_order(
     replicas, batch, _, seed, epoch = _check_plan_args(num_replicas, batch_size, 1, seed, epoch)
     drop_last = as_bool(drop_last, "drop_last")
     rng = np.random.default_rng([seed, epoch])
-    perm = _permutation(
-        values.shape[0], replicas * batch, shuffle=True, drop_last=drop_last, rng=rng
-    )
+    perm, dealt = _permutation(values, replicas * batch, shuffle=True, drop_last=drop_last, rng=rng)
     order = perm.reshape(-1, batch, replicas).transpose(0, 2, 1)
     return BalancedPlan(
         order=readonly(np.ascontiguousarray(order)),
-        rank_costs=readonly(values[order].sum(axis=2)),
+        rank_costs=readonly(dealt.reshape(-1, batch, replicas).sum(axis=1)),
         mean_shift=0.0,
     )
 

@@ -29,6 +29,11 @@ from bfpack.cli import main
 from bfpack.corpus import web_like_lengths
 
 
+def shuffled(n, rng):
+    """The permutation of n rows that balanced_order draws from ``rng``."""
+    return _shuffled(np.zeros(n, dtype=np.int64), rng)[0]
+
+
 def costs_of(n, seed=0):
     return np.random.default_rng(seed).lognormal(8.0, 1.0, n)
 
@@ -41,7 +46,7 @@ def naive_balanced_order(costs, num_replicas, batch_size, window, seed, epoch, d
     """Same random draws as balanced_order, then sorting and dealing in plain Python."""
     n, step_rows = len(costs), num_replicas * batch_size
     rng = np.random.default_rng([seed, epoch])
-    perm = list(_shuffled(n, rng))  # tested on its own below
+    perm = list(shuffled(n, rng))  # tested on its own below
     if drop_last:
         perm = perm[: n - n % step_rows]
     else:
@@ -123,7 +128,7 @@ def test_the_last_step_is_filled_or_dropped():
     assert padded.order.shape == (6, 4, 5)  # 120 rows: the first 17 of the permutation again
     counts = np.bincount(padded.order.ravel(), minlength=103)
     assert counts.min() == 1 and counts.sum() == 120 and (counts == 2).sum() == 17
-    perm = _shuffled(103, np.random.default_rng([0, 1]))
+    perm = shuffled(103, np.random.default_rng([0, 1]))
     assert set(np.flatnonzero(counts == 2)) == set(perm[:17])
     dropped = balanced_order(costs, num_replicas=4, batch_size=5, drop_last=True)
     assert dropped.order.shape == (5, 4, 5)
@@ -182,7 +187,7 @@ def test_batches_balance_the_sum_of_a_ranks_rows():
 def test_random_dealing_is_distributed_samplers():
     costs = costs_of(40)
     plan = random_order(costs, num_replicas=4, batch_size=2, seed=1, epoch=3)
-    perm = _shuffled(40, np.random.default_rng([1, 3]))
+    perm = shuffled(40, np.random.default_rng([1, 3]))
     for r in range(4):
         np.testing.assert_array_equal(plan.order[:, r].ravel(), perm[r::4])
     assert plan.mean_shift == 0.0
@@ -206,19 +211,22 @@ def test_window_one_only_rotates_ranks_and_no_shuffle_is_fixed():
 def test_the_shuffle_is_a_uniform_permutation():
     rng = np.random.default_rng(0)
     for n in (0, 1, 5, 70_000, 300_000):  # one bucket, then several
-        assert np.array_equal(np.sort(_shuffled(n, rng)), np.arange(n))
+        values = np.arange(n, dtype=np.int64) * 3
+        perm, carried = _shuffled(values, rng)
+        assert np.array_equal(np.sort(perm), np.arange(n))
+        assert np.array_equal(carried, values[perm])
     # All 24 orders of 4 rows, about equally often (chi-square, 23 degrees of freedom).
     draws = 24_000
     seen = np.zeros(24, dtype=np.int64)
     index = {p: i for i, p in enumerate(itertools.permutations(range(4)))}
     for _ in range(draws):
-        seen[index[tuple(_shuffled(4, rng).tolist())]] += 1
+        seen[index[tuple(shuffled(4, rng).tolist())]] += 1
     chi2 = ((seen - draws / 24) ** 2 / (draws / 24)).sum()
     assert chi2 < 50  # p < 0.001 for a fair shuffle
     # Where a row lands, over buckets: row 0 of 2**17 rows anywhere (chi-square, 15 dof).
     landing = np.zeros(16, dtype=np.int64)
     for seed in range(400):
-        perm = _shuffled(1 << 17, np.random.default_rng(seed))
+        perm = shuffled(1 << 17, np.random.default_rng(seed))
         landing[int(np.flatnonzero(perm == 0)[0]) >> 13] += 1
     assert ((landing - 25) ** 2 / 25).sum() < 38
 

@@ -22,31 +22,24 @@ from .._jit import jit
 
 
 @jit
-def window_keys(cost_bits, perm, window_rows, bits):
-    """int64 sort keys of ``cost_bits[perm]``, window by window.
+def window_keys(dealt_bits, window_rows, bits):
+    """int64 sort keys of the costs of the rows in dealing order, window by window.
 
-    ``cost_bits`` are the costs' float64 bits viewed as int64, which order
-    non-negative floats as integers. A key is those bits without their
-    ``bits`` lowest, and the row's position in its window of
-    ``window_rows`` rows (``< 2**bits``) in those bits: keys are distinct,
-    and equal costs keep their order.
-
-    Returns ``(keys, dealt_bits)``: ``dealt_bits`` is ``cost_bits[perm]``,
-    which :func:`deal_windows` reads inside the window instead of looking
-    each row's cost up across the whole array again.
+    ``dealt_bits`` are the costs' float64 bits viewed as int64 (which order
+    non-negative floats as integers), in the order of the permutation. A
+    key is those bits without their ``bits`` lowest, and the row's position
+    in its window of ``window_rows`` rows (``< 2**bits``) in those bits:
+    keys are distinct, and equal costs keep their order.
     """
-    keys = np.empty(perm.shape[0], dtype=np.int64)
-    dealt_bits = np.empty(perm.shape[0], dtype=np.int64)
+    keys = np.empty(dealt_bits.shape[0], dtype=np.int64)
     low = (np.int64(1) << bits) - 1
     at = 0
-    for i in range(perm.shape[0]):
-        value = cost_bits[perm[i]]
-        dealt_bits[i] = value
-        keys[i] = (value & ~low) | at
+    for i in range(dealt_bits.shape[0]):
+        keys[i] = (dealt_bits[i] & ~low) | at
         at += 1
         if at == window_rows:
             at = 0
-    return keys, dealt_bits
+    return keys
 
 
 @jit
@@ -105,7 +98,7 @@ def deal_windows(keys, perm, dealt, window, num_replicas, batch_size, step_perm,
 
 
 @jit
-def shuffle_rows(bucket, uniform, num_buckets):
+def shuffle_rows(bucket, uniform, num_buckets, values):
     """A uniformly random permutation of ``range(n)``, in two cache-friendly passes.
 
     Row ``i`` goes to bucket ``bucket[i]`` (uniform in ``[0, num_buckets)``,
@@ -114,6 +107,10 @@ def shuffle_rows(bucket, uniform, num_buckets):
     equally likely (the buckets' contents and sizes are random, their orders
     uniform); a bucket of ~64k rows stays in cache, where one Fisher-Yates
     over 10M rows would miss it at almost every swap.
+
+    Returns ``(perm, carried)``: ``carried`` is ``values[perm]`` (int64),
+    moved along with the rows, which reads ``values`` in order instead of
+    gathering it at random afterwards.
     """
     n = bucket.shape[0]
     starts = np.zeros(num_buckets + 1, dtype=np.int64)
@@ -123,13 +120,16 @@ def shuffle_rows(bucket, uniform, num_buckets):
         starts[b + 1] += starts[b]
     fill = starts[:num_buckets].copy()
     out = np.empty(n, dtype=np.int64)
+    carried = np.empty(n, dtype=np.int64)
     for i in range(n):
         b = bucket[i]
         out[fill[b]] = i
+        carried[fill[b]] = values[i]
         fill[b] += 1
     for b in range(num_buckets):
         lo = starts[b]
         for k in range(starts[b + 1] - 1, lo, -1):
             j = lo + np.int64(uniform[k] * (k - lo + 1))
             out[k], out[j] = out[j], out[k]
-    return out
+            carried[k], carried[j] = carried[j], carried[k]
+    return out, carried
