@@ -365,8 +365,8 @@ def balanced_order(
     of ``num_replicas * batch_size`` rows is one step; for ``batch_size =
     1`` this minimises the sum of the steps' slowest costs over the
     window. Cost: one permutation (in cache-sized buckets) and one sort of
-    ``window * num_replicas * batch_size`` rows per window: 0.8 s of CPU
-    per 10M rows on a busy 2-core machine, twice numpy's
+    ``window * num_replicas * batch_size`` rows per window: about 0.7 s
+    per 10M rows on a shared 2-core machine, 1.6 times numpy's
     ``permutation`` of as many.
 
     Examples
