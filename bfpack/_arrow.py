@@ -50,8 +50,8 @@ def document_addresses(col: pa.ChunkedArray, dtype: np.dtype) -> TokenAddresses:
     for chunk in col.chunks:
         if len(chunk) == 0:
             continue
-        values = _primitive_view(chunk.values, dtype)
-        offsets = _primitive_view(chunk.offsets, off_dtype)[:-1].astype(np.int64)
+        values = primitive_view(chunk.values, dtype)
+        offsets = primitive_view(chunk.offsets, off_dtype)[:-1].astype(np.int64)
         offsets *= dtype.itemsize
         offsets += values.ctypes.data
         addresses.append(offsets)
@@ -59,7 +59,7 @@ def document_addresses(col: pa.ChunkedArray, dtype: np.dtype) -> TokenAddresses:
     return TokenAddresses(readonly(np.concatenate(addresses)), tuple(buffers))
 
 
-def _primitive_view(arr: pa.Array, dtype: np.dtype) -> np.ndarray:
+def primitive_view(arr: pa.Array, dtype: np.dtype) -> np.ndarray:
     """Read-only numpy view of a primitive Arrow array's data, slice applied."""
     buf = arr.buffers()[1]
     if buf is None or len(arr) == 0:

@@ -32,6 +32,7 @@ from . import _batch
 from ._arrow import is_list_type
 from ._atomic import atomic_path
 from ._optional import requires
+from ._sampler import BalancedSampler
 from ._validate import (
     as_bool,
     as_choice,
@@ -48,7 +49,15 @@ with requires("torch", needed_by="bfpack.torch"):
     import torch
     from torch.utils.data import Dataset
 
-__all__ = ["CACHE_ENV", "IGNORE_INDEX", "LAYOUTS", "PackedCollator", "PackedDataset", "cache_root"]
+__all__ = [
+    "CACHE_ENV",
+    "IGNORE_INDEX",
+    "LAYOUTS",
+    "BalancedSampler",
+    "PackedCollator",
+    "PackedDataset",
+    "cache_root",
+]
 
 #: The label of tokens that carry no target (PyTorch's ``cross_entropy`` default).
 IGNORE_INDEX = _batch.IGNORE_INDEX

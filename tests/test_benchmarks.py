@@ -191,6 +191,7 @@ def test_every_benchmark_runs(smoke_run):
         "analysis.Compare.time_compare",
         "stream.StreamQuality.track_excess_over_global_percent",
         "training.Collate.track_tokens_per_second",
+        "balance.BalanceQuality.track_balanced",
         "training.TrainStep.time_train_step",
         "training.TrainStep.track_collate_percent_of_step",
         "cluster.DaskQuality.track_excess_over_global_percent",

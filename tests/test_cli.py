@@ -103,7 +103,7 @@ def test_every_option_has_help_with_its_default():
                 elif "default" not in text:
                     missing.append(f"{label}: its help gives no default")
     assert not missing, "\n".join(missing)
-    assert set(_subparsers(parser)) == {"pack", "stats", "verify", "demo"}
+    assert set(_subparsers(parser)) == {"pack", "stats", "verify", "balance", "demo"}
 
 
 def test_help_shows_the_defaults(capsys):

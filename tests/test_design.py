@@ -219,3 +219,32 @@ def test_the_package_holds_no_history_of_bfpack_0_1():
         if re.search(r"bfpack 0\.1\b|LEGACY|[Ll]egacy", line)
     ]
     assert not found, found
+
+
+def test_every_module_is_on_the_architecture_page():
+    page = (PACKAGE.parent / "docs" / "explanations" / "architecture.md").read_text()
+    listed = set(re.findall(r"`(bfpack(?:\.\w+)*)`", page))
+    modules = set()
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        modules.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    assert not modules - listed, f"describe them in architecture.md: {sorted(modules - listed)}"
+
+
+def test_no_module_imports_a_private_name_of_another():
+    # A private name (``_x``) is its module's own; another module that needs
+    # it needs a public name (private modules are fine: ``from . import _batch``).
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                module = node.module or ""
+                found += [
+                    f"{path.relative_to(PACKAGE)}: from {'.' * node.level}{module} import {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_")
+                    and not a.name.startswith("__")
+                    and not (PACKAGE / module.replace(".", "/") / f"{a.name}.py").exists()
+                    and not (path.parent / f"{a.name}.py").exists()
+                ]
+    assert not found, "\n".join(found)

@@ -19,7 +19,7 @@ from ._console import Console
 #: The commands, in the order ``bfpack --help`` lists them: each is a module
 #: of this package with ``HELP``, ``DESCRIPTION``, ``add_arguments(parser)``
 #: and ``run(args)`` returning the exit status.
-COMMANDS = ("pack", "stats", "verify", "demo")
+COMMANDS = ("pack", "stats", "verify", "balance", "demo")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .._arrow import _primitive_view, is_list_type
+from .._arrow import is_list_type, primitive_view
 from .._validate import as_callable, value_dtype
 from ..table import POSITION_IDS, SEQ_LENGTHS, aligned_lengths
 from ._source import ParquetSource
@@ -552,7 +552,7 @@ class _RowCheck:
             self.found.problem(f"{name}: column {SEQ_LENGTHS!r} is {sl.type}, not list<int32>")
             return
         sl_off = sl.offsets.to_numpy().astype(np.int64)
-        lens = _primitive_view(sl.values, np.dtype(np.int32))[sl_off[0] : sl_off[-1]]
+        lens = primitive_view(sl.values, np.dtype(np.int32))[sl_off[0] : sl_off[-1]]
         lens = lens.astype(np.int64)
         per_row = np.diff(sl_off)
         bad = (per_row < 1) | (sl.is_null().to_numpy(zero_copy_only=False))
@@ -636,7 +636,7 @@ class _RowCheck:
         if not is_list_type(arr.type) or value_dtype(arr.type) != np.dtype(np.int32):
             self.found.problem(f"{name}: column {POSITION_IDS!r} is {arr.type}, not list<int32>")
             return
-        got = _primitive_view(arr.values, np.dtype(np.int32))
+        got = primitive_view(arr.values, np.dtype(np.int32))
         offsets = arr.offsets.to_numpy().astype(np.int64)
         got = got[offsets[0] : offsets[-1]].astype(np.int64)
         row_len = np.diff(offsets)
@@ -900,7 +900,7 @@ def _cuts_by_long_docs(method: str) -> bool:
 def _unsigned(arr: pa.Array) -> np.ndarray:
     """The values of a list array as unsigned integers of their width (a view)."""
     dtype = value_dtype(arr.type)
-    return _primitive_view(arr.values, dtype).view(f"u{dtype.itemsize}")
+    return primitive_view(arr.values, dtype).view(f"u{dtype.itemsize}")
 
 
 def _ranges(counts: np.ndarray) -> np.ndarray:
