@@ -135,9 +135,12 @@ class ShardWriter:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(temporary, path)
-        except BaseException:
+        except BaseException as exc:
             if os.path.exists(temporary):
                 os.unlink(temporary)
+            if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+                # A full disk names no file: say which.
+                raise OSError(exc.errno, f"{exc.strerror}: writing {path}") from None
             raise
         record = shard_record(name, table.num_rows, data)
         _log.debug(

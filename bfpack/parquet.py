@@ -20,7 +20,7 @@ from typing import Any
 from ._memory import release_free_memory
 from ._shards import IN_FLIGHT, ShardWriter
 from ._source import ParquetSource
-from ._staging import StagedOutput, check_paths
+from ._staging import StagedOutput, as_path, check_paths
 from ._validate import (
     as_bool,
     as_callable,
@@ -31,7 +31,7 @@ from ._validate import (
     as_seed,
     as_seq_len,
 )
-from .manifest import MANIFEST, build_manifest, new_run_id, write_manifest
+from .manifest import MANIFEST, build_manifest, write_manifest
 from .stream import TableStreamPacker, default_max_open
 from .table import OutputSpec
 
@@ -148,9 +148,9 @@ def pack_parquet(
 
     Parameters
     ----------
-    src : path
+    src : str, bytes or os.PathLike
         A Parquet file or a directory of Parquet files, one row per document.
-    dst : path
+    dst : str, bytes or os.PathLike
         Output directory, outside ``src`` (neither equal to it, inside it,
         nor containing it). It gets shards ``part-00000.parquet``, ... (one
         per window with rows unless ``rows_per_shard`` is given; each row a
@@ -171,9 +171,12 @@ def pack_parquet(
         Rows (packed sequences) of every shard but the last; by default one
         shard per window.
     overwrite : bool
-        Replace an existing ``dst``, if it is an earlier bfpack output (a
-        directory holding a manifest) or an empty directory; anything else
-        is refused.
+        Replace an existing ``dst``, if it is an empty directory or an
+        earlier bfpack output (a directory holding a manifest) holding
+        nothing its manifest does not list; anything else is refused, naming
+        the files that are not the output's. ``dst`` must also be on its
+        parent's file system (not a mount point) and, unless running as
+        root, belong to the user.
     max_open : int, optional
         Sequences carried between windows (BFD). Their tokens stay in memory,
         up to ``max_open * seq_len`` per column, so the default keeps them
@@ -196,6 +199,9 @@ def pack_parquet(
         ``src`` does not exist.
     FileExistsError
         ``dst`` exists and may not be replaced (see ``overwrite``).
+    PermissionError
+        ``dst`` or its parent could not be written or replaced (checked
+        before any work).
     bfpack._staging.DestinationBusyError
         Another run is writing ``dst`` (an OSError).
     TypeError, ValueError
@@ -217,8 +223,11 @@ def pack_parquet(
     directories flushed to disk first; the swap is atomic on Linux
     (``renameat2``), so ``dst`` holds the old output or the new one at
     every moment. A lock file beside ``dst`` is held for the whole run.
-    What an interrupted or killed run leaves beside ``dst`` (its temporary
-    directory) is removed by the next run to ``dst``.
+    The lock file records which directories the run makes beside ``dst``,
+    and each carries a marker file of the run: what an interrupted or
+    killed run leaves there is removed (or, an old output set aside, put
+    back) by the next run to ``dst``, and nothing else beside ``dst`` is
+    ever removed.
     """
     o = Options.check(
         seq_len,
@@ -232,7 +241,8 @@ def pack_parquet(
         max_open=max_open,
         progress=progress,
     )
-    check_paths(os.fspath(src), os.fspath(dst))
+    src, dst = as_path(src, "src"), as_path(dst, "dst")
+    check_paths(src, dst)
     with StagedOutput(os.path.realpath(dst), overwrite=o.overwrite) as out:
         source = ParquetSource.open(src)
         spec = source.spec(columns=columns, pad_value=pad_value, position_ids=position_ids)
@@ -250,8 +260,8 @@ def pack_parquet(
         finally:
             shards = writer.close()
         manifest = build_manifest(
-            run_id=new_run_id(),
-            source=os.path.abspath(os.fspath(src)),
+            run_id=out.run_id,
+            source=os.path.abspath(src),
             inputs=[f.record() for f in source.files],
             skipped=source.skipped,
             options=o.record(spec),
@@ -260,7 +270,7 @@ def pack_parquet(
         )
         write_manifest(out.folder, manifest)
         out.commit()
-    _log.info("wrote %s shard(s) and the manifest to %s", len(shards), os.fspath(dst))
+    _log.info("wrote %s shard(s) and the manifest to %s", len(shards), dst)
     return manifest
 
 

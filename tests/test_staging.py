@@ -1,6 +1,9 @@
 """The life of an output directory (``bfpack._staging``): path checks, the
 lock, recovery after dead runs, the atomic swap, durability, permissions."""
 
+import errno
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -11,9 +14,12 @@ import pytest
 
 from bfpack import _staging
 from bfpack._staging import (
+    MARKER,
     DestinationBusyError,
+    DestinationExistsError,
     DestinationLock,
     StagedOutput,
+    as_path,
     check_destination,
     check_paths,
     recover,
@@ -24,8 +30,14 @@ from bfpack.manifest import LEGACY_MANIFEST, MANIFEST
 def make_output(path, text="old"):
     """A directory that looks like a finished bfpack output."""
     os.makedirs(path)
-    (path / MANIFEST).write_text("{}")
+    (path / MANIFEST).write_text(json.dumps({"shards": [{"file": "part-00000.parquet"}]}))
     (path / "part-00000.parquet").write_text(text)
+
+
+def die_holding_the_lock(dst, lock):
+    """What SIGKILL leaves: the lock file (the journal) stays, the kernel drops the lock."""
+    os.close(lock._fd)
+    lock._fd = None
 
 
 def beside(dst):
@@ -35,7 +47,8 @@ def beside(dst):
 
 def write(out, text="new"):
     """Fill the staged directory as a finished run would."""
-    for name, content in (("part-00000.parquet", text), (MANIFEST, "{}")):
+    manifest = json.dumps({"shards": [{"file": "part-00000.parquet"}]})
+    for name, content in (("part-00000.parquet", text), (MANIFEST, manifest)):
         with open(os.path.join(out.folder, name), "w") as f:
             f.write(content)
 
@@ -100,7 +113,7 @@ def test_lock_is_exclusive_and_names_its_owner(tmp_path):
     first = DestinationLock(dst)
     first.acquire()
     with open(first.path) as f:
-        assert f.read().strip() == str(os.getpid())
+        assert json.load(f)["pid"] == os.getpid()
     # Another process cannot take it, and hears who holds it.
     code = textwrap.dedent(
         f"""
@@ -254,9 +267,9 @@ def test_swap_cut_short_is_restored_by_the_next_run(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         out.commit()
     monkeypatch.setattr(_staging.os, "rename", real_rename)
-    out._lock.release()  # the kernel would drop the dead process's lock
+    die_holding_the_lock(dst, out._lock)
     assert not dst.exists()
-    assert [n.split("-")[0] for n in beside(dst)] == [".out.old", ".out.tmp"]
+    assert [n.split("-")[0] for n in beside(dst)] == [".out.lock", ".out.old", ".out.tmp"]
     # The next run (to any end) puts the old output back and clears the rest.
     with pytest.raises(FileExistsError):
         with StagedOutput(str(dst), overwrite=False):
@@ -265,46 +278,83 @@ def test_swap_cut_short_is_restored_by_the_next_run(tmp_path, monkeypatch):
     assert beside(dst) == []
 
 
-def test_recover_handles_bfpack_01_leftovers(tmp_path):
+def test_recover_leaves_unmarked_directories_alone(tmp_path, caplog):
+    # Regression (issue 17, finding 7): a user's .out.tmp-mine/ and
+    # .out.old-backup were removed by the next run, and with DST missing a
+    # user's .out.old-2023 was moved into place as DST. Only what a dead
+    # run's journal names and its marker confirms is touched now; names of
+    # earlier versions (bfpack 0.1's old-*/d, 0.2's tmp-<pid>-<hex>) are
+    # left too, with a warning.
     dst = tmp_path / "out"
-    # bfpack 0.1: mkdtemp names (no pid), the old output in old-*/d.
-    make_output(tmp_path / ".out.old-k2j4h5g1" / "d")
-    (tmp_path / ".out.tmp-abcd1234").mkdir()
-    (tmp_path / ".out.tmp-abcd1234" / "part-00000.parquet").write_text("partial")
-    # Not ours: another destination whose name extends ours, and other files.
-    (tmp_path / ".out.tmp-1.tmp-5-ab12").mkdir()
-    (tmp_path / ".outer.tmp-5-ab12").mkdir()
-    recover(str(dst))
-    assert (dst / "part-00000.parquet").read_text() == "old"
-    assert sorted(os.listdir(tmp_path)) == [".out.tmp-1.tmp-5-ab12", ".outer.tmp-5-ab12", "out"]
+    for name in (".out.old-2023", ".out.old-backup", ".out.old-k2j4h5g1/d"):
+        make_output(tmp_path / name, "users")
+    for name in (".out.tmp-mine", ".out.tmp-4242-abcd1234", ".out.tmp-1.tmp-5-ab12"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "notes.txt").write_text("mine")
+    before = sorted(os.listdir(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="bfpack"):
+        with StagedOutput(str(dst), overwrite=False) as out:
+            write(out)
+            out.commit()
+    assert sorted(os.listdir(tmp_path)) == sorted([*before, "out"])
+    assert (dst / "part-00000.parquet").read_text() == "new"
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert ".out.old-k2j4h5g1, .out.tmp-4242-abcd1234" in warning and "mine" not in warning
 
 
-def test_recover_never_restores_what_is_not_an_output(tmp_path):
+def test_recover_never_puts_a_users_directory_in_place(tmp_path):
+    # Regression (finding 7): with DST missing, a user's .out.old-2023
+    # holding a manifest became DST.
     dst = tmp_path / "out"
-    (tmp_path / ".out.old-77-ab").mkdir()
-    make_output(tmp_path / ".out.old-78-cd")
-    make_output(dst, "current")
-    recover(str(dst))  # dst exists: set-aside copies are stale
-    assert (dst / "part-00000.parquet").read_text() == "current"
-    assert os.listdir(tmp_path) == ["out"]
-    (tmp_path / ".out.old-79-ef").mkdir()  # empty: not an output
-    os.rename(dst, tmp_path / "elsewhere")
-    recover(str(dst))
-    assert not dst.exists() and sorted(os.listdir(tmp_path)) == ["elsewhere"]
+    make_output(tmp_path / ".out.old-2023", "users")
+    make_output(tmp_path / ".out.old-77-abcdef12", "users")
+    recover(str(dst), {"run": "r1", "aside": ".out.old-77-abcdef12", "staged": None})
+    assert not dst.exists()
+    assert (tmp_path / ".out.old-77-abcdef12" / "part-00000.parquet").read_text() == "users"
+    # A journal naming something that is not one of its names touches nothing.
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / MARKER).write_text(json.dumps({"run": "r1"}))
+    recover(str(dst), {"run": "r1", "aside": "../elsewhere", "staged": "elsewhere"})
+    assert (tmp_path / "elsewhere").is_dir() and not dst.exists()
 
 
-def test_stale_temporary_directories_are_removed_by_the_next_run(tmp_path):
+def test_recover_puts_back_only_the_marked_directory_of_the_dead_run(tmp_path):
     dst = tmp_path / "out"
-    for pid in (1, 999_999_999):
-        d = tmp_path / f".out.tmp-{pid}-deadbeef"
-        d.mkdir()
-        (d / "part-00000.parquet").write_text("partial")
-    with StagedOutput(str(dst), overwrite=False) as out:
+    aside = tmp_path / ".out.old-77-abcdef12"
+    make_output(aside)
+    (aside / MARKER).write_text(json.dumps({"pid": 77, "run": "r2"}))
+    recover(str(dst), {"run": "r1", "aside": aside.name})  # another run's marker
+    assert not dst.exists()
+    recover(str(dst), {"run": "r2", "aside": aside.name})
+    assert sorted(os.listdir(dst)) == [MANIFEST, "part-00000.parquet"]  # marker gone
+    assert not aside.exists()
+
+
+KILLED_MIDRUN = textwrap.dedent(
+    """
+    import os, signal, sys
+    from bfpack._staging import StagedOutput
+    out = StagedOutput(sys.argv[1], overwrite=True).__enter__()
+    open(os.path.join(out.folder, "part-00000.parquet"), "w").write("partial")
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_what_a_killed_run_staged_is_removed_by_the_next_run(tmp_path):
+    dst = tmp_path / "out"
+    make_output(dst)
+    p = subprocess.run([sys.executable, "-c", KILLED_MIDRUN, str(dst)])
+    assert p.returncode == -signal.SIGKILL
+    (staged,) = [n for n in beside(dst) if ".tmp-" in n]
+    assert staged.startswith(".out.tmp-") and os.path.isfile(tmp_path / staged / MARKER)
+    with StagedOutput(str(dst), overwrite=True) as out:
         assert beside(dst) == [".out.lock", os.path.basename(out.folder)]
         assert os.path.basename(out.folder).startswith(f".out.tmp-{os.getpid()}-")
         write(out)
         out.commit()
     assert beside(dst) == []
+    assert sorted(os.listdir(dst)) == [MANIFEST, "part-00000.parquet"]
 
 
 def test_failure_before_commit_leaves_nothing(tmp_path):
@@ -336,10 +386,13 @@ def test_interrupt_after_the_swap_keeps_the_new_output(tmp_path, monkeypatch):
             out.commit()
     monkeypatch.undo()
     assert (dst / "part-00000.parquet").read_text() == "new"
-    # The old output, left beside, goes with the next run.
-    assert len(beside(dst)) == 1
-    recover(str(dst))
+    # The old output, left beside, goes with the next run: the lock file
+    # keeps the journal naming it.
+    assert [n.split("-")[0] for n in beside(dst)] == [".out.lock", ".out.tmp"]
+    with StagedOutput(str(dst), overwrite=True):
+        pass
     assert beside(dst) == []
+    assert (dst / "part-00000.parquet").read_text() == "new"
 
 
 def test_signals_are_held_during_the_swap(tmp_path, monkeypatch):
@@ -387,7 +440,7 @@ def test_fsync_everything_before_the_swap(tmp_path, monkeypatch):
         out.commit()
     folder = out._names.parent
     assert synced[0][0] == "dir" and synced[1][0] == "swap" and synced[0][1] == synced[1][1]
-    assert synced[2] == ("dir", folder)
+    assert synced[2:] == [("dir", str(dst)), ("dir", folder)]  # the marker's removal, the swap
 
 
 def test_fsync_dir_tolerates_file_systems_that_cannot(tmp_path, monkeypatch):
