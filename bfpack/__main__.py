@@ -468,7 +468,8 @@ def _run(argv, guard, note):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 128 + signal.SIGPIPE
         except (ValueError, TypeError, OSError) as exc:
-            console.error(exc)
+            # The Python API's wording names overwrite=True; here it is --overwrite.
+            console.error(getattr(exc, "cli_message", exc))
             return 2
 
 

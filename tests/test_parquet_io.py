@@ -102,7 +102,7 @@ def test_overwrite_replaces_only_bfpack_outputs(tmp_path):
     # An output of bfpack 0.1 (manifest _bfpack.json) is an output too.
     old = tmp_path / "old"
     old.mkdir()
-    (old / "_bfpack.json").write_text("{}")
+    (old / "_bfpack.json").write_text('{"shards": [{"file": "part-00000.parquet"}]}')
     (old / "part-00000.parquet").write_text("x")
     pack_parquet(src, old, 8, overwrite=True)
     assert sorted(os.listdir(old)) == [MANIFEST, "part-00000.parquet"]
@@ -347,9 +347,11 @@ def test_shards_and_manifest_are_flushed(tmp_path, monkeypatch):
     for s in m["shards"]:
         # Flushed under its temporary name, before the rename.
         assert any(n.startswith(f".{s['file']}.tmp-") for n in names)
-    # The manifest, then the staged directory, then their parent.
-    assert names[-3] == MANIFEST
-    assert names[-2].startswith(".o.tmp-") and synced[-1] == str(tmp_path)
+    # The manifest, then the staged directory, then (swapped in, its marker
+    # removed) the destination, then their parent.
+    assert names[-4] == MANIFEST
+    assert names[-3].startswith(".o.tmp-")
+    assert synced[-2:] == [str(tmp_path / "o"), str(tmp_path)]
 
 
 # --------------------------------------------------------------------------
@@ -375,11 +377,20 @@ def test_a_locked_destination_fails_at_once(tmp_path):
 
 
 def test_leftovers_of_dead_runs_are_removed(tmp_path):
-    # Regression: killed runs left .DST.tmp-* directories that reruns never removed.
+    # Regression: killed runs left .DST.tmp-* directories that reruns never
+    # removed. Since issue 17 only what a dead run's journal (its lock file)
+    # names and its marker confirms is removed; unmarked directories (earlier
+    # versions', or a user's) are left alone (tests/test_staging.py).
     src = write_shards(tmp_path / "src", [[5, 3]])
-    for name in (".o.tmp-4242-abcd1234", ".o.tmp-k3j2h1g0"):  # this version's, bfpack 0.1's
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "part-00000.parquet").write_text("partial")
+    code = (
+        "import os, signal, sys\n"
+        "from bfpack._staging import StagedOutput\n"
+        "out = StagedOutput(sys.argv[1], overwrite=False).__enter__()\n"
+        "open(os.path.join(out.folder, 'part-00000.parquet'), 'w').write('partial')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "o")])
+    assert len(os.listdir(tmp_path)) == 3  # src, the lock file, the staged directory
     pack_parquet(src, tmp_path / "o", 8)
     assert sorted(os.listdir(tmp_path)) == ["o", "src"]
 

@@ -1,6 +1,7 @@
 """The life of an output directory (``bfpack._staging``): path checks, the
 lock, recovery after dead runs, the atomic swap, durability, permissions."""
 
+import contextlib
 import errno
 import json
 import logging
@@ -528,3 +529,243 @@ def test_commit_from_another_thread(tmp_path):
     t.start()
     t.join()
     assert errors == [] and (dst / "part-00000.parquet").read_text() == "new"
+
+
+# --------------------------------------------------------------------------
+# Overwrite and neighbours (issue 17: findings 6, 7, 11, and item 18)
+
+
+def test_overwrite_refuses_files_the_manifest_does_not_list(tmp_path):
+    # Regression (finding 6): --overwrite deleted everything in a directory
+    # holding a manifest, the user's notes and checkpoints included.
+    dst = tmp_path / "out"
+    make_output(dst)
+    (dst / "NOTES.md").write_text("mine")
+    (dst / "checkpoints").mkdir()
+    (dst / "checkpoints" / "step1000.pt").write_text("weights")
+    before = sorted(os.listdir(dst))
+    with pytest.raises(FileExistsError, match=r"does not list: NOTES\.md, checkpoints/; "):
+        with StagedOutput(str(dst), overwrite=True):
+            pass  # pragma: no cover
+    assert sorted(os.listdir(dst)) == before and beside(dst) == []
+    # A manifest copied into a project: every file is foreign; a few are named.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / MANIFEST).write_text(json.dumps({"shards": []}))
+    for k in range(8):
+        (project / f"src{k}.py").write_text("code")
+    with pytest.raises(FileExistsError, match=r"src0\.py, .*src4\.py and 3 more; "):
+        check_destination(str(project), overwrite=True)
+    # A listed name that is a directory, not a shard, is foreign too.
+    (dst / "NOTES.md").unlink()
+    os.rename(dst / "part-00000.parquet", dst / "x")
+    os.rename(dst / "checkpoints", dst / "part-00000.parquet")
+    with pytest.raises(FileExistsError, match=r"x, part-00000\.parquet/|part-00000\.parquet/, x"):
+        check_destination(str(dst), overwrite=True)
+    # A manifest that cannot be read cannot vouch for the files beside it.
+    (project / MANIFEST).write_text("{not json")
+    with pytest.raises(FileExistsError, match="manifest that cannot be read"):
+        check_destination(str(project), overwrite=True)
+
+
+def test_overwrite_replaces_an_output_with_only_bfpacks_own_hidden_files(tmp_path):
+    dst = tmp_path / "out"
+    make_output(dst)
+    (dst / ".arrow-cache").mkdir()  # PackedDataset's cache of earlier versions
+    (dst / MARKER).write_text("{}")  # left by a run killed mid-swap
+    with StagedOutput(str(dst), overwrite=True) as out:
+        write(out)
+        out.commit()
+    assert sorted(os.listdir(dst)) == [MANIFEST, "part-00000.parquet"]
+    assert beside(dst) == []
+
+
+def test_the_error_names_the_python_argument_or_the_command_line_option(tmp_path, capsys):
+    # Regression (item 18): the message said "pass overwrite=True (--overwrite)".
+    from bfpack.__main__ import main
+
+    dst = tmp_path / "out"
+    make_output(dst)
+    with pytest.raises(DestinationExistsError) as info:
+        check_destination(str(dst), overwrite=False)
+    assert "pass overwrite=True to replace" in str(info.value) and "--" not in str(info.value)
+    src = tmp_path / "src.parquet"
+    src.write_text("not read: the destination is checked first")
+    assert main(["pack", str(src), str(dst), "--seq-len", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "pass --overwrite to replace" in err and "overwrite=True" not in err
+
+
+def mounted_tmpfs(path, size="1m"):
+    """Mount a tmpfs at ``path`` (root only); skip the test where that is not allowed."""
+    os.makedirs(path, exist_ok=True)
+    if os.geteuid() != 0 or not os.path.exists("/bin/mount"):
+        pytest.skip("mounting a file system needs root")
+    run = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)])
+    if run.returncode:
+        pytest.skip("mounting a tmpfs is not allowed here")
+    return path
+
+
+@pytest.fixture
+def mounts():
+    done = []
+    yield lambda path, size="1m": done.append(mounted_tmpfs(path, size)) or path
+    for path in reversed(done):
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_overwrite_refuses_a_mount_point_before_any_work(tmp_path, mounts):
+    # Regression (finding 11): an empty mount point was accepted; the whole
+    # run was written on the parent's file system, then the swap failed (EBUSY).
+    dst = mounts(tmp_path / "mnt")
+    with pytest.raises(OSError, match=r"is a mount point .* e\.g\. .*mnt/packed") as info:
+        with StagedOutput(str(dst), overwrite=True):
+            pass  # pragma: no cover
+    assert info.value.errno == errno.EBUSY
+    assert beside(dst) == [] and os.listdir(dst) == []
+
+
+def test_overwrite_refuses_another_file_system_than_the_parents(tmp_path, monkeypatch):
+    # The same check where no mount is possible: st_dev differs.
+    dst = tmp_path / "out"
+    dst.mkdir()
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        st = real_stat(path, *args, **kwargs)
+        if os.fspath(path) == str(dst):
+            return os.stat_result((*st[:2], st.st_dev + 1, *st[3:]))
+        return st
+
+    monkeypatch.setattr(_staging.os, "stat", stat)
+    monkeypatch.setattr(_staging.os.path, "ismount", lambda p: False)
+    with pytest.raises(OSError, match="is a mount point"):
+        check_destination(str(dst), overwrite=True)
+
+
+@pytest.mark.parametrize("sticky", [True, False])
+def test_overwrite_refuses_another_users_directory(tmp_path, monkeypatch, sticky):
+    # Regression (finding 11): DST owned by another user failed only at
+    # commit (a sticky parent), or, in a world-writable one, was swapped out
+    # and its files could not be removed: that user's output hidden forever.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777 if sticky else 0o777)
+    dst = shared / "out"
+    make_output(dst)
+    me = os.geteuid() or 4242  # root passes every check: be someone else
+    monkeypatch.setattr(_staging.os, "geteuid", lambda: me)
+    if os.stat(dst).st_uid == me:
+        if os.geteuid() != 0:
+            pytest.skip("giving a directory to another user needs root")
+        os.chown(dst, me + 2, -1)
+    owner = os.stat(dst).st_uid
+    with pytest.raises(PermissionError, match=f"belongs to another user \\(uid {owner}\\)") as info:
+        with StagedOutput(str(dst), overwrite=True):
+            pass  # pragma: no cover
+    assert ("sticky bit" in str(info.value)) == sticky
+    assert beside(dst) == [] and (dst / "part-00000.parquet").read_text() == "old"
+
+
+def test_a_parent_that_is_not_writable_is_refused_before_any_work(tmp_path, monkeypatch):
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        _staging.os, "access", lambda p, m: False if p == str(parent) else real_access(p, m)
+    )
+    with pytest.raises(PermissionError, match=f"cannot write beside .*: {parent} is not writable"):
+        with StagedOutput(str(parent / "out"), overwrite=False):
+            pass  # pragma: no cover
+    assert os.listdir(parent) == []
+
+
+def test_overwrite_refuses_a_directory_whose_files_it_could_not_remove(tmp_path, monkeypatch):
+    dst = tmp_path / "out"
+    make_output(dst)
+    real_access = os.access
+    monkeypatch.setattr(
+        _staging.os, "access", lambda p, m: False if p == str(dst) else real_access(p, m)
+    )
+    with pytest.raises(PermissionError, match=r"out is not writable.*chmod u\+w"):
+        check_destination(str(dst), overwrite=True)
+
+
+@pytest.mark.parametrize("length", [234, 250, 255])
+def test_a_long_destination_name_is_written(tmp_path, length):
+    # Regression (item 18): a legal name of 234+ characters failed on the
+    # names beside it (.NAME.lock, .NAME.tmp-...), too long.
+    dst = tmp_path / ("d" * (length - 1) + "x")
+    twin = tmp_path / ("d" * (length - 1) + "y")
+    with StagedOutput(str(dst), overwrite=False) as out:
+        names = os.listdir(tmp_path)
+        assert all(len(n) <= 255 for n in names)
+        with StagedOutput(str(twin), overwrite=False) as other:  # its own lock and names
+            write(other, "twin")
+            other.commit()
+        write(out)
+        out.commit()
+    assert (dst / "part-00000.parquet").read_text() == "new"
+    assert (twin / "part-00000.parquet").read_text() == "twin"
+    assert sorted(os.listdir(tmp_path)) == sorted([dst.name, twin.name])
+    # A name the file system cannot hold is refused before any work.
+    with pytest.raises(OSError, match="longer than the 255 bytes") as info:
+        StagedOutput(str(tmp_path / ("d" * 256)), overwrite=False).__enter__()
+    assert info.value.errno == errno.ENAMETOOLONG
+    assert sorted(os.listdir(tmp_path)) == sorted([dst.name, twin.name])
+
+
+def test_a_full_disk_names_the_lock_file_and_leaves_none(tmp_path, monkeypatch):
+    # Regression (item 18): ENOSPC named no file and left an empty lock file.
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(_staging.os, "pwrite", full)
+    dst = tmp_path / "out"
+    with pytest.raises(OSError, match=r"No space left on device: writing .*/\.out\.lock"):
+        with StagedOutput(str(dst), overwrite=False):
+            pass  # pragma: no cover
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path, mounts):
+    # The same on a real full file system, from the lock to the shards.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bfpack.parquet import pack_parquet
+
+    src = tmp_path / "src.parquet"
+    rows = [list(range(k, k + 1000)) for k in range(2000)]
+    pq.write_table(pa.table({"input_ids": rows}), src, compression="none")
+    disk = mounts(tmp_path / "disk", "256k")
+    with pytest.raises(OSError, match=r"No space left on device: writing .*disk/\.out\.tmp-.*/"):
+        pack_parquet(src, disk / "out", 64, seed=1)
+    assert os.listdir(disk) == []
+    with open(disk / "filler", "wb", buffering=0) as f:  # fill it up
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(b"x" * 4096)
+                f.flush()
+    with pytest.raises(OSError, match=r"No space left on device: writing .*disk/\.out\.lock"):
+        pack_parquet(src, disk / "out", 64)
+    assert os.listdir(disk) == ["filler"]
+
+
+def test_bytes_paths_are_accepted(tmp_path):
+    # Regression (item 18): bytes paths gave a raw TypeError.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bfpack.parquet import pack_parquet
+
+    src = tmp_path / "src.parquet"
+    pq.write_table(pa.table({"input_ids": [[1, 2, 3], [4, 5]]}), src)
+    manifest = pack_parquet(os.fsencode(src), os.fsencode(tmp_path / "out"), 8)
+    assert manifest["source"] == str(src) and (tmp_path / "out" / MANIFEST).is_file()
+    assert as_path(b"caf\\xe9", "dst") == os.fsdecode(b"caf\\xe9")  # not UTF-8: kept
+    with pytest.raises(TypeError, match=r"dst must be a path \(str, bytes or os.PathLike\), got int"):
+        pack_parquet(src, 7, 8)
+    with pytest.raises(ValueError, match="src is an empty path"):
+        pack_parquet("", tmp_path / "o", 8)
