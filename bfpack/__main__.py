@@ -5,22 +5,33 @@ compare concat, bfd and ffd on it; ``bfpack verify DST``: check an output
 against its manifest (and its source); ``bfpack demo``: the whole job on the
 Python standard library.
 
-This module imports nothing heavy at the top: :func:`main` installs the
-SIGINT/SIGTERM handlers first, then loads numpy, pyarrow and numba.
+Run as the program (``python -m bfpack``, or the ``bfpack`` script), this
+module records SIGINT and SIGTERM from its first line, before argparse and
+logging load, and :func:`main` reports them; numpy, pyarrow and numba load
+later still, inside the command.
 """
 
-import argparse
-import contextlib
-import functools
 import os
-import signal
 import sys
-import warnings
 
-from ._console import Console
 from ._interrupt import Interrupted, InterruptGuard
-from ._version import __version__
-from .manifest import run_id_of
+
+#: The program's guard, installed before anything else loads (None when the
+#: module is imported by a Python program, which calls main(argv)).
+_EARLY = None
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "bfpack":  # pragma: no branch
+    _EARLY = InterruptGuard(restore=False).__enter__()
+    _EARLY.quiet()  # only recorded until main() is ready to report it
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import functools  # noqa: E402
+import signal  # noqa: E402
+import warnings  # noqa: E402
+
+from ._console import Console  # noqa: E402
+from ._version import __version__  # noqa: E402
+from .manifest import run_id_of  # noqa: E402
 
 
 def _guarded(args, show):
@@ -476,21 +487,31 @@ def _run(argv, guard, note):
 def main(argv=None):
     """Run the command line; returns the exit status.
 
-    SIGINT and SIGTERM, from the moment this is called (before numpy,
-    pyarrow and numba are imported), clean up what the run wrote and end it
-    with one line on stderr and status 130 or 143; an interrupted run never
-    exits 0, and says whether its destination holds the new output.
+    SIGINT and SIGTERM, from the moment this is called (as the program:
+    from the first line of this module; before numpy, pyarrow and numba are
+    imported), clean up what the run wrote and end it with one line on
+    stderr and status 130 or 143; an interrupted run never exits 0, and
+    says whether its destination holds the new output.
+
+    As the program (``argv`` None) it does not return: once its output is
+    flushed it ends the process with :func:`os._exit`. The interpreter's
+    teardown would take 0.1 s to seconds (garbage collection of numba's
+    objects) after Python has put back the system's signal handlers, so a
+    signal then would kill the process silently, and Ctrl-C would seem to
+    do nothing.
     Warnings are one line each (``bfpack: warning: ...``), and so are
     the ``bfpack`` log records that ``-v`` shows; on a terminal a progress
     bar (tqdm) shows how far ``pack``, ``stats`` and ``verify`` are.
     """
     # Called with argv (from Python), the previous handlers are restored
     # at the end; as the program, they stay until it exits.
-    guard = InterruptGuard(restore=argv is not None)
+    program = argv is None
+    guard = _EARLY if program and _EARLY is not None else InterruptGuard(restore=not program)
     note = _Note()
     status = 2
     try:
         with guard:
+            guard.check()  # a signal that came while the program loaded
             status = _run(argv, guard, note)
             guard.check()  # a signal whose exception something swallowed
             guard.quiet()
@@ -503,12 +524,22 @@ def main(argv=None):
         # (numpy's import raises ImportError when interrupted).
         if guard.signum is None:
             raise
-    if guard.exit_status is None:
-        return status
-    name = "SIGINT" if guard.exit_status == 130 else "SIGTERM"
-    start = "\n" if sys.stderr.isatty() else ""
-    print(f"{start}bfpack: interrupted by {name}{note.text()}", file=sys.stderr)
-    return guard.exit_status
+    if guard.exit_status is not None:
+        name = "SIGINT" if guard.exit_status == 130 else "SIGTERM"
+        start = "\n" if sys.stderr.isatty() else ""
+        print(f"{start}bfpack: interrupted by {name}{note.text()}", file=sys.stderr)
+        status = guard.exit_status
+    if program:
+        _end(status)
+    return status
+
+
+def _end(status):
+    """Flush stdout and stderr and end the process now, with ``status``."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a reader that left: nothing more to say
+            stream.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

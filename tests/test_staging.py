@@ -769,3 +769,63 @@ def test_bytes_paths_are_accepted(tmp_path):
         pack_parquet(src, 7, 8)
     with pytest.raises(ValueError, match="src is an empty path"):
         pack_parquet("", tmp_path / "o", 8)
+
+
+# --------------------------------------------------------------------------
+# Signals (finding 10)
+
+
+def test_the_old_output_is_removed_before_a_held_signal_lands(tmp_path, monkeypatch):
+    # Regression (finding 10): a signal just after the manifest was staged
+    # landed after the swap but before the old output's removal: exit 130,
+    # "the new output is complete", and .out.tmp-* left holding the old shards.
+    dst = tmp_path / "out"
+    make_output(dst)
+    seen = []
+
+    def handler(signum, frame):
+        seen.append(beside(dst))
+        raise KeyboardInterrupt
+
+    real_swap = StagedOutput._swap
+
+    def swap_then_signal(self, folder):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_swap(self, folder)
+
+    monkeypatch.setattr(StagedOutput, "_swap", swap_then_signal)
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with StagedOutput(str(dst), overwrite=True) as out:
+                write(out)
+                out.commit()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert seen == [[".out.lock"]]  # only the lock, released as the exception unwinds
+    assert beside(dst) == [] and (dst / "part-00000.parquet").read_text() == "new"
+
+
+def test_the_staged_directory_is_removed_whole_before_a_held_signal_lands(tmp_path, monkeypatch):
+    # An interrupt while the staged directory is being removed (a first
+    # interrupt unwinding, then a second signal) cut the removal short.
+    dst = tmp_path / "out"
+    real_rmtree = _staging.shutil.rmtree
+
+    def rmtree(path, ignore_errors=False):
+        os.kill(os.getpid(), signal.SIGTERM)
+        real_rmtree(path, ignore_errors=ignore_errors)
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with StagedOutput(str(dst), overwrite=False) as out:
+                write(out)
+                monkeypatch.setattr(_staging.shutil, "rmtree", rmtree)
+                raise ValueError("the run failed")
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert beside(dst) == [] and not dst.exists()
