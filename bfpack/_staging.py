@@ -231,9 +231,11 @@ def _check_replaceable(dst: str) -> None:
         )
     euid = os.geteuid()
     if euid != 0 and st.st_uid != euid:
-        sticky = " (and the sticky bit of its parent forbids renaming it)" if (
-            pst.st_mode & stat.S_ISVTX and pst.st_uid != euid
-        ) else ""
+        sticky = (
+            " (and the sticky bit of its parent forbids renaming it)"
+            if (pst.st_mode & stat.S_ISVTX and pst.st_uid != euid)
+            else ""
+        )
         raise PermissionError(
             errno.EPERM,
             f"{dst} belongs to another user (uid {st.st_uid}){sticky}: bfpack replaces only "

@@ -1,4 +1,5 @@
-"""Killed, interrupted and concurrent runs of ``bfpack pack`` (findings 6, 7, 13).
+"""Killed, interrupted and concurrent runs of ``bfpack pack`` (findings 6, 7, 13;
+issue 17, finding 10).
 
 Every run here is ``python -m bfpack pack`` in a subprocess, packing a
 dataset in many small windows so that there is time to strike. After each
@@ -127,11 +128,18 @@ def strike(src, dst, signum, moment, seed=2):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A run that does not end dumps its threads' stacks on SIGABRT.
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     try:
         if wait_for(p, MOMENTS[moment](p, dst)):
             p.send_signal(signum)
-        out, err = p.communicate(timeout=120)
+        try:
+            out, err = p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGABRT)
+            _, err = p.communicate(timeout=60)
+            pytest.fail(f"the run did not end within 120 s of {signum.name}; its stacks:\n{err}")
     finally:
         p.kill()
         p.wait()
