@@ -19,7 +19,8 @@ from ._interrupt import Interrupted, InterruptGuard
 #: The program's guard, installed before anything else loads (None when the
 #: module is imported by a Python program, which calls main(argv)).
 _EARLY = None
-if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "bfpack":  # pragma: no branch
+_ARGV0 = (getattr(sys, "argv", None) or [""])[0]  # none in an embedded interpreter
+if __name__ == "__main__" or os.path.basename(_ARGV0) == "bfpack":  # the console script too
     _EARLY = InterruptGuard(restore=False).__enter__()
     _EARLY.quiet()  # only recorded until main() is ready to report it
 

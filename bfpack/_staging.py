@@ -592,14 +592,23 @@ class StagedOutput:
     def __enter__(self) -> StagedOutput:
         os.makedirs(self._names.parent, exist_ok=True)
         _check_parent(self.dst)
-        self._lock.acquire(self.run_id)
+        # Held, so that an interrupt lands before the lock file exists or
+        # after its journal is written, and before the staged directory
+        # exists or once it is known (and then removed below).
+        with held():
+            self._lock.acquire(self.run_id)
         try:
             recover(self.dst, self._lock.previous)
             self._lock.write(previous=None)
             check_destination(self.dst, self.overwrite)
-            self._folder = self._make_dir()
+            with held():
+                self._folder = self._make_dir()
         except BaseException:
-            self._lock.release()
+            with held(defaults=True):
+                if self._folder is not None:
+                    shutil.rmtree(self._folder, ignore_errors=True)
+                    self._folder = None
+                self._lock.release()
             raise
         return self
 
@@ -670,13 +679,13 @@ class StagedOutput:
         tb: TracebackType | None,
     ) -> None:
         folder = self._folder
-        try:
-            if not self.committed and folder is not None:
-                with held(defaults=True):
+        with held(defaults=True):
+            try:
+                if not self.committed and folder is not None:
                     shutil.rmtree(folder, ignore_errors=True)
-        finally:
-            self._folder = None
-            self._lock.release()
+            finally:
+                self._folder = None
+                self._lock.release()
         if (
             isinstance(exc, OSError)
             and exc.errno in (errno.ENOSPC, errno.EDQUOT)
