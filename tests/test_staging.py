@@ -831,3 +831,32 @@ def test_the_staged_directory_is_removed_whole_before_a_held_signal_lands(tmp_pa
     finally:
         signal.signal(signal.SIGTERM, old)
     assert beside(dst) == [] and not dst.exists()
+
+
+def test_a_run_killed_just_after_the_exchange_is_cleared_up_by_the_next(tmp_path, monkeypatch):
+    # Killed between the exchange and the removals: the old output (marked
+    # before the swap) sits at the staged name, and DST carries the staged
+    # directory's marker. The next run removes both, from the journal.
+    if _staging._renameat2() is None:
+        pytest.skip("no renameat2 here")
+    dst = tmp_path / "out"
+    make_output(dst)
+
+    def killed(folder):
+        raise SystemExit("killed")  # stands for SIGKILL: no cleanup below runs
+
+    out = StagedOutput(str(dst), overwrite=True).__enter__()
+    write(out)
+    monkeypatch.setattr(_staging, "_unmark", killed)
+    with pytest.raises(SystemExit):
+        out.commit()
+    monkeypatch.undo()
+    die_holding_the_lock(dst, out._lock)
+    assert sorted(os.listdir(dst)) == [MANIFEST, MARKER, "part-00000.parquet"]
+    (staged,) = [n for n in beside(dst) if ".tmp-" in n]
+    assert (tmp_path / staged / "part-00000.parquet").read_text() == "old"
+    with StagedOutput(str(dst), overwrite=True):
+        assert [n for n in beside(dst) if n != staged and ".tmp-" not in n] == [".out.lock"]
+        assert not (tmp_path / staged).exists()
+    assert sorted(os.listdir(dst)) == [MANIFEST, "part-00000.parquet"]
+    assert (dst / "part-00000.parquet").read_text() == "new" and beside(dst) == []
