@@ -348,6 +348,24 @@ def _marked(folder: str, run: Any) -> bool:
     return isinstance(marker, dict) and marker.get("run") == run
 
 
+def _remove(folder: str) -> None:
+    """Remove a directory bfpack marked, its marker last: a removal cut
+    short (SIGKILL) leaves it marked, for the next run to finish."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        names = []
+    for name in names:
+        if name != MARKER:
+            path = os.path.join(folder, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def _unmark(folder: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(folder, MARKER))
@@ -493,11 +511,11 @@ def recover(dst: str, journal: Mapping[str, Any] | None) -> None:
                 _log.info("%s: put back the previous output, set aside by a run that died", dst)
             else:
                 _log.debug("removing %s, set aside by a run that died", aside)
-                shutil.rmtree(aside, ignore_errors=True)
+                _remove(aside)
         staged = names.path(entry.get("staged"))
         if staged is not None and _marked(staged, run):
             _log.debug("removing %s, left by a run that died", staged)
-            shutil.rmtree(staged, ignore_errors=True)
+            _remove(staged)
         elif staged is not None:
             with contextlib.suppress(OSError):
                 os.rmdir(staged)  # made, but not yet marked: empty
@@ -606,7 +624,7 @@ class StagedOutput:
         except BaseException:
             with held(defaults=True):
                 if self._folder is not None:
-                    shutil.rmtree(self._folder, ignore_errors=True)
+                    _remove(self._folder)
                     self._folder = None
                 self._lock.release()
             raise
@@ -643,7 +661,7 @@ class StagedOutput:
             fsync_dir(self._names.parent)
             _log.debug("%s: swapped in%s", self.dst, "" if replaced is None else ", replacing it")
             if replaced is not None:
-                shutil.rmtree(replaced, ignore_errors=True)
+                _remove(replaced)
 
     def _swap(self, folder: str) -> str | None:
         """Put ``folder`` at ``dst``; return where the old output went, if any."""
@@ -682,7 +700,7 @@ class StagedOutput:
         with held(defaults=True):
             try:
                 if not self.committed and folder is not None:
-                    shutil.rmtree(folder, ignore_errors=True)
+                    _remove(folder)
             finally:
                 self._folder = None
                 self._lock.release()
