@@ -336,16 +336,33 @@ def _mark(folder: str, run: str) -> None:
         raise _named(exc, path) from None
 
 
-def _marked(folder: str, run: Any) -> bool:
-    """Whether the directory ``folder`` carries the marker of ``run``."""
-    if not isinstance(run, str) or not run or os.path.islink(folder):
-        return False
+def _marker(folder: str) -> str | None:
+    """The run id in the marker of the directory ``folder``: None if it has
+    none, "" if it cannot be read (a write cut short)."""
+    path = os.path.join(folder, MARKER)
+    if os.path.islink(folder) or not os.path.isfile(path):
+        return None
     try:
-        with open(os.path.join(folder, MARKER)) as f:
+        with open(path) as f:
             marker = json.load(f)
     except (OSError, ValueError):
+        return ""
+    run = marker.get("run") if isinstance(marker, dict) else None
+    return run if isinstance(run, str) else ""
+
+
+def _marked(folder: str, run: Any) -> bool:
+    """Whether the directory ``folder`` carries the marker of ``run``."""
+    return isinstance(run, str) and bool(run) and _marker(folder) == run
+
+
+def _only_a_marker(folder: str) -> bool:
+    """Whether ``folder`` is a directory holding nothing but a marker, if that
+    (one made by a run killed before it had written its marker whole)."""
+    try:
+        return not os.path.islink(folder) and set(os.listdir(folder)) <= {MARKER}
+    except OSError:
         return False
-    return isinstance(marker, dict) and marker.get("run") == run
 
 
 def _remove(folder: str) -> None:
@@ -496,9 +513,9 @@ def recover(dst: str, journal: Mapping[str, Any] | None) -> None:
     (:attr:`DestinationLock.previous`). Only a directory it names that
     carries its run's marker is touched: a set-aside old output is put back
     when ``dst`` is missing (a swap cut short between its two renames) and
-    removed otherwise; a staged directory is removed (or an empty one, made
-    just before the run died). A marker the dead run left in ``dst`` itself
-    is removed.
+    removed otherwise; a staged directory is removed (or one holding nothing
+    but a marker, perhaps cut short: made just before the run died). A
+    marker the dead run left in ``dst`` itself is removed.
     """
     names = _Names(dst)
     for entry in _chain(journal):
@@ -513,14 +530,11 @@ def recover(dst: str, journal: Mapping[str, Any] | None) -> None:
                 _log.debug("removing %s, set aside by a run that died", aside)
                 _remove(aside)
         staged = names.path(entry.get("staged"))
-        if staged is not None and _marked(staged, run):
+        if staged is not None and (_marked(staged, run) or _only_a_marker(staged)):
             _log.debug("removing %s, left by a run that died", staged)
             _remove(staged)
-        elif staged is not None:
-            with contextlib.suppress(OSError):
-                os.rmdir(staged)  # made, but not yet marked: empty
-        if os.path.isdir(dst) and _marked(dst, run):
-            _unmark(dst)
+        if os.path.isdir(dst) and _marker(dst) in ({run, ""} - {None}):
+            _unmark(dst)  # the staged directory's, or one written into the old output
     if os.path.isdir(names.parent):
         left = names.unmarked()
         if left:

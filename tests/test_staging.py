@@ -860,3 +860,31 @@ def test_a_run_killed_just_after_the_exchange_is_cleared_up_by_the_next(tmp_path
         assert not (tmp_path / staged).exists()
     assert sorted(os.listdir(dst)) == [MANIFEST, "part-00000.parquet"]
     assert (dst / "part-00000.parquet").read_text() == "new" and beside(dst) == []
+
+
+@pytest.mark.parametrize("marker", [None, "", '{"pid": 1, "ru'])
+def test_a_run_killed_before_its_marker_was_written_whole_leaves_nothing(tmp_path, marker):
+    # Killed between making the staged directory and finishing its marker:
+    # the journal names a directory that holds nothing but (part of) a marker.
+    dst = tmp_path / "out"
+    lock = DestinationLock(str(dst))
+    lock.acquire("r1")
+    lock.write(staged=".out.tmp-77-abcdef12")
+    (tmp_path / ".out.tmp-77-abcdef12").mkdir()
+    if marker is not None:
+        (tmp_path / ".out.tmp-77-abcdef12" / MARKER).write_text(marker)
+    die_holding_the_lock(dst, lock)
+    with StagedOutput(str(dst), overwrite=False) as out:
+        write(out)
+        out.commit()
+    assert beside(dst) == []
+    # A directory holding anything else is left alone.
+    lock = DestinationLock(str(dst))
+    lock.acquire("r2")
+    lock.write(staged=".out.tmp-78-abcdef12")
+    (tmp_path / ".out.tmp-78-abcdef12").mkdir()
+    (tmp_path / ".out.tmp-78-abcdef12" / "mine.txt").write_text("x")
+    die_holding_the_lock(dst, lock)
+    with StagedOutput(str(dst), overwrite=True):
+        pass
+    assert beside(dst) == [".out.tmp-78-abcdef12"]
