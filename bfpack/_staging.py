@@ -12,10 +12,14 @@ One run's output goes through :class:`StagedOutput`:
    id, the names of its ``staged`` and set-``aside`` directories), written
    in place and flushed before each of those directories is made.
 3. Holding it, what a dead run left is cleared up, from the journal it
-   left in the lock file, and only what bfpack marked: every directory it
-   stages or sets aside carries the marker file ``.bfpack.marker`` (pid,
-   run id), and a directory is removed or put back only if the dead run's
-   journal names it and it carries that run's marker. A set-aside old
+   left in the lock file, and only what bfpack marked: the staged
+   directory carries the marker file ``.bfpack.marker`` (pid, run id)
+   until the swap, and just before the swap the journal records the
+   device and inode of both directories of the swap (the old output is
+   never written to, so the destination holds exactly the old output or
+   the new one, even after SIGKILL). A directory is removed or put back
+   only if the dead run's journal names it and it carries that run's
+   marker or is the directory the journal recorded. A set-aside old
    output is put back when the destination is missing (a swap cut short
    between its two renames). A user's ``.out.tmp-mine`` or
    ``.out.old-backup`` is never touched.
@@ -68,7 +72,7 @@ _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
-#: The marker file of a directory bfpack staged or set aside: ``{"pid", "run"}``.
+#: The marker file of a directory bfpack staged: ``{"pid", "run"}``.
 MARKER = ".bfpack.marker"
 #: Names inside an output that are bfpack's own, though no manifest lists
 #: them: the manifest, the marker, and PackedDataset's cache of earlier versions.
@@ -356,6 +360,15 @@ def _marked(folder: str, run: Any) -> bool:
     return isinstance(run, str) and bool(run) and _marker(folder) == run
 
 
+def _identity(path: str) -> list[int] | None:
+    """``[st_dev, st_ino]`` of the directory ``path`` (not followed), or None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return [st.st_dev, st.st_ino] if stat.S_ISDIR(st.st_mode) else None
+
+
 def _only_a_marker(folder: str) -> bool:
     """Whether ``folder`` is a directory holding nothing but a marker, if that
     (one made by a run killed before it had written its marker whole)."""
@@ -510,31 +523,35 @@ def recover(dst: str, journal: Mapping[str, Any] | None) -> None:
     """Clear up what dead runs left beside ``dst``; call it holding the lock.
 
     ``journal`` is what the dead holder left in the lock file
-    (:attr:`DestinationLock.previous`). Only a directory it names that
-    carries its run's marker is touched: a set-aside old output is put back
-    when ``dst`` is missing (a swap cut short between its two renames) and
-    removed otherwise; a staged directory is removed (or one holding nothing
-    but a marker, perhaps cut short: made just before the run died). A
-    marker the dead run left in ``dst`` itself is removed.
+    (:attr:`DestinationLock.previous`). Only a directory it names is
+    touched, and only if it carries the run's marker, holds nothing but a
+    marker (perhaps cut short: made just before the run died), or, for the
+    two directories of a swap under way, is the very directory (device and
+    inode) the journal recorded: a set-aside old output is put back when
+    ``dst`` is missing (a swap cut short between its two renames) and
+    removed otherwise; a staged directory is removed.
     """
     names = _Names(dst)
     for entry in _chain(journal):
         run = entry.get("run")
+        # The directories of the swap, known by identity (see StagedOutput.commit).
+        swapped = [i for i in (entry.get("old"), entry.get("staged_id")) if i is not None]
         aside = names.path(entry.get("aside"))
-        if aside is not None and _marked(aside, run):
+        if aside is not None and (_marked(aside, run) or _identity(aside) in swapped):
             if not os.path.lexists(dst):
                 os.rename(aside, dst)
+                _unmark(dst)
                 fsync_dir(names.parent)
                 _log.info("%s: put back the previous output, set aside by a run that died", dst)
             else:
                 _log.debug("removing %s, set aside by a run that died", aside)
                 _remove(aside)
         staged = names.path(entry.get("staged"))
-        if staged is not None and (_marked(staged, run) or _only_a_marker(staged)):
+        if staged is not None and (
+            _marked(staged, run) or _only_a_marker(staged) or _identity(staged) in swapped
+        ):
             _log.debug("removing %s, left by a run that died", staged)
             _remove(staged)
-        if os.path.isdir(dst) and _marker(dst) in ({run, ""} - {None}):
-            _unmark(dst)  # the staged directory's, or one written into the old output
     if os.path.isdir(names.parent):
         left = names.unmarked()
         if left:
@@ -665,13 +682,18 @@ class StagedOutput:
     def commit(self) -> None:
         """Swap the staged directory in as ``dst``, durably, and remove the old output."""
         folder = self.folder
-        fsync_dir(folder)
         check_destination(self.dst, self.overwrite)  # nothing appeared meanwhile
         with held(defaults=True):
+            # From here the journal knows both directories by identity: the
+            # marker leaves the staged directory (the new output must not
+            # hold it), and the old output is never written to, so that DST
+            # holds exactly the old output or the new one even if the run is
+            # killed; recover() clears up after a kill from these identities.
+            self._lock.write(staged_id=_identity(folder), old=_identity(self.dst))
+            _unmark(folder)
+            fsync_dir(folder)
             replaced = self._swap(folder)
             self.committed = True
-            _unmark(self.dst)  # the staged directory's marker, now in dst
-            fsync_dir(self.dst)
             fsync_dir(self._names.parent)
             _log.debug("%s: swapped in%s", self.dst, "" if replaced is None else ", replacing it")
             if replaced is not None:
@@ -684,23 +706,16 @@ class StagedOutput:
             if not rename2(folder, dst, _RENAME_NOREPLACE):
                 os.rename(folder, dst)
             return None
-        # Marked, so that a run dying before it is removed leaves it to recover().
-        _mark(dst, self.run_id)
-        try:
-            if rename2(folder, dst, _RENAME_EXCHANGE):
-                return folder  # which now holds the old output
-            name = self._names.new("old")
-            self._lock.write(aside=name)
-            aside = os.path.join(self._names.parent, name)
-            os.rename(dst, aside)
-        except BaseException:
-            _unmark(dst)
-            raise
+        if rename2(folder, dst, _RENAME_EXCHANGE):
+            return folder  # which now holds the old output
+        name = self._names.new("old")
+        self._lock.write(aside=name)
+        aside = os.path.join(self._names.parent, name)
+        os.rename(dst, aside)
         try:
             os.rename(folder, dst)  # dying before this leaves the old output aside: see recover()
         except BaseException:
             os.rename(aside, dst)
-            _unmark(dst)
             raise
         return aside
 

@@ -347,11 +347,10 @@ def test_shards_and_manifest_are_flushed(tmp_path, monkeypatch):
     for s in m["shards"]:
         # Flushed under its temporary name, before the rename.
         assert any(n.startswith(f".{s['file']}.tmp-") for n in names)
-    # The manifest, then the staged directory, then (swapped in, its marker
-    # removed) the destination, then their parent.
-    assert names[-4] == MANIFEST
-    assert names[-3].startswith(".o.tmp-")
-    assert synced[-2:] == [str(tmp_path / "o"), str(tmp_path)]
+    # The manifest, then the journal (naming the swap's directories), then
+    # the staged directory (its marker removed), then their parent.
+    assert names[-4:-2] == [MANIFEST, ".o.lock"]
+    assert names[-2].startswith(".o.tmp-") and synced[-1] == str(tmp_path)
 
 
 # --------------------------------------------------------------------------

@@ -319,15 +319,16 @@ def test_recover_never_puts_a_users_directory_in_place(tmp_path):
     assert (tmp_path / "elsewhere").is_dir() and not dst.exists()
 
 
-def test_recover_puts_back_only_the_marked_directory_of_the_dead_run(tmp_path):
+def test_recover_puts_back_only_the_old_output_the_dead_run_recorded(tmp_path):
     dst = tmp_path / "out"
     aside = tmp_path / ".out.old-77-abcdef12"
     make_output(aside)
-    (aside / MARKER).write_text(json.dumps({"pid": 77, "run": "r2"}))
-    recover(str(dst), {"run": "r1", "aside": aside.name})  # another run's marker
-    assert not dst.exists()
-    recover(str(dst), {"run": "r2", "aside": aside.name})
-    assert sorted(os.listdir(dst)) == [MANIFEST, "part-00000.parquet"]  # marker gone
+    other = tmp_path / "other"
+    other.mkdir()
+    recover(str(dst), {"run": "r1", "aside": aside.name, "old": _staging._identity(str(other))})
+    assert not dst.exists()  # the journal recorded another directory
+    recover(str(dst), {"run": "r2", "aside": aside.name, "old": _staging._identity(str(aside))})
+    assert sorted(os.listdir(dst)) == [MANIFEST, "part-00000.parquet"]
     assert not aside.exists()
 
 
@@ -441,7 +442,7 @@ def test_fsync_everything_before_the_swap(tmp_path, monkeypatch):
         out.commit()
     folder = out._names.parent
     assert synced[0][0] == "dir" and synced[1][0] == "swap" and synced[0][1] == synced[1][1]
-    assert synced[2:] == [("dir", str(dst)), ("dir", folder)]  # the marker's removal, the swap
+    assert synced[2:] == [("dir", folder)]
 
 
 def test_fsync_dir_tolerates_file_systems_that_cannot(tmp_path, monkeypatch):
@@ -834,9 +835,10 @@ def test_the_staged_directory_is_removed_whole_before_a_held_signal_lands(tmp_pa
 
 
 def test_a_run_killed_just_after_the_exchange_is_cleared_up_by_the_next(tmp_path, monkeypatch):
-    # Killed between the exchange and the removals: the old output (marked
-    # before the swap) sits at the staged name, and DST carries the staged
-    # directory's marker. The next run removes both, from the journal.
+    # Killed between the exchange and the old output's removal: DST holds
+    # exactly the new output (the old one was never written to, the marker
+    # left the staged directory before the swap), the old output sits at the
+    # staged name, unmarked; the next run knows it by the inode in the journal.
     if _staging._renameat2() is None:
         pytest.skip("no renameat2 here")
     dst = tmp_path / "out"
@@ -847,18 +849,30 @@ def test_a_run_killed_just_after_the_exchange_is_cleared_up_by_the_next(tmp_path
 
     out = StagedOutput(str(dst), overwrite=True).__enter__()
     write(out)
-    monkeypatch.setattr(_staging, "_unmark", killed)
+    monkeypatch.setattr(_staging, "_remove", killed)
     with pytest.raises(SystemExit):
         out.commit()
     monkeypatch.undo()
     die_holding_the_lock(dst, out._lock)
-    assert sorted(os.listdir(dst)) == [MANIFEST, MARKER, "part-00000.parquet"]
-    (staged,) = [n for n in beside(dst) if ".tmp-" in n]
-    assert (tmp_path / staged / "part-00000.parquet").read_text() == "old"
-    with StagedOutput(str(dst), overwrite=True):
-        assert [n for n in beside(dst) if n != staged and ".tmp-" not in n] == [".out.lock"]
-        assert not (tmp_path / staged).exists()
     assert sorted(os.listdir(dst)) == [MANIFEST, "part-00000.parquet"]
+    (staged,) = [n for n in beside(dst) if ".tmp-" in n]
+    assert sorted(os.listdir(tmp_path / staged)) == [MANIFEST, "part-00000.parquet"]
+    assert (tmp_path / staged / "part-00000.parquet").read_text() == "old"
+    # A user's directory put at that name after the kill is not the one recorded.
+    os.rename(tmp_path / staged, tmp_path / "elsewhere")
+    (tmp_path / staged).mkdir()
+    (tmp_path / staged / "mine.txt").write_text("x")
+    with StagedOutput(str(dst), overwrite=True):
+        assert (tmp_path / staged / "mine.txt").exists()
+    os.rename(tmp_path / staged, tmp_path / "mine")
+    os.rename(tmp_path / "elsewhere", tmp_path / staged)
+    # The lock file (journal) was released by that run: recorded again, as killed.
+    lock = DestinationLock(str(dst))
+    lock.acquire("r9")
+    lock.write(staged=staged, old=_staging._identity(str(tmp_path / staged)))
+    die_holding_the_lock(dst, lock)
+    with StagedOutput(str(dst), overwrite=True):
+        assert not (tmp_path / staged).exists()
     assert (dst / "part-00000.parquet").read_text() == "new" and beside(dst) == []
 
 
