@@ -118,11 +118,14 @@ class InterruptGuard:
         self._old_hook = sys.unraisablehook
 
     def __enter__(self) -> InterruptGuard:
-        if threading.current_thread() is threading.main_thread():
+        """Install the handlers (once: a guard entered again, such as the
+        command line's installed early and quiet, only raises again)."""
+        if not self._old and threading.current_thread() is threading.main_thread():
             for signum in EXIT_STATUS:
                 self._old[signum] = signal.signal(signum, self._handle)
             self._old_hook = sys.unraisablehook
             sys.unraisablehook = self._unraisable
+        self._raise = True
         return self
 
     def _unraisable(self, unraisable: Any) -> None:

@@ -47,8 +47,8 @@ from .options import DEFAULT_WINDOW_TOKENS, PackOptions
 from .packing import DocumentCounts, PackingStats
 from .parquet._shards import shard_writer
 from .parquet._source import ParquetSource
-from .parquet._staging import DestinationLock, StagedOutput, check_paths
-from .parquet.manifest import build_manifest, new_run_id, write_manifest
+from .parquet._staging import DestinationLock, StagedOutput, as_path, check_paths
+from .parquet.manifest import build_manifest, write_manifest
 from .stream import windows
 from .table import OutputSpec
 
@@ -286,12 +286,13 @@ def pack_parquet(
     as_callable(progress, "progress")
     files_per_task = as_int(files_per_task, "files_per_task", lo=1)
     client = _client(client)
-    check_paths(os.fspath(src), os.fspath(dst))
+    src, dst = as_path(src, "src"), as_path(dst, "dst")
+    check_paths(src, dst)
     with StagedOutput(os.path.realpath(dst), overwrite=o.overwrite) as out:
         source = ParquetSource.open(src, dst=out.dst)
         spec = source.spec(columns=o.columns, pad_value=o.pad_value, position_ids=o.position_ids)
         groups = _groups(source, files_per_task)
-        run_id = new_run_id()
+        run_id = out.run_id  # the run the lock's journal and the markers name
         _log.info(
             "packing %s documents in %s task(s) of %s file(s) on %s",
             f"{source.rows:,}",

@@ -465,7 +465,7 @@ if mode == "kill":
     bfpack.dask._pack_group = test_dask._kill_the_worker
 else:
     bfpack.dask._pack_group = test_dask._recorded_task(*rest)
-from bfpack.__main__ import main
+from bfpack.cli import main
 sys.argv[1:] = argv  # as the program: the command line's own signal handling
 sys.exit(main())
 """.replace("TESTS", repr(os.path.dirname(os.path.abspath(__file__))))

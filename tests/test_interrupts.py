@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bfpack.corpus import web_like_lengths
-from bfpack.parquet.manifest import MANIFEST
+from bfpack.parquet.manifest import MANIFEST, run_id_of
 
 from outputs import contents
 
@@ -100,6 +101,12 @@ def staged(dst, name=None):
     return condition
 
 
+def committed(dst):
+    """A condition: the new output is in place (its run id is not the one there now)."""
+    before = run_id_of(dst)
+    return lambda: run_id_of(dst) not in (None, before)
+
+
 MOMENTS = {
     # name: what to wait for, given the process and the destination
     "import": lambda p, dst: lambda: handles(p.pid, signal.SIGTERM),
@@ -107,6 +114,9 @@ MOMENTS = {
     "first shard": lambda p, dst: staged(dst, "part-00000.parquet"),
     "tenth shard": lambda p, dst: staged(dst, "part-00009.parquet"),
     "manifest": lambda p, dst: staged(dst, MANIFEST),
+    # Just after the swap: the old output being removed, or the interpreter
+    # ending.
+    "committed": lambda p, dst: committed(dst),
 }
 
 
@@ -117,11 +127,18 @@ def strike(src, dst, signum, moment, seed=2):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A run that does not end dumps its threads' stacks on SIGABRT.
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     try:
         if wait_for(p, MOMENTS[moment](p, dst)):
             p.send_signal(signum)
-        out, err = p.communicate(timeout=120)
+        try:
+            out, err = p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGABRT)
+            _, err = p.communicate(timeout=60)
+            pytest.fail(f"the run did not end within 120 s of {signum.name}; its stacks:\n{err}")
     finally:
         p.kill()
         p.wait()
@@ -137,6 +154,9 @@ def check_after(p, dst, refs, signum, before):
         return
     assert p.returncode == STATUS[signum], p.stderr
     if signum != signal.SIGKILL:
+        # Nothing left beside DST: the old output and the staged directory
+        # are removed before a held signal lands.
+        assert leftovers(dst) == []
         name = signal.Signals(signum).name
         assert p.stderr.splitlines() == [p.stderr.strip()], p.stderr  # one line
         assert p.stderr.startswith(f"bfpack: interrupted by {name}"), p.stderr
@@ -167,6 +187,8 @@ CASES = [
     (signal.SIGKILL, "first shard", True),
     (signal.SIGINT, "tenth shard", False),
     (signal.SIGTERM, "tenth shard", True),
+    (signal.SIGINT, "manifest", True),
+    (signal.SIGINT, "committed", True),
 ]
 SLOW_CASES = [
     (signal.SIGINT, "import", False),
@@ -180,6 +202,8 @@ SLOW_CASES = [
     (signal.SIGKILL, "manifest", True),
     (signal.SIGTERM, "manifest", True),
     (signal.SIGINT, "manifest", False),
+    (signal.SIGTERM, "committed", False),
+    (signal.SIGKILL, "committed", True),
 ]
 
 
@@ -255,3 +279,69 @@ def test_two_runs_at_once(src, tmp_path):
     assert "is being written by another bfpack run" in err or "already exists" in err
     assert contents(dst) == refs[2]
     assert leftovers(dst) == []
+
+
+# The program run as `python -m bfpack`, with a signal sent from inside it
+# at a chosen point: when a module is first imported, or in the interpreter's
+# teardown. argv[1] is the module (or "teardown"), the rest the command line.
+STRIKE_FROM_INSIDE = textwrap.dedent(
+    """
+    import os, runpy, signal, sys, types
+
+    where = sys.argv[1]
+
+    class Strike:
+        def find_spec(self, name, path=None, target=None):
+            if name == where:
+                sys.meta_path.remove(self)
+                os.kill(os.getpid(), signal.SIGINT)
+            return None
+
+    class Late:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    if where == "teardown":  # deleted as the interpreter clears its modules
+        late = types.ModuleType("late")
+        late.obj = Late()
+        sys.modules["late"] = late
+    else:
+        sys.meta_path.insert(0, Strike())
+    sys.argv = ["bfpack", *sys.argv[2:]]
+    runpy.run_module("bfpack", run_name="__main__", alter_sys=True)
+    """
+)
+
+
+@pytest.mark.parametrize("module", ["argparse", "bfpack.cli._console", "bfpack.parquet.manifest"])
+def test_interrupt_while_the_program_loads_is_one_line(src, module):
+    # SIGINT in the first ~50 ms printed a
+    # KeyboardInterrupt traceback: the handler came with main(), after
+    # argparse, logging and the console had loaded.
+    src, _ = src
+    p = subprocess.run(
+        [sys.executable, "-c", STRIKE_FROM_INSIDE, module, "stats", str(src), "--seq-len", "1024"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (p.returncode, p.stderr) == (130, "bfpack: interrupted by SIGINT\n")
+    assert p.stdout == ""
+
+
+def test_a_signal_after_the_run_never_kills_it_silently(src, tmp_path):
+    # a signal 150-200 ms after the manifest was
+    # staged killed the process by the signal, with no line: Python had put
+    # back the default handlers for its teardown (seconds of garbage
+    # collection under load). The program now ends with os._exit, no teardown.
+    src, refs = src
+    dst = tmp_path / "out"
+    argv = ["pack", src, dst, *ARGS, "--seed", 2]
+    p = subprocess.run(
+        [sys.executable, "-c", STRIKE_FROM_INSIDE, "teardown", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (p.returncode, p.stderr) == (0, "")
+    assert contents(dst) == refs[2] and leftovers(dst) == []

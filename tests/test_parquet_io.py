@@ -358,8 +358,9 @@ def test_shards_and_manifest_are_flushed(tmp_path, monkeypatch):
     for s in m["shards"]:
         # Flushed under its temporary name, before the rename.
         assert any(n.startswith(f".{s['file']}.tmp-") for n in names)
-    # The manifest, then the staged directory, then their parent.
-    assert names[-3] == MANIFEST
+    # The manifest, then the journal (naming the swap's directories), then
+    # the staged directory (its marker removed), then their parent.
+    assert names[-4:-2] == [MANIFEST, ".o.lock"]
     assert names[-2].startswith(".o.tmp-") and synced[-1] == str(tmp_path)
 
 
@@ -386,11 +387,19 @@ def test_a_locked_destination_fails_at_once(tmp_path):
 
 
 def test_leftovers_of_dead_runs_are_removed(tmp_path):
-    # What killed runs leave (.DST.tmp-* directories) is removed by the next run.
+    # What a killed run leaves beside DST is removed by the next run: what
+    # its journal (the lock file) names and its marker confirms; unmarked
+    # directories are left alone (tests/test_staging.py).
     src = write_shards(tmp_path / "src", [[5, 3]])
-    for name in (".o.tmp-4242-abcd1234", ".o.tmp-17-k3j2h1g0"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "part-00000.parquet").write_text("partial")
+    code = (
+        "import os, signal, sys\n"
+        "from bfpack.parquet._staging import StagedOutput\n"
+        "out = StagedOutput(sys.argv[1], overwrite=False).__enter__()\n"
+        "open(os.path.join(out.folder, 'part-00000.parquet'), 'w').write('partial')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "o")])
+    assert len(os.listdir(tmp_path)) == 3  # src, the lock file, the staged directory
     pack_parquet(src, tmp_path / "o", 8)
     assert sorted(os.listdir(tmp_path)) == ["o", "src"]
 
@@ -602,7 +611,7 @@ PYARROW_15 = int(pa.__version__.split(".")[0]) >= 15
 
 @pytest.mark.skipif(not PYARROW_15, reason="pyarrow 14 neither writes nor checks page CRCs")
 def test_a_page_whose_checksum_fails_fails_pack_and_verify_naming_the_file(tmp_path):
-    # Finding 3: the flipped token was packed, and `verify --source` passed.
+    # the flipped token was packed, and `verify --source` passed.
     src = tmp_path / "src"
     src.mkdir()
     good = tokens_file(src / "a.parquet", [50] * 40, write_page_checksum=True)
@@ -623,7 +632,7 @@ def test_a_page_whose_checksum_fails_fails_pack_and_verify_naming_the_file(tmp_p
 
 
 def test_a_link_inside_the_source_into_the_destination_is_refused(tmp_path):
-    # Finding 4: a link to DST inside SRC read the previous output back as input.
+    # a link to DST inside SRC read the previous output back as input.
     src = write_shards(tmp_path / "src", [[5, 3, 7]])
     dst = tmp_path / "o"
     before = pack_parquet(src, dst, 8, columns="input_ids")
@@ -686,7 +695,7 @@ def rewrite_when(path, new, at_call):
 def test_a_source_file_that_changes_during_the_run_fails_it_naming_the_file(
     tmp_path, which, new, at_call
 ):
-    # Finding 5: the manifest kept the old size and rows and pack exited 0; a file
+    # the manifest kept the old size and rows and pack exited 0; a file
     # replaced by one without the column gave an IndexError, a truncated one
     # ArrowInvalid without its name.
     src = write_shards(tmp_path / "src", [[5] * 100, [6] * 100])
@@ -702,7 +711,7 @@ def test_a_source_file_that_changes_during_the_run_fails_it_naming_the_file(
 
 
 def test_the_manifest_records_the_inputs_as_they_were_read(tmp_path):
-    # Finding 5: a run that ends records each input's size, mtime and footer,
+    # a run that ends records each input's size, mtime and footer,
     # the same as the files on disk at the commit.
     src = write_shards(tmp_path / "src", [[5, 3], [9]])
     m = pack_parquet(src, tmp_path / "o", 8)
@@ -720,7 +729,7 @@ def batch_tokens_of(path, batch_tokens):
 
 @pytest.mark.parametrize("row_groups", [1, 3])
 def test_batches_are_sized_by_tokens_not_by_the_files_average_row(tmp_path, row_groups):
-    # Finding 13: rows per batch came from the file's average tokens per row,
+    # rows per batch came from the file's average tokens per row,
     # so long documents after short ones came a thousand at a time (here 183
     # rows, all 20 long documents: 200,000 tokens for a budget of 20,000).
     lengths = [10] * 2000 + [10_000] * 20

@@ -11,6 +11,8 @@ progress bars and log lines, ``_comparison`` prints ``stats``' tables and
 ``_demo`` runs the demo.
 """
 
+# First: the program records SIGINT and SIGTERM from here on (see _early).
+from . import _early  # noqa: F401  isort: skip
 from ._app import main
 
 __all__ = ["main"]

@@ -5,6 +5,7 @@ SIGINT/SIGTERM handlers first, then loads numpy, pyarrow and numba.
 """
 
 import argparse
+import contextlib
 import importlib
 import os
 import signal
@@ -132,28 +133,41 @@ def _run(argv, guard, note):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 128 + signal.SIGPIPE
         except (ValueError, TypeError, OSError) as exc:
-            console.error(exc)
+            # The Python API's wording names overwrite=True; here it is --overwrite.
+            console.error(getattr(exc, "cli_message", exc))
             return 2
 
 
 def main(argv=None):
     """Run the command line; returns the exit status.
 
-    SIGINT and SIGTERM, from the moment this is called (before numpy,
-    pyarrow and numba are imported), clean up what the run wrote and end it
-    with one line on stderr and status 130 or 143; an interrupted run never
+    SIGINT and SIGTERM, from the moment this is called (as the program:
+    from the moment :mod:`bfpack.cli` is imported; before numpy, pyarrow
+    and numba are imported), clean up what the run wrote and end it with
+    one line on stderr and status 130 or 143; an interrupted run never
     exits 0, and says whether its destination holds the new output.
+
+    As the program (``argv`` None) it does not return: once its output is
+    flushed it ends the process with :func:`os._exit`. The interpreter's
+    teardown would take 0.1 s to seconds (garbage collection of numba's
+    objects) after Python has put back the system's signal handlers, so a
+    signal then would kill the process silently, and Ctrl-C would seem to
+    do nothing.
     Warnings are one line each (``bfpack: warning: ...``), and so are
     the ``bfpack`` log records that ``-v`` shows; on a terminal a progress
     bar (tqdm) shows how far ``pack``, ``stats`` and ``verify`` are.
     """
+    from ._early import GUARD
+
     # Called with argv (from Python), the previous handlers are restored
     # at the end; as the program, they stay until it exits.
-    guard = InterruptGuard(restore=argv is not None)
+    program = argv is None
+    guard = GUARD if program and GUARD is not None else InterruptGuard(restore=not program)
     note = _Note()
     status = 2
     try:
         with guard:
+            guard.check()  # a signal that came while the program loaded
             status = _run(argv, guard, note)
             guard.check()  # a signal whose exception something swallowed
             guard.quiet()
@@ -166,13 +180,19 @@ def main(argv=None):
         # (numpy's import raises ImportError when interrupted).
         if guard.signum is None:
             raise
-    if guard.exit_status is None:
-        return status
-    name = "SIGINT" if guard.exit_status == 130 else "SIGTERM"
-    start = "\n" if sys.stderr.isatty() else ""
-    print(f"{start}bfpack: interrupted by {name}{note.text()}", file=sys.stderr)
-    return guard.exit_status
+    if guard.exit_status is not None:
+        name = "SIGINT" if guard.exit_status == 130 else "SIGTERM"
+        start = "\n" if sys.stderr.isatty() else ""
+        print(f"{start}bfpack: interrupted by {name}{note.text()}", file=sys.stderr)
+        status = guard.exit_status
+    if program:
+        _end(status)
+    return status
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _end(status):
+    """Flush stdout and stderr and end the process now, with ``status``."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a reader that left: nothing more to say
+            stream.flush()
+    os._exit(status)

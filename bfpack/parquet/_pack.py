@@ -22,8 +22,8 @@ from ..options import DEFAULT_WINDOW_TOKENS, PackOptions
 from ..stream import TableStreamPacker
 from ._shards import ShardWriter, shard_writer
 from ._source import ParquetSource
-from ._staging import StagedOutput, check_paths
-from .manifest import build_manifest, new_run_id, write_manifest
+from ._staging import StagedOutput, as_path, check_paths
+from .manifest import build_manifest, write_manifest
 
 __all__ = ["DEFAULT_WINDOW_TOKENS", "pack_parquet"]
 
@@ -58,9 +58,9 @@ def pack_parquet(
 
     Parameters
     ----------
-    src : path
+    src : str, bytes or os.PathLike
         A Parquet file or a directory of Parquet files, one row per document.
-    dst : path
+    dst : str, bytes or os.PathLike
         Output directory, outside ``src`` (neither equal to it, inside it,
         nor containing it). It gets shards ``part-00000.parquet``, ... (one
         per window with rows unless ``rows_per_shard`` is given; each row a
@@ -81,9 +81,12 @@ def pack_parquet(
         Rows (packed sequences) of every shard but the last; by default one
         shard per window.
     overwrite : bool
-        Replace an existing ``dst``, if it is an earlier bfpack output (a
-        directory holding a manifest) or an empty directory; anything else
-        is refused.
+        Replace an existing ``dst``, if it is an empty directory or an
+        earlier bfpack output (a directory holding a manifest) holding
+        nothing its manifest does not list; anything else is refused, naming
+        the files that are not the output's. ``dst`` must also be on its
+        parent's file system (not a mount point) and, unless running as
+        root, belong to the user.
     max_open : int, optional
         Sequences carried between windows (BFD). Their tokens stay in memory,
         up to ``max_open * seq_len`` per column, so the default keeps them
@@ -106,6 +109,9 @@ def pack_parquet(
         ``src`` does not exist.
     FileExistsError
         ``dst`` exists and may not be replaced (see ``overwrite``).
+    PermissionError
+        ``dst`` or its parent could not be written or replaced (checked
+        before any work).
     bfpack.parquet.DestinationBusyError
         Another run is writing ``dst`` (an OSError).
     TypeError, ValueError
@@ -139,8 +145,11 @@ def pack_parquet(
     directories flushed to disk first; the swap is atomic on Linux
     (``renameat2``), so ``dst`` holds the old output or the new one at
     every moment. A lock file beside ``dst`` is held for the whole run.
-    What an interrupted or killed run leaves beside ``dst`` (its temporary
-    directory) is removed by the next run to ``dst``.
+    The lock file records which directories the run makes beside ``dst``,
+    and each carries a marker file of the run: what an interrupted or
+    killed run leaves there is removed (or, an old output set aside, put
+    back) by the next run to ``dst``, and nothing else beside ``dst`` is
+    ever removed.
     """
     o = PackOptions(
         seq_len,
@@ -156,7 +165,8 @@ def pack_parquet(
         max_open=max_open,
     )
     as_callable(progress, "progress")
-    check_paths(os.fspath(src), os.fspath(dst))
+    src, dst = as_path(src, "src"), as_path(dst, "dst")
+    check_paths(src, dst)
     with StagedOutput(os.path.realpath(dst), overwrite=o.overwrite) as out:
         source = ParquetSource.open(src, dst=out.dst)
         spec = source.spec(columns=o.columns, pad_value=o.pad_value, position_ids=o.position_ids)
@@ -174,8 +184,8 @@ def pack_parquet(
         finally:
             shards = writer.close()
         manifest = build_manifest(
-            run_id=new_run_id(),
-            source=os.path.abspath(os.fspath(src)),
+            run_id=out.run_id,
+            source=os.path.abspath(src),
             inputs=[f.record() for f in source.files],
             skipped=source.skipped,
             options=o.as_dict(spec),
@@ -185,7 +195,7 @@ def pack_parquet(
         source.check_unchanged()  # the manifest's inputs are the files as they are now
         write_manifest(out.folder, manifest)
         out.commit()
-    _log.info("wrote %s shard(s) and the manifest to %s", len(shards), os.fspath(dst))
+    _log.info("wrote %s shard(s) and the manifest to %s", len(shards), dst)
     return manifest
 
 

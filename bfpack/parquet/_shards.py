@@ -140,10 +140,16 @@ class ShardWriter:
         pq.write_table(table, sink, row_group_size=self.row_group_size, **WRITE_OPTIONS)
         data = sink.getvalue()
         name = os.path.basename(path)
-        with atomic_path(path) as temporary, open(temporary, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with atomic_path(path) as temporary, open(temporary, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            if exc.filename is None and exc.errno is not None:
+                # A full disk names no file: say which.
+                raise OSError(exc.errno, f"{exc.strerror}: writing {path}") from None
+            raise
         record = shard_record(name, table.num_rows, data)
         _log.debug(
             "wrote %s: %s rows, %s bytes",
