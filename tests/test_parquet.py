@@ -1,5 +1,6 @@
-"""Tests of :func:`bfpack.parquet.pack_parquet` and the ``bfpack`` command
-line (run as ``python -m bfpack`` in a subprocess)."""
+"""Packed Parquet output: :func:`bfpack.parquet.pack_parquet` and ``bfpack
+pack`` (run as ``python -m bfpack`` in a subprocess) write every document
+whole, in windows and shards, as the in-memory packers would."""
 
 import glob
 import json
