@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 import bfpack
 import bfpack.methods
-from bfpack import _kernels
+from bfpack import _kernels, balance
 
 
 def dispatchers():
@@ -118,6 +118,10 @@ def run_variants():
             )
     bfpack.truncation_profile(lengths, 512)
     bfpack.compare(lengths, 512)
+    for costs in (lengths, frozen, lengths.tolist(), lengths.astype(np.float32)):
+        for batch_size in (1, 3):
+            balance.balanced_order(costs, num_replicas=4, batch_size=batch_size, window=3)
+    balance.simulate(lengths, num_replicas=4)
     print(
         json.dumps({name: [str(sig) for sig in d.signatures] for name, d in dispatchers().items()})
     )

@@ -23,6 +23,9 @@ needs_jit = pytest.mark.skipif(JIT_DISABLED, reason="nothing is compiled with NU
 #: of 1, 2, 4 or 8 bytes (four variants of the gather); everything else one.
 VARIANTS = {
     "anyfit.max_new_sequences": 1,
+    "balance.deal_windows": 1,
+    "balance.shuffle_rows": 1,
+    "balance.window_keys": 1,
     "bfd.best_fit": 2,
     "concat.concatenate": 1,
     "ffd.first_fit": 2,
