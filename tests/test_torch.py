@@ -20,7 +20,13 @@ torch = need("torch")
 
 import bfpack  # noqa: E402
 from bfpack.parquet import MANIFEST  # noqa: E402
-from bfpack.torch import IGNORE_INDEX, LAYOUTS, PackedCollator, PackedDataset  # noqa: E402
+from bfpack.torch import (  # noqa: E402
+    IGNORE_INDEX,
+    LAYOUTS,
+    PackedCollator,
+    PackedDataset,
+    _dataset,
+)
 
 from naive import naive_padded, naive_padding_free  # noqa: E402
 from tokens import token_table  # noqa: E402
@@ -243,7 +249,7 @@ def same_rows(a, b):
 
 
 def test_rows_are_the_shards_rows_in_manifest_order(packed_dir, monkeypatch):
-    monkeypatch.setattr(bfpack.torch, "_BATCH_ROWS", 7)  # many record batches per file
+    monkeypatch.setattr(_dataset, "_BATCH_ROWS", 7)  # many record batches per file
     dst, expected = packed_dir
     ds = PackedDataset(dst, cache_dir=dst.parent / "cache-small-batches")
     assert len(ds) == expected.num_rows
@@ -395,11 +401,11 @@ def test_a_directory_rewritten_while_opening_is_read_at_its_new_run(tmp_path, mo
     pq.write_table(token_table(np.array([5, 9, 30]), columns=("input_ids",)), src)
     dst = tmp_path / "dst"
     bfpack.pack_parquet(src, dst, 32)
-    stale = bfpack.torch._pin(str(dst), str(tmp_path / "cache"))  # read before the overwrite
+    stale = _dataset._pin(str(dst), str(tmp_path / "cache"))  # read before the overwrite
     bfpack.pack_parquet(src, dst, 16, overwrite=True)
     pins = [stale]
-    real = bfpack.torch._pin
-    monkeypatch.setattr(bfpack.torch, "_pin", lambda *a: pins.pop() if pins else real(*a))
+    real = _dataset._pin
+    monkeypatch.setattr(_dataset, "_pin", lambda *a: pins.pop() if pins else real(*a))
     ds = PackedDataset(dst, cache_dir=tmp_path / "cache")
     assert ds.run_id != stale[0] and max(len(ds[i]["input_ids"]) for i in range(len(ds))) <= 16
     assert os.listdir(tmp_path / "cache") == [ds.run_id]  # nothing of the old run copied
@@ -407,7 +413,7 @@ def test_a_directory_rewritten_while_opening_is_read_at_its_new_run(tmp_path, mo
     def always_stale(*args):
         return stale
 
-    monkeypatch.setattr(bfpack.torch, "_pin", always_stale)
+    monkeypatch.setattr(_dataset, "_pin", always_stale)
     with pytest.raises(RuntimeError, match="was rewritten 3 times while PackedDataset opened"):
         PackedDataset(dst, cache_dir=tmp_path / "cache2")
 
@@ -421,8 +427,8 @@ def test_a_run_that_moves_during_a_copy_is_caught(overwritten, monkeypatch):
     overwritten(16)
     shutil.rmtree(dst.parent / "cache")
     answers = [pinned]  # the first look still sees the pinned run
-    real = bfpack.torch.run_id_of
-    monkeypatch.setattr(bfpack.torch, "run_id_of", lambda p: answers.pop() if answers else real(p))
+    real = _dataset.run_id_of
+    monkeypatch.setattr(_dataset, "run_id_of", lambda p: answers.pop() if answers else real(p))
     with pytest.raises(RuntimeError, match=f"reads run {pinned} of .* now holds run"):
         pickle.loads(pickle.dumps(ds))[0]
     assert not any(files for _, _, files in os.walk(dst.parent / "cache"))
@@ -436,7 +442,7 @@ def test_copies_of_another_layout_are_refused(tmp_path):
     bfpack.pack_parquet(src, tmp_path / "dst", 64)
     ds = PackedDataset(tmp_path / "dst", cache_dir=tmp_path / "cache")
     os.remove(ds.files[0])
-    bfpack.torch._copy(ds._shards[0], ds.run_id, 7)  # 7 rows per record batch
+    _dataset._copy(ds._shards[0], ds.run_id, 7)  # 7 rows per record batch
     with pytest.raises(RuntimeError, match="hold other rows than when the dataset was opened"):
         pickle.loads(pickle.dumps(ds))[0]
 

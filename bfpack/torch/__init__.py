@@ -1,0 +1,30 @@
+"""PyTorch: training batches of packed rows, and a dataset over packed shards.
+
+``pip install 'bfpack[torch]'``. Imported only when used (``import bfpack``
+does not import torch). This module reads packed rows; it never packs.
+
+- :class:`PackedCollator` turns a list of packed rows into the dict of
+  tensors a causal language model takes, with attention and targets kept
+  inside each piece: the padding-free layout (one flattened sequence,
+  positions restarting at every piece, flash-attention's ``cu_seq_lens``)
+  or the padded layout (``[B, seq_len]``, with a block-diagonal causal mask
+  on request).
+- :class:`PackedDataset` is a map-style dataset over a packed directory
+  (``bfpack pack`` / :func:`bfpack.pack_parquet` output), memory-mapped
+  from Arrow copies kept outside the directory, and pinned to the run it
+  opened.
+"""
+
+from .._sampler import BalancedSampler
+from ._collator import IGNORE_INDEX, LAYOUTS, PackedCollator
+from ._dataset import CACHE_ENV, PackedDataset, cache_root
+
+__all__ = [
+    "CACHE_ENV",
+    "IGNORE_INDEX",
+    "LAYOUTS",
+    "BalancedSampler",
+    "PackedCollator",
+    "PackedDataset",
+    "cache_root",
+]
