@@ -93,7 +93,7 @@ def big_batch_grads(rows):
     model = tiny_llama()
     loss = model(**PackedCollator()(rows), use_cache=False).loss
     loss.backward()
-    return float(loss), grads(model)
+    return float(loss.detach()), grads(model)
 
 
 # --- the collator's keys, against references written token by token --------
@@ -215,7 +215,9 @@ def test_trainer_accumulated_loss_is_the_documents_loss(rows, tmp_path):
     collate = PackedCollator()
     halves = [collate(rows[:2]), collate(rows[2:])]
     assert int(halves[0]["num_items_in_batch"]) != int(halves[1]["num_items_in_batch"])
-    trainer = transformers.Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
+    trainer = transformers.Trainer(
+        model=model, args=args, train_dataset=rows, data_collator=collate
+    )
     got = trainer.train().training_loss
     assert got == pytest.approx(expected, rel=1e-5)
 
@@ -263,7 +265,8 @@ def test_piece_weights_give_the_mean_of_document_means(rows):
     whole = collate(rows)
     weights = whole.pop("loss_weights")
     single = tiny_llama()
-    loss = weighted_causal_lm_loss(single(**whole, use_cache=False).logits, whole["labels"], weights)
+    logits = single(**whole, use_cache=False).logits
+    loss = weighted_causal_lm_loss(logits, whole["labels"], weights)
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     loss.backward()
     for name, g in grads(single).items():
