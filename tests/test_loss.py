@@ -233,7 +233,7 @@ def test_plain_loop_accumulation_with_global_num_items(rows):
     for batch in micro:
         loss = model(**{**batch, "num_items_in_batch": n}, use_cache=False).loss
         loss.backward()
-        total += float(loss)
+        total += float(loss.detach())
     assert total == pytest.approx(ref_loss, rel=1e-5)
     for name, g in grads(model).items():
         torch.testing.assert_close(g, ref[name], **TOL, msg=name)
@@ -259,7 +259,7 @@ def test_piece_weights_give_the_mean_of_document_means(rows):
         logits = model(**batch, use_cache=False).logits
         loss = weighted_causal_lm_loss(logits, batch["labels"], weights, n)
         loss.backward()
-        total += float(loss)
+        total += float(loss.detach())
     assert total == pytest.approx(expected, rel=1e-5)
     # One batch, the default divisor: the same loss and the same gradient.
     whole = collate(rows)
@@ -273,6 +273,32 @@ def test_piece_weights_give_the_mean_of_document_means(rows):
         torch.testing.assert_close(g, grads(model)[name], **TOL, msg=name)
     # The token-weighted loss of the same batch is another number.
     assert float(single(**whole, use_cache=False).loss) != pytest.approx(expected, rel=1e-3)
+
+
+def test_simulated_ranks_give_the_big_batch_gradient(rows):
+    """Two ranks simulated in one process, two micro-batches each: every
+    micro-batch divided by the count of all ranks (what global_num_items's
+    all-reduce adds up), each rank's loss times the world size, the ranks'
+    gradients averaged (what DDP does): the big batch's gradient. The real
+    two-process run is test_two_ranks_give_the_big_batch_gradient (slow)."""
+    ref_loss, ref = big_batch_grads(rows)
+    collate, world = PackedCollator(), 2
+    ranks = [[collate(rows[r::world][:1]), collate(rows[r::world][1:])] for r in range(world)]
+    counts = [int(global_num_items(micro)) for micro in ranks]
+    assert counts[0] != counts[1]  # each rank's own divisor would be wrong
+    n = torch.tensor(sum(counts))
+    averaged, total = {}, 0.0
+    for micro in ranks:
+        model = tiny_llama()
+        for batch in micro:
+            loss = model(**{**batch, "num_items_in_batch": n}, use_cache=False).loss
+            (loss * world).backward()
+            total += float(loss.detach())
+        for name, g in grads(model).items():
+            averaged[name] = averaged.get(name, 0) + g / world
+    assert total == pytest.approx(ref_loss, rel=1e-5)
+    for name, g in averaged.items():
+        torch.testing.assert_close(g, ref[name], **TOL, msg=name)
 
 
 def _ddp_worker(rank, world, rows, init, out):
@@ -308,6 +334,7 @@ class _nothing:
         return False
 
 
+@pytest.mark.slow  # two processes that import torch and transformers: ~20-35 s
 def test_two_ranks_give_the_big_batch_gradient(rows, tmp_path):
     """DDP on two ranks (gloo, CPU), two accumulated micro-batches each, every
     micro-batch's loss over global_num_items: the gradient and loss of one
