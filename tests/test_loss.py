@@ -9,6 +9,8 @@ and on two ranks under DistributedDataParallel (gloo, CPU).
 """
 
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -267,7 +269,7 @@ def test_piece_weights_give_the_mean_of_document_means(rows):
     single = tiny_llama()
     logits = single(**whole, use_cache=False).logits
     loss = weighted_causal_lm_loss(logits, whole["labels"], weights)
-    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
     loss.backward()
     for name, g in grads(single).items():
         torch.testing.assert_close(g, grads(model)[name], **TOL, msg=name)
@@ -349,3 +351,15 @@ def test_two_ranks_give_the_big_batch_gradient(rows, tmp_path):
     assert got["loss"] == pytest.approx(ref_loss, rel=1e-5)
     for name, g in got["grads"].items():
         torch.testing.assert_close(g, ref[name], **TOL, msg=name)
+
+
+def test_the_guides_loops_run():
+    """The two loops of the training guide's loss section, as written there."""
+    guide = (Path(__file__).parents[1] / "docs/guides/training.md").read_text()
+    section = guide.split("## Loss:")[1].split("\n## ")[0]
+    plain, weighted = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    scope: dict = {}
+    exec(plain, scope)
+    exec(weighted, scope)
+    pieces = sum(len(r["seq_lengths"]) for r in scope["rows"][:4])
+    assert float(scope["n"]) == pytest.approx(pieces)  # every document here has targets
