@@ -273,8 +273,17 @@ def test_piece_weights_give_the_mean_of_document_means(rows):
     loss.backward()
     for name, g in grads(single).items():
         torch.testing.assert_close(g, grads(model)[name], **TOL, msg=name)
-    # The token-weighted loss of the same batch is another number.
-    assert float(single(**whole, use_cache=False).loss) != pytest.approx(expected, rel=1e-3)
+    with torch.no_grad():
+        # The token-weighted loss of the same batch is another number.
+        assert float(single(**whole, use_cache=False).loss) != pytest.approx(expected, rel=1e-3)
+        # The padded layout, with its 4-D mask: the same weighted loss.
+        padded = PackedCollator(
+            "padded", seq_len=SEQ_LEN, attention_mask=True, loss_weights="piece"
+        )
+        batch = padded(rows)
+        weights, labels = batch.pop("loss_weights"), batch.pop("labels")
+        loss = weighted_causal_lm_loss(single(**batch).logits, labels, weights)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
 
 
 def test_simulated_ranks_give_the_big_batch_gradient(rows):

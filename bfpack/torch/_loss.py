@@ -71,12 +71,12 @@ def global_num_items(
 
     Examples
     --------
-    >>> micro = [next(batches) for _ in range(accumulation)]   # doctest: +SKIP
-    >>> n = global_num_items(micro)
-    >>> for batch in micro:
+    >>> micro = [next(batches) for _ in range(accumulation)]  # doctest: +SKIP
+    >>> n = global_num_items(micro)  # doctest: +SKIP
+    >>> for batch in micro:  # doctest: +SKIP
     ...     loss = model(**{**batch, "num_items_in_batch": n}).loss
     ...     (loss * world_size).backward()
-    >>> optimizer.step()
+    >>> optimizer.step()  # doctest: +SKIP
     """
     key = as_choice(key, "key", _COUNT_KEYS)
     if isinstance(batches, Mapping):
@@ -159,9 +159,9 @@ def weighted_causal_lm_loss(
 
     Examples
     --------
-    >>> weights = batch.pop("loss_weights")                      # doctest: +SKIP
-    >>> logits = model(**batch).logits
-    >>> loss = weighted_causal_lm_loss(logits, batch["labels"], weights)
+    >>> weights = batch.pop("loss_weights")  # doctest: +SKIP
+    >>> logits = model(**batch).logits  # doctest: +SKIP
+    >>> loss = weighted_causal_lm_loss(logits, batch["labels"], weights)  # doctest: +SKIP
     """
     for name, value in (("logits", logits), ("labels", labels), ("weights", weights)):
         if not isinstance(value, torch.Tensor):
