@@ -218,3 +218,39 @@ def piece_blocks(rows: Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ends = np.cumsum(rows.seq_lengths)
     row_first = np.cumsum(rows.row_tokens) - rows.row_tokens  # where each row starts, flat
     return row, ends - rows.seq_lengths - row_first[row], rows.seq_lengths
+
+
+def num_targets(labels: np.ndarray) -> int:
+    """How many labels of a batch's ``labels`` count (are not ``IGNORE_INDEX``).
+
+    In a bfpack batch the first label of every piece, and padding, is
+    ``IGNORE_INDEX``, so this is the number of next-token targets a causal
+    LM's shifted loss has: transformers' ``num_items_in_batch``.
+    """
+    return int(np.count_nonzero(labels != IGNORE_INDEX))
+
+
+def piece_weights(labels: np.ndarray, seq_lengths: np.ndarray) -> np.ndarray:
+    """Per-token loss weights that give every piece equal weight (float32).
+
+    ``labels`` are the flat labels of the pieces ``seq_lengths`` (after
+    :func:`piece_labels`). A label that counts gets ``1 / n``, ``n`` the
+    number of labels that count in its piece; a label that does not gets 0.
+    The weights of a piece with targets add up to 1, so their sum is the
+    number of such pieces.
+    """
+    counts = labels != IGNORE_INDEX
+    piece = piece_index(seq_lengths)
+    per_piece = np.bincount(piece[counts], minlength=seq_lengths.shape[0])
+    weights = np.zeros(labels.shape[0], dtype=np.float32)
+    weights[counts] = 1.0 / per_piece[piece[counts]]
+    return weights
+
+
+def padded_like(rows: Rows, flat: np.ndarray, length: int, fill: float) -> np.ndarray:
+    """Flat per-token values ``flat`` (the slots of ``rows`` end to end) laid out
+    as the padded batch ``(B, length)`` of :func:`padded`, ``fill`` in padding."""
+    real = np.arange(length)[None, :] < rows.row_tokens[:, None]
+    out = np.full(real.shape, fill, dtype=flat.dtype)
+    out[real] = flat  # row-major order: row by row, as the flat arrays
+    return out

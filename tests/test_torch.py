@@ -67,7 +67,8 @@ def test_padding_free_is_the_reference(rows, document_ids):
     ref = naive_padding_free(rows)
     keys = ["input_ids", "labels", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k"]
     keys += ["max_length_q", "max_length_k"] + (["document_ids"] if document_ids else [])
-    assert list(batch) == keys  # no attention_mask, no extra key unless asked
+    # no attention_mask, no extra key unless asked
+    assert list(batch) == keys + ["num_items_in_batch"]
     for key in ("input_ids", "labels", "position_ids") + (
         ("document_ids",) if document_ids else ()
     ):
@@ -89,7 +90,7 @@ def test_padded_is_the_reference(rows, seq_len, mask, document_ids):
     ref = naive_padded(rows, length, 7)
     keys = ["input_ids", "labels", "position_ids"]
     keys += (["attention_mask"] if mask else []) + (["document_ids"] if document_ids else [])
-    assert list(batch) == keys
+    assert list(batch) == keys + ["num_items_in_batch"]
     for key in ("input_ids", "labels", "position_ids") + (
         ("document_ids",) if document_ids else ()
     ):

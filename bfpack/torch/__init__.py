@@ -13,18 +13,25 @@ does not import torch). This module reads packed rows; it never packs.
   (``bfpack pack`` / :func:`bfpack.pack_parquet` output), memory-mapped
   from Arrow copies kept outside the directory, and pinned to the run it
   opened.
+- :func:`global_num_items` and :func:`weighted_causal_lm_loss`: the loss of
+  packed batches divided by the targets of the whole optimizer step (every
+  micro-batch, every rank), optionally with every piece weighted equally.
 """
 
 from .._sampler import BalancedSampler
-from ._collator import IGNORE_INDEX, LAYOUTS, PackedCollator
+from ._collator import IGNORE_INDEX, LAYOUTS, LOSS_WEIGHTS, PackedCollator
 from ._dataset import CACHE_ENV, PackedDataset, cache_root
+from ._loss import global_num_items, weighted_causal_lm_loss
 
 __all__ = [
     "CACHE_ENV",
     "IGNORE_INDEX",
     "LAYOUTS",
+    "LOSS_WEIGHTS",
     "BalancedSampler",
     "PackedCollator",
     "PackedDataset",
     "cache_root",
+    "global_num_items",
+    "weighted_causal_lm_loss",
 ]

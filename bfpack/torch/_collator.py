@@ -16,6 +16,8 @@ with requires("torch", needed_by="bfpack.torch"):
 IGNORE_INDEX = _batch.IGNORE_INDEX
 #: The batch layouts of :class:`PackedCollator`.
 LAYOUTS = ("padding_free", "padded")
+#: The units :class:`PackedCollator`'s ``loss_weights`` can weight equally.
+LOSS_WEIGHTS = ("piece",)
 
 
 class PackedCollator:
@@ -47,6 +49,23 @@ class PackedCollator:
         across the batch; padded: within each row, -1 for padding), as
         FlexAttention's document masking takes it. Models do not take this
         key, so it is left out unless asked.
+    num_items_in_batch : bool
+        Add ``num_items_in_batch``: the number of labels that count (not
+        ``IGNORE_INDEX``, after the piece starts and padding are masked),
+        a 0-dim int64 tensor, as transformers' causal LM losses take it
+        (they then divide the summed token loss by it). Under the HF
+        ``Trainer`` its own count over the accumulated micro-batches and
+        devices replaces it. Turn it off for a model whose ``forward``
+        takes no ``**kwargs``.
+    loss_weights : {None, "piece"}
+        ``"piece"``: add ``loss_weights``, a float32 tensor shaped like
+        ``labels``: ``1 / n`` at each label that counts, ``n`` the labels
+        that count in its piece, 0 elsewhere, so that every piece weighs
+        the same in :func:`weighted_causal_lm_loss`. The unit is the piece:
+        a document that fits in a row is one piece; a document split across
+        rows gives one piece per row. transformers models silently ignore
+        this key: pop it before ``model(**batch)`` and compute the loss
+        with :func:`weighted_causal_lm_loss`.
 
     Notes
     -----
@@ -68,7 +87,8 @@ class PackedCollator:
     ``[B, seq_len]``. In both, positions restart at 0 at every piece and
     the first token of every piece (and padding) is labelled
     ``IGNORE_INDEX`` (-100): a causal LM's shifted loss never asks a
-    document to predict the next one.
+    document to predict the next one. Both hold ``num_items_in_batch``
+    (unless turned off), the number of those labels that are not -100.
 
     With transformers, pass the batch as it is, ``model(**batch)``, and with
     ``use_cache=False`` when the batch has no 4-D mask: SDPA and eager
@@ -93,6 +113,8 @@ class PackedCollator:
         attention_mask: bool = False,
         mask_dtype: torch.dtype | None = None,
         document_ids: bool = False,
+        num_items_in_batch: bool = True,
+        loss_weights: str | None = None,
     ) -> None:
         self.layout = as_choice(layout, "layout", LAYOUTS)
         self.seq_len = as_optional_int(seq_len, "seq_len", lo=1, unit="tokens")
@@ -100,6 +122,10 @@ class PackedCollator:
         self.pad_token_id = as_int(pad_token_id, "pad_token_id", lo=-(2**63), hi=2**63 - 1)
         self.attention_mask = as_bool(attention_mask, "attention_mask")
         self.document_ids = as_bool(document_ids, "document_ids")
+        self.num_items_in_batch = as_bool(num_items_in_batch, "num_items_in_batch")
+        self.loss_weights = (
+            None if loss_weights is None else as_choice(loss_weights, "loss_weights", LOSS_WEIGHTS)
+        )
         if mask_dtype is not None and not self.attention_mask:
             raise ValueError("mask_dtype applies with attention_mask=True")
         self.mask_dtype = (
@@ -133,6 +159,7 @@ class PackedCollator:
             out.update(max_length_q=flat["max_seqlen"], max_length_k=flat["max_seqlen"])
             if self.document_ids:
                 out["document_ids"] = torch.from_numpy(flat["document_ids"])
+            self._add_loss_keys(out, gathered, None)
             return out
         grid = _batch.padded(gathered, self.seq_len, self.pad_token_id)
         out = {key: torch.from_numpy(grid[key]) for key in ("input_ids", "labels", "position_ids")}
@@ -140,7 +167,19 @@ class PackedCollator:
             out["attention_mask"] = self._mask(gathered, grid["input_ids"].shape[1])
         if self.document_ids:
             out["document_ids"] = torch.from_numpy(grid["document_ids"])
+        self._add_loss_keys(out, gathered, grid["input_ids"].shape[1])
         return out
+
+    def _add_loss_keys(self, out: dict[str, Any], rows: _batch.Rows, length: int | None) -> None:
+        """``num_items_in_batch`` and ``loss_weights``, as asked (``length``: the
+        padded layout's row length, None for padding-free)."""
+        if self.num_items_in_batch:
+            count = _batch.num_targets(out["labels"].numpy())
+            out["num_items_in_batch"] = torch.tensor(count, dtype=torch.int64)
+        if self.loss_weights is not None:
+            weights = _batch.piece_weights(_batch.piece_labels(rows), rows.seq_lengths)
+            grid = weights[None] if length is None else _batch.padded_like(rows, weights, length, 0)
+            out["loss_weights"] = torch.from_numpy(grid)
 
     def _mask(self, rows: _batch.Rows, length: int) -> torch.Tensor:
         """The additive block-diagonal causal mask ``[B, 1, length, length]``."""
@@ -163,4 +202,8 @@ class PackedCollator:
                 options.append(f"attention_mask=True, mask_dtype={self.mask_dtype}")
         if self.document_ids:
             options.append("document_ids=True")
+        if not self.num_items_in_batch:
+            options.append("num_items_in_batch=False")
+        if self.loss_weights is not None:
+            options.append(f"loss_weights={self.loss_weights!r}")
         return f"PackedCollator({', '.join(options)})"
