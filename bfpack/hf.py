@@ -39,6 +39,7 @@ from .table import OutputSpec, TablePlan, assemble, plan_table
 
 with requires("hf", needed_by="bfpack.hf"):
     import datasets
+    from datasets.iterable_dataset import ArrowExamplesIterable
 
 __all__ = ["pack_dataset"]
 
@@ -268,16 +269,35 @@ def _pack_iterable(dataset: datasets.IterableDataset, o: PackOptions) -> dataset
     # Every option is checked now, not at the first iteration; the empty
     # output gives the packed rows' features.
     empty = o.packer(spec, seed=o.seed).finish()
-    return datasets.IterableDataset.from_generator(
-        _packed_rows,
-        features=datasets.Features.from_arrow_schema(empty.schema),
-        gen_kwargs=dict(
+    num_shards = _input_shards(dataset)
+    # One packed shard per input shard, each packed on its own: ``datasets``
+    # hands whole shards to DataLoader workers and to ranks
+    # (split_dataset_by_node), so each packs only the input shards it reads.
+    # Arrow tables, not Python rows, so that formatting (numpy, torch) works
+    # on Arrow batches.
+    tables = ArrowExamplesIterable(
+        _packed_tables,
+        kwargs=dict(
+            shard=list(range(num_shards)),
+            num_shards=num_shards,
             source=dataset,
             options=o,
             spec=spec,
             schema=pa.schema([schema.field(c) for c in spec.columns]),
         ),
     )
+    features = datasets.Features.from_arrow_schema(empty.schema)
+    return datasets.IterableDataset(
+        tables, info=datasets.DatasetInfo(features=features), split=dataset.split
+    )
+
+
+def _input_shards(dataset: datasets.IterableDataset) -> int:
+    """The shards the input is packed in: its own, or one (the whole stream,
+    as this rank sees it) when it was already split by node."""
+    if getattr(dataset, "_distributed", None) is not None:
+        return 1
+    return max(1, int(dataset.num_shards))
 
 
 def _schema_of(dataset: datasets.IterableDataset) -> pa.Schema:
@@ -323,11 +343,21 @@ def _holds_nulls_only(t: pa.DataType) -> bool:
     return is_list_type(t) and pa.types.is_null(t.value_type)
 
 
-def _packed_rows(
-    source: datasets.IterableDataset, options: PackOptions, spec: OutputSpec, schema: pa.Schema
-) -> Any:
-    """Yield the packed rows of ``source``, window by window."""
-    stream = options.packer(spec, seed=options.seed)
-    tables = _batches(source, list(spec.columns), schema)
-    for window, last in windows(tables, spec, options.window_tokens):
-        yield from stream.step(window, last=last).to_pylist()
+def _packed_tables(
+    shard: list[int],
+    num_shards: int,
+    source: datasets.IterableDataset,
+    options: PackOptions,
+    spec: OutputSpec,
+    schema: pa.Schema,
+) -> Iterator[tuple[str, pa.Table]]:
+    """The packed rows of input shards ``shard`` (of ``num_shards``), each
+    shard packed on its own, window by window, as Arrow tables."""
+    for k in shard:
+        part = source if num_shards == 1 else source.shard(num_shards, k, contiguous=True)
+        stream = options.packer(spec, seed=options.seed)
+        tables = _batches(part, list(spec.columns), schema)
+        for w, (window, last) in enumerate(windows(tables, spec, options.window_tokens)):
+            out = stream.step(window, last=last)
+            if out.num_rows:
+                yield f"{k}_{w}", out

@@ -195,31 +195,34 @@ def parquet_source(tmp_path_factory):
     return root, lengths
 
 
-@pytest.mark.parametrize("seed", [None, 5])
-def test_an_iterable_dataset_is_pack_parquet(parquet_source, seed):
+def pack_parquet_rows(path, out, seed, window):
+    manifest = bfpack.pack_parquet(
+        path, out, SEQ_LEN, columns=COLUMNS, seed=seed, window_tokens=window, overwrite=True
+    )
+    return manifest, pa.concat_tables(pq.read_table(out / s["file"]) for s in manifest["shards"])
+
+
+@pytest.mark.parametrize(("seed", "num_shards"), [(None, 1), (5, 1), (5, 3)])
+def test_an_iterable_dataset_is_pack_parquet(parquet_source, seed, num_shards):
+    """Each input shard is packed as pack_parquet packs its documents alone."""
     root, lengths = parquet_source
     window = 3000
-    manifest = bfpack.pack_parquet(
-        root / "docs.parquet",
-        root / f"packed-{seed}",
-        SEQ_LEN,
-        columns=COLUMNS,
-        seed=seed,
-        window_tokens=window,
-        overwrite=True,
-    )
-    assert len(manifest["shards"]) > 5  # many windows, sequences carried between them
-    expected = pa.concat_tables(
-        pq.read_table(root / f"packed-{seed}" / s["file"]) for s in manifest["shards"]
-    )
     ds = datasets.Dataset.from_parquet(str(root / "docs.parquet"), cache_dir=str(root / "hf"))
-    stream = ds.to_iterable_dataset(num_shards=3)
+    stream = ds.to_iterable_dataset(num_shards=num_shards)
+    expected = []
+    for k in range(num_shards):
+        part = root / f"part-{num_shards}-{k}.parquet"
+        pq.write_table(ds.shard(num_shards, k, contiguous=True).data.table, part)
+        manifest, rows = pack_parquet_rows(part, root / f"packed-{seed}-{num_shards}-{k}", seed, window)
+        assert len(manifest["shards"]) > 1  # several windows, sequences carried between them
+        expected.append(rows)
     packed = pack_dataset(stream, SEQ_LEN, columns=COLUMNS, seed=seed, window_tokens=window)
     assert isinstance(packed, datasets.IterableDataset)
+    assert packed.num_shards == num_shards
     assert list(packed.features) == ["input_ids", "labels", "seq_lengths"]
     rows = list(packed)
-    assert rows == expected.to_pylist()
-    table = pa.Table.from_pylist(rows, schema=expected.schema)
+    assert rows == pa.concat_tables(expected).to_pylist()
+    table = pa.Table.from_pylist(rows, schema=expected[0].schema)
     check_packed(table, lengths, SEQ_LEN, columns=COLUMNS, rows="any")
 
 
