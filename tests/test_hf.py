@@ -6,6 +6,7 @@ Arrow file; an IterableDataset exactly what ``pack_parquet`` writes for the
 same documents and windows.
 """
 
+import itertools
 import logging
 import os
 import warnings
@@ -289,6 +290,16 @@ def test_ranks_pack_disjoint_parts(num_shards):
             assert ranks[rank] == list(
                 pack_dataset(mine, SEQ_LEN, columns=COLUMNS, window_tokens=500)
             )
+
+
+def test_a_packed_stream_resumes_from_its_state_dict():
+    stream, _ = sharded_stream(3)
+    packed = pack_dataset(stream, SEQ_LEN, columns=COLUMNS, window_tokens=500)
+    rows = list(packed)
+    head = list(itertools.islice(iter(packed), 20))
+    again = pack_dataset(stream, SEQ_LEN, columns=COLUMNS, window_tokens=500)
+    again.load_state_dict(packed.state_dict())
+    assert head + list(again) == rows
 
 
 def test_the_first_row_of_a_stream_comes_after_a_small_window():
