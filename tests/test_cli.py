@@ -623,3 +623,19 @@ def test_a_failing_stream_never_fails_the_run(monkeypatch):
     with console.logging():
         logging.getLogger("bfpack.x").info("lost")  # logging's rule: no exception from a handler
     assert [r.getMessage() for r in reported] == ["lost"]
+
+
+@pytest.mark.parametrize(
+    ("long_docs", "words"),
+    [
+        ("split", "3 documents split across sequences, no token dropped"),
+        ("truncate", "3 documents truncated, 27 tokens dropped"),
+    ],
+)
+def test_the_pack_summary_says_split_or_truncated(src, tmp_path, monkeypatch, long_docs, words):
+    # 12, 9 and 30 tokens are longer than 8: split into pieces, or cut to 8 (4 + 1 + 22 dropped).
+    args = ["pack", src, tmp_path / "o", "--seq-len", SEQ_LEN, "--long-docs", long_docs]
+    status, out, _ = run(args, monkeypatch)
+    assert status == 0
+    assert f", {words}) in 1 shard(s)" in out
+    assert ("truncated" in out) == (long_docs == "truncate")

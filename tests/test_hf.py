@@ -6,6 +6,8 @@ Arrow file; an IterableDataset exactly what ``pack_parquet`` writes for the
 same documents and windows.
 """
 
+import itertools
+import logging
 import os
 import warnings
 
@@ -195,32 +197,146 @@ def parquet_source(tmp_path_factory):
     return root, lengths
 
 
-@pytest.mark.parametrize("seed", [None, 5])
-def test_an_iterable_dataset_is_pack_parquet(parquet_source, seed):
+def pack_parquet_rows(path, out, seed, window):
+    manifest = bfpack.pack_parquet(
+        path, out, SEQ_LEN, columns=COLUMNS, seed=seed, window_tokens=window, overwrite=True
+    )
+    return manifest, pa.concat_tables(pq.read_table(out / s["file"]) for s in manifest["shards"])
+
+
+@pytest.mark.parametrize(("seed", "num_shards"), [(None, 1), (5, 1), (5, 3)])
+def test_an_iterable_dataset_is_pack_parquet(parquet_source, seed, num_shards):
+    """Each input shard is packed as pack_parquet packs its documents alone."""
     root, lengths = parquet_source
     window = 3000
-    manifest = bfpack.pack_parquet(
-        root / "docs.parquet",
-        root / f"packed-{seed}",
-        SEQ_LEN,
-        columns=COLUMNS,
-        seed=seed,
-        window_tokens=window,
-        overwrite=True,
-    )
-    assert len(manifest["shards"]) > 5  # many windows, sequences carried between them
-    expected = pa.concat_tables(
-        pq.read_table(root / f"packed-{seed}" / s["file"]) for s in manifest["shards"]
-    )
     ds = datasets.Dataset.from_parquet(str(root / "docs.parquet"), cache_dir=str(root / "hf"))
-    stream = ds.to_iterable_dataset(num_shards=3)
+    stream = ds.to_iterable_dataset(num_shards=num_shards)
+    expected = []
+    for k in range(num_shards):
+        part = root / f"part-{num_shards}-{k}.parquet"
+        pq.write_table(ds.shard(num_shards, k, contiguous=True).data.table, part)
+        manifest, rows = pack_parquet_rows(
+            part, root / f"packed-{seed}-{num_shards}-{k}", seed, window
+        )
+        assert len(manifest["shards"]) > 1  # several windows, sequences carried between them
+        expected.append(rows)
     packed = pack_dataset(stream, SEQ_LEN, columns=COLUMNS, seed=seed, window_tokens=window)
     assert isinstance(packed, datasets.IterableDataset)
+    assert packed.num_shards == num_shards
     assert list(packed.features) == ["input_ids", "labels", "seq_lengths"]
     rows = list(packed)
-    assert rows == expected.to_pylist()
-    table = pa.Table.from_pylist(rows, schema=expected.schema)
+    assert rows == pa.concat_tables(expected).to_pylist()
+    table = pa.Table.from_pylist(rows, schema=expected[0].schema)
     check_packed(table, lengths, SEQ_LEN, columns=COLUMNS, rows="any")
+
+
+def sharded_stream(num_shards, n=60, seed=4):
+    """Documents of ``lengths_of(n, seed)`` as an IterableDataset of ``num_shards`` shards."""
+    lengths = lengths_of(n, seed)
+    stream = dataset_of(lengths).to_iterable_dataset(num_shards=num_shards)
+    return stream, lengths
+
+
+def covered(rows, packed, lengths):
+    """Assert that ``rows`` hold every token of documents ``lengths`` exactly once."""
+    table = pa.Table.from_pylist(rows, schema=packed.features.arrow_schema)
+    check_packed(table, lengths, SEQ_LEN, columns=COLUMNS, rows="any")
+
+
+def loaded(dataset, log):
+    """The rows of a DataLoader of 2 workers over ``dataset``, and what
+    ``datasets`` logged in the workers (a file: they are other processes)."""
+    torch = need("torch")
+    logger = logging.getLogger("datasets")
+    handler = logging.FileHandler(log)
+    logger.addHandler(handler)
+    try:
+        rows = list(torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=2))
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    return rows, log.read_text()
+
+
+def test_dataloader_workers_pack_their_own_shards(tmp_path):
+    stream, lengths = sharded_stream(4)
+    packed = pack_dataset(stream, SEQ_LEN, columns=COLUMNS, window_tokens=500)
+    assert packed.num_shards == 4
+    rows, log = loaded(packed, tmp_path / "log")
+    assert "Too many dataloader workers" not in log
+    covered(rows, packed, lengths)
+    # Worker w packs input shards w and w + 2 (datasets' round robin), each
+    # on its own: the rows are those of the shards packed apart, in any order.
+    apart = [
+        list(pack_dataset(stream.shard(4, k), SEQ_LEN, columns=COLUMNS, window_tokens=500))
+        for k in range(4)
+    ]
+    assert sorted(map(str, rows)) == sorted(str(r) for part in apart for r in part)
+
+
+@pytest.mark.parametrize("num_shards", [4, 3])
+def test_ranks_pack_disjoint_parts(num_shards):
+    from datasets.distributed import split_dataset_by_node
+
+    stream, lengths = sharded_stream(num_shards)
+    packed = pack_dataset(stream, SEQ_LEN, columns=COLUMNS, window_tokens=500)
+    ranks = [list(split_dataset_by_node(packed, rank, world_size=2)) for rank in (0, 1)]
+    assert all(ranks)
+    covered(ranks[0] + ranks[1], packed, lengths)
+    assert ranks == [list(split_dataset_by_node(packed, r, world_size=2)) for r in (0, 1)]
+    if num_shards == 4:  # whole shards by rank: rank r packs input shards r and r + 2
+        for rank in (0, 1):
+            mine = stream.shard(2, rank, contiguous=False)
+            assert ranks[rank] == list(
+                pack_dataset(mine, SEQ_LEN, columns=COLUMNS, window_tokens=500)
+            )
+
+
+def test_a_packed_stream_resumes_from_its_state_dict():
+    stream, _ = sharded_stream(3)
+    packed = pack_dataset(stream, SEQ_LEN, columns=COLUMNS, window_tokens=500)
+    rows = list(packed)
+    head = list(itertools.islice(iter(packed), 20))
+    again = pack_dataset(stream, SEQ_LEN, columns=COLUMNS, window_tokens=500)
+    again.load_state_dict(packed.state_dict())
+    assert head + list(again) == rows
+
+
+def test_the_first_row_of_a_stream_comes_after_a_small_window():
+    """By default a stream's window is 256 sequences (here 16,384 tokens), not
+    2**24 tokens: the first row comes after a few thousand documents."""
+    read = []
+
+    def documents():
+        for i in range(40_000):  # 2.6M tokens: far less than 2**24
+            read.append(i)
+            yield {"input_ids": [i] * SEQ_LEN}
+        raise AssertionError("the whole stream was read before the first row")
+
+    features = datasets.Features({"input_ids": datasets.List(datasets.Value("int32"))})
+    packed = pack_dataset(
+        datasets.IterableDataset.from_generator(documents, features=features), SEQ_LEN
+    )
+    first = next(iter(packed))
+    assert first["seq_lengths"] == [SEQ_LEN]
+    # One window of 256 documents, read in batches of _READ_ROWS.
+    assert len(read) <= 256 + bfpack.hf._READ_ROWS
+
+
+def test_a_numpy_formatted_stream_is_formatted_on_arrow_batches():
+    stream, lengths = sharded_stream(2)
+    packed = pack_dataset(stream, SEQ_LEN, columns=COLUMNS, window_tokens=500)
+    # Arrow tables all the way: numpy and torch formatting convert Arrow
+    # batches, not Python lists row by row (50x slower).
+    assert packed._ex_iterable.iter_arrow is not None
+    rows = list(packed)
+    as_numpy = list(packed.with_format("numpy"))
+    assert len(as_numpy) == len(rows)
+    for row, array in zip(rows, as_numpy):
+        assert list(array) == list(row)
+        for name, values in row.items():
+            assert isinstance(array[name], np.ndarray)
+            assert array[name].tolist() == values
 
 
 def test_an_iterable_dataset_is_lazy_and_checked_at_once():

@@ -3,6 +3,7 @@
 import argparse
 import contextlib
 import functools
+from typing import Any
 
 from ._args import column_arg, guarded, short, source_arg
 
@@ -230,7 +231,18 @@ def run(args):
             f"{s['documents']:,} documents, {s['tokens']:,} tokens -> "
             f"{s['sequences']:,} sequences of {s['seq_len']:,} "
             f"(lower bound {s['lower_bound']:,}, fill {100 * s['fill']:.3f}%, "
-            f"{s['documents_truncated']:,} documents truncated) in "
+            f"{_cut_documents(s)}) in "
             f"{len(manifest['shards'])} shard(s) at {args.dst}"
         )
     return 0
+
+
+def _cut_documents(stats: dict[str, Any]) -> str:
+    """The documents not kept whole, in the words of what happened to their
+    tokens: split across sequences (every token kept), or truncated (the
+    tokens past ``seq_len`` dropped, ``--long-docs truncate``)."""
+    cut = stats["documents_truncated"]  # the manifest's key for documents not whole
+    dropped = stats.get("tokens_dropped", 0)
+    if dropped:
+        return f"{cut:,} documents truncated, {dropped:,} tokens dropped"
+    return f"{cut:,} documents split across sequences, no token dropped"
