@@ -42,8 +42,11 @@ _COMPRESSED = {".gz": "gzip", ".zst": "zstd"}
 class InputFile(Protocol):
     """What a reader knows of a file of the source (a ``SourceFile``)."""
 
-    path: str
-    rows: int
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def rows(self) -> int: ...
 
 
 class InputReader(Protocol):
