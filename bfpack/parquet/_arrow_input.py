@@ -26,7 +26,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from ._readers import InputFile, conform, ends_sha256, one_line, token_slices
+from ._readers import InputFile, as_parquet_reads, conform, ends_sha256, one_line, token_slices
 
 #: The files that make a directory a ``datasets`` ``save_to_disk`` directory.
 STATE, INFO, DICT = "state.json", "dataset_info.json", "dataset_dict.json"
@@ -48,12 +48,12 @@ class ArrowReader:
                     rows = sum(
                         reader.get_batch(i).num_rows for i in range(reader.num_record_batches)
                     )
-                    return rows, reader.schema
+                    return rows, as_parquet_reads(reader.schema)
                 stream = ipc.open_stream(m.source)
                 rows = sum(b.num_rows for b in stream)
                 if not m.ends_stream():
                     raise ValueError("the stream has no end-of-stream marker: it was cut off")
-                return rows, stream.schema
+                return rows, as_parquet_reads(stream.schema)
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise ValueError(f"{path} is not a readable Arrow IPC file ({one_line(exc)})") from None
 

@@ -40,8 +40,9 @@ from ._readers import (
 #: Bytes of a block: 8 per token asked for, within these bounds.
 MIN_BLOCK = 1 << 20
 MAX_BLOCK = 64 << 20
-#: The JSON type of the token lists, before the spec's type is applied.
-TOKENS = pa.list_(pa.int64())
+#: The type of the token lists (named as Parquet's reader names them, so
+#: that the output's bytes are those of the same documents in Parquet).
+TOKENS = pa.list_(pa.field("element", pa.int64()))
 
 _MAYBE_BLANK = re.compile(rb"\n[ \t\r]*\n")
 _INT64 = np.iinfo(np.int64)
@@ -111,7 +112,9 @@ def _blocks(fh: BinaryIO, path: str, block_bytes: int) -> Iterator[tuple[int, by
     """``(number of its first line, block)``: the file's text in blocks of whole lines."""
     fh.seek(0)
     codec = jsonl_compression(path)
-    stream: Any = pa.CompressedInputStream(pa.PythonFile(fh, mode="r"), codec) if codec else fh
+    stream: Any = (
+        pa.CompressedInputStream(pa.PythonFile(_Borrowed(fh), mode="r"), codec) if codec else fh
+    )
     rest, line = b"", 1
     while chunk := stream.read(block_bytes):
         data = rest + chunk if rest else chunk
@@ -124,6 +127,26 @@ def _blocks(fh: BinaryIO, path: str, block_bytes: int) -> Iterator[tuple[int, by
         line += block.count(b"\n")
     if rest.strip():
         yield line, rest
+
+
+class _Borrowed:
+    """``fh`` for reading, which closing leaves open (its owner closes it)."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        return self._fh.read(n)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def _count_lines(block: bytes) -> int:

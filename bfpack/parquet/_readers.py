@@ -135,6 +135,21 @@ def token_slices(batch: pa.RecordBatch, column: str, batch_tokens: int) -> Itera
         start = end
 
 
+def as_parquet_reads(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with its list columns' value fields named ``element``, as
+    Parquet's reader names them: the packed output's schema, and so its
+    bytes, do not depend on the input's format."""
+    fields = []
+    for field in schema:
+        t = field.type
+        if pa.types.is_list(t) or pa.types.is_large_list(t):
+            make = pa.list_ if pa.types.is_list(t) else pa.large_list
+            value = t.value_field
+            t = make(pa.field("element", value.type, nullable=value.nullable))
+        fields.append(pa.field(field.name, t, nullable=field.nullable))
+    return pa.schema(fields)
+
+
 def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """``batch``'s columns of ``schema``, in its order and types (list or large_list)."""
     arrays = []
