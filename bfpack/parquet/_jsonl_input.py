@@ -108,25 +108,38 @@ class JsonLinesReader:
                     yield conform(part, schema)
 
 
-def _blocks(fh: BinaryIO, path: str, block_bytes: int) -> Iterator[tuple[int, bytes]]:
-    """``(number of its first line, block)``: the file's text in blocks of whole lines."""
+def _blocks(fh: BinaryIO, path: str, block_bytes: int) -> Iterator[tuple[int, memoryview]]:
+    """``(number of its first line, block)``: the file's text in blocks of whole lines.
+
+    The blocks are views of one buffer, refilled in place (a block is valid
+    until the next is asked for): the memory of reading is the buffer's,
+    which grows only for a line longer than it.
+    """
     fh.seek(0)
     codec = jsonl_compression(path)
     stream: Any = (
         pa.CompressedInputStream(pa.PythonFile(_Borrowed(fh), mode="r"), codec) if codec else fh
     )
-    rest, line = b"", 1
-    while chunk := stream.read(block_bytes):
-        data = rest + chunk if rest else chunk
-        cut = data.rfind(b"\n")
-        if cut < 0:  # a line longer than the block so far
-            rest = data
+    buf = bytearray(block_bytes)
+    held, line = 0, 1  # bytes of a line begun in the last block, moved to the front
+    while True:
+        if held == len(buf):  # a line longer than the buffer: a new one, twice as long
+            buf = buf + bytearray(len(buf))
+        got = stream.readinto(memoryview(buf)[held:])
+        end = held + got
+        if not got:
+            break
+        cut = buf.rfind(b"\n", held, end)
+        if cut < 0:
+            held = end
             continue
-        block, rest = data[: cut + 1], data[cut + 1 :]
+        block = memoryview(buf)[: cut + 1]
         yield line, block
-        line += block.count(b"\n")
-    if rest.strip():
-        yield line, rest
+        line += buf.count(b"\n", 0, cut + 1)
+        held = end - cut - 1
+        buf[:held] = buf[cut + 1 : end]
+    if bytes(buf[:held]).strip():
+        yield line, memoryview(buf)[:held]
 
 
 class _Borrowed:
@@ -139,6 +152,9 @@ class _Borrowed:
     def read(self, n: int = -1) -> bytes:
         return self._fh.read(n)
 
+    def readinto(self, b: Any) -> int:
+        return self._fh.readinto(b)  # type: ignore[attr-defined]
+
     def readable(self) -> bool:
         return True
 
@@ -149,16 +165,18 @@ class _Borrowed:
         self.closed = True
 
 
-def _count_lines(block: bytes) -> int:
+def _count_lines(block: memoryview) -> int:
     """Lines of ``block`` that are not blank (pyarrow's rows)."""
-    if _MAYBE_BLANK.search(b"\n" + block) is None:
-        return block.count(b"\n") + (not block.endswith(b"\n"))
-    return sum(1 for text in block.split(b"\n") if text.strip())
+    n = block.nbytes
+    if n and block[0] not in b" \t\r\n" and _MAYBE_BLANK.search(block) is None:
+        # A block is the start of its buffer: counted there, without a copy.
+        return int(block.obj.count(b"\n", 0, n)) + (block[-1] != ord("\n"))  # type: ignore[attr-defined]
+    return sum(1 for text in bytes(block).split(b"\n") if text.strip())
 
 
-def _first_line(block: bytes, line: int) -> tuple[bytes | None, int]:
+def _first_line(block: memoryview, line: int) -> tuple[bytes | None, int]:
     """The first line of ``block`` that is not blank, and its number."""
-    for k, text in enumerate(block.split(b"\n")):
+    for k, text in enumerate(bytes(block).split(b"\n")):
         if text.strip():
             return text, line + k
     return None, 0
@@ -190,10 +208,11 @@ def _json_type(value: Any) -> str:
 
 
 def _bad_block(
-    path: str, block: bytes, line: int, names: list[str], exc: BaseException | None
+    path: str, view: memoryview, line: int, names: list[str], exc: BaseException | None
 ) -> ValueError:
     """The error for a block pyarrow could not read (``exc``) or that has nulls:
     the first bad line, found by parsing the block's lines one by one."""
+    block = bytes(view)
     for k, text in enumerate(block.split(b"\n")):
         if text.strip():
             why = _bad_line(text, names)
