@@ -315,3 +315,22 @@ def test_json_lines_are_read_in_bounded_memory(tmp_path):
         path.unlink()
     grown = peaks[1] - peaks[0]
     assert grown < (sizes[1] - sizes[0]) / 4, f"peak RSS {peaks[0]:,} then {peaks[1]:,} bytes"
+
+
+@pytest.mark.integration
+def test_a_real_save_to_disk_directory_packs_as_parquet(docs, packed, tmp_path):
+    from integrations import need
+
+    datasets = need("datasets")
+    table = table_of(docs)
+    ds = datasets.Dataset(table)  # the same columns and types
+    ds.save_to_disk(str(tmp_path / "ds"), num_shards=3)
+    m = pack_parquet(
+        tmp_path / "ds",
+        tmp_path / "o",
+        SEQ_LEN,
+        window_tokens=WINDOW,
+        columns=["input_ids", "labels"],
+    )
+    assert m["shards"] == packed["parquet"][0]["shards"]
+    assert [i["path"] for i in m["inputs"]] == [f"data-0000{k}-of-00003.arrow" for k in range(3)]
