@@ -334,3 +334,26 @@ def test_a_real_save_to_disk_directory_packs_as_parquet(docs, packed, tmp_path):
     )
     assert m["shards"] == packed["parquet"][0]["shards"]
     assert [i["path"] for i in m["inputs"]] == [f"data-0000{k}-of-00003.arrow" for k in range(3)]
+
+
+def test_json_lines_longer_than_a_block_and_blank_lines(monkeypatch, tmp_path):
+    from bfpack.parquet import _jsonl_input
+    from bfpack.parquet._source import ParquetSource
+
+    # Blocks of 64 bytes: most lines are longer, some far longer.
+    monkeypatch.setattr(_jsonl_input, "MIN_BLOCK", 64)
+    monkeypatch.setattr(_jsonl_input, "MAX_BLOCK", 64)
+    docs = [list(range(n)) for n in (0, 3, 50, 1, 400, 7)]
+    text = "\n".join(json.dumps({"input_ids": d}) for d in docs)
+    path = tmp_path / "a.jsonl"
+    path.write_text("\n \n" + text.replace("\n", "\n\r\n", 1) + "\n\n")
+    source = ParquetSource.open(path)
+    assert source.rows == len(docs)
+    got = [
+        d for b in source.batches(source.spec(), batch_tokens=5) for d in b.column(0).to_pylist()
+    ]
+    assert got == docs
+    path.write_text(text + '\n{"input_ids": [1, 2.5]}')
+    with pytest.raises(ValueError, match=r"a.jsonl, line 7: 'input_ids'\[1\] is 2.5"):
+        source = ParquetSource.open(path)
+        list(source.batches(source.spec(), batch_tokens=5))
