@@ -48,8 +48,10 @@ def document_lengths(data: Any, *, column: str | None = None) -> np.ndarray:
     ----------
     data : pyarrow.Table, RecordBatch, list Array or ChunkedArray, str or os.PathLike
         One row per document, or the path of a Parquet file or of a
-        directory of them. A Parquet dataset is read one column and one
-        batch at a time (memory stays bounded), files in the order
+        directory of them (or of any source :func:`bfpack.pack_parquet`
+        reads: Arrow IPC, ``save_to_disk``, JSON Lines). A dataset is
+        read one column and one batch at a time (memory stays bounded),
+        files in the order
         :func:`bfpack.pack_parquet` reads them, so document ``i`` here is
         document ``i`` there.
     column : str, optional

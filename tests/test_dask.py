@@ -649,3 +649,28 @@ def test_tasks_that_do_not_end_in_time_are_cancelled_and_said(tmp_path, monkeypa
     bdask._stop_tasks(Client(), ["f1", "f2"], str(tmp_path))
     assert (tmp_path / bdask._STOP).exists() and cancelled == ["f1", "f2"]
     assert "did not all end (TimeoutError)" in caplog.text
+
+
+def test_a_json_lines_source_packs_as_its_parquet_twin(client, source, tmp_path):
+    # The tasks open their files through the same source: JSON Lines give
+    # the shards the same documents in Parquet (as int64) give.
+    src, _ = source
+    twin, jsonl = tmp_path / "twin", tmp_path / "jsonl"
+    twin.mkdir()
+    jsonl.mkdir()
+    for path in sorted(src.iterdir()):
+        table = pq.read_table(path)
+        table = table.cast(
+            pa.schema(
+                pa.field(f.name, pa.list_(pa.int64())) if pa.types.is_list(f.type) else f
+                for f in table.schema
+            )
+        )
+        pq.write_table(table, twin / path.name)
+        lines = "".join(json.dumps(row) + "\n" for row in table.to_pylist())
+        (jsonl / path.name.replace(".parquet", ".jsonl")).write_text(lines)
+    m = bdask.pack_parquet(jsonl, tmp_path / "j", SEQ_LEN, client=client, **OPTIONS)
+    ref = bdask.pack_parquet(twin, tmp_path / "p", SEQ_LEN, client=client, **OPTIONS)
+    assert m["shards"] == ref["shards"]
+    assert {i["format"] for i in m["inputs"]} == {"jsonl"}
+    assert bfpack.verify(tmp_path / "j", source=jsonl).ok

@@ -241,11 +241,14 @@ def test_pack_table_keeps_the_list_type_past_the_offset_limit(monkeypatch):
 def test_empty_source_directory(tmp_path):
     # An empty directory is named as such, not as a table without list columns.
     (tmp_path / "src").mkdir()
-    with pytest.raises(ValueError, match=r"src holds no Parquet files$"):
+    with pytest.raises(ValueError, match=r"src holds no Parquet, Arrow IPC or JSON Lines files$"):
         pack_parquet(tmp_path / "src", tmp_path / "o", 8)
     (tmp_path / "src" / "_SUCCESS").write_text("")
     with (
-        pytest.raises(ValueError, match=r"holds no Parquet files \(.*skipped 1 entry.*_SUCCESS"),
+        pytest.raises(
+            ValueError,
+            match=r"holds no Parquet, Arrow IPC or JSON Lines files \(.*skipped 1 entry.*_SUCCESS",
+        ),
         pytest.warns(UserWarning, match="_SUCCESS"),
     ):
         pack_parquet(tmp_path / "src", tmp_path / "o", 8)

@@ -1,6 +1,6 @@
 """The command line: ``bfpack`` (or ``python -m bfpack``).
 
-``bfpack pack SRC DST`` packs a Parquet dataset; ``bfpack stats SRC``
+``bfpack pack SRC DST`` packs a dataset (Parquet, Arrow IPC, JSON Lines); ``bfpack stats SRC``
 compares the packing methods on it; ``bfpack verify DST`` checks an output
 against its manifest (and its source); ``bfpack demo`` runs the whole job on
 the Python standard library.

@@ -5,8 +5,11 @@ def source_arg(parser):
     parser.add_argument(
         "src",
         metavar="SRC",
-        help="a Parquet file, or a directory of them (read recursively in path order; "
-        "names starting with '_' or '.' are skipped, as pyarrow does)",
+        help="a Parquet, Arrow IPC (.arrow, .feather) or JSON Lines (.jsonl, .jsonl.gz, "
+        ".jsonl.zst: one document per line, its tokens a list under the --column key) file, "
+        "a directory of files of one of these formats (read recursively in path order; "
+        "names starting with '_' or '.' are skipped, as pyarrow does), or a datasets "
+        "save_to_disk directory (read in the order of its state.json)",
     )
 
 

@@ -1,4 +1,4 @@
-"""``bfpack pack SRC DST``: pack a Parquet dataset into packed Parquet shards."""
+"""``bfpack pack SRC DST``: pack a dataset into packed Parquet shards."""
 
 import argparse
 import contextlib
@@ -8,7 +8,7 @@ from typing import Any
 from ._args import column_arg, guarded, short, source_arg
 
 NAME = "pack"
-HELP = "pack a Parquet dataset into packed Parquet shards"
+HELP = "pack a dataset (Parquet, Arrow IPC, JSON Lines) into packed Parquet shards"
 DESCRIPTION = (
     "Pack the documents of SRC (one row each) into rows of at most --seq-len tokens, "
     "written as Parquet shards with a manifest into DST, atomically."

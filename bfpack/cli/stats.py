@@ -1,9 +1,9 @@
-"""``bfpack stats SRC``: compare the packing methods on a Parquet dataset."""
+"""``bfpack stats SRC``: compare the packing methods on a dataset."""
 
 from ._args import column_arg, guarded, short, source_arg
 
 NAME = "stats"
-HELP = "compare concat, bfd and ffd on a Parquet dataset"
+HELP = "compare concat, bfd and ffd on a dataset (Parquet, Arrow IPC, JSON Lines)"
 DESCRIPTION = (
     "Read the document lengths of SRC and compare the packing methods at each --seq-len: "
     "sequences, fill, documents cut, and the fewest cuts possible."

@@ -1,9 +1,15 @@
-"""Reading a Parquet dataset in bounded memory, and only as it was listed.
+"""Reading a dataset in bounded memory, and only as it was listed.
 
 :class:`ParquetSource` lists the files of a dataset the way pyarrow does
 (every file under the directory, recursively, in path order, skipping names
 that start with ``_`` or ``.``; but it says which it skipped), checks that
-every file holds the packed columns, and reads them batch by batch:
+every file holds the packed columns, and reads them batch by batch.
+
+The files may be Parquet, Arrow IPC or JSON Lines (one format per source:
+a mix is refused), or the source a ``datasets`` ``save_to_disk`` directory
+(its files in the order its ``state.json`` lists); how each format is
+inspected and read is its reader's (:mod:`bfpack.parquet._readers`). Parquet
+files are read here:
 ``ParquetFile(pre_buffer=False, buffer_size=...)`` row group by row group,
 so a column chunk is streamed page by page instead of being read whole.
 Memory then follows the batch, not the file or its row groups; and a batch
@@ -11,7 +17,8 @@ is sized by tokens, from the lengths of the documents read so far and the
 tokens left in the row group (:class:`_RowBudget`), so that long documents
 after short ones do not come a thousand at a time.
 
-Every file's identity (size, modification time, SHA-256 of its footer) is
+Every file's identity (size, modification time, and a SHA-256: of its
+footer for Parquet, of its first and last MiB for the other formats) is
 taken when the source is opened and checked before each file is read and
 after: a file that changes during a run fails it with one line naming the
 file, instead of packing a mix of two versions, or an IndexError. Page
@@ -37,6 +44,9 @@ from .._arrow import is_list_type
 from .._validate import ATTENTION_MASK, check_same_columns
 from ..stream import windows as stream_windows
 from ..table import OutputSpec, aligned_lengths
+from ._arrow_input import ArrowReader, save_to_disk_files
+from ._jsonl_input import JsonLinesReader
+from ._readers import HEAD_BYTES, LABELS, InputReader, conform, detect, one_line
 from .manifest import MANIFEST, read_manifest
 
 #: Rows per batch at most, and at least (see :class:`_RowBudget`).
@@ -61,13 +71,15 @@ class SourceChangedError(ValueError):
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One Parquet file of a source, as it was when the source was opened.
+    """One file of a source, as it was when the source was opened.
 
     ``name`` is its path relative to the source directory (``/``-separated),
-    or its file name when the source is this one file. ``size``,
-    ``mtime_ns`` and ``footer_sha256`` (of the footer's bytes: the file
-    metadata, its length and the closing magic) are its identity: see
-    :meth:`check`.
+    or its file name when the source is this one file; ``format`` its
+    reader's name (``parquet``, ``arrow``, ``jsonl``). ``size``,
+    ``mtime_ns`` and ``digest`` are its identity (see :meth:`check`): for
+    Parquet, the SHA-256 of the footer's bytes (the file metadata, its
+    length and the closing magic); for the others, of the size and the
+    first and last MiB (:func:`bfpack.parquet._readers.ends_sha256`).
     """
 
     path: str
@@ -76,18 +88,28 @@ class SourceFile:
     rows: int
     schema: pa.Schema
     mtime_ns: int
-    footer_sha256: str
+    digest: str
+    format: str = "parquet"
+
+    @property
+    def reader(self) -> InputReader:
+        """The reader of its format."""
+        return READERS[self.format]
 
     def record(self) -> dict[str, Any]:
         """Its manifest entry: ``path`` (the relative name), ``size``, ``rows``,
-        ``mtime_ns`` and ``footer_sha256``."""
-        return {
+        ``mtime_ns`` and ``footer_sha256`` (Parquet) or else ``format`` and
+        ``ends_sha256``."""
+        entry: dict[str, Any] = {
             "path": self.name,
             "size": self.size,
             "rows": self.rows,
             "mtime_ns": self.mtime_ns,
-            "footer_sha256": self.footer_sha256,
         }
+        if self.format != "parquet":
+            entry["format"] = self.format
+        entry[self.reader.digest_key] = self.digest
+        return entry
 
     def check(self, fh: BinaryIO | None = None) -> None:
         """Raise :class:`SourceChangedError` unless the file is still the one listed.
@@ -98,16 +120,21 @@ class SourceFile:
         try:
             if fh is None:
                 with open(self.path, "rb") as f:
-                    now = _identity(f)
+                    now = _identity(f, self.reader)
             else:
-                now = _identity(fh)
+                now = _identity(fh, self.reader)
         except OSError as exc:
             self._changed(_gone(exc))
         size, mtime_ns, footer = now
         if size != self.size:
             self._changed(f"{size:,} bytes, {self.size:,} when the run listed it")
-        if footer != self.footer_sha256:
-            self._changed("its footer (the file's metadata) is not the one the run listed")
+        if footer != self.digest:
+            what = (
+                "its footer (the file's metadata)"
+                if self.format == "parquet"
+                else "its first or last MiB"
+            )
+            self._changed(f"{what} is not the one the run listed")
         if mtime_ns != self.mtime_ns:
             self._changed("it was modified after the run listed it")
 
@@ -133,7 +160,7 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class ParquetSource:
-    """The Parquet files of a dataset, listed and checked once.
+    """The files of a dataset (Parquet, Arrow IPC or JSON Lines), listed and checked once.
 
     Attributes
     ----------
@@ -155,8 +182,12 @@ class ParquetSource:
         """List and open the files of ``src``; warn about skipped ones.
 
         Raises FileNotFoundError for a missing path and ValueError for a
-        directory without Parquet files, a file that is not Parquet, a
-        bfpack output (its rows are packed sequences, not documents), or,
+        directory without input files, a file of no format read (Parquet
+        and Arrow IPC are told by their first bytes, JSON Lines by the
+        name: ``.jsonl`` or ``.ndjson``, optionally ``.gz`` or ``.zst``), a
+        directory that mixes formats, a ``save_to_disk`` directory whose
+        ``state.json`` lists a missing file, a bfpack output (its rows are
+        packed sequences, not documents), or,
         given the destination ``dst`` of a run, a file that resolves into
         it or its staged directories (a symbolic link inside ``src``).
         """
@@ -164,13 +195,16 @@ class ParquetSource:
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such file or directory")
         if os.path.isdir(path):
-            names, skipped = _discover(path)
+            listed = save_to_disk_files(path)
+            names, skipped = (listed, []) if listed is not None else _discover(path)
             paths = [os.path.join(path, *n.split("/")) for n in names]
             outputs = [
                 os.path.join(path, *n.split("/")[:-1])
                 for n in skipped
                 if n.rsplit("/", 1)[-1] == MANIFEST
             ]
+            if listed is not None and os.path.isfile(os.path.join(path, MANIFEST)):
+                outputs.append(path)  # a bfpack output in the save_to_disk layout
         else:
             names, skipped, paths = [os.path.basename(path)], [], [path]
             outputs = [path] if _is_shard(path) else []
@@ -183,12 +217,20 @@ class ParquetSource:
             _log.debug("skipped under %s: %s", path, ", ".join(skipped))
         if not names:
             raise ValueError(
-                f"{path} holds no Parquet files"
+                f"{path} holds no Parquet, Arrow IPC or JSON Lines files"
                 + (f" ({_skipped_message(path, skipped)})" if skipped else "")
             )
-        files = tuple(_open_file(p, n) for p, n in zip(paths, names))
+        formats = [_format_of(p) for p in paths]
+        _check_one_format(path, names, formats)
+        files = tuple(_open_file(p, n, fmt) for p, n, fmt in zip(paths, names, formats))
         source = cls(path=path, files=files, skipped=tuple(skipped))
-        _log.info("%s: %s Parquet file(s), %s rows", path, f"{len(files):,}", f"{source.rows:,}")
+        _log.info(
+            "%s: %s %s file(s), %s rows",
+            path,
+            f"{len(files):,}",
+            LABELS[formats[0]],
+            f"{source.rows:,}",
+        )
         return source
 
     @property
@@ -260,7 +302,17 @@ class ParquetSource:
         names = list(spec.columns)
         for f in self.files:
             with f.open() as fh:
-                yield from _read_file(f, fh, names, spec.schema, batch_tokens)
+                try:
+                    yield from f.reader.read(f, fh, names, spec.schema, batch_tokens)
+                except SourceChangedError:
+                    raise
+                except ValueError:
+                    # A line that changed under the reader is a change, not bad input.
+                    f.check(fh)
+                    f.check()
+                    raise
+                except (pa.ArrowException, OSError) as exc:
+                    raise _unreadable(f, fh, exc) from None
             f.check()  # replaced (renamed over) while it was read
 
     def check_unchanged(self) -> None:
@@ -340,42 +392,82 @@ def _skipped_message(path: str, skipped: Sequence[str]) -> str:
     )
 
 
-def _open_file(path: str, name: str) -> SourceFile:
+def _format_of(path: str) -> str:
+    """The format of the file ``path`` (:func:`bfpack.parquet._readers.detect`);
+    ValueError for a file of none."""
     try:
         with open(path, "rb") as fh:
-            meta = pq.read_metadata(fh)
-            schema = meta.schema.to_arrow_schema()
-            size, mtime_ns, footer = _identity(fh)
+            head = fh.read(HEAD_BYTES)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or one_line(exc)}") from None
+    fmt = detect(head, os.path.basename(path))
+    if fmt is not None:
+        return fmt
+    what = "empty (0 bytes)" if not head else "neither Arrow IPC nor named as JSON Lines"
+    raise ValueError(
+        f"{path} is not a Parquet file ({what}): bfpack reads Parquet and Arrow IPC files "
+        f"(told by their first bytes) and JSON Lines named *.jsonl or *.ndjson (optionally "
+        f".gz or .zst); move other files out of the source"
+    )
+
+
+def _check_one_format(path: str, names: Sequence[str], formats: Sequence[str]) -> None:
+    """ValueError if the files of the source ``path`` are of several formats."""
+    found = dict.fromkeys(formats)
+    if len(found) < 2:
+        return
+    parts = []
+    for fmt in found:
+        mine = [n for n, f in zip(names, formats) if f == fmt]
+        more = f", ... ({len(mine)} files)" if len(mine) > 2 else ""
+        parts.append(f"{LABELS[fmt]} ({', '.join(mine[:2])}{more})")
+    raise ValueError(
+        f"{path} mixes input formats: {'; '.join(parts)}; a source must be of one format: "
+        f"pack each format's files as a source of its own, or convert them to one format"
+    )
+
+
+def _open_file(path: str, name: str, fmt: str = "parquet") -> SourceFile:
+    reader = READERS[fmt]
+    try:
+        with open(path, "rb") as fh:
+            rows, schema = reader.inspect(fh, path)
+            size, mtime_ns, digest = _identity(fh, reader)
     except (pa.ArrowException, OSError) as exc:
-        raise ValueError(f"{path} is not a Parquet file ({_one_line(exc)})") from None
+        raise ValueError(f"{path} is not a {LABELS[fmt]} file ({one_line(exc)})") from None
     return SourceFile(
         path=path,
         name=name,
         size=size,
-        rows=meta.num_rows,
+        rows=rows,
         schema=schema,
         mtime_ns=mtime_ns,
-        footer_sha256=footer,
+        digest=digest,
+        format=fmt,
     )
 
 
-def _identity(fh: BinaryIO) -> tuple[int, int, str]:
-    """``(size, mtime_ns, footer_sha256)`` of the open file ``fh``.
+def _identity(fh: BinaryIO, reader: InputReader) -> tuple[int, int, str]:
+    """``(size, mtime_ns, digest)`` of the open file ``fh``, ``digest`` by its ``reader``."""
+    st = os.fstat(fh.fileno())
+    return st.st_size, st.st_mtime_ns, reader.digest(fh, st.st_size)
+
+
+def _footer_sha256(fh: BinaryIO, size: int) -> str:
+    """SHA-256 of the Parquet file's footer.
 
     The footer is the file's last ``8 + n`` bytes: its metadata (``n``
     bytes, as the 4-byte length before the closing magic says), the length
     and the magic; a rewrite that changes any row group, page offset or
     statistic changes it.
     """
-    st = os.fstat(fh.fileno())
-    size = st.st_size
     fh.seek(max(size - 8, 0))
     tail = fh.read(8)
     n = int.from_bytes(tail[:4], "little") if len(tail) == 8 else 0
     start = max(size - 8 - n, 0)
     fh.seek(start)
     footer = fh.read(size - start)
-    return size, st.st_mtime_ns, hashlib.sha256(footer).hexdigest()
+    return hashlib.sha256(footer).hexdigest()
 
 
 def _is_shard(path: str) -> bool:
@@ -392,7 +484,7 @@ def _gone(exc: OSError) -> str:
     """Why a listed file cannot be checked, for :meth:`SourceFile._changed`."""
     if isinstance(exc, FileNotFoundError):
         return "it was removed"
-    return f"it cannot be read: {exc.strerror or _one_line(exc)}"
+    return f"it cannot be read: {exc.strerror or one_line(exc)}"
 
 
 def _refuse_output(where: str) -> NoReturn:
@@ -446,6 +538,33 @@ def _check_unique(f: SourceFile, columns: Any) -> None:
             )
 
 
+class _ParquetReader:
+    """Parquet files, read as the module says."""
+
+    name = "parquet"
+    digest_key = "footer_sha256"
+
+    def inspect(self, fh: BinaryIO, path: str) -> tuple[int, pa.Schema]:
+        meta = pq.read_metadata(fh)
+        return meta.num_rows, meta.schema.to_arrow_schema()
+
+    def digest(self, fh: BinaryIO, size: int) -> str:
+        return _footer_sha256(fh, size)
+
+    def read(
+        self, f: Any, fh: BinaryIO, names: list[str], schema: pa.Schema, batch_tokens: int
+    ) -> Iterator[pa.RecordBatch]:
+        return _read_file(f, fh, names, schema, batch_tokens)
+
+
+#: The reader of each format.
+READERS: dict[str, InputReader] = {
+    "parquet": _ParquetReader(),
+    "arrow": ArrowReader(),
+    "jsonl": JsonLinesReader(),
+}
+
+
 def _read_file(
     f: SourceFile, fh: BinaryIO, names: list[str], schema: pa.Schema, batch_tokens: int
 ) -> Iterator[pa.RecordBatch]:
@@ -469,7 +588,7 @@ def _read_file(
         # The reader takes the new size from its next batch on.
         pf.reader.set_batch_size(budget.rows)
         if batch.num_rows:
-            yield _conform(batch, schema)
+            yield conform(batch, schema)
 
 
 def _unreadable(f: SourceFile, fh: BinaryIO, exc: BaseException) -> ValueError:
@@ -477,7 +596,7 @@ def _unreadable(f: SourceFile, fh: BinaryIO, exc: BaseException) -> ValueError:
     f.check(fh)  # truncated or rewritten in place: say so, not "damaged"
     f.check()
     return ValueError(
-        f"cannot read {f.path}: {_one_line(exc).rstrip('.')} (the file may be damaged)"
+        f"cannot read {f.path}: {one_line(exc).rstrip('.')} (the file may be damaged)"
     )
 
 
@@ -553,18 +672,3 @@ def _chunk_values(group: pq.RowGroupMetaData, column: str) -> int:
         if path.startswith(column + ".") and path[len(column) + 1 :].count(".") <= 1:
             return int(chunk.num_values)
     return 0
-
-
-def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """``batch``'s columns of ``schema``, in its order and types (list or large_list)."""
-    arrays = []
-    for field in schema:
-        arr = batch.column(batch.schema.get_field_index(field.name))
-        arrays.append(arr if arr.type == field.type else arr.cast(field.type))
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception's message on one line, without control characters."""
-    text = " ".join(str(exc).split())
-    return "".join(c if c.isprintable() else "?" for c in text) or type(exc).__name__

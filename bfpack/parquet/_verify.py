@@ -186,7 +186,8 @@ def verify(
 
     With ``source``, also:
 
-    - the source's files are the manifest's inputs (path, size, rows);
+    - the source's files are the manifest's inputs (path, size, rows, format and
+      content hash: ``footer_sha256`` or ``ends_sha256``);
     - its documents and tokens are the manifest's;
     - each packed column of the output holds every piece of every source
       document exactly once, tokens in order: pieces are what the method
@@ -752,6 +753,20 @@ class _SourceCheck:
                 self.found.problem(
                     f"source file {name}: {f.size:,} bytes and {f.rows:,} rows, the manifest "
                     f"says {w['size']} bytes and {w['rows']} rows (changed since?)"
+                )
+                continue
+            now = f.record()
+            was_format = w.get("format", "parquet")
+            if was_format != f.format:
+                self.found.problem(
+                    f"source file {name}: {f.format}, the manifest says {was_format} (replaced?)"
+                )
+                continue
+            key = f.reader.digest_key
+            if key in w and w[key] != now[key]:
+                self.found.problem(
+                    f"source file {name}: its {key} is not the manifest's: its content is not "
+                    f"the one packed (changed since?)"
                 )
         self.found.note(f"the source's {len(have)} file(s) are the manifest's inputs")
 

@@ -8,8 +8,10 @@ It records what a reader needs to trust the directory:
   (relative to the source directory; the file name for a one-file source),
   ``size`` in bytes, ``rows``, ``mtime_ns`` and ``footer_sha256`` (of the
   file's footer: its metadata, their length and the magic), as they were
-  throughout the run; ``skipped``: the files and directories the ``_``/``.``
-  convention left out;
+  throughout the run (an Arrow IPC or JSON Lines input has ``format`` and
+  ``ends_sha256``, of its size and first and last MiB, instead);
+  ``skipped``: the files and directories the ``_``/``.`` convention left
+  out;
 - ``options``: how it was packed;
 - ``shards``, in order: ``file``, ``rows``, ``bytes`` and ``sha256`` (of
   the file's bytes);
