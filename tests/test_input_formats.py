@@ -5,6 +5,7 @@ Parquet; each bad input is one line."""
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -357,3 +358,24 @@ def test_json_lines_longer_than_a_block_and_blank_lines(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match=r"a.jsonl, line 7: 'input_ids'\[1\] is 2.5"):
         source = ParquetSource.open(path)
         list(source.batches(source.spec(), batch_tokens=5))
+
+
+@pytest.mark.parametrize("fmt", ["arrow", "feather", "jsonl"])
+def test_an_input_cut_short_in_place_during_the_run_fails_naming_it(sources, fmt, tmp_path):
+    # Arrow inputs were memory-mapped: a file cut short in place under the
+    # reader ended the process with SIGBUS instead of an error naming it.
+    src = tmp_path / "src"
+    shutil.copytree(sources[fmt], src)
+    victim = src / f"part-0.{fmt}"  # being read at the first window's end
+    calls = []
+
+    def cut_short(totals):
+        calls.append(totals)
+        if len(calls) == 1:
+            with open(victim, "r+b") as f:  # in place: same inode, fewer bytes
+                f.truncate(victim.stat().st_size // 2)
+
+    with pytest.raises(ValueError, match=rf"part-0\.{fmt}") as info:
+        pack_parquet(src, tmp_path / "o", SEQ_LEN, window_tokens=WINDOW, progress=cut_short)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "o").exists()

@@ -1,9 +1,11 @@
 """Arrow IPC inputs: files, streams, and ``datasets`` ``save_to_disk`` directories.
 
-An Arrow file is memory-mapped (through the handle the source checked)
-and its record batches are read without a copy and cut into runs of about
-the batch's tokens, so memory holds what is being packed, not the file:
-the mapped pages are the page cache's, dropped under pressure.
+An Arrow file is read through the handle the source checked, one record
+batch at a time, and each batch is cut into runs of about the batch's
+tokens, so memory holds a record batch and what is being packed, not the
+file. It is read, not memory-mapped: a file cut short in place while it is
+mapped would kill the process (SIGBUS) instead of failing with a line
+naming the file, and a handle needs no file descriptor.
 
 The IPC file format (``ARROW1`` magic: ``.arrow``, ``.feather`` v2) and
 the stream format (``datasets`` writes its shards as streams) are told
@@ -18,7 +20,6 @@ is read in the order ``state.json``'s ``_data_files`` lists.
 from __future__ import annotations
 
 import json
-import mmap
 import os
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -35,14 +36,14 @@ _EOS = (b"\xff\xff\xff\xff\x00\x00\x00\x00", b"\x00\x00\x00\x00")
 
 
 class ArrowReader:
-    """Arrow IPC files and streams, memory-mapped (see the module)."""
+    """Arrow IPC files and streams, read one record batch at a time (see the module)."""
 
     name = "arrow"
     digest_key = "ends_sha256"
 
     def inspect(self, fh: BinaryIO, path: str) -> tuple[int, pa.Schema]:
         try:
-            with _Mapped(fh) as m:
+            with _Opened(fh) as m:
                 if m.is_file:
                     reader = ipc.open_file(m.source)
                     rows = sum(
@@ -63,7 +64,7 @@ class ArrowReader:
     def read(
         self, f: InputFile, fh: BinaryIO, names: list[str], schema: pa.Schema, batch_tokens: int
     ) -> Iterator[pa.RecordBatch]:
-        with _Mapped(fh) as m:
+        with _Opened(fh) as m:
             if m.is_file:
                 reader = ipc.open_file(m.source)
                 batches: Iterator[pa.RecordBatch] = (
@@ -76,29 +77,31 @@ class ArrowReader:
                     yield conform(part, schema)
 
 
-class _Mapped:
-    """The open file ``fh`` memory-mapped read-only, as a pyarrow source."""
+class _Opened:
+    """The open file ``fh`` as a pyarrow source, read through the handle."""
 
     def __init__(self, fh: BinaryIO) -> None:
-        fh.seek(0)
-        size = os.fstat(fh.fileno()).st_size
-        if size == 0:
+        self._fh = fh
+        self._size = fh.seek(0, os.SEEK_END)
+        if self._size == 0:
             raise ValueError("the file is empty")
-        self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        self._buffer = pa.py_buffer(self._map)
-        self.source = pa.BufferReader(self._buffer)
-        self.is_file = self._map[:6] == b"ARROW1"
+        fh.seek(0)
+        self.is_file = fh.read(6) == b"ARROW1"
+        fh.seek(0)
+        self.source = pa.PythonFile(fh, mode="r")
 
     def ends_stream(self) -> bool:
-        return any(self._map[-len(eos) :] == eos for eos in _EOS)
+        self._fh.seek(max(0, self._size - 8))
+        tail = self._fh.read(8)
+        return any(tail.endswith(eos) for eos in _EOS)
 
-    def __enter__(self) -> _Mapped:
+    def __enter__(self) -> _Opened:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        # The batches read point into the map: it is closed when the last
-        # of them is dropped (the buffer holds it), not here.
-        self.source.close()
+        # The handle is the source's (it checks the file's identity after
+        # reading): closing the pyarrow wrapper would close it.
+        pass
 
 
 def save_to_disk_files(root: str) -> list[str] | None:
