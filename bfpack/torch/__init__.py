@@ -13,18 +13,31 @@ does not import torch). This module reads packed rows; it never packs.
   (``bfpack pack`` / :func:`bfpack.pack_parquet` output), memory-mapped
   from Arrow copies kept outside the directory, and pinned to the run it
   opened.
+- :func:`check_isolation` runs every piece of a packed batch alone through
+  your model and compares the logits: the proof, before a long run, that
+  the model, its config and the collator keep the documents apart.
+- :func:`document_block_mask` is FlexAttention's ``BlockMask`` of a packed
+  batch, from its ``document_ids``.
 """
 
 from .._sampler import BalancedSampler
 from ._collator import IGNORE_INDEX, LAYOUTS, PackedCollator
 from ._dataset import CACHE_ENV, PackedDataset, cache_root
+from ._flex import document_block_mask, document_mask_mod
+from ._isolation import IsolationError, IsolationReport, Piece, check_isolation
 
 __all__ = [
     "CACHE_ENV",
     "IGNORE_INDEX",
     "LAYOUTS",
     "BalancedSampler",
+    "IsolationError",
+    "IsolationReport",
     "PackedCollator",
     "PackedDataset",
+    "Piece",
     "cache_root",
+    "check_isolation",
+    "document_block_mask",
+    "document_mask_mod",
 ]

@@ -47,6 +47,12 @@ class PackedCollator:
         across the batch; padded: within each row, -1 for padding), as
         FlexAttention's document masking takes it. Models do not take this
         key, so it is left out unless asked.
+    disable_cache : bool
+        Add ``use_cache=False`` (default): with a cache, transformers'
+        SDPA and eager attention ignore the restarting ``position_ids`` and
+        let documents attend to each other, in ``eval()`` and in ``train()``
+        alike, so ``model(**batch)`` turns it off. ``False`` leaves the key
+        out, for a model whose forward takes no ``use_cache``.
 
     Notes
     -----
@@ -70,18 +76,20 @@ class PackedCollator:
     ``IGNORE_INDEX`` (-100): a causal LM's shifted loss never asks a
     document to predict the next one.
 
-    With transformers, pass the batch as it is, ``model(**batch)``, and with
-    ``use_cache=False`` when the batch has no 4-D mask: SDPA and eager
-    attention then build the block-diagonal mask from the restarting
+    Both also hold ``use_cache=False`` (see ``disable_cache``).
+
+    With transformers, pass the batch as it is, ``model(**batch)``: SDPA and
+    eager attention then build the block-diagonal mask from the restarting
     ``position_ids``, which they do only without an attention mask and
     without a cache (flash-attention reads ``cu_seq_lens_q/k``).
+    :func:`check_isolation` proves it for your model.
 
     Examples
     --------
     >>> loader = torch.utils.data.DataLoader(                   # doctest: +SKIP
     ...     packed, batch_size=8, shuffle=True, collate_fn=PackedCollator())
     >>> for batch in loader:                                     # doctest: +SKIP
-    ...     loss = model(**batch, use_cache=False).loss
+    ...     loss = model(**batch).loss
     """
 
     def __init__(
@@ -93,6 +101,7 @@ class PackedCollator:
         attention_mask: bool = False,
         mask_dtype: torch.dtype | None = None,
         document_ids: bool = False,
+        disable_cache: bool = True,
     ) -> None:
         self.layout = as_choice(layout, "layout", LAYOUTS)
         self.seq_len = as_optional_int(seq_len, "seq_len", lo=1, unit="tokens")
@@ -100,6 +109,7 @@ class PackedCollator:
         self.pad_token_id = as_int(pad_token_id, "pad_token_id", lo=-(2**63), hi=2**63 - 1)
         self.attention_mask = as_bool(attention_mask, "attention_mask")
         self.document_ids = as_bool(document_ids, "document_ids")
+        self.disable_cache = as_bool(disable_cache, "disable_cache")
         if mask_dtype is not None and not self.attention_mask:
             raise ValueError("mask_dtype applies with attention_mask=True")
         self.mask_dtype = (
@@ -133,14 +143,19 @@ class PackedCollator:
             out.update(max_length_q=flat["max_seqlen"], max_length_k=flat["max_seqlen"])
             if self.document_ids:
                 out["document_ids"] = torch.from_numpy(flat["document_ids"])
-            return out
+            return self._model_options(out)
         grid = _batch.padded(gathered, self.seq_len, self.pad_token_id)
         out = {key: torch.from_numpy(grid[key]) for key in ("input_ids", "labels", "position_ids")}
         if self.attention_mask:
             out["attention_mask"] = self._mask(gathered, grid["input_ids"].shape[1])
         if self.document_ids:
             out["document_ids"] = torch.from_numpy(grid["document_ids"])
-        return out
+        return self._model_options(out)
+
+    def _model_options(self, batch: dict[str, Any]) -> dict[str, Any]:
+        if self.disable_cache:
+            batch["use_cache"] = False
+        return batch
 
     def _mask(self, rows: _batch.Rows, length: int) -> torch.Tensor:
         """The additive block-diagonal causal mask ``[B, 1, length, length]``."""
@@ -163,4 +178,6 @@ class PackedCollator:
                 options.append(f"attention_mask=True, mask_dtype={self.mask_dtype}")
         if self.document_ids:
             options.append("document_ids=True")
+        if not self.disable_cache:
+            options.append("disable_cache=False")
         return f"PackedCollator({', '.join(options)})"
