@@ -23,12 +23,15 @@ with requires("trl", needed_by="bfpack.trl"):
 
 __all__ = ["RECIPE", "check_sft_config", "sft_config"]
 
+#: Collators that read each packed row as one document.
+_WRONG = (transformers.DataCollatorWithFlattening, transformers.DataCollatorForLanguageModeling)
+
 #: The SFTConfig options that keep bfpack's packed documents apart.
 RECIPE = {"padding_free": True, "max_length": None, "packing": False}
 
 
 def sft_config(**options: Any) -> SFTConfig:
-    """An ``SFTConfig`` for bfpack's packed rows: ``padding_free=True, max_length=None, packing=False``.
+    """An ``SFTConfig`` for bfpack's packed rows (``RECIPE`` and your options).
 
     Parameters
     ----------
@@ -91,12 +94,6 @@ def check_sft_config(config: Any, *, data_collator: Any = None) -> None:
                 f"attend to each other. The rows are packed already: pass {option}=False, "
                 f"as in {fix}"
             )
-    if config.max_length is not None:
-        raise ValueError(
-            f"max_length={config.max_length} makes TRL cut every row to that many tokens "
-            f"but not its seq_lengths; bfpack's rows are at most seq_len tokens already: "
-            f"pass max_length=None, as in {fix}"
-        )
     if data_collator is None:
         if not config.padding_free:
             raise ValueError(
@@ -105,23 +102,27 @@ def check_sft_config(config: Any, *, data_collator: Any = None) -> None:
                 f"{fix}, or padding_free=False with "
                 f"data_collator=bfpack.torch.PackedCollator()"
             )
-        return
-    if config.padding_free:
+    elif config.padding_free:
         raise ValueError(
             "SFTTrainer refuses a data_collator with padding_free=True: pass "
             "padding_free=False with data_collator=bfpack.torch.PackedCollator(), or "
             f"no data_collator with {fix}"
         )
-    if isinstance(data_collator, _TRLCollator) and not data_collator.padding_free:
+    elif isinstance(data_collator, _TRLCollator) and not data_collator.padding_free:
         raise ValueError(
             "trl's DataCollatorForLanguageModeling without padding_free=True pads each "
             "packed row with an attention_mask of ones, so its documents attend to each "
             "other: use data_collator=bfpack.torch.PackedCollator()"
         )
-    wrong = (transformers.DataCollatorWithFlattening, transformers.DataCollatorForLanguageModeling)
-    if isinstance(data_collator, wrong):
+    elif isinstance(data_collator, _WRONG):
         raise ValueError(
             f"transformers' {type(data_collator).__name__} reads each packed row as one "
             f"document, so its pieces attend to each other: use "
             f"data_collator=bfpack.torch.PackedCollator()"
+        )
+    if config.max_length is not None:
+        raise ValueError(
+            f"max_length={config.max_length} makes TRL cut every row to that many tokens "
+            f"but not its seq_lengths; bfpack's rows are at most seq_len tokens already: "
+            f"pass max_length=None, as in {fix}"
         )
