@@ -72,7 +72,7 @@ def truth(rows):
 
 def pieces(report):
     return list(
-        zip(*(a.tolist() for a in (report.rows, report.indices, report.starts, report.lengths)))
+        zip(*(a.tolist() for a in (report.rows, report.pieces, report.starts, report.lengths)))
     )
 
 
@@ -111,7 +111,7 @@ def test_the_cache_left_on_is_caught_in_eval_and_train(rows):
     for train in (False, True):
         report = check_isolation(model, batch, train=train)
         assert not report.ok and report.max_abs_error > 0.05, report
-        assert report.worst.index > 0  # a row's first piece sees nothing before it
+        assert report.worst.piece > 0  # a row's first piece sees nothing before it
     padded = PackedCollator("padded", seq_len=SEQ_LEN, disable_cache=False)(rows)
     assert not check_isolation(model.eval(), padded).ok
 
@@ -137,7 +137,7 @@ def test_a_tokenizers_2d_mask_on_the_padded_batch_is_caught(rows):
     used = torch.tensor([sum(r["seq_lengths"]) for r in rows])
     batch["attention_mask"] = (torch.arange(SEQ_LEN)[None] < used[:, None]).long()
     report = check_isolation(model, batch)
-    assert not report.ok and report.worst.index > 0
+    assert not report.ok and report.worst.piece > 0
 
 
 def test_data_collator_with_flattening_is_caught(rows):
@@ -159,7 +159,7 @@ def test_hf_data_collator_for_language_modeling_is_caught(rows):
     with pytest.raises(ValueError, match="pass seq_lengths="):
         check_isolation(model, batch)
     report = check_isolation(model, batch, seq_lengths=rows)
-    assert not report.ok and report.worst.index > 0
+    assert not report.ok and report.worst.piece > 0
 
 
 def char_tokenizer():

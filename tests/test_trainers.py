@@ -165,7 +165,7 @@ def test_sft_trainer_defaults_mix_documents_and_are_refused(packed, tmp_path):
     batch = run(trl.SFTTrainer, model, args=args, train_dataset=packed,
                 processing_class=tokenizer())  # fmt: skip
     report = check_isolation(model, batch, seq_lengths=rows_of(batch, packed))
-    assert not report.ok and report.worst.index > 0, report
+    assert not report.ok and report.worst.piece > 0, report
 
 
 def test_check_sft_config_refuses_each_leak(tmp_path):

@@ -29,7 +29,7 @@ class Piece(NamedTuple):
     """Where a piece sits in a batch."""
 
     row: int  # the batch row
-    index: int  # the piece's index within its row, from 0
+    piece: int  # the piece's number within its row, from 0
     start: int  # its first slot in the row
     length: int  # its tokens
 
@@ -48,8 +48,8 @@ class IsolationReport(NamedTuple):
         float64, one per checked piece: the largest absolute difference
         between the piece's logits in the packed batch and alone (``inf``
         where either is not finite).
-    rows, indices, starts, lengths : numpy.ndarray
-        int64, one per checked piece: its batch row, its index within the
+    rows, pieces, starts, lengths : numpy.ndarray
+        int64, one per checked piece: its batch row, its number within the
         row, its first slot in the row and its tokens.
     num_pieces : int
         The pieces the batch holds (more than were checked when capped).
@@ -59,7 +59,7 @@ class IsolationReport(NamedTuple):
 
     errors: np.ndarray
     rows: np.ndarray
-    indices: np.ndarray
+    pieces: np.ndarray
     starts: np.ndarray
     lengths: np.ndarray
     num_pieces: int
@@ -87,7 +87,7 @@ class IsolationReport(NamedTuple):
             return None
         i = int(np.argmax(np.where(np.isnan(self.errors), np.inf, self.errors)))
         return Piece(
-            int(self.rows[i]), int(self.indices[i]), int(self.starts[i]), int(self.lengths[i])
+            int(self.rows[i]), int(self.pieces[i]), int(self.starts[i]), int(self.lengths[i])
         )
 
     def raise_if_leaking(self) -> IsolationReport:
@@ -101,7 +101,7 @@ class IsolationReport(NamedTuple):
         assert worst is not None  # not ok implies a checked piece
         raise IsolationError(
             f"{self.leaking.shape[0]} of {self.errors.shape[0]} checked pieces see other "
-            f"documents: the worst, piece {worst.index} of batch row {worst.row} (slots "
+            f"documents: the worst, piece {worst.piece} of batch row {worst.row} (slots "
             f"{worst.start} to {worst.start + worst.length - 1}), differs from its logits "
             f"alone by {self.max_abs_error:.3g} (tolerance {self.tolerance:g}). Likely "
             f"fixes: pass use_cache=False (PackedCollator's batches carry it); give no "
@@ -234,7 +234,7 @@ def check_isolation(
     report = IsolationReport(
         errors=errors,
         rows=np.array([p.row for p in pieces], dtype=np.int64),
-        indices=np.array([p.index for p in pieces], dtype=np.int64),
+        pieces=np.array([p.piece for p in pieces], dtype=np.int64),
         starts=np.array([p.start for p in pieces], dtype=np.int64),
         lengths=np.array([p.length for p in pieces], dtype=np.int64),
         num_pieces=num_pieces,
