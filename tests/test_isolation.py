@@ -36,7 +36,7 @@ LENGTHS = [7, 20, 3, 13, 1, 9, 16, 40, 5, 11, 2, 25]
 
 
 def tiny_llama(attn_implementation="sdpa", **config):
-    """A fresh model and config each time (a Trainer writes into its config)."""
+    """A model and its config, the cache on as transformers' default has it."""
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
         vocab_size=VOCAB,
@@ -50,6 +50,11 @@ def tiny_llama(attn_implementation="sdpa", **config):
         **config,
     )
     return transformers.LlamaForCausalLM(config)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_llama(use_cache=True)
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +91,11 @@ COLLATORS = {
 @pytest.mark.parametrize(
     "attn, layout", [("sdpa", "padding_free"), ("sdpa", "padded_4d"), ("eager", "padded")]
 )
-def test_packed_collator_batches_are_isolated(rows, attn, layout):
+def test_packed_collator_batches_are_isolated(model, rows, attn, layout):
     # use_cache=True in the config (transformers' default): the batch's own
     # use_cache=False turns it off, in eval() and in train() alike.
-    model = tiny_llama(attn, use_cache=True)
+    model = model if attn == "sdpa" else tiny_llama(attn, use_cache=True)
+    model.train()
     batch = COLLATORS[layout]()(rows)
     assert batch["use_cache"] is False
     for train in (False, True):
@@ -103,9 +109,8 @@ def test_packed_collator_batches_are_isolated(rows, attn, layout):
     assert given.ok and given.num_pieces == report.num_pieces
 
 
-def test_the_cache_left_on_is_caught_in_eval_and_train(rows):
+def test_the_cache_left_on_is_caught_in_eval_and_train(model, rows):
     # Mistake 1: a batch without use_cache=False, a config with the cache on.
-    model = tiny_llama(use_cache=True)
     batch = PackedCollator(disable_cache=False)(rows)
     assert "use_cache" not in batch
     for train in (False, True):
@@ -116,9 +121,8 @@ def test_the_cache_left_on_is_caught_in_eval_and_train(rows):
     assert not check_isolation(model.eval(), padded).ok
 
 
-def test_an_all_ones_mask_is_caught(rows):
+def test_an_all_ones_mask_is_caught(model, rows):
     # Mistake 2.
-    model = tiny_llama()
     for collate in (PackedCollator(), PackedCollator("padded", seq_len=SEQ_LEN)):
         batch = collate(rows)
         batch["attention_mask"] = torch.ones_like(batch["input_ids"])
@@ -130,9 +134,8 @@ def test_an_all_ones_mask_is_caught(rows):
             check_isolation(model, batch, strict=True)
 
 
-def test_a_tokenizers_2d_mask_on_the_padded_batch_is_caught(rows):
+def test_a_tokenizers_2d_mask_on_the_padded_batch_is_caught(model, rows):
     # Mistake 3: ones on the tokens, zeros on the padding, as tokenizer.pad gives.
-    model = tiny_llama()
     batch = PackedCollator("padded", seq_len=SEQ_LEN)(rows)
     used = torch.tensor([sum(r["seq_lengths"]) for r in rows])
     batch["attention_mask"] = (torch.arange(SEQ_LEN)[None] < used[:, None]).long()
@@ -140,19 +143,17 @@ def test_a_tokenizers_2d_mask_on_the_padded_batch_is_caught(rows):
     assert not report.ok and report.worst.piece > 0
 
 
-def test_data_collator_with_flattening_is_caught(rows):
+def test_data_collator_with_flattening_is_caught(model, rows):
     # Mistake 4: it reads each packed row as one document; the rows' own
     # seq_lengths tell check_isolation where the pieces are.
-    model = tiny_llama()
     collate = transformers.DataCollatorWithFlattening()
     batch = collate([{"input_ids": r["input_ids"]} for r in rows])
     report = check_isolation(model, batch, seq_lengths=rows)
     assert not report.ok and report.num_pieces == len(truth(rows))
 
 
-def test_hf_data_collator_for_language_modeling_is_caught(rows):
+def test_hf_data_collator_for_language_modeling_is_caught(model, rows):
     # Mistake 5: padded rows with a 2-D mask and no positions.
-    model = tiny_llama()
     tokenizer = char_tokenizer()
     collate = transformers.DataCollatorForLanguageModeling(tokenizer, mlm=False)
     batch = collate([{"input_ids": r["input_ids"]} for r in rows])
@@ -173,8 +174,7 @@ def char_tokenizer():
     )
 
 
-def test_max_pieces_spreads_the_checked_pieces(rows):
-    model = tiny_llama()
+def test_max_pieces_spreads_the_checked_pieces(model, rows):
     batch = PackedCollator("padded", seq_len=SEQ_LEN)(rows)
     report = check_isolation(model, batch, max_pieces=3)
     everything = truth(rows)
@@ -184,8 +184,7 @@ def test_max_pieces_spreads_the_checked_pieces(rows):
     assert "checked=3 of" in repr(report)
 
 
-def test_tolerance(rows):
-    model = tiny_llama()
+def test_tolerance(model, rows):
     batch = PackedCollator(disable_cache=False)(rows)
     report = check_isolation(model.eval(), batch)
     assert report.tolerance == 1e-4
@@ -193,8 +192,7 @@ def test_tolerance(rows):
     assert loose.ok and loose.max_abs_error == report.max_abs_error
 
 
-def test_the_arguments_are_checked(rows):
-    model = tiny_llama()
+def test_the_arguments_are_checked(model, rows):
     batch = PackedCollator()(rows)
     cases = [
         (dict(model=lambda **kw: None), TypeError, "torch.nn.Module"),
