@@ -184,6 +184,31 @@ def test_max_pieces_spreads_the_checked_pieces(model, rows):
     assert "checked=3 of" in repr(report)
 
 
+class Toy(torch.nn.Module):
+    """Not a transformers model: logits from each token and, with ``look_back``,
+    the sum of the tokens before it in its row (across documents)."""
+
+    def __init__(self, look_back):
+        super().__init__()
+        self.embed = torch.nn.Embedding(VOCAB, VOCAB)
+        self.look_back = look_back
+
+    def forward(self, input_ids, labels=None, position_ids=None):
+        x = self.embed(input_ids)
+        return x.cumsum(1) if self.look_back else x
+
+
+def test_any_module_returning_logits(rows):
+    batch = PackedCollator("padded", seq_len=SEQ_LEN, disable_cache=False)(rows)
+    assert check_isolation(Toy(look_back=False), batch).ok
+    report = check_isolation(Toy(look_back=True), batch)
+    assert not report.ok and report.worst.piece > 0
+    flat = Toy(look_back=False)
+    flat.forward = lambda input_ids, **kwargs: input_ids.float()  # [B, T]: no vocabulary
+    with pytest.raises(TypeError, match="logits of shape"):
+        check_isolation(flat, batch)
+
+
 def test_tolerance(model, rows):
     batch = PackedCollator(disable_cache=False)(rows)
     report = check_isolation(model.eval(), batch)

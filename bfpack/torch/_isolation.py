@@ -9,6 +9,7 @@ passes it (``model(**batch)``), then every piece alone, and compares.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -214,6 +215,8 @@ def check_isolation(
         keep = np.unique(np.linspace(0, num_pieces - 1, cap).round().astype(np.int64))
         pieces = [pieces[i] for i in keep.tolist()]
 
+    # A model whose forward takes no use_cache has no cache to turn off.
+    solo_options = {"use_cache": False} if _takes(model, "use_cache") else {}
     was_training = model.training
     try:
         with torch.no_grad():
@@ -223,7 +226,7 @@ def check_isolation(
             errors = np.empty(len(pieces), dtype=np.float64)
             for k, piece in enumerate(pieces):
                 alone = ids[piece.row, piece.start : piece.start + piece.length][None]
-                solo = _logits(model(input_ids=alone, use_cache=False))[0]
+                solo = _logits(model(input_ids=alone, **solo_options))[0]
                 got = packed[piece.row, piece.start : piece.start + piece.length]
                 diff = (got.double() - solo.double()).abs().max()
                 errors[k] = float(diff) if torch.isfinite(diff) else np.inf
@@ -241,6 +244,15 @@ def check_isolation(
         tolerance=float(tolerance),
     )
     return report.raise_if_leaking() if strict else report
+
+
+def _takes(model: torch.nn.Module, name: str) -> bool:
+    """Whether the model's forward takes the keyword argument ``name``."""
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # no signature to read: assume a transformers model
+        return True
+    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 def _logits(out: Any) -> torch.Tensor:
