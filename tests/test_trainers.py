@@ -121,6 +121,13 @@ def test_hf_trainer_with_packed_collator(packed, tmp_path):
     assert batch["use_cache"] is False and "attention_mask" not in batch
     report = check_isolation(model, batch)
     assert report.ok and report.num_pieces > 4, report
+    # Evaluation runs the model in eval(), where a cache is on by default.
+    model.config.use_cache = True
+    trainer = transformers.Trainer(model, args, eval_dataset=packed.select(range(4)),
+                                   data_collator=PackedCollator())  # fmt: skip
+    with first_forward(model) as seen:
+        trainer.evaluate()
+    assert check_isolation(model, as_batch(seen[0])).ok
 
 
 def test_hf_trainer_default_columns_name_the_fix(packed, tmp_path):
