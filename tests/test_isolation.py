@@ -102,7 +102,11 @@ def test_packed_collator_batches_are_isolated(model, rows, attn, layout):
         report = check_isolation(model, batch, train=train)
         assert report.ok and report.max_abs_error < 1e-5, report
         assert report.num_pieces == sum(len(r["seq_lengths"]) for r in rows)
-    assert model.training  # the mode it was given back in (a fresh model trains)
+    assert model.training  # the mode it was given back in
+    model.model.layers[0].eval()  # modes are restored module by module
+    check_isolation(model, batch)
+    assert model.training and not model.model.layers[0].training
+    model.train()
     if layout != "padding_free":  # pieces found from positions, padding left out
         assert pieces(report) == truth(rows)
     given = check_isolation(model, batch, seq_lengths=rows, strict=True)

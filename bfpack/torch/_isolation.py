@@ -144,7 +144,7 @@ def check_isolation(
     model : torch.nn.Module
         A causal language model whose output has ``logits`` (a transformers
         model) or is the logits tensor ``[B, T, V]`` or a tuple starting
-        with it. Its mode is restored afterwards.
+        with it. Its modes (train or eval, module by module) are restored.
     batch : mapping
         The batch as your training step gives it to the model, with
         ``input_ids`` of shape ``[B, T]`` (a :class:`PackedCollator` batch,
@@ -217,7 +217,7 @@ def check_isolation(
 
     # A model whose forward takes no use_cache has no cache to turn off.
     solo_options = {"use_cache": False} if _takes(model, "use_cache") else {}
-    was_training = model.training
+    modes = [(module, module.training) for module in model.modules()]
     try:
         with torch.no_grad():
             model.train(train)
@@ -231,7 +231,8 @@ def check_isolation(
                 diff = (got.double() - solo.double()).abs().max()
                 errors[k] = float(diff) if torch.isfinite(diff) else np.inf
     finally:
-        model.train(was_training)
+        for module, training in modes:  # as it was, a frozen submodule included
+            module.training = training
     if tolerance is None:
         tolerance = _HALF_TOLERANCE if packed.element_size() < 4 else TOLERANCE
     report = IsolationReport(
