@@ -90,8 +90,10 @@ def as_packed_row(row: Any, index: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     for key in ("input_ids", "seq_lengths"):
         if key not in row:
             raise ValueError(
-                f"row {index} has no {key!r} (its keys: {sorted(row)}); pack the "
-                f"documents with bfpack first: pieces are read from seq_lengths"
+                f"row {index} has no {key!r} (its keys: {sorted(row)}). If a transformers "
+                f"Trainer gave the rows, it dropped the column as the model does not take "
+                f"it: pass TrainingArguments(remove_unused_columns=False). Otherwise pack "
+                f"the documents with bfpack first: pieces are read from seq_lengths"
             )
     ids = _row_array(row["input_ids"], index, "input_ids")
     labels = ids if row.get("labels") is None else _row_array(row["labels"], index, "labels")

@@ -21,6 +21,7 @@ EXTRAS = {
     "hf": ("datasets",),
     "plot": ("matplotlib",),
     "torch": ("torch",),
+    "trl": ("trl", "transformers", "torch"),
 }
 
 

@@ -53,7 +53,7 @@ numpydoc_xref_param_type = False
 numpydoc_validation_checks: set[str] = set()
 # The integrations' libraries are optional: where one is not installed, its
 # module is documented against a stand-in (the pages read the same).
-OPTIONAL = ["torch", "datasets", "distributed", "dask", "matplotlib"]
+OPTIONAL = ["torch", "datasets", "distributed", "dask", "matplotlib", "transformers", "trl"]
 MISSING = [name for name in OPTIONAL if importlib.util.find_spec(name) is None]
 autodoc_mock_imports = MISSING
 

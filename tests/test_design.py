@@ -101,7 +101,7 @@ def _imports(path):
 
 
 #: The layers above the core: I/O, command line and integrations.
-OUTER = ("parquet", "cli", "hf", "torch", "dask", "plot")
+OUTER = ("parquet", "cli", "hf", "torch", "trl", "dask", "plot")
 
 
 def _outer(module):
@@ -142,7 +142,13 @@ def test_io_modules_hold_no_packing_logic():
     assert "stream" in _imports(PACKAGE / "parquet" / "_pack.py")
 
 
-OPTIONAL = {"hf": "datasets", "torch": "torch", "plot": "matplotlib", "dask": "distributed"}
+OPTIONAL = {
+    "hf": "datasets",
+    "torch": "torch",
+    "trl": "trl",
+    "plot": "matplotlib",
+    "dask": "distributed",
+}
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ def run_without(module, code):
     [
         ("torch", "import bfpack.torch", "bfpack.torch needs torch: pip install 'bfpack[torch]'"),
         ("datasets", "import bfpack.hf", "bfpack.hf needs datasets: pip install 'bfpack[hf]'"),
+        ("trl", "import bfpack.trl", "bfpack.trl needs trl: pip install 'bfpack[trl]'"),
         (
             "distributed",
             "import bfpack.dask\nbfpack.dask.pack_parquet('src', 'dst', 8)",

@@ -68,7 +68,8 @@ def test_padding_free_is_the_reference(rows, document_ids):
     keys = ["input_ids", "labels", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k"]
     keys += ["max_length_q", "max_length_k"] + (["document_ids"] if document_ids else [])
     # no attention_mask, no extra key unless asked
-    assert list(batch) == keys + ["num_items_in_batch"]
+    assert list(batch) == [*keys, "num_items_in_batch", "use_cache"]
+    assert batch["use_cache"] is False
     for key in ("input_ids", "labels", "position_ids") + (
         ("document_ids",) if document_ids else ()
     ):
@@ -90,7 +91,7 @@ def test_padded_is_the_reference(rows, seq_len, mask, document_ids):
     ref = naive_padded(rows, length, 7)
     keys = ["input_ids", "labels", "position_ids"]
     keys += (["attention_mask"] if mask else []) + (["document_ids"] if document_ids else [])
-    assert list(batch) == keys + ["num_items_in_batch"]
+    assert list(batch) == [*keys, "num_items_in_batch", "use_cache"]
     for key in ("input_ids", "labels", "position_ids") + (
         ("document_ids",) if document_ids else ()
     ):
@@ -129,7 +130,25 @@ def test_rows_of_pack_table_and_pack_dataset():
         formatted = ds.with_format(fmt)
         got = PackedCollator("padded", seq_len=32)([formatted[i] for i in range(len(ds))])
         ref = PackedCollator("padded", seq_len=32)(rows)
-        assert all(torch.equal(got[k], ref[k]) for k in ref)
+        assert all(torch.equal(got[k], ref[k]) for k in ref if k != "use_cache")
+
+
+def test_use_cache_false_is_in_the_batch_unless_told():
+    # With a cache, transformers' SDPA and eager attention ignore the
+    # restarting positions: model(**batch) must turn it off by itself.
+    rows = [{"input_ids": [1, 2, 3], "seq_lengths": [2, 1]}]
+    for layout in LAYOUTS:
+        assert PackedCollator(layout)(rows)["use_cache"] is False
+        assert "use_cache" not in PackedCollator(layout, disable_cache=False)(rows)
+    assert repr(PackedCollator(disable_cache=False)).endswith("disable_cache=False)")
+    with pytest.raises(TypeError, match="disable_cache"):
+        PackedCollator(disable_cache=1)
+
+
+def test_rows_a_trainer_stripped_name_the_trainers_fix():
+    # transformers' Trainer drops the columns the model's forward does not take.
+    with pytest.raises(ValueError, match=r"TrainingArguments\(remove_unused_columns=False\)"):
+        PackedCollator()([{"input_ids": [1, 2, 3]}])
 
 
 @pytest.mark.parametrize(

@@ -113,20 +113,24 @@ def assert_documents_alone(model, batch, rows, **forward):
 def test_padding_free(model, rows):
     batch = PackedCollator()(rows)
     assert "attention_mask" not in batch
-    assert_documents_alone(model, batch, rows, use_cache=False)
+    assert_documents_alone(model, batch, rows)
 
 
 def test_padded_with_the_4d_mask(model, rows):
     batch = PackedCollator("padded", seq_len=SEQ_LEN, attention_mask=True)(rows)
     assert batch["input_ids"].shape == (len(rows), SEQ_LEN)
     assert_documents_alone(model, batch, rows)
-    assert_documents_alone(model, batch, rows, use_cache=False)
+    # The 4-D mask keeps documents apart with the cache on, too.
+    batch = PackedCollator("padded", seq_len=SEQ_LEN, attention_mask=True, disable_cache=False)(
+        rows
+    )
+    assert_documents_alone(model, batch, rows)
 
 
 def test_padded_with_position_ids_only(model, rows):
     # Padding slots sit at position 0, so each is a sequence of its own.
     batch = PackedCollator("padded", seq_len=SEQ_LEN)(rows)
-    assert_documents_alone(model, batch, rows, use_cache=False)
+    assert_documents_alone(model, batch, rows)
 
 
 # ---------------------------------------------------------------------------
@@ -137,11 +141,11 @@ def test_an_all_ones_mask_is_caught(model, rows):
     batch = PackedCollator()(rows)
     batch["attention_mask"] = torch.ones_like(batch["input_ids"])
     with pytest.raises(AssertionError, match="logits differ"):
-        assert_documents_alone(model, batch, rows, use_cache=False)
+        assert_documents_alone(model, batch, rows)
     padded = PackedCollator("padded", seq_len=SEQ_LEN)(rows)
     padded["attention_mask"] = torch.ones_like(padded["input_ids"])
     with pytest.raises(AssertionError, match="logits differ"):
-        assert_documents_alone(model, padded, rows, use_cache=False)
+        assert_documents_alone(model, padded, rows)
 
 
 def test_labels_kept_at_piece_starts_are_caught(model, rows):
@@ -155,12 +159,12 @@ def test_labels_kept_at_piece_starts_are_caught(model, rows):
             starts & real & (batch["input_ids"] != 0), batch["input_ids"], batch["labels"]
         )
         with pytest.raises(AssertionError, match="not the token-weighted mean"):
-            assert_documents_alone(model, batch, rows, use_cache=False)
+            assert_documents_alone(model, batch, rows)
 
 
 def test_positions_without_use_cache_false_are_caught(model, rows):
     # transformers splits packed rows by their positions only without a cache.
-    batch = PackedCollator()(rows)
+    batch = PackedCollator(disable_cache=False)(rows)
     with pytest.raises(AssertionError, match="logits differ"):
         assert_documents_alone(model, batch, rows)
     model.train()  # no dropout in this config; the cache is the difference

@@ -121,7 +121,7 @@ class TrainStep(Benchmark):
         self.step()  # first-call allocations and kernel selection
 
     def step(self):
-        loss = self.model(**self.batch, use_cache=False).loss
+        loss = self.model(**self.batch).loss
         loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad()

@@ -16,12 +16,19 @@ does not import torch). This module reads packed rows; it never packs.
 - :func:`global_num_items` and :func:`weighted_causal_lm_loss`: the loss of
   packed batches divided by the targets of the whole optimizer step (every
   micro-batch, every rank), optionally with every piece weighted equally.
+- :func:`check_isolation` runs every piece of a packed batch alone through
+  your model and compares the logits: the proof, before a long run, that
+  the model, its config and the collator keep the documents apart.
+- :func:`document_block_mask` is FlexAttention's ``BlockMask`` of a packed
+  batch, from its ``document_ids``.
 """
 
 from .._sampler import BalancedSampler
 from ._collator import IGNORE_INDEX, LAYOUTS, LOSS_WEIGHTS, PackedCollator
 from ._dataset import CACHE_ENV, PackedDataset, cache_root
 from ._loss import global_num_items, weighted_causal_lm_loss
+from ._flex import document_block_mask, document_mask_mod
+from ._isolation import IsolationError, IsolationReport, Piece, check_isolation
 
 __all__ = [
     "CACHE_ENV",
@@ -29,9 +36,15 @@ __all__ = [
     "LAYOUTS",
     "LOSS_WEIGHTS",
     "BalancedSampler",
+    "IsolationError",
+    "IsolationReport",
     "PackedCollator",
     "PackedDataset",
+    "Piece",
     "cache_root",
     "global_num_items",
     "weighted_causal_lm_loss",
+    "check_isolation",
+    "document_block_mask",
+    "document_mask_mod",
 ]

@@ -66,6 +66,12 @@ class PackedCollator:
         rows gives one piece per row. transformers models silently ignore
         this key: pop it before ``model(**batch)`` and compute the loss
         with :func:`weighted_causal_lm_loss`.
+    disable_cache : bool
+        Add ``use_cache=False`` (default): with a cache, transformers'
+        SDPA and eager attention ignore the restarting ``position_ids`` and
+        let documents attend to each other, in ``eval()`` and in ``train()``
+        alike, so ``model(**batch)`` turns it off. ``False`` leaves the key
+        out, for a model whose forward takes no ``use_cache``.
 
     Notes
     -----
@@ -90,18 +96,20 @@ class PackedCollator:
     document to predict the next one. Both hold ``num_items_in_batch``
     (unless turned off), the number of those labels that are not -100.
 
-    With transformers, pass the batch as it is, ``model(**batch)``, and with
-    ``use_cache=False`` when the batch has no 4-D mask: SDPA and eager
-    attention then build the block-diagonal mask from the restarting
+    Both also hold ``use_cache=False`` (see ``disable_cache``).
+
+    With transformers, pass the batch as it is, ``model(**batch)``: SDPA and
+    eager attention then build the block-diagonal mask from the restarting
     ``position_ids``, which they do only without an attention mask and
     without a cache (flash-attention reads ``cu_seq_lens_q/k``).
+    :func:`check_isolation` proves it for your model.
 
     Examples
     --------
     >>> loader = torch.utils.data.DataLoader(                   # doctest: +SKIP
     ...     packed, batch_size=8, shuffle=True, collate_fn=PackedCollator())
     >>> for batch in loader:                                     # doctest: +SKIP
-    ...     loss = model(**batch, use_cache=False).loss
+    ...     loss = model(**batch).loss
     """
 
     def __init__(
@@ -115,6 +123,7 @@ class PackedCollator:
         document_ids: bool = False,
         num_items_in_batch: bool = True,
         loss_weights: str | None = None,
+        disable_cache: bool = True,
     ) -> None:
         self.layout = as_choice(layout, "layout", LAYOUTS)
         self.seq_len = as_optional_int(seq_len, "seq_len", lo=1, unit="tokens")
@@ -126,6 +135,7 @@ class PackedCollator:
         self.loss_weights = (
             None if loss_weights is None else as_choice(loss_weights, "loss_weights", LOSS_WEIGHTS)
         )
+        self.disable_cache = as_bool(disable_cache, "disable_cache")
         if mask_dtype is not None and not self.attention_mask:
             raise ValueError("mask_dtype applies with attention_mask=True")
         self.mask_dtype = (
@@ -161,14 +171,15 @@ class PackedCollator:
                 out["document_ids"] = torch.from_numpy(flat["document_ids"])
             self._add_loss_keys(out, gathered, None)
             return out
+            return self._model_options(out)
         grid = _batch.padded(gathered, self.seq_len, self.pad_token_id)
         out = {key: torch.from_numpy(grid[key]) for key in ("input_ids", "labels", "position_ids")}
         if self.attention_mask:
             out["attention_mask"] = self._mask(gathered, grid["input_ids"].shape[1])
         if self.document_ids:
             out["document_ids"] = torch.from_numpy(grid["document_ids"])
-        self._add_loss_keys(out, gathered, grid["input_ids"].shape[1])
-        return out
+            self._add_loss_keys(out, gathered, None)
+            return self._model_options(out)
 
     def _add_loss_keys(self, out: dict[str, Any], rows: _batch.Rows, length: int | None) -> None:
         """``num_items_in_batch`` and ``loss_weights``, as asked (``length``: the
@@ -202,8 +213,11 @@ class PackedCollator:
                 options.append(f"attention_mask=True, mask_dtype={self.mask_dtype}")
         if self.document_ids:
             options.append("document_ids=True")
-        if not self.num_items_in_batch:
-            options.append("num_items_in_batch=False")
-        if self.loss_weights is not None:
-            options.append(f"loss_weights={self.loss_weights!r}")
+        self._add_loss_keys(out, gathered, grid["input_ids"].shape[1])
+        return self._model_options(out)
+
+    def _model_options(self, batch: dict[str, Any]) -> dict[str, Any]:
+        if self.disable_cache:
+            batch["use_cache"] = False
+        return batch
         return f"PackedCollator({', '.join(options)})"
