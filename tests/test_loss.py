@@ -93,7 +93,7 @@ def grads(model):
 def big_batch_grads(rows):
     """The reference: one batch of every row, the model's mean over all targets."""
     model = tiny_llama()
-    loss = model(**PackedCollator()(rows), use_cache=False).loss
+    loss = model(**PackedCollator()(rows)).loss
     loss.backward()
     return float(loss.detach()), grads(model)
 
@@ -233,7 +233,7 @@ def test_plain_loop_accumulation_with_global_num_items(rows):
     n = global_num_items(micro)
     model, total = tiny_llama(), 0.0
     for batch in micro:
-        loss = model(**{**batch, "num_items_in_batch": n}, use_cache=False).loss
+        loss = model(**{**batch, "num_items_in_batch": n}).loss
         loss.backward()
         total += float(loss.detach())
     assert total == pytest.approx(ref_loss, rel=1e-5)
@@ -242,7 +242,7 @@ def test_plain_loop_accumulation_with_global_num_items(rows):
     # The usual mistake, each micro-batch's own mean over the steps, differs.
     wrong = tiny_llama()
     for batch in micro:
-        (wrong(**batch, use_cache=False).loss / len(micro)).backward()
+        (wrong(**batch).loss / len(micro)).backward()
     assert any(not torch.allclose(g, ref[k], **TOL) for k, g in grads(wrong).items())
 
 
@@ -258,7 +258,7 @@ def test_piece_weights_give_the_mean_of_document_means(rows):
     total = 0.0
     for batch in micro:
         weights = batch.pop("loss_weights")
-        logits = model(**batch, use_cache=False).logits
+        logits = model(**batch).logits
         loss = weighted_causal_lm_loss(logits, batch["labels"], weights, n)
         loss.backward()
         total += float(loss.detach())
@@ -267,7 +267,7 @@ def test_piece_weights_give_the_mean_of_document_means(rows):
     whole = collate(rows)
     weights = whole.pop("loss_weights")
     single = tiny_llama()
-    logits = single(**whole, use_cache=False).logits
+    logits = single(**whole).logits
     loss = weighted_causal_lm_loss(logits, whole["labels"], weights)
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
     loss.backward()
@@ -275,7 +275,7 @@ def test_piece_weights_give_the_mean_of_document_means(rows):
         torch.testing.assert_close(g, grads(model)[name], **TOL, msg=name)
     with torch.no_grad():
         # The token-weighted loss of the same batch is another number.
-        assert float(single(**whole, use_cache=False).loss) != pytest.approx(expected, rel=1e-3)
+        assert float(single(**whole).loss) != pytest.approx(expected, rel=1e-3)
         # The padded layout, with its 4-D mask: the same weighted loss.
         padded = PackedCollator(
             "padded", seq_len=SEQ_LEN, attention_mask=True, loss_weights="piece"
@@ -302,7 +302,7 @@ def test_simulated_ranks_give_the_big_batch_gradient(rows):
     for micro in ranks:
         model = tiny_llama()
         for batch in micro:
-            loss = model(**{**batch, "num_items_in_batch": n}, use_cache=False).loss
+            loss = model(**{**batch, "num_items_in_batch": n}).loss
             (loss * world).backward()
             total += float(loss.detach())
         for name, g in grads(model).items():
@@ -327,7 +327,7 @@ def _ddp_worker(rank, world, rows, init, out):
         for i, batch in enumerate(micro):
             sync = model.no_sync() if i == 0 else _nothing()
             with sync:
-                loss = model(**{**batch, "num_items_in_batch": n}, use_cache=False).loss
+                loss = model(**{**batch, "num_items_in_batch": n}).loss
                 (loss * world).backward()  # DDP averages the gradients over ranks
             total += loss.detach()
         dist.all_reduce(total)

@@ -26,9 +26,9 @@ does not import torch). This module reads packed rows; it never packs.
 from .._sampler import BalancedSampler
 from ._collator import IGNORE_INDEX, LAYOUTS, LOSS_WEIGHTS, PackedCollator
 from ._dataset import CACHE_ENV, PackedDataset, cache_root
-from ._loss import global_num_items, weighted_causal_lm_loss
 from ._flex import document_block_mask, document_mask_mod
 from ._isolation import IsolationError, IsolationReport, Piece, check_isolation
+from ._loss import global_num_items, weighted_causal_lm_loss
 
 __all__ = [
     "CACHE_ENV",

@@ -170,7 +170,6 @@ class PackedCollator:
             if self.document_ids:
                 out["document_ids"] = torch.from_numpy(flat["document_ids"])
             self._add_loss_keys(out, gathered, None)
-            return out
             return self._model_options(out)
         grid = _batch.padded(gathered, self.seq_len, self.pad_token_id)
         out = {key: torch.from_numpy(grid[key]) for key in ("input_ids", "labels", "position_ids")}
@@ -178,8 +177,13 @@ class PackedCollator:
             out["attention_mask"] = self._mask(gathered, grid["input_ids"].shape[1])
         if self.document_ids:
             out["document_ids"] = torch.from_numpy(grid["document_ids"])
-            self._add_loss_keys(out, gathered, None)
-            return self._model_options(out)
+        self._add_loss_keys(out, gathered, grid["input_ids"].shape[1])
+        return self._model_options(out)
+
+    def _model_options(self, batch: dict[str, Any]) -> dict[str, Any]:
+        if self.disable_cache:
+            batch["use_cache"] = False
+        return batch
 
     def _add_loss_keys(self, out: dict[str, Any], rows: _batch.Rows, length: int | None) -> None:
         """``num_items_in_batch`` and ``loss_weights``, as asked (``length``: the
@@ -213,11 +217,10 @@ class PackedCollator:
                 options.append(f"attention_mask=True, mask_dtype={self.mask_dtype}")
         if self.document_ids:
             options.append("document_ids=True")
-        self._add_loss_keys(out, gathered, grid["input_ids"].shape[1])
-        return self._model_options(out)
-
-    def _model_options(self, batch: dict[str, Any]) -> dict[str, Any]:
-        if self.disable_cache:
-            batch["use_cache"] = False
-        return batch
+        if not self.num_items_in_batch:
+            options.append("num_items_in_batch=False")
+        if self.loss_weights is not None:
+            options.append(f"loss_weights={self.loss_weights!r}")
+        if not self.disable_cache:
+            options.append("disable_cache=False")
         return f"PackedCollator({', '.join(options)})"
