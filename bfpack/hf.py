@@ -63,6 +63,9 @@ def pack_dataset(
     window_tokens: int | None = None,
     max_open: int | None = None,
     cache_file_name: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
+    provenance: bool = False,
+    carry: str | Sequence[str] | None = None,
+    separator: float | Mapping[str, float] | None = None,
 ) -> D:
     """Pack the token lists of a Hugging Face dataset into rows of at most ``seq_len``.
 
@@ -86,6 +89,11 @@ def pack_dataset(
         the input's fingerprint and the options, beside the input's cache
         files, or in a temporary directory that ``datasets`` removes at exit
         when the input lives in memory.
+    provenance, carry, separator
+        As in :func:`bfpack.pack_table`. ``doc_index`` is the document's
+        row in the dataset as given (after ``select``, ``shuffle`` or
+        ``filter``: ``dataset[doc_index]`` is the document), or its
+        position in the stream of an IterableDataset.
 
     Returns
     -------
@@ -129,6 +137,9 @@ def pack_dataset(
                     window_tokens=window_tokens,
                     max_open=max_open,
                     cache_file_name=names[split],
+                    provenance=provenance,
+                    carry=carry,
+                    separator=separator,
                 )
                 for split, part in dataset.items()
             }
@@ -165,6 +176,9 @@ def pack_dataset(
         seed=seed,
         window_tokens=DEFAULT_WINDOW_TOKENS if window_tokens is None else window_tokens,
         max_open=max_open,
+        provenance=provenance,
+        carry=carry,
+        separator=separator,
     )
     if iterable:
         return _pack_iterable(dataset, o)
@@ -201,12 +215,10 @@ def _pack_map_style(
         table,
         o.seq_len,
         indices=indices,
-        columns=o.columns,
         method=o.method,
         long_docs=o.long_docs,
-        pad_value=o.pad_value,
-        position_ids=o.position_ids,
         seed=o.seed,
+        **o.spec_options(),
     )
     if path is None:
         path = _default_cache_file(dataset, planned, o)
@@ -223,14 +235,10 @@ def _default_cache_file(dataset: datasets.Dataset, planned: TablePlan, o: PackOp
     (a Dataset already mapping it keeps the old one until it is dropped).
     """
     fingerprint = getattr(dataset, "_fingerprint", None) or uuid.uuid4().hex
-    options = dict(
-        columns=o.columns,
-        method=o.method,
-        long_docs=o.long_docs,
-        pad_value=o.pad_value,
-        position_ids=o.position_ids,
-        seed=o.seed,
-    )
+    options = dict(method=o.method, long_docs=o.long_docs, seed=o.seed, **o.spec_options())
+    for name in ("provenance", "carry", "separator"):  # the key of earlier versions when unset
+        if options[name] is None or options[name] is False:
+            del options[name]
     key = repr((fingerprint, planned.plan.seq_len, sorted(options.items()), __version__))
     name = f"bfpack-packed-{hashlib.sha256(key.encode()).hexdigest()[:16]}.arrow"
     files = dataset.cache_files
@@ -245,12 +253,12 @@ def _default_cache_file(dataset: datasets.Dataset, planned: TablePlan, o: PackOp
 def _write_arrow(path: str, table: pa.Table, planned: TablePlan) -> None:
     """Write the packed rows to an Arrow stream file, a few thousand rows at a
     time, under a temporary name renamed into place when complete."""
-    spec, plan, rows = planned
+    spec, plan, rows = planned.spec, planned.plan, planned.rows
     block = max(1, _BATCH_TOKENS // plan.seq_len)
     with atomic_path(path) as tmp, pa.OSFile(tmp, "wb") as sink:
         writer = None
         for lo in range(0, max(rows.shape[0], 1), block):
-            out = assemble(table, plan, spec, rows[lo : lo + block])
+            out = assemble(table, plan, spec, rows[lo : lo + block], sources=planned.sources)
             if writer is None:
                 writer = pa.ipc.new_stream(sink, out.schema)
             writer.write_table(out)
@@ -275,7 +283,7 @@ def _pack_iterable(dataset: datasets.IterableDataset, o: PackOptions) -> dataset
             source=dataset,
             options=o,
             spec=spec,
-            schema=pa.schema([schema.field(c) for c in spec.columns]),
+            schema=spec.schema,
         ),
     )
 
@@ -328,6 +336,6 @@ def _packed_rows(
 ) -> Any:
     """Yield the packed rows of ``source``, window by window."""
     stream = options.packer(spec, seed=options.seed)
-    tables = _batches(source, list(spec.columns), schema)
+    tables = _batches(source, schema.names, schema)
     for window, last in windows(tables, spec, options.window_tokens):
         yield from stream.step(window, last=last).to_pylist()

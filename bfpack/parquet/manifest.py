@@ -8,8 +8,9 @@ It records what a reader needs to trust the directory:
   (relative to the source directory; the file name for a one-file source),
   ``size`` in bytes, ``rows``, ``mtime_ns`` and ``footer_sha256`` (of the
   file's footer: its metadata, their length and the magic), as they were
-  throughout the run; ``skipped``: the files and directories the ``_``/``.``
-  convention left out;
+  throughout the run, and, when packed with provenance, ``first_document``
+  (the ``doc_index`` of its first row); ``skipped``: the files and
+  directories the ``_``/``.`` convention left out;
 - ``options``: how it was packed;
 - ``shards``, in order: ``file``, ``rows``, ``bytes`` and ``sha256`` (of
   the file's bytes);
@@ -68,6 +69,20 @@ def shard_record(name: str, rows: int, data: Any) -> dict[str, Any]:
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
+
+
+def input_records(source: Any, *, provenance: bool) -> list[dict[str, Any]]:
+    """The manifest's ``inputs`` of a ``ParquetSource``: each file's record
+    and, with provenance, ``first_document``, the ``doc_index`` of its first row."""
+    records = []
+    first = 0
+    for f in source.files:
+        record = f.record()
+        if provenance:
+            record["first_document"] = first
+        first += f.rows
+        records.append(record)
+    return records
 
 
 def build_manifest(
