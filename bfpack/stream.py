@@ -461,21 +461,23 @@ def windows(
     document that reaches the window, wherever the input tables end, so
     the windows do not depend on how the stream is batched. One table is
     read ahead, so the last window is known as such without holding two
-    windows; a stream with no rows gives one empty window. With ``pieces``
-    the tables are open pieces (``spec.piece_schema``).
+    windows; a stream with no rows gives one empty window. Tokens are
+    counted as packed: with their separators. With ``pieces`` the tables
+    are open pieces (``spec.piece_schema``, separators already in).
     """
     window_tokens = as_int(window_tokens, "window_tokens", lo=1, unit="tokens")
     if not isinstance(spec, OutputSpec):
         raise TypeError(f"spec must be an OutputSpec, got {type(spec).__name__}")
-    return _windows(tables, spec, window_tokens, spec.piece_schema if pieces else spec.schema)
+    return _windows(tables, spec, window_tokens, as_bool(pieces, "pieces"))
 
 
 def _windows(
     tables: Iterable[pa.Table | pa.RecordBatch],
     spec: OutputSpec,
     window_tokens: int,
-    schema: pa.Schema,
+    pieces: bool,
 ) -> Generator[tuple[pa.Table, bool], None, None]:
+    schema = spec.piece_schema if pieces else spec.schema
     stream = (t for t in map(as_table, tables) if t.num_rows)
     parts: list[pa.Table] = []
     tokens = 0
@@ -485,6 +487,8 @@ def _windows(
         check_same_columns(table.schema, schema, "a table of the stream")
         table = table.select(schema.names)
         n = aligned_lengths(table, spec.columns[:1])
+        if not pieces:  # windows of the tokens packed, separators included
+            n = spec.document_lengths(n)
         upto = _window_end(np.cumsum(n), window_tokens - tokens)
         if upto > table.num_rows:
             parts.append(table)

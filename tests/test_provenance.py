@@ -238,7 +238,8 @@ def test_pack_parquet_round_trip_and_the_manifests_map(files, tmp_path):
             f = int(np.searchsorted(firsts, d, side="right")) - 1
             row = d - firsts[f]
             assert pq.read_table(src / m["inputs"][f]["path"])["url"][row].as_py() == u
-    assert bfpack.verify(tmp_path / "o", source=src).ok
+    v = bfpack.verify(tmp_path / "o", source=src)
+    assert v.ok, v.problems
 
 
 def test_default_manifest_records_the_options_off(files, tmp_path):
