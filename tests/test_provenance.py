@@ -50,7 +50,12 @@ def test_pieces_rebuild_every_document(lengths, seq_len, method, separator, shuf
     if shuffle:
         indices = np.random.default_rng(len(lengths)).permutation(len(lengths))
     out = bfpack.pack_table(
-        table, seq_len, method=method, provenance=True, separator=separator, indices=indices,
+        table,
+        seq_len,
+        method=method,
+        provenance=True,
+        separator=separator,
+        indices=indices,
         position_ids=True,
     )
     docs = expected_docs(table, separator, indices)
@@ -116,7 +121,9 @@ def test_carried_columns_keep_their_type_and_nulls():
     assert out.schema.field("n").type == pa.list_(pa.int16())
     assert out.column_names == ["input_ids", "seq_lengths", "doc_index", "doc_offset", "url", "n"]
     urls, ns = table["url"].to_pylist(), table["n"].to_pylist()
-    for docs, u, n in zip(out["doc_index"].to_pylist(), out["url"].to_pylist(), out["n"].to_pylist()):
+    for docs, u, n in zip(
+        out["doc_index"].to_pylist(), out["url"].to_pylist(), out["n"].to_pylist()
+    ):
         assert u == [urls[d] for d in docs] and n == [ns[d] for d in docs]
     # Carried without provenance: one value per piece all the same.
     alone = bfpack.pack_table(table, 3, carry="url")
@@ -145,9 +152,7 @@ def test_per_document_columns_are_refused_by_default_naming_carry():
     ],
 )
 def test_bad_carry(carry, error, match):
-    table = pa.table(
-        {"input_ids": [[1, 2]], "url": ["a"], "other": [[1.0]], "doc_index": [1]}
-    )
+    table = pa.table({"input_ids": [[1, 2]], "url": ["a"], "other": [[1.0]], "doc_index": [1]})
     with pytest.raises(error, match=match):
         bfpack.pack_table(table, 4, columns="input_ids", carry=carry, provenance=True)
 
@@ -221,8 +226,15 @@ def files(tmp_path):
 def test_pack_parquet_round_trip_and_the_manifests_map(files, tmp_path):
     src, table = files
     m = bfpack.pack_parquet(
-        src, tmp_path / "o", 16, window_tokens=100, max_open=4, provenance=True,
-        carry="url", separator=SEP, columns=["input_ids", "labels"],
+        src,
+        tmp_path / "o",
+        16,
+        window_tokens=100,
+        max_open=4,
+        provenance=True,
+        carry="url",
+        separator=SEP,
+        columns=["input_ids", "labels"],
     )
     out = pa.concat_tables(pq.read_table(tmp_path / "o" / s["file"]) for s in m["shards"])
     assert rebuild(out) == expected_docs(table, SEP)
@@ -246,7 +258,9 @@ def test_default_manifest_records_the_options_off(files, tmp_path):
     src, _ = files
     m = bfpack.pack_parquet(src, tmp_path / "o", 16)
     assert (m["options"]["provenance"], m["options"]["carry"], m["options"]["separator"]) == (
-        False, [], None,
+        False,
+        [],
+        None,
     )
     assert "first_document" not in m["inputs"][0]
 
