@@ -148,6 +148,7 @@ def test_rows_of_pack_table_and_pack_dataset():
         (dict(layout="padded", pad_token_id=2**70), ValueError, "pad_token_id must be between"),
         (dict(layout="padded", pad_token_id=-(2**63) - 1), ValueError, "pad_token_id must be"),
         (dict(document_ids=1), TypeError, "document_ids must be True or False"),
+        (dict(provenance="yes"), TypeError, "provenance must be True or False"),
     ],
 )
 def test_bad_options(kwargs, error, match):
@@ -200,8 +201,27 @@ def test_a_row_longer_than_seq_len():
         PackedCollator("padded", seq_len=2)(rows)
 
 
+@pytest.mark.parametrize("layout", ["padding_free", "padded"])
+def test_provenance_per_piece(layout):
+    table = token_table(np.array([5, 30, 0, 17, 9, 40]), columns=("input_ids",))
+    packed = bfpack.pack_table(table, 16, provenance=True, separator=0, seed=1)
+    rows = packed.to_pylist()
+    batch = PackedCollator(layout, provenance=True)(rows[:3])
+    for key in ("doc_index", "doc_offset"):
+        assert batch[key].dtype == torch.int64
+        assert batch[key].tolist() == [v for row in rows[:3] for v in row[key]]
+    assert batch["doc_index"].shape[0] == sum(len(r["seq_lengths"]) for r in rows[:3])
+    assert "doc_index" not in PackedCollator(layout)(rows)
+    with pytest.raises(ValueError, match=r"row 0 has no 'doc_index'.*provenance=True"):
+        PackedCollator(layout, provenance=True)(bfpack.pack_table(table, 16).to_pylist())
+    short = [dict(rows[0], doc_offset=rows[0]["doc_offset"] + [0])]
+    with pytest.raises(ValueError, match="row 0: doc_offset has 3 values for 2 pieces"):
+        PackedCollator(layout, provenance=True)(short)
+
+
 def test_repr():
     assert repr(PackedCollator()) == "PackedCollator(layout='padding_free')"
+    assert repr(PackedCollator(provenance=True)).endswith("provenance=True)")
     assert "attention_mask=True" in repr(PackedCollator("padded", attention_mask=True))
     assert repr(PackedCollator(document_ids=True)).endswith("document_ids=True)")
 

@@ -47,6 +47,12 @@ class PackedCollator:
         across the batch; padded: within each row, -1 for padding), as
         FlexAttention's document masking takes it. Models do not take this
         key, so it is left out unless asked.
+    provenance : bool
+        Add ``doc_index`` and ``doc_offset`` (int64, shape ``[P]``): the
+        rows' provenance columns (packed with ``provenance=True``), one value
+        per piece of the batch, row after row (the pieces of
+        ``cu_seq_lens_q``, or of ``document_ids``). Models do not take
+        these keys: pop them before ``model(**batch)``.
 
     Notes
     -----
@@ -93,6 +99,7 @@ class PackedCollator:
         attention_mask: bool = False,
         mask_dtype: torch.dtype | None = None,
         document_ids: bool = False,
+        provenance: bool = False,
     ) -> None:
         self.layout = as_choice(layout, "layout", LAYOUTS)
         self.seq_len = as_optional_int(seq_len, "seq_len", lo=1, unit="tokens")
@@ -100,6 +107,7 @@ class PackedCollator:
         self.pad_token_id = as_int(pad_token_id, "pad_token_id", lo=-(2**63), hi=2**63 - 1)
         self.attention_mask = as_bool(attention_mask, "attention_mask")
         self.document_ids = as_bool(document_ids, "document_ids")
+        self.provenance = as_bool(provenance, "provenance")
         if mask_dtype is not None and not self.attention_mask:
             raise ValueError("mask_dtype applies with attention_mask=True")
         self.mask_dtype = (
@@ -122,6 +130,13 @@ class PackedCollator:
 
     def __call__(self, rows: Sequence[Any]) -> dict[str, Any]:
         """The batch of the packed rows ``rows`` (see the class notes)."""
+        out = self._batch(rows)
+        if self.provenance:
+            for key in ("doc_index", "doc_offset"):
+                out[key] = torch.from_numpy(_batch.piece_values(rows, key))
+        return out
+
+    def _batch(self, rows: Sequence[Any]) -> dict[str, Any]:
         gathered = _batch.gather_rows(rows)
         if self.layout == "padding_free":
             flat = _batch.padding_free(gathered)
@@ -163,4 +178,6 @@ class PackedCollator:
                 options.append(f"attention_mask=True, mask_dtype={self.mask_dtype}")
         if self.document_ids:
             options.append("document_ids=True")
+        if self.provenance:
+            options.append("provenance=True")
         return f"PackedCollator({', '.join(options)})"
