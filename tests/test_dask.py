@@ -33,7 +33,7 @@ from bfpack.parquet._staging import DestinationLock  # noqa: E402
 from bfpack.parquet.manifest import MANIFEST  # noqa: E402
 
 from outputs import contents  # noqa: E402
-from tokens import check_packed, token_table  # noqa: E402
+from tokens import STRIDE, check_packed, rebuild, token_table  # noqa: E402
 
 SEQ_LEN = 128
 OPTIONS = dict(window_tokens=4_000, seed=5)
@@ -114,6 +114,32 @@ def test_same_bytes_for_one_two_and_four_workers(client, source, tmp_path):
         runs[workers] = contents(tmp_path / f"w{workers}")
     bdask.pack_parquet(src, tmp_path / "p2", SEQ_LEN, client=client, **OPTIONS)
     assert runs[1] == runs[2] == runs[4] == contents(tmp_path / "p2")
+
+
+def test_provenance_round_trip_the_same_on_one_and_two_workers(client, source, tmp_path):
+    src, parts = source
+    opts = dict(
+        OPTIONS, files_per_task=2, provenance=True, carry="doc_id", separator=7, columns="input_ids"
+    )
+    m = bdask.pack_parquet(src, tmp_path / "two", SEQ_LEN, client=client, **opts)
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as c,
+        distributed.Client(c) as one,
+    ):
+        bdask.pack_parquet(src, tmp_path / "one", SEQ_LEN, client=one, **opts)
+    assert contents(tmp_path / "one") == contents(tmp_path / "two")
+    out = packed_rows(tmp_path / "two", m)
+    lengths = np.concatenate(parts)
+    want = {d: [d * STRIDE + p for p in range(n)] + [7] for d, n in enumerate(lengths) if n}
+    assert rebuild(out) == want  # the token of doc d, position p is d * STRIDE + p
+    pairs = zip(out["doc_id"].to_pylist(), out["doc_index"].to_pylist())
+    assert all(i == d for r in pairs for i, d in zip(*r))
+    assert [i["first_document"] for i in m["inputs"]] == np.cumsum(
+        [0, *map(len, parts[:-1])]
+    ).tolist()
+    assert bfpack.verify(tmp_path / "two", source=src).ok
 
 
 @pytest.mark.parametrize("files_per_task", [2, 4, 100])
