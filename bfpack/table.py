@@ -44,10 +44,19 @@ PROVENANCE_COLUMNS = (DOC_INDEX, DOC_OFFSET)
 
 
 class PieceSources(NamedTuple):
-    """Where each piece of a plan comes from, across the whole input."""
+    """Where each piece of a plan comes from, across the whole input
+    (the ``doc_index`` and ``doc_offset`` that :func:`assemble` writes).
 
-    doc: np.ndarray  # int64: the piece's document, numbered in input order
-    offset: np.ndarray  # int64: the piece's first token within that document
+    Attributes
+    ----------
+    doc : numpy.ndarray of int64, shape (num_pieces,)
+        Each piece's document, numbered from 0 in input order.
+    offset : numpy.ndarray of int64, shape (num_pieces,)
+        The offset of each piece's first token within its document.
+    """
+
+    doc: np.ndarray
+    offset: np.ndarray
 
 
 @dataclass(frozen=True, kw_only=True)

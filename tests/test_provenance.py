@@ -16,6 +16,7 @@ import bfpack
 from bfpack.cli import main as cli_main
 from bfpack.parquet.manifest import MANIFEST
 from bfpack.stream import TableStreamPacker
+
 from tokens import rebuild, token_table
 
 SEP = 99
