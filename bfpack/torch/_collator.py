@@ -130,14 +130,9 @@ class PackedCollator:
 
     def __call__(self, rows: Sequence[Any]) -> dict[str, Any]:
         """The batch of the packed rows ``rows`` (see the class notes)."""
-        out = self._batch(rows)
-        if self.provenance:
-            for key in ("doc_index", "doc_offset"):
-                out[key] = torch.from_numpy(_batch.piece_values(rows, key))
-        return out
-
-    def _batch(self, rows: Sequence[Any]) -> dict[str, Any]:
         gathered = _batch.gather_rows(rows)
+        keys = ("doc_index", "doc_offset") if self.provenance else ()
+        extra = {key: torch.from_numpy(_batch.piece_values(rows, key)) for key in keys}
         if self.layout == "padding_free":
             flat = _batch.padding_free(gathered)
             out: dict[str, Any] = {
@@ -148,14 +143,14 @@ class PackedCollator:
             out.update(max_length_q=flat["max_seqlen"], max_length_k=flat["max_seqlen"])
             if self.document_ids:
                 out["document_ids"] = torch.from_numpy(flat["document_ids"])
-            return out
+            return out | extra
         grid = _batch.padded(gathered, self.seq_len, self.pad_token_id)
         out = {key: torch.from_numpy(grid[key]) for key in ("input_ids", "labels", "position_ids")}
         if self.attention_mask:
             out["attention_mask"] = self._mask(gathered, grid["input_ids"].shape[1])
         if self.document_ids:
             out["document_ids"] = torch.from_numpy(grid["document_ids"])
-        return out
+        return out | extra
 
     def _mask(self, rows: _batch.Rows, length: int) -> torch.Tensor:
         """The additive block-diagonal causal mask ``[B, 1, length, length]``."""
