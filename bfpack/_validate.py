@@ -566,7 +566,8 @@ def _pad_value(name: str, dtype: np.dtype, value: Any, what: str = "pad_value") 
     elif is_float and isinstance(value, (float, np.floating)):
         number = float(value)
         if not np.isfinite(number):
-            raise ValueError(f"{what} for {name!r} is {number}; use a finite number")
+            verb = "pad with" if what == "pad_value" else "use"
+            raise ValueError(f"{what} for {name!r} is {number}; {verb} a finite number")
     else:
         kind = "a number" if is_float else "an integer"
         raise TypeError(

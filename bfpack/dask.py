@@ -326,7 +326,7 @@ def pack_parquet(
                             task,
                             o,
                             spec,
-                            firsts[task],
+                            first_document=firsts[task],
                             key=f"bfpack-{run_id}-{task}",
                         )
                     )
@@ -435,6 +435,7 @@ def _pack_group(
     task: int,
     o: PackOptions,
     spec: OutputSpec,
+    *,
     first_document: int = 0,
 ) -> _TaskResult | str:
     """One task: pack the files of ``group``, keeping the open sequences open.

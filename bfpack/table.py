@@ -265,7 +265,14 @@ def assemble(
         pad = 0 if spec.pad_values is None else spec.pad_values[i]
         sep = pad if spec.separators is None else spec.separators[i]
         arrays[name] = _gather_column(
-            table.column(name), spec.list_types[i], plan, rows, out_offsets, pad, copied, sep
+            table.column(name),
+            spec.list_types[i],
+            plan,
+            rows,
+            out_offsets,
+            pad=pad,
+            copied=copied,
+            separator=sep,
         )
     len_offsets, len_values = call(gather_piece_lengths, rows, plan.seq_offsets, plan.piece_len)
     arrays[SEQ_LENGTHS] = list_array(len_offsets, len_values, pa.int32())
@@ -309,6 +316,7 @@ def _gather_column(
     plan: Packing,
     rows: np.ndarray,
     out_offsets: np.ndarray,
+    *,
     pad: float,
     copied: np.ndarray,
     separator: float,
