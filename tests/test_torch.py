@@ -298,6 +298,30 @@ def test_columns(packed_dir):
         PackedDataset(dst, columns="input_ids")
 
 
+def test_provenance_and_carried_columns_of_a_packed_directory(tmp_path):
+    src = tmp_path / "docs.parquet"
+    table = token_table(np.array([5, 30, 0, 17, 9, 40]), columns=("input_ids",))
+    pq.write_table(table.append_column("url", pa.array(list("abcdef"))), src)
+    bfpack.pack_parquet(src, tmp_path / "o", 16, provenance=True, carry=["url", "doc_id"])
+    ds = PackedDataset(tmp_path / "o", cache_dir=tmp_path / "cache")
+    # Strings have no numpy view: left out unless named, and then refused.
+    assert ds.columns == ("input_ids", "seq_lengths", "doc_index", "doc_offset", "doc_id")
+    with pytest.raises(
+        TypeError,
+        match="column .url. of .* is list<element: string>: its values have no numpy view",
+    ):
+        PackedDataset(tmp_path / "o", columns=["url"], cache_dir=tmp_path / "cache")
+    batch = PackedCollator(provenance=True)([ds[i] for i in range(len(ds))])
+    ids, lens = batch["input_ids"][0].tolist(), torch.diff(batch["cu_seq_lens_q"]).tolist()
+    docs = {}
+    for n, d, off, start in zip(
+        lens, batch["doc_index"].tolist(), batch["doc_offset"].tolist(), np.cumsum([0, *lens])
+    ):
+        docs.setdefault(d, []).append((off, ids[start : start + n]))
+    rebuilt = {d: [t for _, p in sorted(parts) for t in p] for d, parts in docs.items()}
+    assert rebuilt == {d: x for d, x in enumerate(table["input_ids"].to_pylist()) if x}
+
+
 def test_memory_mapped(packed_dir):
     dst, expected = packed_dir
     before = pa.total_allocated_bytes()
