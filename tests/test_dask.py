@@ -187,9 +187,9 @@ def test_rows_per_shard_and_options_pass_through(client, source, tmp_path):
 _real_pack_group = bdask._pack_group
 
 
-def _pack_group_then_die_once(group, folder, lock, task, o, spec):
+def _pack_group_then_die_once(group, folder, lock, task, o, spec, **kwargs):
     """The task, whose first run of task 2 kills its worker after writing its shards."""
-    result = _real_pack_group(group, folder, lock, task, o, spec)
+    result = _real_pack_group(group, folder, lock, task, o, spec, **kwargs)
     marker = os.path.join(os.path.dirname(folder), "killed-once")
     if task == 2 and not os.path.exists(marker):
         open(marker, "w").close()
@@ -351,7 +351,7 @@ def _recorded_task(record, wait_for, then="0"):
     then ``then`` seconds more (still running when a driver that does not
     wait for it has exited)."""
 
-    def task(*args):
+    def task(*args, **kwargs):
         import time
 
         k = next(a for a in args if isinstance(a, int))  # the task's number
@@ -363,7 +363,7 @@ def _recorded_task(record, wait_for, then="0"):
                         break
                     time.sleep(0.1)
                 time.sleep(float(then))
-            return _real_pack_group(*args)
+            return _real_pack_group(*args, **kwargs)
         finally:
             open(os.path.join(record, f"ended-{k}"), "w").close()
 
@@ -440,9 +440,9 @@ def test_a_task_stops_once_its_run_is_given_up(source, tmp_path):
         lock.release()
 
 
-def _pack_group_elsewhere(group, folder, *args):
+def _pack_group_elsewhere(group, folder, *args, **kwargs):
     """The task, on a worker that does not see the staged directory."""
-    return _real_pack_group(group, folder + "-elsewhere", *args)
+    return _real_pack_group(group, folder + "-elsewhere", *args, **kwargs)
 
 
 def test_a_worker_that_cannot_see_the_staged_output_fails_the_run(
@@ -455,7 +455,7 @@ def test_a_worker_that_cannot_see_the_staged_output_fails_the_run(
     assert leftovers(tmp_path) == [] and not (tmp_path / "o").exists()
 
 
-def _kill_the_worker(*args):
+def _kill_the_worker(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
