@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .packing import DocumentCounts, Packing, PackingStats, pack
     from .parquet import Verification, pack_parquet, verify
     from .stream import StreamPacker, TableStreamPacker
-    from .table import OutputSpec, assemble, cu_seqlens, max_seqlen, pack_table
+    from .table import OutputSpec, PieceSources, assemble, cu_seqlens, max_seqlen, pack_table
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
@@ -38,6 +38,7 @@ _EXPORTS = {
     "StreamPacker": "stream",
     "TableStreamPacker": "stream",
     "OutputSpec": "table",
+    "PieceSources": "table",
     "assemble": "table",
     "cu_seqlens": "table",
     "max_seqlen": "table",
@@ -53,6 +54,7 @@ __all__ = [
     "OutputSpec",
     "Packing",
     "PackingStats",
+    "PieceSources",
     "StreamPacker",
     "TableStreamPacker",
     "Verification",

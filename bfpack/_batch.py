@@ -113,6 +113,28 @@ def as_packed_row(row: Any, index: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return ids, labels, pieces.astype(np.int64, copy=False)
 
 
+def piece_values(rows: Sequence[Any], key: str) -> np.ndarray:
+    """Column ``key`` of the rows (one integer per piece, as ``doc_index``
+    and ``doc_offset`` of a packing with provenance), laid end to end (int64)."""
+    out = []
+    for i, row in enumerate(rows):
+        if key not in row:
+            raise ValueError(
+                f"row {i} has no {key!r} (its keys: {sorted(row)}); pack the documents "
+                f"with provenance=True (--provenance) for it"
+            )
+        values = _row_array(row[key], i, key)
+        pieces = len(row["seq_lengths"])
+        if values.shape[0] != pieces:
+            raise ValueError(
+                f"row {i}: {key} has {values.shape[0]} values for {pieces} pieces; it "
+                f"must hold one per piece"
+            )
+        _check_int64(values, i, key)
+        out.append(values.astype(np.int64, copy=False))
+    return np.concatenate(out)
+
+
 def _row_array(value: Any, index: int, key: str) -> np.ndarray:
     arr = np.asarray(value)
     if arr.ndim != 1:

@@ -388,6 +388,49 @@ def as_columns(
     return tuple(names)
 
 
+def as_carry(
+    schema: pa.Schema, carry: Any, packed: Sequence[str], reserved: Sequence[str]
+) -> tuple[str, ...]:
+    """Names of the per-document columns to carry, checked against ``schema``:
+    present, once, not packed, not a list column, not named like an added column."""
+    if carry is None:
+        return ()
+    if isinstance(carry, str):
+        names = [carry]
+    else:
+        try:
+            names = list(carry)
+        except TypeError:
+            raise TypeError(
+                f"carry must be a column name or a list of names, got {carry!r}"
+            ) from None
+        bad = [n for n in names if not isinstance(n, str)]
+        if bad:
+            raise TypeError(f"carry must be names (str), got {bad[0]!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"carry lists a column twice: {names}")
+    check_unique_columns(schema, names)
+    for name in names:
+        if name not in schema.names:
+            raise ValueError(
+                f"carry: column {name!r} is not in the table; its columns are {schema.names}"
+            )
+        if name in packed:
+            raise ValueError(
+                f"column {name!r} is packed and carried; name it in one of columns= and carry="
+            )
+        if is_list_type(schema.field(name).type):
+            raise TypeError(
+                f"carry: column {name!r} is a list column ({schema.field(name).type}); carry "
+                f"per-document values, and pack list columns aligned with the tokens"
+            )
+        if name in reserved:
+            raise ValueError(
+                f"carry: column {name!r} would clash with the column bfpack adds; rename it first"
+            )
+    return tuple(names)
+
+
 def _not_by_default(schema: pa.Schema, names: Sequence[str], name: str, exc: TypeError) -> None:
     """TypeError for the default list column ``name`` that holds no tokens, naming
     the columns to pack instead; returns if there are none."""
@@ -440,7 +483,9 @@ def check_token_type(name: str, t: pa.DataType) -> None:
     """TypeError unless ``t`` is a list of integers or floating-point numbers."""
     if not is_list_type(t):
         raise TypeError(
-            f"column {name!r} has type {t}, not a list of tokens; pack list<int> columns only"
+            f"column {name!r} has type {t}, not a list of tokens; pack list<int> columns "
+            f"only, and carry a per-document column with carry=[{name!r}] (--carry {name}): "
+            f"one value per piece"
         )
     v = t.value_type
     if not (pa.types.is_integer(v) or pa.types.is_floating(v)):
@@ -452,7 +497,8 @@ def check_token_type(name: str, t: pa.DataType) -> None:
 
 def check_same_columns(schema: pa.Schema, expected: pa.Schema, where: str) -> None:
     """Check that ``schema`` holds every column of ``expected`` as a list of
-    the same token type; ``where`` names the table in the message."""
+    the same token type (a column that is not a list, carried per document:
+    of the same type); ``where`` names the table in the message."""
     check_unique_columns(schema, expected.names)
     for field in expected:
         if field.name not in schema.names:
@@ -461,6 +507,13 @@ def check_same_columns(schema: pa.Schema, expected: pa.Schema, where: str) -> No
                 f"{schema.names}); every table must hold the packed columns"
             )
         t = schema.field(field.name).type
+        if not is_list_type(field.type):
+            if t != field.type:
+                raise TypeError(
+                    f"{where}: column {field.name!r} is {t}, but {field.type} in the "
+                    f"first table; cast it to one type first"
+                )
+            continue
         if not is_list_type(t) or t.value_type != field.type.value_type:
             raise TypeError(
                 f"{where}: column {field.name!r} is {t}, but {field.type} in the "
@@ -469,7 +522,7 @@ def check_same_columns(schema: pa.Schema, expected: pa.Schema, where: str) -> No
 
 
 def as_pad_values(
-    schema: pa.Schema, names: Sequence[str], pad_value: Any
+    schema: pa.Schema, names: Sequence[str], pad_value: Any, *, what: str = "pad_value"
 ) -> tuple[float, ...] | None:
     """The pad value of each column of ``names``, or None for no padding.
 
@@ -478,7 +531,8 @@ def as_pad_values(
     columns take integers (Python or numpy) in their range; floating-point
     columns also take finite floats, within their range (a value past it
     would be stored as inf) and rounded to their precision. Values come
-    back as Python ints and floats.
+    back as Python ints and floats. ``what`` names the option in messages;
+    a ``separator`` given as one number is a token id, so not negative.
     """
     if pad_value is None:
         return None
@@ -486,18 +540,24 @@ def as_pad_values(
         missing = [n for n in names if n not in pad_value]
         if missing:
             raise ValueError(
-                f"pad_value has no value for column(s) {missing}; give one for every packed column"
+                f"{what} has no value for column(s) {missing}; give one for every packed column"
             )
         given = [pad_value[n] for n in names]
     else:
         given = [pad_value] * len(names)
-    return tuple(
-        _pad_value(name, value_dtype(schema.field(name).type), value)
+    values = tuple(
+        _pad_value(name, value_dtype(schema.field(name).type), value, what)
         for name, value in zip(names, given)
     )
+    if what == "separator" and not isinstance(pad_value, Mapping) and values[0] < 0:
+        raise ValueError(
+            f"separator is {values[0]}, a negative token id; pass the tokenizer's "
+            f"eos_token_id (or a dict of values by column, e.g. -100 for labels)"
+        )
+    return values
 
 
-def _pad_value(name: str, dtype: np.dtype, value: Any) -> float:
+def _pad_value(name: str, dtype: np.dtype, value: Any, what: str = "pad_value") -> float:
     """``value`` checked against the values of column ``name`` (``dtype``)."""
     is_float = dtype.kind == "f"
     number: int | float
@@ -506,11 +566,12 @@ def _pad_value(name: str, dtype: np.dtype, value: Any) -> float:
     elif is_float and isinstance(value, (float, np.floating)):
         number = float(value)
         if not np.isfinite(number):
-            raise ValueError(f"pad_value for {name!r} is {number}; pad with a finite number")
+            verb = "pad with" if what == "pad_value" else "use"
+            raise ValueError(f"{what} for {name!r} is {number}; {verb} a finite number")
     else:
-        what = "a number" if is_float else "an integer"
+        kind = "a number" if is_float else "an integer"
         raise TypeError(
-            f"pad_value for {name!r} must be {what} (the column holds {dtype}), got {value!r}"
+            f"{what} for {name!r} must be {kind} (the column holds {dtype}), got {value!r}"
         )
     if is_float:
         info = np.finfo(dtype)
@@ -527,7 +588,7 @@ def _pad_value(name: str, dtype: np.dtype, value: Any) -> float:
         fits = lo <= number <= hi
     if not fits:
         raise ValueError(
-            f"pad_value {_number(number)} does not fit column {name!r} of type "
+            f"{what} {_number(number)} does not fit column {name!r} of type "
             f"{dtype}; pick a value in [{lo}, {hi}]"
         )
     return number

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import itertools
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -48,7 +49,7 @@ from .packing import DocumentCounts, PackingStats
 from .parquet._shards import shard_writer
 from .parquet._source import ParquetSource
 from .parquet._staging import DestinationLock, StagedOutput, as_path, check_paths
-from .parquet.manifest import build_manifest, write_manifest
+from .parquet.manifest import build_manifest, input_records, write_manifest
 from .stream import windows
 from .table import OutputSpec
 
@@ -206,6 +207,9 @@ def pack_parquet(
     rows_per_shard: int | None = None,
     overwrite: bool = False,
     max_open: int | None = None,
+    provenance: bool = False,
+    carry: str | Sequence[str] | None = None,
+    separator: float | Mapping[str, float] | None = None,
     progress: Callable[[dict[str, int]], Any] | None = None,
 ) -> dict[str, Any]:
     """Pack a Parquet dataset into packed Parquet shards on a Dask cluster.
@@ -231,6 +235,10 @@ def pack_parquet(
     window_tokens, rows_per_shard, overwrite, max_open
         As in :func:`bfpack.parquet.pack_parquet`; ``rows_per_shard``
         applies within each task.
+    provenance, carry, separator
+        As in :func:`bfpack.parquet.pack_parquet`: ``doc_index`` numbers the
+        documents of all the files in order, whatever task packs them, so
+        it does not depend on the tasks or workers.
     progress : callable, optional
         Called after every task with running totals (``documents``,
         ``tokens``, ``sequences``, ``windows``: tasks done) and
@@ -282,6 +290,9 @@ def pack_parquet(
         rows_per_shard=rows_per_shard,
         overwrite=overwrite,
         max_open=max_open,
+        provenance=provenance,
+        carry=carry,
+        separator=separator,
     )
     as_callable(progress, "progress")
     files_per_task = as_int(files_per_task, "files_per_task", lo=1)
@@ -290,8 +301,9 @@ def pack_parquet(
     check_paths(src, dst)
     with StagedOutput(os.path.realpath(dst), overwrite=o.overwrite) as out:
         source = ParquetSource.open(src, dst=out.dst)
-        spec = source.spec(columns=o.columns, pad_value=o.pad_value, position_ids=o.position_ids)
+        spec = source.spec(**o.spec_options())
         groups = _groups(source, files_per_task)
+        firsts = [0, *itertools.accumulate(g.rows for g in groups)]  # provenance
         run_id = out.run_id  # the run the lock's journal and the markers name
         _log.info(
             "packing %s documents in %s task(s) of %s file(s) on %s",
@@ -314,6 +326,7 @@ def pack_parquet(
                             task,
                             o,
                             spec,
+                            first_document=firsts[task],
                             key=f"bfpack-{run_id}-{task}",
                         )
                     )
@@ -323,11 +336,11 @@ def pack_parquet(
             # output is removed (on leaving the with block).
             _stop_tasks(client, futures, out.folder)
             raise
-        last = o.packer(spec, seed=o.seed)
+        last = o.packer(spec, seed=o.seed, pieces=True)
         writer = shard_writer(o, out.folder, prefix="part-last")
         try:
             pieces = (r.open_pieces for r in results)
-            for table, final in windows(pieces, spec, o.window_tokens):
+            for table, final in windows(pieces, spec, o.window_tokens, pieces=True):
                 rows = last.step(table, last=final)
                 if rows.num_rows:
                     writer.write(rows)
@@ -345,7 +358,7 @@ def pack_parquet(
         manifest = build_manifest(
             run_id=run_id,
             source=os.path.abspath(os.fspath(src)),
-            inputs=[f.record() for f in source.files],
+            inputs=input_records(source, provenance=spec.provenance),
             skipped=source.skipped,
             options={**o.as_dict(spec), "files_per_task": files_per_task},
             shards=shards,
@@ -416,7 +429,14 @@ def _gather(
 
 
 def _pack_group(
-    group: ParquetSource, folder: str, lock: str, task: int, o: PackOptions, spec: OutputSpec
+    group: ParquetSource,
+    folder: str,
+    lock: str,
+    task: int,
+    o: PackOptions,
+    spec: OutputSpec,
+    *,
+    first_document: int = 0,
 ) -> _TaskResult | str:
     """One task: pack the files of ``group``, keeping the open sequences open.
 
@@ -424,10 +444,11 @@ def _pack_group(
     task as one core, and runs as many tasks at once as a worker has threads.
     Before every window and every shard it checks that its run goes on
     (:func:`_check_live`); otherwise it stops and returns why, a string
-    (not an error, which each worker would log at length).
+    (not an error, which each worker would log at length). Its first
+    document is ``first_document`` of the whole source (provenance).
     """
     seed = None if o.seed is None else o.seed + (task + 1) * _SEED_STRIDE
-    packer = o.packer(spec, seed=seed)
+    packer = o.packer(spec, seed=seed, first_document=first_document)
     live = functools.partial(_check_live, folder, lock)
     writer = shard_writer(o, folder, prefix=f"part-{task:05d}", in_flight=0, before_shard=live)
     try:

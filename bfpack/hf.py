@@ -77,6 +77,9 @@ def pack_dataset(
     window_tokens: int | None = None,
     max_open: int | None = None,
     cache_file_name: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
+    provenance: bool = False,
+    carry: str | Sequence[str] | None = None,
+    separator: float | Mapping[str, float] | None = None,
 ) -> D:
     """Pack the token lists of a Hugging Face dataset into rows of at most ``seq_len``.
 
@@ -103,6 +106,11 @@ def pack_dataset(
         the input's fingerprint and the options, beside the input's cache
         files, or in a temporary directory that ``datasets`` removes at exit
         when the input lives in memory.
+    provenance, carry, separator
+        As in :func:`bfpack.pack_table`. ``doc_index`` is the document's
+        row in the dataset as given (after ``select``, ``shuffle`` or
+        ``filter``: ``dataset[doc_index]`` is the document), or its
+        position in the stream of an IterableDataset.
 
     Returns
     -------
@@ -152,6 +160,9 @@ def pack_dataset(
                     window_tokens=window_tokens,
                     max_open=max_open,
                     cache_file_name=names[split],
+                    provenance=provenance,
+                    carry=carry,
+                    separator=separator,
                 )
                 for split, part in dataset.items()
             }
@@ -188,6 +199,9 @@ def pack_dataset(
         seed=seed,
         window_tokens=_stream_window(seq_len) if window_tokens is None else window_tokens,
         max_open=max_open,
+        provenance=provenance,
+        carry=carry,
+        separator=separator,
     )
     if iterable:
         return _pack_iterable(dataset, o)
@@ -234,12 +248,10 @@ def _pack_map_style(
         table,
         o.seq_len,
         indices=indices,
-        columns=o.columns,
         method=o.method,
         long_docs=o.long_docs,
-        pad_value=o.pad_value,
-        position_ids=o.position_ids,
         seed=o.seed,
+        **o.spec_options(),
     )
     if path is None:
         path = _default_cache_file(dataset, planned, o)
@@ -256,14 +268,10 @@ def _default_cache_file(dataset: datasets.Dataset, planned: TablePlan, o: PackOp
     (a Dataset already mapping it keeps the old one until it is dropped).
     """
     fingerprint = getattr(dataset, "_fingerprint", None) or uuid.uuid4().hex
-    options = dict(
-        columns=o.columns,
-        method=o.method,
-        long_docs=o.long_docs,
-        pad_value=o.pad_value,
-        position_ids=o.position_ids,
-        seed=o.seed,
-    )
+    options = dict(method=o.method, long_docs=o.long_docs, seed=o.seed, **o.spec_options())
+    for name in ("provenance", "carry", "separator"):  # the key of earlier versions when unset
+        if options[name] is None or options[name] is False:
+            del options[name]
     key = repr((fingerprint, planned.plan.seq_len, sorted(options.items()), __version__))
     name = f"bfpack-packed-{hashlib.sha256(key.encode()).hexdigest()[:16]}.arrow"
     files = dataset.cache_files
@@ -278,12 +286,12 @@ def _default_cache_file(dataset: datasets.Dataset, planned: TablePlan, o: PackOp
 def _write_arrow(path: str, table: pa.Table, planned: TablePlan) -> None:
     """Write the packed rows to an Arrow stream file, a few thousand rows at a
     time, under a temporary name renamed into place when complete."""
-    spec, plan, rows = planned
+    spec, plan, rows = planned.spec, planned.plan, planned.rows
     block = max(1, _BATCH_TOKENS // plan.seq_len)
     with atomic_path(path) as tmp, pa.OSFile(tmp, "wb") as sink:
         writer = None
         for lo in range(0, max(rows.shape[0], 1), block):
-            out = assemble(table, plan, spec, rows[lo : lo + block])
+            out = assemble(table, plan, spec, rows[lo : lo + block], sources=planned.sources)
             if writer is None:
                 writer = pa.ipc.new_stream(sink, out.schema)
             writer.write_table(out)
@@ -315,7 +323,7 @@ def _pack_iterable(dataset: datasets.IterableDataset, o: PackOptions) -> dataset
             source=dataset,
             options=o,
             spec=spec,
-            schema=pa.schema([schema.field(c) for c in spec.columns]),
+            schema=spec.schema,
         ),
     )
     features = datasets.Features.from_arrow_schema(empty.schema)
@@ -388,7 +396,7 @@ def _packed_tables(
     for k in shard:
         part = source if num_shards == 1 else source.shard(num_shards, k, contiguous=True)
         stream = options.packer(spec, seed=options.seed)
-        tables = _batches(part, list(spec.columns), schema)
+        tables = _batches(part, schema.names, schema)
         for w, (window, last) in enumerate(windows(tables, spec, options.window_tokens)):
             out = stream.step(window, last=last)
             if out.num_rows:

@@ -35,8 +35,9 @@ class PackOptions:
     (see there for each), every value is checked once, here: TypeError for
     a wrong type, ValueError for a wrong value. ``max_open=None`` becomes
     :func:`bfpack.stream.default_max_open` of ``seq_len`` and
-    ``window_tokens``. ``columns`` and ``pad_value`` depend on the input's
-    schema, so they are kept as given and checked by :meth:`spec`.
+    ``window_tokens``. ``columns``, ``pad_value``, ``carry`` and
+    ``separator`` depend on the input's schema, so they are kept as given
+    and checked by :meth:`spec`.
 
     Instances are immutable and picklable (a Dask task receives one).
 
@@ -58,6 +59,9 @@ class PackOptions:
     rows_per_shard: int | None
     overwrite: bool
     max_open: int
+    provenance: bool
+    carry: str | tuple[str, ...] | None
+    separator: float | dict[str, float] | None
 
     def __init__(
         self,
@@ -73,6 +77,9 @@ class PackOptions:
         rows_per_shard: int | None = None,
         overwrite: bool = False,
         max_open: int | None = None,
+        provenance: bool = False,
+        carry: str | Sequence[str] | None = None,
+        separator: float | Mapping[str, float] | None = None,
     ) -> None:
         seq_len = as_seq_len(seq_len)
         window_tokens = as_int(window_tokens, "window_tokens", lo=1, unit="tokens")
@@ -90,6 +97,9 @@ class PackOptions:
             rows_per_shard=as_optional_int(rows_per_shard, "rows_per_shard", lo=1),
             overwrite=as_bool(overwrite, "overwrite"),
             max_open=default_max_open(seq_len, window_tokens) if max_open is None else max_open,
+            provenance=as_bool(provenance, "provenance"),
+            carry=carry if carry is None or isinstance(carry, str) else _names(carry),
+            separator=dict(separator) if isinstance(separator, Mapping) else separator,
         )
         for name, value in checked.items():
             object.__setattr__(self, name, value)  # frozen: set once, here
@@ -106,12 +116,24 @@ class PackOptions:
     def spec(self, schema: Any) -> OutputSpec:
         """The output spec of these options for tables of ``schema``
         (:meth:`bfpack.OutputSpec.for_schema`)."""
-        return OutputSpec.for_schema(
-            schema, columns=self.columns, pad_value=self.pad_value, position_ids=self.position_ids
+        return OutputSpec.for_schema(schema, **self.spec_options())
+
+    def spec_options(self) -> dict[str, Any]:
+        """The options that :meth:`bfpack.OutputSpec.for_schema` takes, by name."""
+        return dict(
+            columns=self.columns,
+            pad_value=self.pad_value,
+            position_ids=self.position_ids,
+            provenance=self.provenance,
+            carry=self.carry,
+            separator=self.separator,
         )
 
-    def packer(self, spec: OutputSpec, *, seed: int | None) -> TableStreamPacker:
-        """A stream packer of these options, shuffling its output with ``seed``."""
+    def packer(
+        self, spec: OutputSpec, *, seed: int | None, first_document: int = 0, pieces: bool = False
+    ) -> TableStreamPacker:
+        """A stream packer of these options, shuffling its output with ``seed``
+        (``first_document`` and ``pieces``: see :class:`~bfpack.stream.TableStreamPacker`)."""
         return TableStreamPacker(
             self.seq_len,
             spec,
@@ -119,6 +141,8 @@ class PackOptions:
             long_docs=self.long_docs,
             max_open=self.max_open,
             seed=seed,
+            first_document=first_document,
+            pieces=pieces,
         )
 
     def length_packer(self) -> StreamPacker:
@@ -141,15 +165,25 @@ class PackOptions:
             "window_tokens": self.window_tokens,
             "rows_per_shard": self.rows_per_shard,
             "max_open": self.max_open,
+            "provenance": spec.provenance,
+            "carry": list(spec.carry),
+            "separator": self._manifest_value(spec.separators, self.separator, spec),
         }
 
     def _manifest_pad(self, spec: OutputSpec) -> float | dict[str, float] | None:
         """``pad_value`` as given (one number or one per packed column), as plain numbers."""
-        if spec.pad_values is None:
+        return self._manifest_value(spec.pad_values, self.pad_value, spec)
+
+    @staticmethod
+    def _manifest_value(
+        values: tuple[float, ...] | None, given: Any, spec: OutputSpec
+    ) -> float | dict[str, float] | None:
+        """Checked per-column ``values`` as ``given``: one number or one per column."""
+        if values is None:
             return None
-        if isinstance(self.pad_value, Mapping):
-            return dict(zip(spec.columns, spec.pad_values))
-        return spec.pad_values[0]
+        if isinstance(given, Mapping):
+            return dict(zip(spec.columns, values))
+        return values[0]
 
 
 def _names(columns: Any) -> Any:

@@ -40,7 +40,15 @@ from ._validate import (
 )
 from .methods import NO_OPEN_SEQUENCES, as_method
 from .packing import DocumentCounts, Packing, PackingStats, count
-from .table import OutputSpec, aligned_lengths, assemble, row_order
+from .table import (
+    DOC_INDEX,
+    DOC_OFFSET,
+    OutputSpec,
+    PieceSources,
+    aligned_lengths,
+    assemble,
+    row_order,
+)
 
 #: Open sequences carried between windows by default.
 DEFAULT_MAX_OPEN = 4096
@@ -264,6 +272,14 @@ class TableStreamPacker:
     seed : int, optional
         Shuffle the rows of every output with its own seed: the ``k``-th
         output that has rows uses ``seed + k``.
+    first_document : int
+        With ``spec.provenance``: the ``doc_index`` of the stream's first
+        document (documents are numbered on from it, empty ones included).
+    pieces : bool
+        The windows are the :attr:`open_pieces` of other packers of the
+        same spec, not documents: their provenance is read from their
+        ``doc_index`` and ``doc_offset`` columns, and they already hold
+        their separators.
 
     Notes
     -----
@@ -297,6 +313,8 @@ class TableStreamPacker:
         long_docs: str = "split",
         max_open: int = DEFAULT_MAX_OPEN,
         seed: int | None = None,
+        first_document: int = 0,
+        pieces: bool = False,
     ) -> None:
         if not isinstance(spec, OutputSpec):
             raise TypeError(
@@ -306,8 +324,10 @@ class TableStreamPacker:
         self._packer = StreamPacker(seq_len, method=method, long_docs=long_docs, max_open=max_open)
         self.spec = spec
         self.seed = as_seed(seed)
-        self._schema = spec.schema
-        self._carry = self._schema.empty_table()
+        self._first = as_int(first_document, "first_document", lo=0)
+        self._pieces = as_bool(pieces, "pieces")
+        self._schema = spec.piece_schema if self._pieces else spec.schema
+        self._carry = spec.piece_schema.empty_table()
         self._rows = 0
         self._outputs = 0
 
@@ -328,8 +348,10 @@ class TableStreamPacker:
 
     @property
     def open_pieces(self) -> pa.Table:
-        """The pieces of the open sequences, one row per piece (the packed
-        columns only): what :meth:`finish` would still pack."""
+        """The pieces of the open sequences, one row per piece: what
+        :meth:`finish` would still pack. Its columns are ``spec.piece_schema``:
+        the packed columns (separators included), the carried ones and,
+        with provenance, each piece's ``doc_index`` and ``doc_offset``."""
         return self._carry
 
     def step(self, table: pa.Table | pa.RecordBatch, *, last: bool = False) -> pa.Table:
@@ -352,27 +374,53 @@ class TableStreamPacker:
         changes nothing: the next step continues from the windows before it.
         """
         table = as_table(table)
+        spec = self.spec
         check_same_columns(table.schema, self._schema, "the window")
-        window = table.select(list(self.spec.columns)).replace_schema_metadata(None)
+        window = table.select(self._schema.names).replace_schema_metadata(None)
         if not window.schema.equals(self._schema):
             window = window.cast(self._schema)
-        lengths = aligned_lengths(window, self.spec.columns, self._rows)
+        lengths = aligned_lengths(window, spec.columns, self._rows)
+        if not self._pieces:
+            lengths = spec.document_lengths(lengths)
         step = self._packer._advance(lengths, as_bool(last, "last"))
+        sources = self._sources(window, step) if spec.provenance else None
+        if spec.provenance and not self._pieces:
+            window = window.append_column(DOC_INDEX, pa.nulls(window.num_rows, pa.int64()))
+            window = window.append_column(DOC_OFFSET, pa.nulls(window.num_rows, pa.int64()))
         source = pa.concat_tables([self._carry, window]) if self._carry.num_rows else window
         rows = step.emit
         if self.seed is not None and rows.shape[0]:
             rows = rows[row_order(rows.shape[0], self.seed + self._outputs)]
-        out = assemble(source, step.plan, self.spec, rows)
-        carry = assemble(
-            source, _one_piece_per_sequence(step.plan, step.carried), self.spec.without_extras()
-        )
-        carry = carry.select(list(self.spec.columns)).cast(self._schema)
+        out = assemble(source, step.plan, spec, rows, sources=sources)
+        kept = _one_piece_per_sequence(step.plan, step.carried)
+        carry = assemble(source, kept, spec.without_extras()).select(list(spec.columns))
+        for name in spec.carry:
+            carry = carry.append_column(name, source.column(name).take(kept.piece_doc))
+        if sources is not None:
+            for name, values in zip((DOC_INDEX, DOC_OFFSET), sources):
+                carry = carry.append_column(name, pa.array(values[step.carried], pa.int64()))
+        carry = carry.cast(spec.piece_schema)
         with held():  # all at once: a step that raises changes nothing
             self._packer._carried = step.after
             self._carry = carry
             self._rows += window.num_rows
             self._outputs += out.num_rows > 0
         return out
+
+    def _sources(self, window: pa.Table, step: _Step) -> PieceSources:
+        """Each piece's document and offset: the open pieces' as recorded,
+        then the window's documents, numbered on (or, for pieces, as recorded)."""
+        n = window.num_rows
+        if self._pieces:
+            doc = window.column(DOC_INDEX).to_numpy()
+            offset = window.column(DOC_OFFSET).to_numpy()
+        else:
+            doc = self._first + self._packer.counts.documents + np.arange(n, dtype=np.int64)
+            offset = np.zeros(n, dtype=np.int64)
+        doc = np.concatenate([self._carry.column(DOC_INDEX).to_numpy(), doc]).astype(np.int64)
+        offset = np.concatenate([self._carry.column(DOC_OFFSET).to_numpy(), offset])
+        local = step.plan.piece_doc
+        return PieceSources(doc[local], offset[local].astype(np.int64) + step.plan.piece_start)
 
     def finish(self) -> pa.Table:
         """Write every open sequence (a last step over an empty window)."""
@@ -399,7 +447,11 @@ def _one_piece_per_sequence(plan: Packing, pieces: np.ndarray) -> Packing:
 
 
 def windows(
-    tables: Iterable[pa.Table | pa.RecordBatch], spec: OutputSpec, window_tokens: int
+    tables: Iterable[pa.Table | pa.RecordBatch],
+    spec: OutputSpec,
+    window_tokens: int,
+    *,
+    pieces: bool = False,
 ) -> Generator[tuple[pa.Table, bool], None, None]:
     """Regroup a stream of tables into windows for :meth:`TableStreamPacker.step`.
 
@@ -409,18 +461,23 @@ def windows(
     document that reaches the window, wherever the input tables end, so
     the windows do not depend on how the stream is batched. One table is
     read ahead, so the last window is known as such without holding two
-    windows; a stream with no rows gives one empty window.
+    windows; a stream with no rows gives one empty window. Tokens are
+    counted as packed: with their separators. With ``pieces`` the tables
+    are open pieces (``spec.piece_schema``, separators already in).
     """
     window_tokens = as_int(window_tokens, "window_tokens", lo=1, unit="tokens")
     if not isinstance(spec, OutputSpec):
         raise TypeError(f"spec must be an OutputSpec, got {type(spec).__name__}")
-    return _windows(tables, spec, window_tokens)
+    return _windows(tables, spec, window_tokens, as_bool(pieces, "pieces"))
 
 
 def _windows(
-    tables: Iterable[pa.Table | pa.RecordBatch], spec: OutputSpec, window_tokens: int
+    tables: Iterable[pa.Table | pa.RecordBatch],
+    spec: OutputSpec,
+    window_tokens: int,
+    pieces: bool,
 ) -> Generator[tuple[pa.Table, bool], None, None]:
-    schema = spec.schema
+    schema = spec.piece_schema if pieces else spec.schema
     stream = (t for t in map(as_table, tables) if t.num_rows)
     parts: list[pa.Table] = []
     tokens = 0
@@ -428,8 +485,10 @@ def _windows(
     table = next(stream, None)
     while table is not None:
         check_same_columns(table.schema, schema, "a table of the stream")
-        table = table.select(list(spec.columns))
+        table = table.select(schema.names)
         n = aligned_lengths(table, spec.columns[:1])
+        if not pieces:  # windows of the tokens packed, separators included
+            n = spec.document_lengths(n)
         upto = _window_end(np.cumsum(n), window_tokens - tokens)
         if upto > table.num_rows:
             parts.append(table)

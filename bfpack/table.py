@@ -14,11 +14,12 @@ import pyarrow as pa
 
 from . import _batch
 from ._arrow import document_addresses, has_null_values, list_array, row_lengths
-from ._jit import call, token_bits, token_view
+from ._jit import call, readonly, token_bits, token_view
 from ._kernels.gather import gather_piece_lengths, gather_tokens, row_offsets
 from ._kernels.gather import position_ids as _position_ids
 from ._validate import (
     as_bool,
+    as_carry,
     as_columns,
     as_indices,
     as_lengths,
@@ -35,6 +36,27 @@ SEQ_LENGTHS = "seq_lengths"
 POSITION_IDS = "position_ids"
 #: Columns bfpack adds to its output; no input column may take these names.
 RESERVED_COLUMNS = (SEQ_LENGTHS, POSITION_IDS)
+DOC_INDEX = "doc_index"
+DOC_OFFSET = "doc_offset"
+#: The provenance columns (``provenance=True``): per piece, its document's
+#: index in the input and the offset of its first token in that document.
+PROVENANCE_COLUMNS = (DOC_INDEX, DOC_OFFSET)
+
+
+class PieceSources(NamedTuple):
+    """Where each piece of a plan comes from, across the whole input
+    (the ``doc_index`` and ``doc_offset`` that :func:`assemble` writes).
+
+    Attributes
+    ----------
+    doc : numpy.ndarray of int64, shape (num_pieces,)
+        Each piece's document, numbered from 0 in input order.
+    offset : numpy.ndarray of int64, shape (num_pieces,)
+        The offset of each piece's first token within its document.
+    """
+
+    doc: np.ndarray
+    offset: np.ndarray
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +76,15 @@ class OutputSpec:
         as long as their pieces.
     position_ids : bool
         Whether a ``position_ids`` column is added.
+    provenance : bool
+        Whether ``doc_index`` and ``doc_offset`` columns are added.
+    carry : tuple of str
+        Per-document columns carried as a list per row, one value per piece.
+    carry_types : tuple of pyarrow.DataType
+        Their types in the input.
+    separators : tuple of int or float, or None
+        Per packed column, the value appended to every non-empty document
+        before packing (counted in its length); None: nothing is appended.
 
     Every packed table also has ``seq_lengths``: the length of each piece
     of a row, in order (list<int32>).
@@ -63,6 +94,10 @@ class OutputSpec:
     list_types: tuple[pa.DataType, ...]
     pad_values: tuple[float, ...] | None = None
     position_ids: bool = False
+    provenance: bool = False
+    carry: tuple[str, ...] = ()
+    carry_types: tuple[pa.DataType, ...] = ()
+    separators: tuple[float, ...] | None = None
 
     @classmethod
     def for_schema(
@@ -72,34 +107,73 @@ class OutputSpec:
         columns: str | Sequence[str] | None = None,
         pad_value: float | Mapping[str, float] | None = None,
         position_ids: bool = False,
+        provenance: bool = False,
+        carry: str | Sequence[str] | None = None,
+        separator: float | Mapping[str, float] | None = None,
     ) -> OutputSpec:
         """The spec for tables of ``schema``, with the options of :func:`pack_table`.
 
         Raises TypeError or ValueError for columns that are missing, not
-        lists of numbers, or named like an added column, and for pad
-        values of the wrong type or out of their column's range.
+        lists of numbers, or named like an added column, for pad values
+        and separators of the wrong type or out of their column's range,
+        and for carried columns that are missing, packed, or named like an
+        added column.
         """
-        names = as_columns(schema, columns, RESERVED_COLUMNS)
+        provenance = as_bool(provenance, "provenance")
+        reserved = RESERVED_COLUMNS + (PROVENANCE_COLUMNS if provenance else ())
+        names = as_columns(schema, columns, reserved)
+        carried = as_carry(schema, carry, names, reserved)
         return cls(
             columns=names,
             list_types=tuple(schema.field(n).type for n in names),
             pad_values=as_pad_values(schema, names, pad_value),
             position_ids=as_bool(position_ids, "position_ids"),
+            provenance=provenance,
+            carry=carried,
+            carry_types=tuple(schema.field(n).type for n in carried),
+            separators=as_pad_values(schema, names, separator, what="separator"),
         )
 
     @property
     def schema(self) -> pa.Schema:
-        """The packed columns of the input, as a schema."""
-        return pa.schema([pa.field(n, t) for n, t in zip(self.columns, self.list_types)])
+        """The columns read from the input: the packed ones, then the carried ones."""
+        names = self.columns + self.carry
+        return pa.schema(
+            [pa.field(n, t) for n, t in zip(names, self.list_types + self.carry_types)]
+        )
+
+    @property
+    def piece_schema(self) -> pa.Schema:
+        """:attr:`schema`, then (with provenance) ``doc_index`` and ``doc_offset``
+        (int64): the pieces a stream packer keeps open, one per row."""
+        if not self.provenance:
+            return self.schema
+        return pa.schema(list(self.schema) + [pa.field(n, pa.int64()) for n in PROVENANCE_COLUMNS])
 
     @property
     def output_columns(self) -> tuple[str, ...]:
         """The columns of a packed table, in order."""
-        return self.columns + (SEQ_LENGTHS,) + ((POSITION_IDS,) if self.position_ids else ())
+        return (
+            self.columns
+            + (SEQ_LENGTHS,)
+            + ((POSITION_IDS,) if self.position_ids else ())
+            + (PROVENANCE_COLUMNS if self.provenance else ())
+            + self.carry
+        )
 
     def without_extras(self) -> OutputSpec:
-        """The same columns, with no padding and no position ids."""
-        return OutputSpec(columns=self.columns, list_types=self.list_types)
+        """The same packed columns and separators, with no padding, no
+        position ids, no provenance and nothing carried."""
+        return OutputSpec(
+            columns=self.columns, list_types=self.list_types, separators=self.separators
+        )
+
+    def document_lengths(self, tokens: np.ndarray) -> np.ndarray:
+        """The lengths to pack for documents of ``tokens`` tokens: one more
+        for every non-empty document when a separator is appended."""
+        if self.separators is None:
+            return tokens
+        return as_lengths(tokens + (tokens > 0))
 
 
 def aligned_lengths(table: pa.Table, columns: Sequence[str], first_row: int = 0) -> np.ndarray:
@@ -140,7 +214,14 @@ def row_order(num_rows: int, seed: int | None) -> np.ndarray:
     return np.random.default_rng(seed).permutation(num_rows).astype(np.int64)
 
 
-def assemble(table: pa.Table, plan: Packing, spec: OutputSpec, rows: Any = None) -> pa.Table:
+def assemble(
+    table: pa.Table,
+    plan: Packing,
+    spec: OutputSpec,
+    rows: Any = None,
+    *,
+    sources: PieceSources | None = None,
+) -> pa.Table:
     """The packed table of ``plan`` over the documents of ``table``.
 
     Parameters
@@ -155,6 +236,13 @@ def assemble(table: pa.Table, plan: Packing, spec: OutputSpec, rows: Any = None)
     rows : array_like of int, optional
         The sequences to write, in order (default: all, in plan order);
         output row ``r`` is sequence ``rows[r]``.
+    sources : PieceSources, optional
+        With ``spec.provenance``: each piece's document and offset in the
+        whole input (default: ``plan.piece_doc`` and ``plan.piece_start``).
+
+    A piece that reaches past its document's tokens in ``table`` ends with
+    the column's separator (``spec.separators``): the plan packed each
+    document one token longer.
 
     Returns
     -------
@@ -166,18 +254,60 @@ def assemble(table: pa.Table, plan: Packing, spec: OutputSpec, rows: Any = None)
     rows = as_indices(rows, plan.num_sequences, "rows")
     pad_to = plan.seq_len if spec.pad_values is not None else 0
     out_offsets = call(row_offsets, rows, plan.seq_offsets, plan.piece_len, pad_to)
+    copied = plan.piece_len
+    if spec.separators is not None and plan.num_pieces:
+        # Tokens a piece takes from its document; the one slot past them
+        # (at most one: the document was packed one token longer) is the separator.
+        held = row_lengths(table.column(spec.columns[0]))[plan.piece_doc] - plan.piece_start
+        copied = readonly(np.minimum(plan.piece_len, held).astype(plan.piece_len.dtype))
     arrays = {}
     for i, name in enumerate(spec.columns):
         pad = 0 if spec.pad_values is None else spec.pad_values[i]
+        sep = pad if spec.separators is None else spec.separators[i]
         arrays[name] = _gather_column(
-            table.column(name), spec.list_types[i], plan, rows, out_offsets, pad
+            table.column(name),
+            spec.list_types[i],
+            plan,
+            rows,
+            out_offsets,
+            pad=pad,
+            copied=copied,
+            separator=sep,
         )
     len_offsets, len_values = call(gather_piece_lengths, rows, plan.seq_offsets, plan.piece_len)
     arrays[SEQ_LENGTHS] = list_array(len_offsets, len_values, pa.int32())
     if spec.position_ids:
         positions = call(_position_ids, len_offsets, len_values, out_offsets)
         arrays[POSITION_IDS] = list_array(out_offsets, positions, pa.int32())
+    if spec.provenance or spec.carry:
+        pieces = _pieces_of(plan, rows)
+        if spec.provenance:
+            if sources is None:
+                sources = PieceSources(plan.piece_doc, plan.piece_start)
+            arrays[DOC_INDEX] = _per_piece(len_offsets, sources.doc[pieces])
+            arrays[DOC_OFFSET] = _per_piece(len_offsets, sources.offset[pieces])
+        docs = plan.piece_doc[pieces]
+        for name in spec.carry:
+            arrays[name] = _per_piece(len_offsets, table.column(name).take(docs))
     return pa.table(arrays)
+
+
+def _pieces_of(plan: Packing, rows: np.ndarray) -> np.ndarray:
+    """The plan's pieces of sequences ``rows``, row after row (int64 indices)."""
+    lo = plan.seq_offsets[rows]
+    sizes = plan.seq_offsets[rows + 1] - lo
+    before = np.cumsum(sizes) - sizes
+    return np.repeat(lo - before, sizes) + np.arange(int(sizes.sum()), dtype=np.int64)
+
+
+def _per_piece(offsets: np.ndarray, values: Any) -> pa.Array:
+    """A list per row, one value per piece: ``values`` cut at ``offsets``
+    (the offsets of ``seq_lengths``)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not isinstance(values, pa.Array):
+        values = pa.array(np.asarray(values, dtype=np.int64))
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
 
 
 def _gather_column(
@@ -186,9 +316,14 @@ def _gather_column(
     plan: Packing,
     rows: np.ndarray,
     out_offsets: np.ndarray,
+    *,
     pad: float,
+    copied: np.ndarray,
+    separator: float,
 ) -> pa.Array | pa.ChunkedArray:
-    """One packed column: every piece's tokens, row by row, padded with ``pad``."""
+    """One packed column: every piece's tokens, row by row, padded with
+    ``pad``; a piece that copies fewer tokens than its length ends with
+    ``separator``."""
     dtype = value_dtype(list_type)
     source = document_addresses(col, dtype)  # into col's buffers, alive meanwhile
     out = np.empty(out_offsets[-1], dtype=dtype)
@@ -200,8 +335,10 @@ def _gather_column(
         plan.piece_doc,
         plan.piece_start,
         plan.piece_len,
+        copied,
         out_offsets,
         token_bits(pad, dtype),
+        token_bits(separator, dtype),
         token_view(out),
     )
     return list_array(
@@ -215,6 +352,7 @@ class TablePlan(NamedTuple):
     spec: OutputSpec  # the output's columns
     plan: Packing  # pieces per sequence; piece_doc numbers rows of the table
     rows: np.ndarray  # the sequences in output order (int64)
+    sources: PieceSources | None = None  # with indices: the pieces' documents in their order
 
 
 def plan_table(
@@ -228,26 +366,39 @@ def plan_table(
     position_ids: bool = False,
     seed: int | None = None,
     indices: Any = None,
+    provenance: bool = False,
+    carry: str | Sequence[str] | None = None,
+    separator: float | Mapping[str, float] | None = None,
 ) -> TablePlan:
     """Plan :func:`pack_table` of ``table`` (a validated pyarrow Table).
 
-    ``assemble(table, *plan_table(table, ...))`` is ``pack_table(table,
-    ...)``; assembling a few output rows at a time bounds memory.
+    ``assemble(table, p.plan, p.spec, p.rows, sources=p.sources)`` of
+    ``p = plan_table(table, ...)`` is ``pack_table(table, ...)``;
+    assembling a few output rows at a time bounds memory.
     """
     seq_len = as_seq_len(seq_len)
     spec = OutputSpec.for_schema(
-        table.schema, columns=columns, pad_value=pad_value, position_ids=position_ids
+        table.schema,
+        columns=columns,
+        pad_value=pad_value,
+        position_ids=position_ids,
+        provenance=provenance,
+        carry=carry,
+        separator=separator,
     )
     seed = as_seed(seed)
-    lengths = aligned_lengths(table, spec.columns)
+    lengths = spec.document_lengths(aligned_lengths(table, spec.columns))
     if indices is not None:
         indices = as_indices(indices, table.num_rows, "indices")
         lengths = lengths[indices]
     plan = pack(lengths, seq_len, method=method, long_docs=long_docs)
+    sources = None
     if indices is not None:
         # Document i of the plan is row indices[i] of the table.
+        if spec.provenance:
+            sources = PieceSources(plan.piece_doc, plan.piece_start)
         plan = dataclasses.replace(plan, piece_doc=indices[plan.piece_doc])
-    return TablePlan(spec, plan, row_order(plan.num_sequences, seed))
+    return TablePlan(spec, plan, row_order(plan.num_sequences, seed), sources)
 
 
 def pack_table(
@@ -261,6 +412,9 @@ def pack_table(
     position_ids: bool = False,
     seed: int | None = None,
     indices: Any = None,
+    provenance: bool = False,
+    carry: str | Sequence[str] | None = None,
+    separator: float | Mapping[str, float] | None = None,
 ) -> pa.Table:
     """Pack the token lists of an Arrow table into rows of at most ``seq_len``.
 
@@ -300,6 +454,25 @@ def pack_table(
         in that order (a selection or permutation, like the indices mapping
         of a ``datasets.Dataset``); nothing is copied to apply it. Default:
         every row, in order.
+    provenance : bool
+        Add ``doc_index`` and ``doc_offset`` columns (list<int64>, one value
+        per piece, like ``seq_lengths``): the piece's document, numbered
+        from 0 in input order (its row of ``table``, or its position in
+        ``indices``), and the offset of the piece's first token in that
+        document. Empty documents are numbered too, though they make no piece.
+    carry : str or list of str, optional
+        Per-document columns (any type but a list: an id, a URL, a source
+        name) to carry into the output as a list per row, one value per
+        piece (the piece's document's value; nulls stay null).
+    separator : int, float or dict, optional
+        Append this value (the tokenizer's ``eos_token_id``, say) to every
+        non-empty document before packing, in every packed column (or
+        ``separator[column]`` per column, e.g. ``-100`` for labels). It
+        counts in the document's length, so a document of ``n`` tokens is
+        packed as ``n + 1`` and ends, in its last piece, with the
+        separator; ``seq_lengths`` and ``position_ids`` include it.
+        Checked like ``pad_value``; one value for all columns is a token
+        id, not negative.
 
     Returns
     -------
@@ -308,7 +481,8 @@ def pack_table(
         list or large_list of the same values; a list column of more than
         2**31 - 1 values comes in several chunks), then ``seq_lengths`` (list<int32>,
         the length of each piece in the row, in order), then
-        ``position_ids`` if asked.
+        ``position_ids`` if asked, then ``doc_index`` and ``doc_offset``
+        with ``provenance``, then the ``carry`` columns (list of their type).
 
     Raises
     ------
@@ -330,7 +504,7 @@ def pack_table(
     kernel; nothing loops over documents in Python.
     """
     table = as_table(table)
-    spec, plan, rows = plan_table(
+    p = plan_table(
         table,
         seq_len,
         columns=columns,
@@ -340,8 +514,11 @@ def pack_table(
         position_ids=position_ids,
         seed=seed,
         indices=indices,
+        provenance=provenance,
+        carry=carry,
+        separator=separator,
     )
-    return assemble(table, plan, spec, rows)
+    return assemble(table, p.plan, p.spec, p.rows, sources=p.sources)
 
 
 def cu_seqlens(seq_lengths: Any) -> np.ndarray:

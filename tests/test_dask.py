@@ -33,7 +33,7 @@ from bfpack.parquet._staging import DestinationLock  # noqa: E402
 from bfpack.parquet.manifest import MANIFEST  # noqa: E402
 
 from outputs import contents  # noqa: E402
-from tokens import check_packed, token_table  # noqa: E402
+from tokens import STRIDE, check_packed, rebuild, token_table  # noqa: E402
 
 SEQ_LEN = 128
 OPTIONS = dict(window_tokens=4_000, seed=5)
@@ -116,6 +116,32 @@ def test_same_bytes_for_one_two_and_four_workers(client, source, tmp_path):
     assert runs[1] == runs[2] == runs[4] == contents(tmp_path / "p2")
 
 
+def test_provenance_round_trip_the_same_on_one_and_two_workers(client, source, tmp_path):
+    src, parts = source
+    opts = dict(
+        OPTIONS, files_per_task=2, provenance=True, carry="doc_id", separator=7, columns="input_ids"
+    )
+    m = bdask.pack_parquet(src, tmp_path / "two", SEQ_LEN, client=client, **opts)
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as c,
+        distributed.Client(c) as one,
+    ):
+        bdask.pack_parquet(src, tmp_path / "one", SEQ_LEN, client=one, **opts)
+    assert contents(tmp_path / "one") == contents(tmp_path / "two")
+    out = packed_rows(tmp_path / "two", m)
+    lengths = np.concatenate(parts)
+    want = {d: [d * STRIDE + p for p in range(n)] + [7] for d, n in enumerate(lengths) if n}
+    assert rebuild(out) == want  # the token of doc d, position p is d * STRIDE + p
+    pairs = zip(out["doc_id"].to_pylist(), out["doc_index"].to_pylist())
+    assert all(i == d for r in pairs for i, d in zip(*r))
+    assert [i["first_document"] for i in m["inputs"]] == np.cumsum(
+        [0, *map(len, parts[:-1])]
+    ).tolist()
+    assert bfpack.verify(tmp_path / "two", source=src).ok
+
+
 @pytest.mark.parametrize("files_per_task", [2, 4, 100])
 def test_files_per_task(client, source, tmp_path, files_per_task):
     src, parts = source
@@ -161,9 +187,9 @@ def test_rows_per_shard_and_options_pass_through(client, source, tmp_path):
 _real_pack_group = bdask._pack_group
 
 
-def _pack_group_then_die_once(group, folder, lock, task, o, spec):
+def _pack_group_then_die_once(group, folder, lock, task, o, spec, **kwargs):
     """The task, whose first run of task 2 kills its worker after writing its shards."""
-    result = _real_pack_group(group, folder, lock, task, o, spec)
+    result = _real_pack_group(group, folder, lock, task, o, spec, **kwargs)
     marker = os.path.join(os.path.dirname(folder), "killed-once")
     if task == 2 and not os.path.exists(marker):
         open(marker, "w").close()
@@ -325,7 +351,7 @@ def _recorded_task(record, wait_for, then="0"):
     then ``then`` seconds more (still running when a driver that does not
     wait for it has exited)."""
 
-    def task(*args):
+    def task(*args, **kwargs):
         import time
 
         k = next(a for a in args if isinstance(a, int))  # the task's number
@@ -337,7 +363,7 @@ def _recorded_task(record, wait_for, then="0"):
                         break
                     time.sleep(0.1)
                 time.sleep(float(then))
-            return _real_pack_group(*args)
+            return _real_pack_group(*args, **kwargs)
         finally:
             open(os.path.join(record, f"ended-{k}"), "w").close()
 
@@ -414,9 +440,9 @@ def test_a_task_stops_once_its_run_is_given_up(source, tmp_path):
         lock.release()
 
 
-def _pack_group_elsewhere(group, folder, *args):
+def _pack_group_elsewhere(group, folder, *args, **kwargs):
     """The task, on a worker that does not see the staged directory."""
-    return _real_pack_group(group, folder + "-elsewhere", *args)
+    return _real_pack_group(group, folder + "-elsewhere", *args, **kwargs)
 
 
 def test_a_worker_that_cannot_see_the_staged_output_fails_the_run(
@@ -429,7 +455,7 @@ def test_a_worker_that_cannot_see_the_staged_output_fails_the_run(
     assert leftovers(tmp_path) == [] and not (tmp_path / "o").exists()
 
 
-def _kill_the_worker(*args):
+def _kill_the_worker(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
 

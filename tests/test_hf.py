@@ -24,7 +24,7 @@ datasets = need("datasets")
 import bfpack  # noqa: E402
 from bfpack.hf import pack_dataset  # noqa: E402
 
-from tokens import check_packed, token_table  # noqa: E402
+from tokens import check_packed, rebuild, token_table  # noqa: E402
 
 SEQ_LEN = 64
 COLUMNS = ["input_ids", "labels"]
@@ -112,6 +112,32 @@ def test_the_logical_row_order_is_packed(transform):
     # ...and of the materialized view.
     flat = pack_dataset(view.flatten_indices(), SEQ_LEN, columns=COLUMNS, position_ids=True, seed=2)
     assert packed_table(flat).equals(expected)
+
+
+def test_provenance_round_trip_in_the_logical_order():
+    view = dataset_of(lengths_of()).shuffle(seed=3).select(range(10, 90))
+    packed = pack_dataset(
+        view, SEQ_LEN, columns=COLUMNS, provenance=True, carry="doc_id", separator=9
+    )
+    out = packed_table(packed)
+    # dataset[doc_index] is the document: its tokens, then the separator.
+    want = {i: ids + [9] for i, ids in enumerate(view["input_ids"]) if ids}
+    assert rebuild(out) == want
+    ids = list(view["doc_id"])
+    pairs = zip(out["doc_id"].to_pylist(), out["doc_index"].to_pylist())
+    assert all(i == ids[d] for r in pairs for i, d in zip(*r))
+    streamed = pack_dataset(
+        view.to_iterable_dataset(),
+        SEQ_LEN,
+        columns=COLUMNS,
+        provenance=True,
+        carry="doc_id",
+        separator=9,
+        window_tokens=500,
+    )
+    rows = pa.Table.from_pylist(list(streamed))
+    assert list(streamed.features)[-3:] == ["doc_index", "doc_offset", "doc_id"]
+    assert rebuild(rows) == want
 
 
 def test_an_attention_mask_is_left_out_once():

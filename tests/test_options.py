@@ -89,6 +89,9 @@ def test_as_dict_is_the_manifests_options():
         "window_tokens": 100,
         "rows_per_shard": None,
         "max_open": 16,
+        "provenance": False,
+        "carry": [],
+        "separator": None,
     }
     by_column = PackOptions(8, pad_value={"input_ids": 1})
     assert by_column.as_dict(by_column.spec(table.schema))["pad_value"] == {"input_ids": 1}

@@ -317,11 +317,11 @@ def test_a_table_step_cut_midway_changes_nothing(monkeypatch):
     calls = []
     real = bfpack.stream.assemble
 
-    def assemble(*args):
+    def assemble(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise Cut
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(bfpack.stream, "assemble", assemble)
     with pytest.raises(Cut):

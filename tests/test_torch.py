@@ -168,6 +168,7 @@ def test_rows_a_trainer_stripped_name_the_trainers_fix():
         (dict(layout="padded", pad_token_id=2**70), ValueError, "pad_token_id must be between"),
         (dict(layout="padded", pad_token_id=-(2**63) - 1), ValueError, "pad_token_id must be"),
         (dict(document_ids=1), TypeError, "document_ids must be True or False"),
+        (dict(provenance="yes"), TypeError, "provenance must be True or False"),
     ],
 )
 def test_bad_options(kwargs, error, match):
@@ -220,8 +221,27 @@ def test_a_row_longer_than_seq_len():
         PackedCollator("padded", seq_len=2)(rows)
 
 
+@pytest.mark.parametrize("layout", ["padding_free", "padded"])
+def test_provenance_per_piece(layout):
+    table = token_table(np.array([5, 30, 0, 17, 9, 40]), columns=("input_ids",))
+    packed = bfpack.pack_table(table, 16, provenance=True, separator=0, seed=1)
+    rows = packed.to_pylist()
+    batch = PackedCollator(layout, provenance=True)(rows[:3])
+    for key in ("doc_index", "doc_offset"):
+        assert batch[key].dtype == torch.int64
+        assert batch[key].tolist() == [v for row in rows[:3] for v in row[key]]
+    assert batch["doc_index"].shape[0] == sum(len(r["seq_lengths"]) for r in rows[:3])
+    assert "doc_index" not in PackedCollator(layout)(rows)
+    with pytest.raises(ValueError, match=r"row 0 has no 'doc_index'.*provenance=True"):
+        PackedCollator(layout, provenance=True)(bfpack.pack_table(table, 16).to_pylist())
+    short = [dict(rows[0], doc_offset=rows[0]["doc_offset"] + [0])]
+    with pytest.raises(ValueError, match="row 0: doc_offset has 3 values for 2 pieces"):
+        PackedCollator(layout, provenance=True)(short)
+
+
 def test_repr():
     assert repr(PackedCollator()) == "PackedCollator(layout='padding_free')"
+    assert repr(PackedCollator(provenance=True)).endswith("provenance=True)")
     assert "attention_mask=True" in repr(PackedCollator("padded", attention_mask=True))
     assert repr(PackedCollator(document_ids=True)).endswith("document_ids=True)")
 
@@ -296,6 +316,30 @@ def test_columns(packed_dir):
         PackedDataset(dst, columns=["tokens"])
     with pytest.raises(TypeError, match="columns must be a list of column names"):
         PackedDataset(dst, columns="input_ids")
+
+
+def test_provenance_and_carried_columns_of_a_packed_directory(tmp_path):
+    src = tmp_path / "docs.parquet"
+    table = token_table(np.array([5, 30, 0, 17, 9, 40]), columns=("input_ids",))
+    pq.write_table(table.append_column("url", pa.array(list("abcdef"))), src)
+    bfpack.pack_parquet(src, tmp_path / "o", 16, provenance=True, carry=["url", "doc_id"])
+    ds = PackedDataset(tmp_path / "o", cache_dir=tmp_path / "cache")
+    # Strings have no numpy view: left out unless named, and then refused.
+    assert ds.columns == ("input_ids", "seq_lengths", "doc_index", "doc_offset", "doc_id")
+    with pytest.raises(
+        TypeError,
+        match="column .url. of .* is list<element: string>: its values have no numpy view",
+    ):
+        PackedDataset(tmp_path / "o", columns=["url"], cache_dir=tmp_path / "cache")
+    batch = PackedCollator(provenance=True)([ds[i] for i in range(len(ds))])
+    ids, lens = batch["input_ids"][0].tolist(), torch.diff(batch["cu_seq_lens_q"]).tolist()
+    docs = {}
+    for n, d, off, start in zip(
+        lens, batch["doc_index"].tolist(), batch["doc_offset"].tolist(), np.cumsum([0, *lens])
+    ):
+        docs.setdefault(d, []).append((off, ids[start : start + n]))
+    rebuilt = {d: [t for _, p in sorted(parts) for t in p] for d, parts in docs.items()}
+    assert rebuilt == {d: x for d, x in enumerate(table["input_ids"].to_pylist()) if x}
 
 
 def test_memory_mapped(packed_dir):

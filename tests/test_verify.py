@@ -479,6 +479,12 @@ DAMAGED_MANIFESTS = {
         "options.position_ids is 'yes'",
     ),
     "pad_value a string": (_set(["options", "pad_value"], "0"), "options.pad_value is '0'"),
+    "provenance not a bool": (_set(["options", "provenance"], 1), "options.provenance is 1"),
+    "carry a packed column": (
+        _set(["options", "carry"], ["input_ids"]),
+        "options.carry is ['input_ids'], not a list of other column names",
+    ),
+    "separator a string": (_set(["options", "separator"], "2"), "options.separator is '2'"),
     "rows_per_shard zero": (_set(["options", "rows_per_shard"], 0), "options.rows_per_shard"),
     "stats count negative": (_set(["stats", "sequences"], -3), "stats.sequences is -3"),
     "stats fill a string": (_set(["stats", "fill"], "high"), "stats.fill is 'high'"),
@@ -691,3 +697,75 @@ def test_a_best_fit_output_recorded_as_first_fit_is_found_without_source(src, tm
     r = bfpack.verify(dst)
     assert len(r.problems) == 1, r.problems
     assert "rows hold a piece longer than the one before it, where method 'ffd'" in r.problems[0]
+
+
+def _shift_first(name, by=1):
+    """A change of the first row's first value of the list column ``name``."""
+
+    def change(table):
+        col = table[name].combine_chunks()
+        values = col.values.to_numpy().copy()
+        values[0] += by
+        new = pa.ListArray.from_arrays(col.offsets, pa.array(values, col.type.value_type))
+        return table.set_column(table.schema.get_field_index(name), name, new)
+
+    return change
+
+
+@pytest.mark.parametrize("column", ["doc_index", "doc_offset"])
+def test_verify_source_catches_a_wrong_provenance_value(src, tmp_path, column):
+    dst = tmp_path / "o"
+    packed(src, dst, provenance=True, separator=7, columns=["input_ids", "labels"])
+    assert bfpack.verify(dst, source=src).ok
+    rewrite(dst, 1, _shift_first(column))
+    assert bfpack.verify(dst).ok  # well formed: only the source tells
+    found = bfpack.verify(dst, source=src)
+    assert found.problems == (
+        "provenance: the pieces' doc_index and doc_offset do not match the source (a "
+        "piece's tokens are not its document's at that offset)",
+    )
+
+
+def test_verify_source_compares_documents_with_their_separators(src, tmp_path):
+    dst = tmp_path / "o"
+    packed(src, dst, separator={"input_ids": 7, "labels": -100, "mask": 1})
+    assert bfpack.verify(dst, source=src).ok
+    edit_manifest(dst, _set(["options", "separator"], {"input_ids": 7, "labels": -100, "mask": 2}))
+    problems = bfpack.verify(dst, source=src).problems
+    assert problems == (
+        "column 'mask': the same number of tokens, but not the same pieces (tokens lost, "
+        "duplicated, altered or moved)",
+    )
+
+
+def test_verify_checks_the_provenance_and_carried_columns_shape(src, tmp_path):
+    dst = tmp_path / "o"
+    packed(src, dst, provenance=True, carry="doc_id")
+
+    def drop_last_piece_value(name):
+        def change(table):
+            col = table[name].combine_chunks()
+            off = col.offsets.to_numpy().copy()
+            off[1:] -= 1
+            off[0] = 0
+            new = pa.ListArray.from_arrays(pa.array(off), col.values.slice(1))
+            return table.set_column(table.schema.get_field_index(name), name, new)
+
+        return change
+
+    rewrite(dst, 0, drop_last_piece_value("doc_id"))
+    rewrite(
+        dst,
+        1,
+        lambda t: t.set_column(
+            t.schema.get_field_index("doc_offset"),
+            "doc_offset",
+            pa.array([[-1] * len(x) for x in t["seq_lengths"].to_pylist()], pa.list_(pa.int64())),
+        ),
+    )
+    rewrite(dst, 2, lambda t: t.drop_columns(["doc_index"]))
+    problems = bfpack.verify(dst).problems
+    files = [s["file"] for s in json.loads((dst / MANIFEST).read_text())["shards"]]
+    assert f"{files[0]}: column 'doc_id' does not hold one value per piece" in problems
+    assert f"{files[1]}: a negative doc_index or doc_offset" in problems
+    assert f"{files[2]}: no column 'doc_index'" in problems

@@ -253,3 +253,29 @@ def check_packed(
             order = range(len(plan_rows)) if rows is None else rows
             assert out_rows == [plan_rows[j] for j in order]
     return pieces
+
+
+def rebuild(out, column="input_ids"):
+    """The documents of a packed table, rebuilt from its pieces by their
+    provenance: ``{doc_index: tokens}``, each document's pieces concatenated
+    in ``doc_offset`` order; asserts that they tile it from offset 0, with
+    no gap or overlap."""
+    pieces = {}
+    d = out.select([column, "seq_lengths", "doc_index", "doc_offset"]).to_pydict()
+    for tokens, lens, docs, offs in zip(
+        d[column], d["seq_lengths"], d["doc_index"], d["doc_offset"]
+    ):
+        assert len(lens) == len(docs) == len(offs)
+        pos = 0
+        for n, doc, off in zip(lens, docs, offs):
+            pieces.setdefault(doc, []).append((off, tokens[pos : pos + n]))
+            pos += n
+    docs = {}
+    for doc, parts in pieces.items():
+        parts.sort(key=lambda p: p[0])
+        at = 0
+        for off, piece in parts:
+            assert off == at, f"document {doc}: a piece at {off}, expected {at}"
+            at += len(piece)
+        docs[doc] = [t for _, piece in parts for t in piece]
+    return docs

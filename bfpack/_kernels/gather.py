@@ -40,15 +40,19 @@ def gather_tokens(
     piece_doc,
     piece_start,
     piece_len,
+    piece_copied,
     out_offsets,
     pad,
+    appended,
     out,
 ):
     """Copy every piece's tokens into ``out``, row by row.
 
     ``doc_address[d]`` (int64) is the address of document ``d``'s first
     token, a value of ``out``'s type in a buffer the caller keeps alive.
-    Slots of a row past its pieces get ``pad``.
+    Piece ``k`` takes ``piece_copied[k]`` tokens from its document and
+    fills the rest of its ``piece_len[k]`` slots (one, a separator) with
+    ``appended``. Slots of a row past its pieces get ``pad``.
     """
     size = out.itemsize
     for r in range(rows.shape[0]):
@@ -56,8 +60,10 @@ def gather_tokens(
         pos = out_offsets[r]
         for k in range(seq_offsets[j], seq_offsets[j + 1]):
             n = piece_len[k]
+            m = piece_copied[k]
             src = as_pointer(doc_address[piece_doc[k]] + piece_start[k] * size)
-            out[pos : pos + n] = carray(src, n, out.dtype)
+            out[pos : pos + m] = carray(src, m, out.dtype)
+            out[pos + m : pos + n] = appended
             pos += n
         out[pos : out_offsets[r + 1]] = pad
 

@@ -82,6 +82,29 @@ def add_arguments(parser):
         help="add a position_ids column, restarting at 0 at every piece (default: none)",
     )
     parser.add_argument(
+        "--provenance",
+        action="store_true",
+        help="add doc_index and doc_offset columns, one value per piece: the piece's "
+        "document, numbered in the order the files are read (the manifest's inputs give "
+        "each file's first_document), and the offset of its first token there (default: none)",
+    )
+    parser.add_argument(
+        "--carry",
+        action="append",
+        metavar="COLUMN",
+        help="carry a per-document column (an id, a URL; not a list) as a list per row, "
+        "one value per piece; repeat for more (default: none)",
+    )
+    parser.add_argument(
+        "--separator",
+        action="append",
+        type=_pad_arg,
+        metavar="[COLUMN=]VALUE",
+        help="append VALUE (e.g. the tokenizer's EOS id) to every non-empty document before "
+        "packing, counted in its length; COLUMN=VALUE, repeated, gives each packed column "
+        "its own, e.g. labels=-100 (default: nothing appended)",
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         help="shuffle the rows of shard k with seed + k (default: no shuffle; rows "
@@ -130,20 +153,21 @@ def _view(totals):
     return "pack", " docs", totals["documents"], totals["total_documents"], postfix
 
 
-def _pad_value(given):
-    """``--pad-value`` as ``pack_parquet`` takes it: one number, or one per column."""
+def _pad_value(given, flag="--pad-value"):
+    """``--pad-value`` (or ``--separator``) as ``pack_parquet`` takes it: one
+    number, or one per column."""
     if not given:
         return None
     columns = [column for column, _ in given if column is not None]
     twice = sorted({c for c in columns if columns.count(c) > 1})
     if twice:
-        raise ValueError(f"--pad-value: column {twice[0]!r} is given twice")
+        raise ValueError(f"{flag}: column {twice[0]!r} is given twice")
     if len(columns) == len(given):
         return dict(given)
     if len(given) == 1:
         return given[0][1]
     raise ValueError(
-        "--pad-value: give one VALUE for every packed column, or COLUMN=VALUE for each of them"
+        f"{flag}: give one VALUE for every packed column, or COLUMN=VALUE for each of them"
     )
 
 
@@ -219,6 +243,9 @@ def run(args):
             long_docs=args.long_docs,
             pad_value=_pad_value(args.pad_value),
             position_ids=args.position_ids,
+            provenance=args.provenance,
+            carry=args.carry,
+            separator=_pad_value(args.separator, "--separator"),
             seed=args.seed,
             window_tokens=args.window_tokens,
             rows_per_shard=args.rows_per_shard,

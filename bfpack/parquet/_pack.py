@@ -23,7 +23,7 @@ from ..stream import TableStreamPacker
 from ._shards import ShardWriter, shard_writer
 from ._source import ParquetSource
 from ._staging import StagedOutput, as_path, check_paths
-from .manifest import build_manifest, write_manifest
+from .manifest import build_manifest, input_records, write_manifest
 
 __all__ = ["DEFAULT_WINDOW_TOKENS", "pack_parquet"]
 
@@ -45,6 +45,9 @@ def pack_parquet(
     rows_per_shard: int | None = None,
     overwrite: bool = False,
     max_open: int | None = None,
+    provenance: bool = False,
+    carry: str | Sequence[str] | None = None,
+    separator: float | Mapping[str, float] | None = None,
     progress: Callable[[dict[str, int]], Any] | None = None,
 ) -> dict[str, Any]:
     """Pack a Parquet dataset into a directory of packed Parquet shards.
@@ -74,6 +77,12 @@ def pack_parquet(
     seq_len, columns, method, long_docs, pad_value, position_ids, seed
         As in :func:`bfpack.pack_table`; ``seed`` shuffles rows within each
         shard (shard ``k`` with ``seed + k``).
+    provenance, carry, separator
+        As in :func:`bfpack.pack_table`. ``doc_index`` numbers the documents
+        of all the input files in the order they are read (the manifest's
+        ``inputs``, each with its ``first_document``: document ``i`` is row
+        ``i - first_document`` of the last file whose ``first_document`` is
+        at most ``i``).
     window_tokens : int
         Tokens read per window (memory scales with it: about one window is
         held, plus the shards being encoded).
@@ -163,13 +172,16 @@ def pack_parquet(
         rows_per_shard=rows_per_shard,
         overwrite=overwrite,
         max_open=max_open,
+        provenance=provenance,
+        carry=carry,
+        separator=separator,
     )
     as_callable(progress, "progress")
     src, dst = as_path(src, "src"), as_path(dst, "dst")
     check_paths(src, dst)
     with StagedOutput(os.path.realpath(dst), overwrite=o.overwrite) as out:
         source = ParquetSource.open(src, dst=out.dst)
-        spec = source.spec(columns=o.columns, pad_value=o.pad_value, position_ids=o.position_ids)
+        spec = source.spec(**o.spec_options())
         _log.info(
             "packing %s documents with %s at seq_len %s, in windows of %s tokens "
             "(%s open sequences carried at most)",
@@ -186,7 +198,7 @@ def pack_parquet(
         manifest = build_manifest(
             run_id=out.run_id,
             source=os.path.abspath(src),
-            inputs=[f.record() for f in source.files],
+            inputs=input_records(source, provenance=spec.provenance),
             skipped=source.skipped,
             options=o.as_dict(spec),
             shards=shards,

@@ -32,7 +32,7 @@ import hashlib
 import logging
 import os
 import warnings
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, NoReturn
 
@@ -242,10 +242,10 @@ class ParquetSource:
         self,
         *,
         columns: str | Sequence[str] | None = None,
-        pad_value: float | Mapping[str, float] | None = None,
-        position_ids: bool = False,
+        **options: Any,
     ) -> OutputSpec:
-        """The output spec, its columns checked in every file.
+        """The output spec, its columns checked in every file (``options``:
+        the others of :meth:`bfpack.OutputSpec.for_schema`).
 
         By default the packed columns are the list columns of the files,
         which must be the same in every file: a file without a list column
@@ -258,9 +258,7 @@ class ParquetSource:
             self._check_common_list_columns()
         for f in self.files:
             _check_unique(f, columns)
-        spec = OutputSpec.for_schema(
-            self.files[0].schema, columns=columns, pad_value=pad_value, position_ids=position_ids
-        )
+        spec = OutputSpec.for_schema(self.files[0].schema, columns=columns, **options)
         for f in self.files[1:]:
             check_same_columns(f.schema, spec.schema, f.path)
         return spec
@@ -299,7 +297,7 @@ class ParquetSource:
         read (a damaged page, a page checksum that does not match), is a
         ValueError naming it.
         """
-        names = list(spec.columns)
+        names = spec.schema.names  # the packed columns, then the carried ones
         for f in self.files:
             with f.open() as fh:
                 try:

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from .._arrow import is_list_type, primitive_view
 from .._validate import as_callable, value_dtype
-from ..table import POSITION_IDS, SEQ_LENGTHS, aligned_lengths
+from ..table import DOC_INDEX, DOC_OFFSET, POSITION_IDS, SEQ_LENGTHS, aligned_lengths
 from ._source import ParquetSource
 from ._staging import DestinationBusyError
 from .manifest import (
@@ -204,10 +204,17 @@ def verify(
       multiset of rows, each its piece lengths in order; for an output of
       :func:`bfpack.dask.pack_parquet`, their number).
 
-    Not verified: which document a piece came from (the output records no
-    document ids, so swapping two pieces of equal content between
-    documents, or reordering a document's pieces, goes unseen), and the
-    packing's quality (whether best fit was followed). The hash detects
+    - with provenance (``doc_index``, ``doc_offset``), that every piece's
+      tokens are its document's from that offset on (an order-independent
+      hash of every token of the first packed column with its document and
+      position); with separators, the source's documents are compared with
+      their separators appended.
+
+    Not verified: without provenance, which document a piece came from
+    (swapping two pieces of equal content between documents, or
+    reordering a document's pieces, goes unseen); the values of carried
+    columns (only that each row holds one per piece); and the packing's
+    quality (whether best fit was followed). The hash detects
     loss, duplication and corruption with overwhelming probability, but it
     is not cryptographic: it does not resist a forger. Methods that cut
     wherever a sequence ends (``"concat"``) are compared token by token
@@ -369,6 +376,21 @@ class _Digest:
     # Pieces of each length; sized by the longest piece seen, not by the
     # manifest's seq_len, which is not trusted with memory.
     lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # Provenance: every token of the first packed column with its document
+    # and its position there, hashed as a multiset.
+    placed: int = 0
+
+    def add_placed(
+        self,
+        values: np.ndarray,
+        starts: np.ndarray,
+        lens: np.ndarray,
+        doc: np.ndarray,
+        offset: np.ndarray,
+    ) -> None:
+        """Add the pieces ``values[starts[i]:starts[i] + lens[i]]``, piece ``i``
+        from token ``offset[i]`` of document ``doc[i]``."""
+        self.placed = (self.placed + _placed_hash(values, starts, lens, doc, offset)) % 2**64
 
     def add(self, column: str, values: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> None:
         """Add the pieces ``values[starts[i]:starts[i] + lens[i]]`` of ``column``."""
@@ -498,7 +520,13 @@ class _OutputCheck:
                 f"{shard.file}: its schema differs from the first shard's "
                 f"({schema} against {self.schema})"
             )
-        want = [*r.columns, SEQ_LENGTHS, *([POSITION_IDS] if r.position_ids else [])]
+        want = [
+            *r.columns,
+            SEQ_LENGTHS,
+            *([POSITION_IDS] if r.position_ids else []),
+            *([DOC_INDEX, DOC_OFFSET] if r.provenance else []),
+            *r.carry,
+        ]
         missing = [c for c in want if c not in schema.names]
         if missing:
             self.found.problem(f"{shard.file}: no column {missing[0]!r}")
@@ -590,6 +618,60 @@ class _RowCheck:
                 return
         if self.recorded.position_ids:
             self._check_positions(batch, name, lens, per_row, within)
+        for column in self.recorded.carry:
+            self._per_piece(batch, name, column, per_row, None)
+        if self.recorded.provenance:
+            self._check_provenance(batch, name, lens, per_row, within)
+
+    def _per_piece(
+        self,
+        batch: pa.RecordBatch,
+        name: str,
+        column: str,
+        per_row: np.ndarray,
+        dtype: np.dtype | None,
+    ) -> np.ndarray | None:
+        """Column ``column``'s values, one per piece of each row (of ``dtype``,
+        if given; None if it is not so, said as a problem)."""
+        arr = batch.column(batch.schema.get_field_index(column))
+        if not is_list_type(arr.type) or (
+            dtype is not None
+            and (not pa.types.is_integer(arr.type.value_type) or value_dtype(arr.type) != dtype)
+        ):
+            want = "a list" if dtype is None else f"list<{dtype}>"
+            self.found.problem(f"{name}: column {column!r} is {arr.type}, not {want}")
+            return None
+        if arr.null_count or not np.array_equal(np.diff(arr.offsets.to_numpy()), per_row):
+            self.found.problem(f"{name}: column {column!r} does not hold one value per piece")
+            return None
+        if dtype is None:
+            return np.empty(0)
+        values = arr.values
+        if values.null_count:
+            self.found.problem(f"{name}: column {column!r} holds nulls")
+            return None
+        off = arr.offsets.to_numpy()
+        return primitive_view(values, dtype)[off[0] : off[-1]]
+
+    def _check_provenance(
+        self,
+        batch: pa.RecordBatch,
+        name: str,
+        lens: np.ndarray,
+        per_row: np.ndarray,
+        within: np.ndarray,
+    ) -> None:
+        int64 = np.dtype(np.int64)
+        doc = self._per_piece(batch, name, DOC_INDEX, per_row, int64)
+        offset = self._per_piece(batch, name, DOC_OFFSET, per_row, int64)
+        if doc is None or offset is None:
+            return
+        if doc.shape[0] and min(doc.min(), offset.min()) < 0:
+            self.found.problem(f"{name}: a negative {DOC_INDEX} or {DOC_OFFSET}")
+            return
+        arr = batch.column(batch.schema.get_field_index(self.recorded.columns[0]))
+        starts = np.repeat(arr.offsets.to_numpy().astype(np.int64)[:-1], per_row) + within
+        self.digest.add_placed(_unsigned(arr), starts, lens, doc, offset)
 
     def _check_column(
         self, batch: pa.RecordBatch, name: str, i: int, column: str, rows: tuple[Any, ...]
@@ -695,15 +777,29 @@ class _SourceCheck:
         _report(self.progress, "source", 0, source.rows, 0)
         for batch in source.batches(spec, batch_tokens=_BATCH_TOKENS):
             n = aligned_lengths(pa.Table.from_batches([batch]), spec.columns, documents)
-            lengths.append(n)
-            documents += n.shape[0]
-            tokens += int(n.sum())
-            for column in r.columns:
+            # The documents as they were packed: with their separators.
+            packed = n if r.separators is None else n + (n > 0)
+            lengths.append(packed)
+            for i, column in enumerate(r.columns):
                 arr = batch.column(batch.schema.get_field_index(column))
-                starts, lens = self._pieces(arr, n)
-                digest.add(column, _unsigned(arr), starts, lens)
-            if self.by_piece:
-                digest.add_lengths(self._pieces(batch.column(0), n)[1])
+                values = _unsigned(arr)
+                offsets = arr.offsets.to_numpy().astype(np.int64)[:-1]
+                if r.separators is not None:
+                    sep = np.array(r.separators[i], dtype=value_dtype(arr.type))
+                    values, offsets = _appended(values, offsets, n, sep.view(values.dtype))
+                starts, lens = self._pieces(offsets, packed)
+                digest.add(column, values, starts, lens)
+                if i == 0 and self.by_piece:
+                    digest.add_lengths(lens)
+                if i == 0 and r.provenance:
+                    keep = packed > 0
+                    kept = packed[keep]
+                    if r.long_docs == "truncate":
+                        kept = np.minimum(kept, r.seq_len)
+                    doc = documents + np.flatnonzero(keep)
+                    digest.add_placed(values, offsets[keep], kept, doc, np.zeros_like(doc))
+            documents += n.shape[0]
+            tokens += int(packed.sum())
             _report(self.progress, "source", documents, source.rows, tokens)
         for key, value in (("documents", documents), ("tokens", tokens)):
             if key in r.stats and r.stats[key] != value:
@@ -715,9 +811,9 @@ class _SourceCheck:
             return None
         return _Source(np.concatenate(lengths), [f.rows for f in source.files])
 
-    def _pieces(self, arr: pa.Array, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Start (in ``arr.values``) and length of every piece of the documents of ``arr``."""
-        offsets = arr.offsets.to_numpy().astype(np.int64)[:-1]
+    def _pieces(self, offsets: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Start and length of every piece of the documents of ``n`` tokens
+        that start at ``offsets`` in their values."""
         L = self.recorded.seq_len
         if not self.by_piece:  # whole documents: their tokens, hashed one by one
             return offsets, n
@@ -804,6 +900,17 @@ class _SourceCheck:
             f"pieces are not compared)"
         )
         self.found.note(f"the output holds {what}, for {', '.join(map(repr, columns))}")
+        if self.recorded.provenance:
+            if source.placed != output.placed:
+                self.found.problem(
+                    f"provenance: the pieces' {DOC_INDEX} and {DOC_OFFSET} do not match the "
+                    f"source (a piece's tokens are not its document's at that offset)"
+                )
+            else:
+                self.found.note(
+                    f"every piece's tokens are its document's at its offset ({DOC_INDEX}, "
+                    f"{DOC_OFFSET}; an order-independent hash of every token with its place)"
+                )
 
 
 # -- the packing against the recorded method ---------------------------------
@@ -903,6 +1010,32 @@ def _replay(recorded: Recorded, source: _Source) -> tuple[int, int | None] | Non
         sequences += per_row.shape[0]
         row_hash = (row_hash + _row_hash(plan.piece_len, per_row)) % 2**64
     return sequences, row_hash
+
+
+def _appended(
+    values: np.ndarray, offsets: np.ndarray, n: np.ndarray, sep: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The documents of ``n`` tokens at ``offsets`` in ``values``, each
+    non-empty one followed by ``sep``: new values and offsets."""
+    packed = n + (n > 0)
+    starts = np.cumsum(packed) - packed
+    out = np.empty(int(packed.sum()), dtype=values.dtype)
+    out[np.repeat(starts, n) + _ranges(n)] = values[np.repeat(offsets, n) + _ranges(n)]
+    out[(starts + n)[n > 0]] = sep
+    return out, starts
+
+
+def _placed_hash(
+    values: np.ndarray, starts: np.ndarray, lens: np.ndarray, doc: np.ndarray, offset: np.ndarray
+) -> int:
+    """Sum over tokens of mix(token ^ mix(mix(doc) + position in doc)), mod 2**64."""
+    if not lens.shape[0]:
+        return 0
+    tokens = _gather(values, starts, lens)
+    key = _mix(np.repeat(doc.astype(np.uint64), lens) + _GOLDEN)
+    key += np.repeat(offset.astype(np.uint64), lens) + _ranges(lens).astype(np.uint64)
+    tokens ^= _mix(key)
+    return int(_mix(tokens + _GOLDEN).sum(dtype=np.uint64))
 
 
 def _cuts_by_long_docs(method: str) -> bool:

@@ -9,7 +9,9 @@ It records what a reader needs to trust the directory:
   ``size`` in bytes, ``rows``, ``mtime_ns`` and ``footer_sha256`` (of the
   file's footer: its metadata, their length and the magic), as they were
   throughout the run (an Arrow IPC or JSON Lines input has ``format`` and
-  ``ends_sha256``, of its size and first and last MiB, instead);
+  ``ends_sha256``, of its size and first and last MiB, instead) and, when
+  packed with provenance, ``first_document`` (the ``doc_index`` of its
+  first row);
   ``skipped``: the files and directories the ``_``/``.`` convention left
   out;
 - ``options``: how it was packed;
@@ -70,6 +72,20 @@ def shard_record(name: str, rows: int, data: Any) -> dict[str, Any]:
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
+
+
+def input_records(source: Any, *, provenance: bool) -> list[dict[str, Any]]:
+    """The manifest's ``inputs`` of a ``ParquetSource``: each file's record
+    and, with provenance, ``first_document``, the ``doc_index`` of its first row."""
+    records = []
+    first = 0
+    for f in source.files:
+        record = f.record()
+        if provenance:
+            record["first_document"] = first
+        first += f.rows
+        records.append(record)
+    return records
 
 
 def build_manifest(
@@ -190,8 +206,10 @@ class ShardEntry:
 class Recorded:
     """What a manifest records, every value checked by :func:`check_manifest`.
 
-    ``pads`` holds one pad value per packed column (None: not padded);
-    options the manifest does not record are None.
+    ``pads`` holds one pad value per packed column (None: not padded),
+    ``separators`` one separator per packed column (None: none appended);
+    options the manifest does not record are None (``provenance`` False,
+    ``carry`` empty: the manifests of earlier versions).
     """
 
     run_id: str | None
@@ -208,6 +226,9 @@ class Recorded:
     shards: tuple[ShardEntry, ...]
     inputs: tuple[Mapping[str, Any], ...] | None
     stats: Mapping[str, Any]
+    provenance: bool = False
+    carry: tuple[str, ...] = ()
+    separators: tuple[int | float, ...] | None = None
 
 
 class _Damaged(ValueError):
@@ -262,6 +283,17 @@ def _check_manifest(m: Mapping[str, Any]) -> Recorded:
     for key in ("seed",):
         if o.get(key) is not None and not _is_int(o[key]):
             raise _Damaged(f"options.{key} is {o[key]!r}, not an integer or null")
+    provenance = o.get("provenance", False)
+    if not isinstance(provenance, bool):
+        raise _Damaged(f"options.provenance is {provenance!r}, not true or false")
+    carry = o.get("carry", [])
+    if (
+        not isinstance(carry, list)
+        or not all(isinstance(c, str) and c for c in carry)
+        or len(set(carry)) != len(carry)
+        or set(carry) & set(columns)
+    ):
+        raise _Damaged(f"options.carry is {carry!r}, not a list of other column names")
     return Recorded(
         run_id=m.get("run_id"),
         seq_len=seq_len,
@@ -277,6 +309,9 @@ def _check_manifest(m: Mapping[str, Any]) -> Recorded:
         shards=_shards(m["shards"]),
         inputs=_inputs(m.get("inputs")),
         stats=_stats(m.get("stats"), seq_len, method, long_docs),
+        provenance=provenance,
+        carry=tuple(carry),
+        separators=_pads(o.get("separator"), columns, "separator"),
     )
 
 
@@ -303,15 +338,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _pads(pad: Any, columns: list[str]) -> tuple[int | float, ...] | None:
+def _pads(pad: Any, columns: list[str], key: str = "pad_value") -> tuple[int | float, ...] | None:
     if pad is None:
         return None
     if isinstance(pad, dict):
         if set(pad) != set(columns) or not all(_is_number(v) for v in pad.values()):
-            raise _Damaged(f"options.pad_value is {pad!r}, not a number per packed column")
+            raise _Damaged(f"options.{key} is {pad!r}, not a number per packed column")
         return tuple(pad[c] for c in columns)
     if not _is_number(pad):
-        raise _Damaged(f"options.pad_value is {pad!r}, not a number")
+        raise _Damaged(f"options.{key} is {pad!r}, not a number")
     return (pad,) * len(columns)
 
 

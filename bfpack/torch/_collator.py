@@ -72,6 +72,12 @@ class PackedCollator:
         let documents attend to each other, in ``eval()`` and in ``train()``
         alike, so ``model(**batch)`` turns it off. ``False`` leaves the key
         out, for a model whose forward takes no ``use_cache``.
+    provenance : bool
+        Add ``doc_index`` and ``doc_offset`` (int64, shape ``[P]``): the
+        rows' provenance columns (packed with ``provenance=True``), one value
+        per piece of the batch, row after row (the pieces of
+        ``cu_seq_lens_q``, or of ``document_ids``). Models do not take
+        these keys: pop them before ``model(**batch)``.
 
     Notes
     -----
@@ -124,6 +130,7 @@ class PackedCollator:
         num_items_in_batch: bool = True,
         loss_weights: str | None = None,
         disable_cache: bool = True,
+        provenance: bool = False,
     ) -> None:
         self.layout = as_choice(layout, "layout", LAYOUTS)
         self.seq_len = as_optional_int(seq_len, "seq_len", lo=1, unit="tokens")
@@ -136,6 +143,7 @@ class PackedCollator:
             None if loss_weights is None else as_choice(loss_weights, "loss_weights", LOSS_WEIGHTS)
         )
         self.disable_cache = as_bool(disable_cache, "disable_cache")
+        self.provenance = as_bool(provenance, "provenance")
         if mask_dtype is not None and not self.attention_mask:
             raise ValueError("mask_dtype applies with attention_mask=True")
         self.mask_dtype = (
@@ -159,6 +167,8 @@ class PackedCollator:
     def __call__(self, rows: Sequence[Any]) -> dict[str, Any]:
         """The batch of the packed rows ``rows`` (see the class notes)."""
         gathered = _batch.gather_rows(rows)
+        keys = ("doc_index", "doc_offset") if self.provenance else ()
+        extra = {key: torch.from_numpy(_batch.piece_values(rows, key)) for key in keys}
         if self.layout == "padding_free":
             flat = _batch.padding_free(gathered)
             out: dict[str, Any] = {
@@ -169,6 +179,7 @@ class PackedCollator:
             out.update(max_length_q=flat["max_seqlen"], max_length_k=flat["max_seqlen"])
             if self.document_ids:
                 out["document_ids"] = torch.from_numpy(flat["document_ids"])
+            out.update(extra)
             self._add_loss_keys(out, gathered, None)
             return self._model_options(out)
         grid = _batch.padded(gathered, self.seq_len, self.pad_token_id)
@@ -177,6 +188,7 @@ class PackedCollator:
             out["attention_mask"] = self._mask(gathered, grid["input_ids"].shape[1])
         if self.document_ids:
             out["document_ids"] = torch.from_numpy(grid["document_ids"])
+        out.update(extra)
         self._add_loss_keys(out, gathered, grid["input_ids"].shape[1])
         return self._model_options(out)
 
@@ -223,4 +235,6 @@ class PackedCollator:
             options.append(f"loss_weights={self.loss_weights!r}")
         if not self.disable_cache:
             options.append("disable_cache=False")
+        if self.provenance:
+            options.append("provenance=True")
         return f"PackedCollator({', '.join(options)})"

@@ -54,8 +54,9 @@ class PackedDataset(Dataset):
         (shards in the order of its manifest ``.bfpack.json``; without one,
         every ``*.parquet`` file in name order).
     columns : list of str, optional
-        The columns each row holds (default: all). ``seq_lengths`` is always
-        kept: :class:`PackedCollator` needs it.
+        The columns each row holds (default: all but carried columns of
+        other values than numbers, such as ``--carry url``'s strings).
+        ``seq_lengths`` is always kept: :class:`PackedCollator` needs it.
     cache_dir : path, optional
         The root of the Arrow copies of the shards. Default: the environment
         variable ``BFPACK_CACHE_DIR`` (:data:`CACHE_ENV`), else
@@ -378,7 +379,9 @@ def _packed_columns(schema: pa.Schema, columns: Any, path: str) -> tuple[str, ..
             f"are not packed by bfpack"
         )
     if columns is None:
-        names = list(schema.names)
+        # Every column of numbers: carried columns of strings (--carry url)
+        # have no numpy view, and a training step does not read them.
+        names = [f.name for f in schema if _of_numbers(f.type) is not False]
     elif isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
         raise TypeError(f"columns must be a list of column names, got {columns!r}")
     else:
@@ -387,9 +390,23 @@ def _packed_columns(schema: pa.Schema, columns: Any, path: str) -> tuple[str, ..
             raise ValueError(f"columns {missing} are not in {path} (its columns: {schema.names})")
         names = list(dict.fromkeys([*columns, SEQ_LENGTHS]))
     for name in names:
-        if not is_list_type(schema.field(name).type):
+        t = schema.field(name).type
+        if not is_list_type(t):
             raise TypeError(
-                f"column {name!r} of {path} is {schema.field(name).type}, not a list; "
+                f"column {name!r} of {path} is {t}, not a list; "
                 f"a packed directory holds list columns only"
             )
+        if not _of_numbers(t):
+            raise TypeError(
+                f"column {name!r} of {path} is {t}: its values have no numpy view; "
+                f"leave it out of columns= (read it with pyarrow.parquet)"
+            )
     return tuple(names)
+
+
+def _of_numbers(t: pa.DataType) -> bool | None:
+    """Whether the list type ``t`` holds numbers (None: not a list)."""
+    if not is_list_type(t):
+        return None
+    v = t.value_type
+    return pa.types.is_integer(v) or pa.types.is_floating(v)
