@@ -203,7 +203,9 @@ class Toy(torch.nn.Module):
 
 
 def test_any_module_returning_logits(rows):
-    batch = PackedCollator("padded", seq_len=SEQ_LEN, disable_cache=False)(rows)
+    batch = PackedCollator(
+        "padded", seq_len=SEQ_LEN, disable_cache=False, num_items_in_batch=False
+    )(rows)
     assert check_isolation(Toy(look_back=False), batch).ok
     report = check_isolation(Toy(look_back=True), batch)
     assert not report.ok and report.worst.piece > 0
