@@ -14,12 +14,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ._validate import as_bool, as_int, as_long_docs, as_optional_int, as_seed, as_seq_len
+from ._validate import as_bool, as_choice, as_int, as_long_docs, as_optional_int, as_seed, as_seq_len
 from .methods import as_method
 from .stream import StreamPacker, TableStreamPacker, default_max_open
 from .table import OutputSpec
 
-__all__ = ["DEFAULT_WINDOW_TOKENS", "PackOptions"]
+__all__ = ["DEFAULT_WINDOW_TOKENS", "OUTPUT_FORMATS", "PackOptions"]
+
+#: The formats of a packed output's shards (``format=``): Parquet (zstd, the
+#: default) or uncompressed Arrow IPC streams in the layout of
+#: ``datasets.Dataset.save_to_disk``.
+OUTPUT_FORMATS = ("parquet", "arrow")
 
 #: Tokens per window: small enough that reading, packing and writing overlap
 #: well (and memory stays low), large enough to pack within a sequence or two
@@ -58,6 +63,7 @@ class PackOptions:
     rows_per_shard: int | None
     overwrite: bool
     max_open: int
+    format: str
 
     def __init__(
         self,
@@ -73,6 +79,7 @@ class PackOptions:
         rows_per_shard: int | None = None,
         overwrite: bool = False,
         max_open: int | None = None,
+        format: str = "parquet",
     ) -> None:
         seq_len = as_seq_len(seq_len)
         window_tokens = as_int(window_tokens, "window_tokens", lo=1, unit="tokens")
@@ -90,6 +97,7 @@ class PackOptions:
             rows_per_shard=as_optional_int(rows_per_shard, "rows_per_shard", lo=1),
             overwrite=as_bool(overwrite, "overwrite"),
             max_open=default_max_open(seq_len, window_tokens) if max_open is None else max_open,
+            format=as_choice(format, "format", OUTPUT_FORMATS),
         )
         for name, value in checked.items():
             object.__setattr__(self, name, value)  # frozen: set once, here
@@ -141,6 +149,7 @@ class PackOptions:
             "window_tokens": self.window_tokens,
             "rows_per_shard": self.rows_per_shard,
             "max_open": self.max_open,
+            "format": self.format,
         }
 
     def _manifest_pad(self, spec: OutputSpec) -> float | dict[str, float] | None:
