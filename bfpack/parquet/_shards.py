@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .._atomic import atomic_path
-from .manifest import DATASETS_FILES, shard_record
+from .manifest import DATASETS_FILES, RUN_KEY, shard_record
 
 if TYPE_CHECKING:
     from ..options import PackOptions
@@ -54,9 +54,6 @@ WRITE_OPTIONS: dict[str, Any] = {
 }
 
 _log = logging.getLogger(__name__)
-
-#: Schema metadata key of an Arrow shard: the run that wrote it.
-RUN_KEY = b"bfpack.run_id"
 
 
 class ParquetShards:

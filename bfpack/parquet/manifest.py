@@ -53,6 +53,9 @@ FORMATS = ("parquet", "arrow")
 #: ``datasets.Dataset.save_to_disk`` directory: ``dataset_info.json`` and
 #: ``state.json`` (the names ``datasets.config`` gives them).
 DATASETS_FILES = ("dataset_info.json", "state.json")
+#: The schema metadata key of an Arrow shard that holds the id of the run
+#: that wrote it.
+RUN_KEY = b"bfpack.run_id"
 
 
 def output_format(manifest: Mapping[str, Any]) -> str:
