@@ -14,7 +14,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ._validate import as_bool, as_choice, as_int, as_long_docs, as_optional_int, as_seed, as_seq_len
+from ._validate import (
+    as_bool,
+    as_choice,
+    as_int,
+    as_long_docs,
+    as_optional_int,
+    as_seed,
+    as_seq_len,
+)
 from .methods import as_method
 from .stream import StreamPacker, TableStreamPacker, default_max_open
 from .table import OutputSpec

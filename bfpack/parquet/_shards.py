@@ -38,6 +38,7 @@ __all__ = [
     "WRITE_OPTIONS",
     "finish_shards",
     "read_shard",
+    "read_shard_schema",
     "shard_format",
 ]
 
@@ -150,7 +151,7 @@ def datasets_files(schema: pa.Schema, files: list[str], fingerprint: str) -> dic
         "homepage": "",
         "license": "",
     }
-    state = {
+    state: dict[str, Any] = {
         "_data_files": [{"filename": name} for name in files],
         "_fingerprint": fingerprint,
         "_format_columns": None,

@@ -532,7 +532,9 @@ class _OutputCheck:
         self._check_batches(reader, shard, total)
         self._check_rows(self.rows - first, shard)
 
-    def _check_batches(self, batches: Iterator[pa.RecordBatch], shard: ShardEntry, total: int) -> None:
+    def _check_batches(
+        self, batches: Iterator[pa.RecordBatch], shard: ShardEntry, total: int
+    ) -> None:
         for batch in batches:
             self.rows_check.check(batch, shard.file)
             _report(self.progress, "output", self.rows, total, self.tokens)

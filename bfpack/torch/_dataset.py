@@ -388,6 +388,7 @@ def _map_arrow(
     overwritten since the dataset was opened), ValueError when it is
     damaged.
     """
+
     def damaged(why: str) -> ValueError:
         return ValueError(
             f"{shard.path} {why}: the output is damaged or was changed by hand; check it "
