@@ -318,7 +318,7 @@ def pack_parquet(
                             task,
                             o,
                             spec,
-                            run_id,
+                            run_id=run_id,
                             key=f"bfpack-{run_id}-{task}",
                         )
                     )
@@ -428,6 +428,7 @@ def _pack_group(
     task: int,
     o: PackOptions,
     spec: OutputSpec,
+    *,
     run_id: str,
 ) -> _TaskResult | str:
     """One task: pack the files of ``group``, keeping the open sequences open.

@@ -161,9 +161,9 @@ def test_rows_per_shard_and_options_pass_through(client, source, tmp_path):
 _real_pack_group = bdask._pack_group
 
 
-def _pack_group_then_die_once(group, folder, lock, task, o, spec):
+def _pack_group_then_die_once(group, folder, lock, task, o, spec, **kw):
     """The task, whose first run of task 2 kills its worker after writing its shards."""
-    result = _real_pack_group(group, folder, lock, task, o, spec)
+    result = _real_pack_group(group, folder, lock, task, o, spec, **kw)
     marker = os.path.join(os.path.dirname(folder), "killed-once")
     if task == 2 and not os.path.exists(marker):
         open(marker, "w").close()
@@ -337,7 +337,7 @@ def _recorded_task(record, wait_for, then="0"):
                         break
                     time.sleep(0.1)
                 time.sleep(float(then))
-            return _real_pack_group(*args)
+            return _real_pack_group(*args, **kw)
         finally:
             open(os.path.join(record, f"ended-{k}"), "w").close()
 
@@ -391,7 +391,7 @@ def test_a_task_stops_once_its_run_is_given_up(source, tmp_path):
     lock = DestinationLock(str(tmp_path / "o"))
 
     def run():
-        return bdask._pack_group(group, str(folder), lock.path, 0, o, spec)
+        return bdask._pack_group(group, str(folder), lock.path, 0, o, spec, run_id="r")
 
     # The driver is gone: its lock file is there, but nobody holds it.
     folder.mkdir()
@@ -414,9 +414,9 @@ def test_a_task_stops_once_its_run_is_given_up(source, tmp_path):
         lock.release()
 
 
-def _pack_group_elsewhere(group, folder, *args):
+def _pack_group_elsewhere(group, folder, *args, **kw):
     """The task, on a worker that does not see the staged directory."""
-    return _real_pack_group(group, folder + "-elsewhere", *args)
+    return _real_pack_group(group, folder + "-elsewhere", *args, **kw)
 
 
 def test_a_worker_that_cannot_see_the_staged_output_fails_the_run(

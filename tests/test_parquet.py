@@ -149,6 +149,7 @@ def test_round_trip_bfd_many_windows(medium, tmp_path):
         "rows_per_shard": None,
         # Default: carried tokens at most a quarter of a window.
         "max_open": 50_000 // (4 * SEQ_LEN),
+        "format": "parquet",
     }
     s = manifest["stats"]
     ref = bfpack.pack(lengths, SEQ_LEN).stats()
@@ -759,6 +760,7 @@ def test_cli_pack(medium, cli):
         "window_tokens": 100_000,
         "rows_per_shard": None,
         "max_open": 100_000 // (4 * SEQ_LEN),
+        "format": "parquet",
     }
     assert f"{s['documents']:,} documents" in r.stdout
     assert f"-> {s['sequences']:,} sequences of {SEQ_LEN}" in r.stdout
