@@ -325,7 +325,7 @@ def _recorded_task(record, wait_for, then="0"):
     then ``then`` seconds more (still running when a driver that does not
     wait for it has exited)."""
 
-    def task(*args):
+    def task(*args, **kw):
         import time
 
         k = next(a for a in args if isinstance(a, int))  # the task's number
