@@ -116,6 +116,25 @@ def test_same_bytes_for_one_two_and_four_workers(client, source, tmp_path):
     assert runs[1] == runs[2] == runs[4] == contents(tmp_path / "p2")
 
 
+def test_arrow_format_on_the_cluster(client, source, tmp_path):
+    from bfpack.parquet._shards import read_shard
+
+    src, _ = source
+    m = {
+        fmt: bdask.pack_parquet(src, tmp_path / fmt, SEQ_LEN, client=client, format=fmt, **OPTIONS)
+        for fmt in ("parquet", "arrow")
+    }
+    n = len(m["arrow"]["shards"])
+    assert [s["file"] for s in m["arrow"]["shards"]] == [
+        f"data-{k:05d}-of-{n:05d}.arrow" for k in range(n)
+    ]
+    arrow = pa.concat_tables(
+        read_shard(str(tmp_path / "arrow" / s["file"]), "arrow") for s in m["arrow"]["shards"]
+    )
+    assert arrow.equals(packed_rows(tmp_path / "parquet", m["parquet"]))
+    assert bfpack.verify(tmp_path / "arrow", source=src).ok
+
+
 @pytest.mark.parametrize("files_per_task", [2, 4, 100])
 def test_files_per_task(client, source, tmp_path, files_per_task):
     src, parts = source
