@@ -174,6 +174,11 @@ def verify(
     - the directory holds exactly the listed shards (a file of another run,
       or a missing one, is a problem); a shard is read only as a file in
       ``dst``, never through a symbolic link;
+    - for an output of ``format="arrow"``: ``state.json`` and
+      ``dataset_info.json`` are there and describe the listed shards, in
+      order, and their features, as ``datasets.Dataset.save_to_disk``
+      would; each shard is an Arrow IPC stream written by the manifest's
+      run (the run id in its schema metadata);
     - each shard's size and SHA-256, and its row count (at most
       ``rows_per_shard`` if recorded); a shard that cannot be read is said
       so, with the rows the manifest records in it;
