@@ -448,7 +448,7 @@ def test_a_worker_that_cannot_see_the_staged_output_fails_the_run(
     assert leftovers(tmp_path) == [] and not (tmp_path / "o").exists()
 
 
-def _kill_the_worker(*args):
+def _kill_the_worker(*args, **kw):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
