@@ -105,9 +105,14 @@ class ArrowShards:
         return sink.getvalue()
 
 
-def shard_format(name: str, row_group_size: int, run_id: str | None = None) -> Any:
+def shard_format(
+    name: str, row_group_size: int, run_id: str | None = None
+) -> ParquetShards | ArrowShards:
     """The encoder of the format ``name`` (``"parquet"`` or ``"arrow"``)."""
-    formats = {"parquet": ParquetShards, "arrow": ArrowShards}
+    formats: dict[str, type[ParquetShards | ArrowShards]] = {
+        "parquet": ParquetShards,
+        "arrow": ArrowShards,
+    }
     return formats[name](row_group_size, run_id)
 
 
@@ -254,7 +259,7 @@ class ShardWriter:
         run_id: str | None = None,
     ) -> None:
         self.folder = folder
-        self.format = shard_format(format, row_group_size, run_id)
+        self.encoder = shard_format(format, row_group_size, run_id)
         self.before_shard = before_shard
         self.row_group_size = row_group_size
         self.prefix = prefix
@@ -294,7 +299,7 @@ class ShardWriter:
     def _start(self, table: pa.Table) -> None:
         if self.before_shard is not None:
             self.before_shard()
-        path = os.path.join(self.folder, f"{self.prefix}-{self._next:05d}{self.format.suffix}")
+        path = os.path.join(self.folder, f"{self.prefix}-{self._next:05d}{self.encoder.suffix}")
         self._next += 1
         if self._pool is None:
             self.records.append(self._write(table, path))
@@ -305,7 +310,7 @@ class ShardWriter:
     def _write(self, table: pa.Table, path: str) -> dict[str, Any]:
         # Encoded in memory (a shard is about one window), so its checksum
         # comes from the bytes written, with no second read.
-        data = self.format.encode(table)
+        data = self.encoder.encode(table)
         name = os.path.basename(path)
         try:
             with atomic_path(path) as temporary, open(temporary, "wb") as f:
