@@ -46,7 +46,7 @@ from ._validate import as_callable, as_int
 from .analysis import sequences_of_lengths
 from .options import DEFAULT_WINDOW_TOKENS, PackOptions
 from .packing import DocumentCounts, PackingStats
-from .parquet._shards import shard_writer
+from .parquet._shards import finish_shards, shard_writer
 from .parquet._source import ParquetSource
 from .parquet._staging import DestinationLock, StagedOutput, as_path, check_paths
 from .parquet.manifest import build_manifest, input_records, write_manifest
@@ -211,6 +211,7 @@ def pack_parquet(
     carry: str | Sequence[str] | None = None,
     separator: float | Mapping[str, float] | None = None,
     progress: Callable[[dict[str, int]], Any] | None = None,
+    format: str = "parquet",
 ) -> dict[str, Any]:
     """Pack a Parquet dataset into packed Parquet shards on a Dask cluster.
 
@@ -232,13 +233,16 @@ def pack_parquet(
         As in :func:`bfpack.parquet.pack_parquet`. ``seed`` shuffles the
         rows of every shard with a seed of its own, fixed by ``seed``, the
         task and the shard.
-    window_tokens, rows_per_shard, overwrite, max_open
+    window_tokens, rows_per_shard, overwrite, max_open, format
         As in :func:`bfpack.parquet.pack_parquet`; ``rows_per_shard``
         applies within each task.
     provenance, carry, separator
         As in :func:`bfpack.parquet.pack_parquet`: ``doc_index`` numbers the
         documents of all the files in order, whatever task packs them, so
         it does not depend on the tasks or workers.
+        applies within each task. With ``format="arrow"`` the driver names
+        the shards ``data-00000-of-0000N.arrow``, ... in task order once all
+        are written.
     progress : callable, optional
         Called after every task with running totals (``documents``,
         ``tokens``, ``sequences``, ``windows``: tasks done) and
@@ -293,6 +297,7 @@ def pack_parquet(
         provenance=provenance,
         carry=carry,
         separator=separator,
+        format=format,
     )
     as_callable(progress, "progress")
     files_per_task = as_int(files_per_task, "files_per_task", lo=1)
@@ -327,6 +332,7 @@ def pack_parquet(
                             o,
                             spec,
                             first_document=firsts[task],
+                            run_id=run_id,
                             key=f"bfpack-{run_id}-{task}",
                         )
                     )
@@ -337,7 +343,7 @@ def pack_parquet(
             _stop_tasks(client, futures, out.folder)
             raise
         last = o.packer(spec, seed=o.seed, pieces=True)
-        writer = shard_writer(o, out.folder, prefix="part-last")
+        writer = shard_writer(o, out.folder, prefix="part-last", run_id=run_id)
         try:
             pieces = (r.open_pieces for r in results)
             for table, final in windows(pieces, spec, o.window_tokens, pieces=True):
@@ -355,6 +361,7 @@ def pack_parquet(
             sequences=sum(r.sequences for r in results) + last.stats().sequences,
         )
         shards = [s for r in results for s in r.shards] + last_shards
+        shards = finish_shards(o.format, out.folder, shards, run_id=run_id)
         manifest = build_manifest(
             run_id=run_id,
             source=os.path.abspath(os.fspath(src)),
@@ -437,6 +444,7 @@ def _pack_group(
     spec: OutputSpec,
     *,
     first_document: int = 0,
+    run_id: str,
 ) -> _TaskResult | str:
     """One task: pack the files of ``group``, keeping the open sequences open.
 
@@ -450,7 +458,9 @@ def _pack_group(
     seed = None if o.seed is None else o.seed + (task + 1) * _SEED_STRIDE
     packer = o.packer(spec, seed=seed, first_document=first_document)
     live = functools.partial(_check_live, folder, lock)
-    writer = shard_writer(o, folder, prefix=f"part-{task:05d}", in_flight=0, before_shard=live)
+    writer = shard_writer(
+        o, folder, prefix=f"part-{task:05d}", in_flight=0, before_shard=live, run_id=run_id
+    )
     try:
         try:
             for table, _ in group.windows(spec, o.window_tokens):

@@ -14,12 +14,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ._validate import as_bool, as_int, as_long_docs, as_optional_int, as_seed, as_seq_len
+from ._validate import (
+    as_bool,
+    as_choice,
+    as_int,
+    as_long_docs,
+    as_optional_int,
+    as_seed,
+    as_seq_len,
+)
 from .methods import as_method
 from .stream import StreamPacker, TableStreamPacker, default_max_open
 from .table import OutputSpec
 
-__all__ = ["DEFAULT_WINDOW_TOKENS", "PackOptions"]
+__all__ = ["DEFAULT_WINDOW_TOKENS", "OUTPUT_FORMATS", "PackOptions"]
+
+#: The formats of a packed output's shards (``format=``): Parquet (zstd, the
+#: default) or uncompressed Arrow IPC streams in the layout of
+#: ``datasets.Dataset.save_to_disk``.
+OUTPUT_FORMATS = ("parquet", "arrow")
 
 #: Tokens per window: small enough that reading, packing and writing overlap
 #: well (and memory stays low), large enough to pack within a sequence or two
@@ -62,6 +75,7 @@ class PackOptions:
     provenance: bool
     carry: str | tuple[str, ...] | None
     separator: float | dict[str, float] | None
+    format: str
 
     def __init__(
         self,
@@ -80,6 +94,7 @@ class PackOptions:
         provenance: bool = False,
         carry: str | Sequence[str] | None = None,
         separator: float | Mapping[str, float] | None = None,
+        format: str = "parquet",
     ) -> None:
         seq_len = as_seq_len(seq_len)
         window_tokens = as_int(window_tokens, "window_tokens", lo=1, unit="tokens")
@@ -100,6 +115,7 @@ class PackOptions:
             provenance=as_bool(provenance, "provenance"),
             carry=carry if carry is None or isinstance(carry, str) else _names(carry),
             separator=dict(separator) if isinstance(separator, Mapping) else separator,
+            format=as_choice(format, "format", OUTPUT_FORMATS),
         )
         for name, value in checked.items():
             object.__setattr__(self, name, value)  # frozen: set once, here
@@ -168,6 +184,7 @@ class PackOptions:
             "provenance": spec.provenance,
             "carry": list(spec.carry),
             "separator": self._manifest_value(spec.separators, self.separator, spec),
+            "format": self.format,
         }
 
     def _manifest_pad(self, spec: OutputSpec) -> float | dict[str, float] | None:

@@ -142,6 +142,25 @@ def test_provenance_round_trip_the_same_on_one_and_two_workers(client, source, t
     assert bfpack.verify(tmp_path / "two", source=src).ok
 
 
+def test_arrow_format_on_the_cluster(client, source, tmp_path):
+    from bfpack.parquet._shards import read_shard
+
+    src, _ = source
+    m = {
+        fmt: bdask.pack_parquet(src, tmp_path / fmt, SEQ_LEN, client=client, format=fmt, **OPTIONS)
+        for fmt in ("parquet", "arrow")
+    }
+    n = len(m["arrow"]["shards"])
+    assert [s["file"] for s in m["arrow"]["shards"]] == [
+        f"data-{k:05d}-of-{n:05d}.arrow" for k in range(n)
+    ]
+    arrow = pa.concat_tables(
+        read_shard(str(tmp_path / "arrow" / s["file"]), "arrow") for s in m["arrow"]["shards"]
+    )
+    assert arrow.equals(packed_rows(tmp_path / "parquet", m["parquet"]))
+    assert bfpack.verify(tmp_path / "arrow", source=src).ok
+
+
 @pytest.mark.parametrize("files_per_task", [2, 4, 100])
 def test_files_per_task(client, source, tmp_path, files_per_task):
     src, parts = source
@@ -417,7 +436,7 @@ def test_a_task_stops_once_its_run_is_given_up(source, tmp_path):
     lock = DestinationLock(str(tmp_path / "o"))
 
     def run():
-        return bdask._pack_group(group, str(folder), lock.path, 0, o, spec)
+        return bdask._pack_group(group, str(folder), lock.path, 0, o, spec, run_id="r")
 
     # The driver is gone: its lock file is there, but nobody holds it.
     folder.mkdir()

@@ -50,6 +50,7 @@ def test_values_come_out_as_plain_python_values():
         (dict(rows_per_shard=0), ValueError, "rows_per_shard"),
         (dict(overwrite=1), TypeError, "overwrite"),
         (dict(max_open=-1), ValueError, "max_open"),
+        (dict(format="feather"), ValueError, "format must be one of 'parquet', 'arrow'"),
     ],
 )
 def test_every_option_is_checked_in_the_constructor(kw, error, match):
@@ -92,6 +93,7 @@ def test_as_dict_is_the_manifests_options():
         "provenance": False,
         "carry": [],
         "separator": None,
+        "format": "parquet",
     }
     by_column = PackOptions(8, pad_value={"input_ids": 1})
     assert by_column.as_dict(by_column.spec(table.schema))["pad_value"] == {"input_ids": 1}

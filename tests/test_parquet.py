@@ -152,6 +152,7 @@ def test_round_trip_bfd_many_windows(medium, tmp_path):
         "provenance": False,
         "carry": [],
         "separator": None,
+        "format": "parquet",
     }
     s = manifest["stats"]
     ref = bfpack.pack(lengths, SEQ_LEN).stats()
@@ -765,6 +766,7 @@ def test_cli_pack(medium, cli):
         "provenance": False,
         "carry": [],
         "separator": None,
+        "format": "parquet",
     }
     assert f"{s['documents']:,} documents" in r.stdout
     assert f"-> {s['sequences']:,} sequences of {SEQ_LEN}" in r.stdout

@@ -23,10 +23,19 @@ snappy), ``x1`` = one shard and ``x4`` = four (100M tokens, the size of the
   one row group; peak RSS of a fresh process running ``pack_parquet``
   (seq_len 2048, 1M-token windows) and ``bfpack stats``. Target: under 0.6
   GB for every layout (issue 8; it was 0.40, 1.62 and 2.90 GB for pack).
+- Output format (:class:`PackFormat`, issue 20): ``pack_parquet(x4, dst,
+  2048, format=...)`` with Parquet shards (zstd, the default) and with
+  uncompressed Arrow IPC shards (``format="arrow"``), side by side on the
+  same input: the time of each, the tokens per core-second of each (input
+  tokens over the process's CPU seconds, every thread counted), and the
+  ratio of their tokens/s (``track_arrow_speedup``, medians of interleaved
+  runs). Target: arrow at least twice the tokens/s of Parquet.
 """
 
 import os
 import shutil
+import statistics
+import time
 
 import pyarrow.parquet as pq
 
@@ -261,3 +270,60 @@ class ParquetLayoutPeakRSS(Benchmark):
         return status["VmHWM"] * 1024 / 1e6
 
     track_stats_peak_rss_mb.unit = "MB"
+
+
+#: The output formats compared by :class:`PackFormat`.
+FORMATS = ("parquet", "arrow")
+
+
+class _FormatRuns(ParquetDatasets):
+    """Base class: ``pack_parquet`` of 100M tokens (4 shards) at 2048 in a format."""
+
+    repeat = (2, 5, 30.0)
+    warmup_time = 0.1
+    timeout = 900.0
+
+    def setup(self, root, *params):
+        self.src = dataset_path(root, TIME_SCALE)
+        self.dst, _, warm_dst = self._outputs(root)
+        warm_pack_parquet(root, warm_dst)
+
+    def _pack(self, fmt):
+        return pack_parquet(self.src, self.dst, SEQ_LEN, overwrite=True, format=fmt)
+
+
+class PackFormat(_FormatRuns):
+    """The same packing into Parquet and into Arrow shards: time and tokens
+    per core-second."""
+
+    params = [list(FORMATS)]
+    param_names = ["format"]
+
+    def time_pack(self, root, fmt):
+        self._pack(fmt)
+
+    def track_tokens_per_core_second(self, root, fmt):
+        # CPU seconds of the whole process (the packing thread and the
+        # shard writers'): what a core-hour budget pays. Median of three.
+        self._pack(fmt)
+        rates = []
+        for _ in range(3):
+            cpu = time.process_time()
+            tokens = self._pack(fmt)["stats"]["tokens"]
+            rates.append(tokens / (time.process_time() - cpu))
+        return statistics.median(rates)
+
+    track_tokens_per_core_second.unit = "tokens per core-second"
+
+
+class PackFormatSpeedup(_FormatRuns):
+    """Arrow's tokens/s over Parquet's on the same input, the two packings
+    timed in turn (interleaved, so that both share the machine's load)."""
+
+    def track_arrow_speedup(self, root):
+        arrow, parquet = median_seconds_pair(
+            lambda: self._pack("arrow"), lambda: self._pack("parquet"), runs=3
+        )
+        return parquet / arrow
+
+    track_arrow_speedup.unit = "x Parquet tokens/s"

@@ -94,11 +94,12 @@ def _weight(args):
 
 
 def _packed_seq_lengths(dst):
-    """The ``seq_lengths`` column of every shard of a packed output, in order."""
+    """The ``seq_lengths`` column of every shard of a packed output, in order
+    (Parquet or Arrow shards, as its manifest records)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from ..parquet.manifest import manifest_path, read_manifest
+    from ..parquet._shards import read_shard, read_shard_schema
+    from ..parquet.manifest import manifest_path, output_format, read_manifest
     from ..table import SEQ_LENGTHS
 
     if not os.path.isdir(dst):
@@ -106,8 +107,10 @@ def _packed_seq_lengths(dst):
             f"{dst} is not a directory; pass the output directory of bfpack pack, or a source "
             f"with --seq-len"
         )
+    fmt = "parquet"
     if manifest_path(dst) is not None:
-        names = [s["file"] for s in read_manifest(dst)["shards"]]
+        manifest = read_manifest(dst)
+        names, fmt = [s["file"] for s in manifest["shards"]], output_format(manifest)
     else:
         names = sorted(n for n in os.listdir(dst) if n.endswith(".parquet"))
     if not names:
@@ -115,12 +118,12 @@ def _packed_seq_lengths(dst):
     chunks = []
     for name in names:
         path = os.path.join(dst, name)
-        if SEQ_LENGTHS not in pq.read_schema(path).names:
+        if SEQ_LENGTHS not in read_shard_schema(path, fmt).names:
             raise ValueError(
                 f"{path} has no {SEQ_LENGTHS} column: not packed output; to pack a source in "
                 f"memory, add --seq-len"
             )
-        chunks.extend(pq.read_table(path, columns=[SEQ_LENGTHS]).column(SEQ_LENGTHS).chunks)
+        chunks.extend(read_shard(path, fmt, [SEQ_LENGTHS]).column(SEQ_LENGTHS).chunks)
     return pa.chunked_array(chunks)
 
 

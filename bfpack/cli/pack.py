@@ -125,6 +125,15 @@ def add_arguments(parser):
         help="packed sequences per output shard, the last shard holding the rest "
         "(default: one shard per window)",
     )
+    parser.add_argument(
+        "--format",
+        default="parquet",
+        choices=["parquet", "arrow"],
+        help="the shards' format: parquet (zstd, compact, for storage and interchange) or "
+        "arrow (uncompressed Arrow IPC in the layout of datasets' save_to_disk: "
+        "datasets.load_from_disk and PackedDataset map it with no copy; faster to write, "
+        "larger) (default: %(default)s)",
+    )
     cluster = parser.add_mutually_exclusive_group()
     cluster.add_argument(
         "--workers",
@@ -251,6 +260,7 @@ def run(args):
             rows_per_shard=args.rows_per_shard,
             overwrite=args.overwrite,
             progress=guarded(args, show),
+            format=args.format,
         )
     s = manifest["stats"]
     if args.verbosity >= 0:

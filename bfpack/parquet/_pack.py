@@ -20,7 +20,7 @@ from .._memory import release_free_memory
 from .._validate import as_callable
 from ..options import DEFAULT_WINDOW_TOKENS, PackOptions
 from ..stream import TableStreamPacker
-from ._shards import ShardWriter, shard_writer
+from ._shards import ShardWriter, finish_shards, shard_writer
 from ._source import ParquetSource
 from ._staging import StagedOutput, as_path, check_paths
 from .manifest import build_manifest, input_records, write_manifest
@@ -49,8 +49,9 @@ def pack_parquet(
     carry: str | Sequence[str] | None = None,
     separator: float | Mapping[str, float] | None = None,
     progress: Callable[[dict[str, int]], Any] | None = None,
+    format: str = "parquet",
 ) -> dict[str, Any]:
-    """Pack a Parquet dataset into a directory of packed Parquet shards.
+    """Pack a Parquet dataset into a directory of packed Parquet (or Arrow) shards.
 
     Documents are read in windows of about ``window_tokens`` tokens. With
     a method that streams (``"bfd"``), each window is packed together with
@@ -175,6 +176,7 @@ def pack_parquet(
         provenance=provenance,
         carry=carry,
         separator=separator,
+        format=format,
     )
     as_callable(progress, "progress")
     src, dst = as_path(src, "src"), as_path(dst, "dst")
@@ -190,11 +192,12 @@ def pack_parquet(
             *_n(o.seq_len, o.window_tokens, o.max_open),
         )
         packer = o.packer(spec, seed=o.seed)
-        writer = shard_writer(o, out.folder)
+        writer = shard_writer(o, out.folder, run_id=out.run_id)
         try:
             _pack_windows(source, packer, writer, window_tokens=o.window_tokens, progress=progress)
         finally:
             shards = writer.close()
+        shards = finish_shards(o.format, out.folder, shards, run_id=out.run_id)
         manifest = build_manifest(
             run_id=out.run_id,
             source=os.path.abspath(src),

@@ -66,7 +66,7 @@ from types import TracebackType
 from typing import Any
 
 from .._interrupt import held
-from .manifest import MANIFEST, manifest_path, new_run_id, read_manifest
+from .manifest import MANIFEST, manifest_path, new_run_id, own_files, read_manifest
 
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
@@ -200,18 +200,20 @@ def check_destination(dst: str, overwrite: bool) -> None:
 
 def _foreign(dst: str, names: list[str]) -> list[str]:
     """Of ``names`` in the output ``dst``, those its manifest does not list as shards
-    (directories shown with a trailing ``/``)."""
+    nor as files of its format (``state.json`` and ``dataset_info.json`` of an
+    Arrow output; directories shown with a trailing ``/``)."""
     if not names:
         return []
     try:
-        shards = read_manifest(dst)["shards"]
+        manifest = read_manifest(dst)
+        shards, own = manifest["shards"], own_files(manifest)
     except (OSError, ValueError) as exc:
         raise FileExistsError(
             f"{dst} holds a manifest that cannot be read ({exc}), so its files cannot be "
             f"told from others; overwrite refuses it: remove it yourself or choose another "
             f"destination"
         ) from None
-    listed = {s["file"] if isinstance(s, dict) else s for s in shards}
+    listed = {s["file"] if isinstance(s, dict) else s for s in shards} | set(own)
     foreign = []
     for name in names:
         path = os.path.join(dst, name)

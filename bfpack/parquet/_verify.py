@@ -16,9 +16,10 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
+import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, NamedTuple
 
@@ -29,10 +30,13 @@ import pyarrow.parquet as pq
 from .._arrow import is_list_type, primitive_view
 from .._validate import as_callable, value_dtype
 from ..table import DOC_INDEX, DOC_OFFSET, POSITION_IDS, SEQ_LENGTHS, aligned_lengths
+from ._shards import datasets_files
 from ._source import ParquetSource
 from ._staging import DestinationBusyError
 from .manifest import (
+    DATASETS_FILES,
     MANIFEST,
+    RUN_KEY,
     Recorded,
     ShardEntry,
     check_manifest,
@@ -170,6 +174,11 @@ def verify(
     - the directory holds exactly the listed shards (a file of another run,
       or a missing one, is a problem); a shard is read only as a file in
       ``dst``, never through a symbolic link;
+    - for an output of ``format="arrow"``: ``state.json`` and
+      ``dataset_info.json`` are there and describe the listed shards, in
+      order, and their features, as ``datasets.Dataset.save_to_disk``
+      would; each shard is an Arrow IPC stream written by the manifest's
+      run (the run id in its schema metadata);
     - each shard's size and SHA-256, and its row count (at most
       ``rows_per_shard`` if recorded); a shard that cannot be read is said
       so, with the rows the manifest records in it;
@@ -353,9 +362,14 @@ def _report(progress: Progress | None, stage: str, done: int, total: int, tokens
 
 
 def _check_listing(snapshot: _Snapshot, recorded: Recorded, found: _Findings) -> None:
-    """The directory holds exactly the listed shards."""
+    """The directory holds exactly the listed shards (and, for an Arrow
+    output, the two files of the ``datasets`` layout)."""
     listed = [s.file for s in recorded.shards]
-    present = {n for n in snapshot.names() if n != MANIFEST}
+    own = set(DATASETS_FILES) if recorded.format == "arrow" else set()
+    present = {n for n in snapshot.names() if n != MANIFEST and n not in own}
+    for name in sorted(own):
+        if not snapshot.exists(name):
+            found.problem(f"{name} is missing: datasets.load_from_disk cannot open the output")
     for name in listed:
         if name not in present:
             found.problem(f"shard {name} is listed in the manifest but missing")
@@ -439,6 +453,8 @@ class _OutputCheck:
         _report(self.progress, "output", 0, total, 0)
         for shard in r.shards:
             self._check_shard(shard, total)
+        if r.format == "arrow":
+            self._check_datasets_files()
         unsummed = [s.file for s in r.shards if s.sha256 is None or s.bytes is None]
         if unsummed:
             self.found.problem(
@@ -471,6 +487,29 @@ class _OutputCheck:
             f"not be checked"
         )
 
+    def _check_datasets_files(self) -> None:
+        """``state.json`` and ``dataset_info.json`` of an Arrow output describe
+        its shards, in order, and their schema, as ``save_to_disk`` would."""
+        if self.schema is None:
+            return
+        r = self.recorded
+        want = datasets_files(self.schema, [s.file for s in r.shards], r.run_id or "")
+        for name, text in want.items():
+            try:
+                with self.snapshot.open(name) as f:
+                    got = json.loads(f.read().decode("utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue  # missing: the listing says so; unreadable: compared below
+            expected = json.loads(text)
+            if name == "state.json":
+                got.pop("_fingerprint", None), expected.pop("_fingerprint", None)
+            if got != expected:
+                self.found.problem(
+                    f"{name} does not describe the shards the manifest lists (their names in "
+                    f"order, their features) as datasets' save_to_disk would"
+                )
+        self.found.note("state.json and dataset_info.json describe the shards (datasets layout)")
+
     def _check_shard(self, shard: ShardEntry, total: int) -> None:
         try:
             f = self.snapshot.open(shard.file)
@@ -490,21 +529,47 @@ class _OutputCheck:
                 return
             counted = self.rows_check.rows, self.rows_check.tokens
             try:
-                with pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20) as pf:
-                    if not self._check_layout(pf, shard):
-                        return
-                    rows = max(1, _BATCH_TOKENS // self.recorded.seq_len)
-                    for batch in pf.iter_batches(batch_size=rows):
-                        self.rows_check.check(batch, shard.file)
-                        _report(self.progress, "output", self.rows, total, self.tokens)
+                if self.recorded.format == "arrow":
+                    self._check_arrow(f, shard, total)
+                else:
+                    self._check_parquet(f, shard, total)
             except (pa.ArrowException, OSError) as exc:
                 self.rows_check.rows, self.rows_check.tokens = counted  # only whole shards count
                 self._not_read(shard, f"cannot be read ({exc})")
 
-    def _check_layout(self, pf: pq.ParquetFile, shard: ShardEntry) -> bool:
-        """Rows and schema of one shard; False if its rows cannot be checked."""
+    def _check_parquet(self, f: BinaryIO, shard: ShardEntry, total: int) -> None:
+        with pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20) as pf:
+            self._check_rows(pf.metadata.num_rows, shard)
+            if not self._check_schema(pf.schema_arrow, shard):
+                return
+            rows = max(1, _BATCH_TOKENS // self.recorded.seq_len)
+            self._check_batches(pf.iter_batches(batch_size=rows), shard, total)
+
+    def _check_arrow(self, f: BinaryIO, shard: ShardEntry, total: int) -> None:
+        # A stream records no row count up front: the batches are counted as read.
+        reader = pa.ipc.open_stream(f)
+        run_id = (reader.schema.metadata or {}).get(RUN_KEY, b"").decode("utf-8", "replace")
+        if run_id != (self.recorded.run_id or ""):
+            self.found.problem(
+                f"{shard.file}: written by run {run_id or '(none)'}, not by the manifest's "
+                f"run {self.recorded.run_id}"
+            )
+        if not self._check_schema(reader.schema, shard):
+            return
+        first = self.rows
+        self._check_batches(reader, shard, total)
+        self._check_rows(self.rows - first, shard)
+
+    def _check_batches(
+        self, batches: Iterator[pa.RecordBatch], shard: ShardEntry, total: int
+    ) -> None:
+        for batch in batches:
+            self.rows_check.check(batch, shard.file)
+            _report(self.progress, "output", self.rows, total, self.tokens)
+
+    def _check_rows(self, rows: int, shard: ShardEntry) -> None:
+        """The rows of one shard against the manifest and the options."""
         r = self.recorded
-        rows = pf.metadata.num_rows
         if rows != shard.rows:
             self.found.problem(f"{shard.file}: {rows} rows, the manifest says {shard.rows}")
         if r.rows_per_shard is not None and rows > r.rows_per_shard:
@@ -512,7 +577,10 @@ class _OutputCheck:
                 f"{shard.file}: {rows:,} rows, more than the options' rows_per_shard "
                 f"({r.rows_per_shard:,})"
             )
-        schema = pf.schema_arrow
+
+    def _check_schema(self, schema: pa.Schema, shard: ShardEntry) -> bool:
+        """The schema of one shard; False if its rows cannot be checked."""
+        r = self.recorded
         if self.schema is None:
             self.schema = schema
         elif not schema.equals(self.schema):

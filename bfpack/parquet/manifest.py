@@ -14,7 +14,12 @@ It records what a reader needs to trust the directory:
   first row);
   ``skipped``: the files and directories the ``_``/``.`` convention left
   out;
-- ``options``: how it was packed;
+- ``options``: how it was packed, ``format`` included: ``"parquet"``
+  (shards ``part-*.parquet``; the default, and what a manifest without the
+  key means) or ``"arrow"`` (uncompressed Arrow IPC stream shards
+  ``data-00000-of-0000N.arrow`` and the two files of the layout
+  ``datasets.Dataset.save_to_disk`` writes, :data:`DATASETS_FILES`, which
+  are the output's own though no shard record lists them);
 - ``shards``, in order: ``file``, ``rows``, ``bytes`` and ``sha256`` (of
   the file's bytes);
 - ``stats``: the statistics of the packing.
@@ -45,6 +50,38 @@ MANIFEST = ".bfpack.json"
 FORMAT = 2
 
 _CHUNK = 1 << 20
+
+#: The output formats (``options.format``): the shards' file format.
+FORMATS = ("parquet", "arrow")
+#: The files beside the shards of an ``"arrow"`` output that make it a
+#: ``datasets.Dataset.save_to_disk`` directory: ``dataset_info.json`` and
+#: ``state.json`` (the names ``datasets.config`` gives them).
+DATASETS_FILES = ("dataset_info.json", "state.json")
+#: The schema metadata key of an Arrow shard that holds the id of the run
+#: that wrote it.
+RUN_KEY = b"bfpack.run_id"
+
+
+def output_format(manifest: Mapping[str, Any]) -> str:
+    """The format of the shards of the output whose manifest is ``manifest``.
+
+    ``"parquet"`` where ``options.format`` is absent (outputs written before
+    the option existed); ValueError for a value bfpack does not write.
+    """
+    options = manifest.get("options")
+    fmt = options.get("format", "parquet") if isinstance(options, dict) else "parquet"
+    if fmt not in FORMATS:
+        raise ValueError(
+            f"the manifest's options.format is {fmt!r}, not one of {', '.join(FORMATS)}; "
+            f"the output is damaged, or was written by a newer bfpack"
+        )
+    return str(fmt)
+
+
+def own_files(manifest: Mapping[str, Any]) -> tuple[str, ...]:
+    """The files of an output, beside its shards and bfpack's hidden files,
+    that are its own: :data:`DATASETS_FILES` for an ``"arrow"`` output."""
+    return DATASETS_FILES if output_format(manifest) == "arrow" else ()
 
 
 def new_run_id() -> str:
@@ -223,6 +260,7 @@ class Recorded:
     max_open: int | None
     rows_per_shard: int | None
     files_per_task: int | None
+    format: str
     shards: tuple[ShardEntry, ...]
     inputs: tuple[Mapping[str, Any], ...] | None
     stats: Mapping[str, Any]
@@ -294,6 +332,9 @@ def _check_manifest(m: Mapping[str, Any]) -> Recorded:
         or set(carry) & set(columns)
     ):
         raise _Damaged(f"options.carry is {carry!r}, not a list of other column names")
+    fmt = o.get("format", "parquet")
+    if fmt not in FORMATS:
+        raise _Damaged(f"options.format is {fmt!r}, not one of {', '.join(FORMATS)}")
     return Recorded(
         run_id=m.get("run_id"),
         seq_len=seq_len,
@@ -306,6 +347,7 @@ def _check_manifest(m: Mapping[str, Any]) -> Recorded:
         max_open=_optional_int(o, "max_open", lo=0),
         rows_per_shard=_optional_int(o, "rows_per_shard", lo=1),
         files_per_task=_optional_int(o, "files_per_task", lo=1),
+        format=fmt,
         shards=_shards(m["shards"]),
         inputs=_inputs(m.get("inputs")),
         stats=_stats(m.get("stats"), seq_len, method, long_docs),

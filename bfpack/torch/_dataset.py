@@ -1,4 +1,5 @@
-"""A map-style dataset over packed shards, memory-mapped from Arrow copies pinned to one run."""
+"""A map-style dataset over packed shards, memory-mapped and pinned to one run:
+Arrow shards in place, Parquet shards through Arrow copies."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ from .._arrow import is_list_type
 from .._atomic import atomic_path
 from .._optional import requires
 from .._validate import as_optional_path, as_path
-from ..parquet.manifest import file_sha256, manifest_path, read_manifest, run_id_of
+from ..parquet.manifest import (
+    RUN_KEY,
+    file_sha256,
+    manifest_path,
+    output_format,
+    read_manifest,
+    run_id_of,
+)
 from ..table import SEQ_LENGTHS
 
 with requires("torch", needed_by="bfpack.torch"):
@@ -39,9 +47,9 @@ _BATCH_ROWS = 1024
 class _Shard(NamedTuple):
     """A shard of the run a dataset is pinned to."""
 
-    path: str  # the Parquet file in the packed directory
+    path: str  # the shard file in the packed directory
     sha256: str  # of its bytes, as the manifest records them (or as read at opening)
-    entry: str  # its Arrow copy: <cache root>/<run id>/<sha256>.arrow
+    entry: str  # the Arrow file mapped: <cache root>/<run id>/<sha256>.arrow, or ``path``
 
 
 class PackedDataset(Dataset):
@@ -50,15 +58,17 @@ class PackedDataset(Dataset):
     Parameters
     ----------
     path : path
-        A directory of packed Parquet shards, as ``bfpack pack`` writes it
-        (shards in the order of its manifest ``.bfpack.json``; without one,
-        every ``*.parquet`` file in name order).
+        A directory of packed shards, as ``bfpack pack`` writes it (shards
+        in the order of its manifest ``.bfpack.json``; without one, every
+        ``*.parquet`` file in name order), in either format
+        (``--format parquet`` or ``arrow``).
     columns : list of str, optional
         The columns each row holds (default: all but carried columns of
         other values than numbers, such as ``--carry url``'s strings).
         ``seq_lengths`` is always kept: :class:`PackedCollator` needs it.
     cache_dir : path, optional
-        The root of the Arrow copies of the shards. Default: the environment
+        The root of the Arrow copies of Parquet shards (an Arrow output
+        needs none). Default: the environment
         variable ``BFPACK_CACHE_DIR`` (:data:`CACHE_ENV`), else
         ``$XDG_CACHE_HOME/bfpack``, else ``~/.cache/bfpack``. Nothing is
         ever written inside ``path``.
@@ -77,6 +87,12 @@ class PackedDataset(Dataset):
 
     Notes
     -----
+    The shards of an output of ``format="arrow"`` are mapped into memory
+    where they are, with no copy and no cache: their SHA-256 is checked
+    against the manifest once, when the dataset is opened, and every
+    process that maps a shard checks that it was written by the run the
+    dataset is pinned to (the run id in the shard's schema metadata).
+
     Parquet is compressed and cannot be read a row at a time, so each shard
     is copied once into an uncompressed Arrow file, which is then mapped
     into memory: a row is a zero-copy numpy view of the mapped file, found
@@ -125,7 +141,7 @@ class PackedDataset(Dataset):
         for attempt in range(_OPEN_ATTEMPTS):
             #: The run id of the output the dataset reads (None for a
             #: directory that records none).
-            self.run_id, self._shards = _pin(self.path, self.cache_dir)
+            self.run_id, self.format, self._shards = _pin(self.path, self.cache_dir)
             try:
                 layouts = [self._layout_of(shard) for shard in self._shards]
                 break
@@ -207,11 +223,21 @@ class PackedDataset(Dataset):
             raise OSError(f"{shard.entry} cannot be read back after it was written")
         return reader
 
+    def _record_batches(
+        self, shard: _Shard, *, check: bool = False
+    ) -> tuple[pa.Schema, list[pa.RecordBatch]]:
+        """The schema and the record batches of ``shard``, mapped: the shard
+        itself (Arrow; its bytes checked against the manifest's SHA-256 with
+        ``check``) or its copy (Parquet)."""
+        if self.format == "arrow":
+            return _map_arrow(shard, self.run_id, self.path, check=check)
+        reader = self._reader(shard)
+        return reader.schema, [reader.get_batch(i) for i in range(reader.num_record_batches)]
+
     def _layout_of(self, shard: _Shard) -> tuple[pa.Schema, list[int]]:
-        """The schema of ``shard``'s copy and the rows of its record batches."""
-        with self._reader(shard) as reader:
-            rows = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
-            return reader.schema, rows
+        """The schema of ``shard``'s mapped file and the rows of its record batches."""
+        schema, batches = self._record_batches(shard, check=True)
+        return schema, [batch.num_rows for batch in batches]
 
     def _map_batches(self) -> list[dict[str, tuple[np.ndarray, np.ndarray]]]:
         """Per record batch of every copy, ``(offsets, values)`` numpy views of
@@ -219,16 +245,20 @@ class PackedDataset(Dataset):
         batches = []
         for shard in self._shards:
             try:
-                reader = self._reader(shard)
+                _, shard_batches = self._record_batches(shard)
             except _RunMoved:
+                gone = (
+                    f"its shard {shard.path} is another run's"
+                    if self.format == "arrow"
+                    else f"the Arrow copy {shard.entry} is gone"
+                )
                 raise RuntimeError(
-                    f"this PackedDataset reads run {self.run_id} of {self.path}, but the "
-                    f"Arrow copy {shard.entry} is gone and {self.path} now holds "
+                    f"this PackedDataset reads run {self.run_id} of {self.path}, but "
+                    f"{gone} and {self.path} now holds "
                     f"{_describe_run(run_id_of(self.path))}; open a new PackedDataset to "
                     f"read the new run (rows of two runs are never mixed)"
                 ) from None
-            for i in range(reader.num_record_batches):
-                batch = reader.get_batch(i)
+            for batch in shard_batches:
                 views = {}
                 for name in self.columns:
                     arr = batch.column(name)
@@ -239,10 +269,18 @@ class PackedDataset(Dataset):
                 batches.append(views)
         rows = [int(v[SEQ_LENGTHS][0].shape[0]) - 1 for v in batches]
         if rows != np.diff(self._starts).tolist():
+            where = (
+                f"the shards of run {self.run_id} in {self.path}"
+                if self.format == "arrow"
+                else f"the Arrow copies in {self.cache_dir} of run {self.run_id} of {self.path}"
+            )
             raise RuntimeError(
-                f"the Arrow copies in {self.cache_dir} of run {self.run_id} of {self.path} "
-                f"hold other rows than when the dataset was opened; remove that run's "
-                f"folder and open the dataset again"
+                f"{where} hold other rows than when the dataset was opened; "
+                + (
+                    f"the output is damaged: check it with bfpack verify {self.path}"
+                    if self.format == "arrow"
+                    else "remove that run's folder and open the dataset again"
+                )
             )
         return batches
 
@@ -283,10 +321,12 @@ _RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def _pin(path: str, root: str) -> tuple[str | None, list[_Shard]]:
-    """The run id of the packed directory ``path`` and its shards, each with
-    its SHA-256 and the name of its Arrow copy under ``root``."""
+def _pin(path: str, root: str) -> tuple[str | None, str, list[_Shard]]:
+    """The run id of the packed directory ``path``, its format and its shards,
+    each with its SHA-256 and the Arrow file to map: its copy under ``root``
+    (Parquet), or itself (Arrow)."""
     run_id: str | None = None
+    fmt = "parquet"
     if manifest_path(path) is None:
         recorded: list[tuple[str, str | None]] = [
             (n, None) for n in sorted(os.listdir(path)) if n.endswith(".parquet")
@@ -300,16 +340,25 @@ def _pin(path: str, root: str) -> tuple[str | None, list[_Shard]]:
                 f"output is damaged: check it with bfpack verify {path}"
             )
         recorded = [_recorded_shard(s, path) for s in manifest["shards"]]
+        fmt = output_format(manifest)
     if not recorded:
         raise ValueError(f"{path} holds no Parquet shard; pass a directory that bfpack pack wrote")
     folder = os.path.join(root, run_id or _NO_RUN)
     shards = []
     for name, sha in recorded:
         shard = os.path.join(path, name)
+        if fmt == "arrow":
+            if sha is None:
+                raise ValueError(
+                    f"the manifest of {path} records no SHA-256 for {name}; the output is "
+                    f"damaged: check it with bfpack verify {path}"
+                )
+            shards.append(_Shard(shard, sha, shard))  # mapped in place: no copy
+            continue
         if sha is None:
             sha = file_sha256(shard)  # no record: the copy holds the bytes read now
         shards.append(_Shard(shard, sha, os.path.join(folder, f"{sha}.arrow")))
-    return run_id, shards
+    return run_id, fmt, shards
 
 
 def _recorded_shard(record: Any, path: str) -> tuple[str, str | None]:
@@ -327,6 +376,51 @@ def _recorded_shard(record: Any, path: str) -> tuple[str, str | None]:
             f"it with a SHA-256; the output is damaged: check it with bfpack verify {path}"
         )
     return name, sha
+
+
+def _map_arrow(
+    shard: _Shard, run_id: str | None, path: str, *, check: bool
+) -> tuple[pa.Schema, list[pa.RecordBatch]]:
+    """The schema and record batches of the Arrow shard ``shard`` of the run
+    ``run_id`` of ``path``, mapped in place (views of the file, no copy).
+
+    With ``check``, the bytes mapped are hashed first and must be the
+    manifest's. Raises _RunMoved when the file is another run's (``path``
+    overwritten since the dataset was opened), ValueError when it is
+    damaged.
+    """
+
+    def damaged(why: str) -> ValueError:
+        return ValueError(
+            f"{shard.path} {why}: the output is damaged or was changed by hand; check it "
+            f"with: bfpack verify {path}"
+        )
+
+    try:
+        # One mapping: the bytes hashed are the bytes read.
+        data = pa.memory_map(shard.path).read_buffer()
+    except FileNotFoundError:
+        if run_id is not None and run_id_of(path) != run_id:
+            raise _RunMoved from None
+        raise FileNotFoundError(
+            f"{shard.path} is missing: the output is damaged; check it with: bfpack verify {path}"
+        ) from None
+    if check:
+        digest = hashlib.sha256(memoryview(data)).hexdigest()
+        if digest != shard.sha256:
+            if run_id is not None and run_id_of(path) != run_id:
+                raise _RunMoved
+            raise damaged(f"does not hold the bytes recorded for it (SHA-256 {digest})")
+    try:
+        reader = pa.ipc.open_stream(data)
+        written_by = (reader.schema.metadata or {}).get(RUN_KEY)
+        if written_by != (run_id or "").encode():
+            if run_id_of(path) != run_id:
+                raise _RunMoved
+            raise damaged(f"was written by another run than {run_id}, its manifest's")
+        return reader.schema, list(reader)
+    except pa.ArrowInvalid as exc:
+        raise damaged(f"cannot be read as an Arrow stream ({exc})") from None
 
 
 def _open_copy(shard: _Shard, run_id: str | None) -> pa.ipc.RecordBatchFileReader | None:
