@@ -20,6 +20,8 @@ from .._memory import release_free_memory
 from .._validate import as_callable
 from ..options import DEFAULT_WINDOW_TOKENS, PackOptions
 from ..stream import TableStreamPacker
+from . import _fs
+from ._remote import RemoteOutput, check_uris
 from ._shards import ShardWriter, shard_writer
 from ._source import ParquetSource
 from ._staging import StagedOutput, as_path, check_paths
@@ -165,10 +167,20 @@ def pack_parquet(
         max_open=max_open,
     )
     as_callable(progress, "progress")
-    src, dst = as_path(src, "src"), as_path(dst, "dst")
-    check_paths(src, dst)
-    with StagedOutput(os.path.realpath(dst), overwrite=o.overwrite) as out:
-        source = ParquetSource.open(src, dst=out.dst)
+    src = _fs.local_path(as_path(src, "src"))
+    dst = _fs.local_path(as_path(dst, "dst"))
+    remote = _fs.is_uri(dst)
+    if remote or _fs.is_uri(src):
+        check_uris(src, dst)
+    else:
+        check_paths(src, dst)
+    output: StagedOutput | RemoteOutput = (
+        RemoteOutput(dst, overwrite=o.overwrite)
+        if remote
+        else StagedOutput(os.path.realpath(dst), overwrite=o.overwrite)
+    )
+    with output as out:
+        source = ParquetSource.open(src, dst=None if remote else out.dst)
         spec = source.spec(columns=o.columns, pad_value=o.pad_value, position_ids=o.position_ids)
         _log.info(
             "packing %s documents with %s at seq_len %s, in windows of %s tokens "
@@ -185,13 +197,15 @@ def pack_parquet(
             shards = writer.close()
         manifest = build_manifest(
             run_id=out.run_id,
-            source=os.path.abspath(src),
+            source=src if _fs.is_uri(src) else os.path.abspath(src),
             inputs=[f.record() for f in source.files],
             skipped=source.skipped,
             options=o.as_dict(spec),
             shards=shards,
             stats=packer.stats().to_dict(),
         )
+        if remote:  # the shards are read from the run's prefix (see _remote)
+            manifest["prefix"] = out.prefix
         source.check_unchanged()  # the manifest's inputs are the files as they are now
         write_manifest(out.folder, manifest)
         out.commit()

@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .._arrow import is_list_type
+from . import _fs
 from .._validate import ATTENTION_MASK, check_same_columns
 from ..stream import windows as stream_windows
 from ..table import OutputSpec, aligned_lengths
@@ -77,6 +78,8 @@ class SourceFile:
     schema: pa.Schema
     mtime_ns: int
     footer_sha256: str
+    #: Whether ``path`` is a URI of a store (read through :mod:`._fs`).
+    remote: bool = False
 
     def record(self) -> dict[str, Any]:
         """Its manifest entry: ``path`` (the relative name), ``size``, ``rows``,
@@ -97,11 +100,13 @@ class SourceFile:
         """
         try:
             if fh is None:
-                with open(self.path, "rb") as f:
+                with self._open() as f:
                     now = _identity(f)
             else:
                 now = _identity(fh)
         except OSError as exc:
+            if self.remote and not isinstance(exc, FileNotFoundError):
+                raise  # the store cannot be reached or read: not a change of the file
             self._changed(_gone(exc))
         size, mtime_ns, footer = now
         if size != self.size:
@@ -117,10 +122,13 @@ class SourceFile:
             f"listed at the start, as they were; run again once they no longer change"
         ) from None
 
+    def _open(self) -> Any:
+        return _fs.open_uri(self.path) if self.remote else open(self.path, "rb")
+
     def open(self) -> BinaryIO:
         """The file opened for reading, checked to be the one listed."""
         try:
-            fh = open(self.path, "rb")
+            fh = self._open()
         except OSError as exc:
             self._changed(_gone(exc))
         try:
@@ -161,6 +169,8 @@ class ParquetSource:
         it or its staged directories (a symbolic link inside ``src``).
         """
         path = os.fspath(src)
+        if _fs.is_uri(path):
+            return cls._open_uri(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such file or directory")
         if os.path.isdir(path):
@@ -187,6 +197,44 @@ class ParquetSource:
                 + (f" ({_skipped_message(path, skipped)})" if skipped else "")
             )
         files = tuple(_open_file(p, n) for p, n in zip(paths, names))
+        source = cls(path=path, files=files, skipped=tuple(skipped))
+        _log.info("%s: %s Parquet file(s), %s rows", path, f"{len(files):,}", f"{source.rows:,}")
+        return source
+
+    @classmethod
+    def _open_uri(cls, path: str) -> ParquetSource:
+        """:meth:`open` for a URI of a store: its objects listed as a directory's files."""
+        kind = _fs.kind_of(path)
+        if kind == "missing":
+            raise FileNotFoundError(f"{path}: no such object or prefix")
+        if kind == "file":
+            names, skipped, paths = [path.rstrip("/").rsplit("/", 1)[-1]], [], [path]
+        else:
+            names, skipped = [], []
+            for rel, _ in _fs.list_files(path):
+                parts = rel.split("/")
+                hidden = next((k for k, p in enumerate(parts) if p.startswith(("_", "."))), None)
+                if hidden is None:
+                    names.append(rel)
+                elif hidden == len(parts) - 1:
+                    skipped.append(rel)
+                else:
+                    skipped.append("/".join(parts[: hidden + 1]) + "/")
+            skipped = sorted(set(skipped))
+            paths = [_fs.join(path, n) for n in names]
+        if MANIFEST in skipped:
+            raise ValueError(
+                f"{path} is a bfpack output (it holds {MANIFEST}): its rows are packed "
+                f"sequences, not documents; give the source it was packed from instead"
+            )
+        if skipped:
+            warnings.warn(_skipped_message(path, skipped), UserWarning, stacklevel=4)
+        if not names:
+            raise ValueError(
+                f"{path} holds no Parquet files"
+                + (f" ({_skipped_message(path, skipped)})" if skipped else "")
+            )
+        files = tuple(_open_file(p, n, remote=True) for p, n in zip(paths, names))
         source = cls(path=path, files=files, skipped=tuple(skipped))
         _log.info("%s: %s Parquet file(s), %s rows", path, f"{len(files):,}", f"{source.rows:,}")
         return source
@@ -340,13 +388,15 @@ def _skipped_message(path: str, skipped: Sequence[str]) -> str:
     )
 
 
-def _open_file(path: str, name: str) -> SourceFile:
+def _open_file(path: str, name: str, *, remote: bool = False) -> SourceFile:
     try:
-        with open(path, "rb") as fh:
+        with _fs.open_uri(path) if remote else open(path, "rb") as fh:
             meta = pq.read_metadata(fh)
             schema = meta.schema.to_arrow_schema()
             size, mtime_ns, footer = _identity(fh)
     except (pa.ArrowException, OSError) as exc:
+        if remote and isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
+            raise  # the store's error (access denied, unreachable), already one line
         raise ValueError(f"{path} is not a Parquet file ({_one_line(exc)})") from None
     return SourceFile(
         path=path,
@@ -356,6 +406,7 @@ def _open_file(path: str, name: str) -> SourceFile:
         schema=schema,
         mtime_ns=mtime_ns,
         footer_sha256=footer,
+        remote=remote,
     )
 
 
@@ -367,15 +418,14 @@ def _identity(fh: BinaryIO) -> tuple[int, int, str]:
     and the magic; a rewrite that changes any row group, page offset or
     statistic changes it.
     """
-    st = os.fstat(fh.fileno())
-    size = st.st_size
+    size, mtime_ns = _fs.file_stat(fh)
     fh.seek(max(size - 8, 0))
     tail = fh.read(8)
     n = int.from_bytes(tail[:4], "little") if len(tail) == 8 else 0
     start = max(size - 8 - n, 0)
     fh.seek(start)
     footer = fh.read(size - start)
-    return size, st.st_mtime_ns, hashlib.sha256(footer).hexdigest()
+    return size, mtime_ns, hashlib.sha256(footer).hexdigest()
 
 
 def _is_shard(path: str) -> bool:
