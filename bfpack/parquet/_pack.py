@@ -204,7 +204,7 @@ def pack_parquet(
             shards=shards,
             stats=packer.stats().to_dict(),
         )
-        if remote:  # the shards are read from the run's prefix (see _remote)
+        if isinstance(out, RemoteOutput):  # its shards are read from the run's prefix
             manifest["prefix"] = out.prefix
         source.check_unchanged()  # the manifest's inputs are the files as they are now
         write_manifest(out.folder, manifest)

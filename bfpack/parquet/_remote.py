@@ -59,7 +59,7 @@ import pyarrow.fs as pafs
 
 from . import _fs
 from ._staging import DestinationBusyError, DestinationExistsError
-from .manifest import MANIFEST, new_run_id
+from .manifest import MANIFEST, new_run_id, run_id_of
 
 #: The lock object inside a destination on a store.
 LOCK = ".bfpack.lock"
@@ -557,6 +557,17 @@ def read_remote_manifest(dst: str) -> tuple[dict[str, Any], str]:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
         raise ValueError(f"{where} is not a bfpack manifest (no list of shards)")
     return manifest, etag
+
+
+def run_id_at(dst: str) -> str | None:
+    """The run id of the output at ``dst`` (a path or a URI); None if none can be read."""
+    if not _fs.is_uri(dst):
+        return run_id_of(_fs.local_path(dst))
+    try:
+        run_id = read_remote_manifest(dst)[0].get("run_id")
+    except (OSError, ValueError):
+        return None
+    return run_id if isinstance(run_id, str) else None
 
 
 def shard_uri(dst: str, manifest: Mapping[str, Any], name: str) -> str:

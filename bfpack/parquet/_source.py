@@ -34,10 +34,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .._arrow import is_list_type
-from . import _fs
 from .._validate import ATTENTION_MASK, check_same_columns
 from ..stream import windows as stream_windows
 from ..table import OutputSpec, aligned_lengths
+from . import _fs
 from .manifest import MANIFEST, read_manifest
 
 #: Rows per batch at most, and at least (see :class:`_RowBudget`).
@@ -130,6 +130,8 @@ class SourceFile:
         try:
             fh = self._open()
         except OSError as exc:
+            if self.remote and not isinstance(exc, FileNotFoundError):
+                raise  # the store cannot be reached or read: not a change of the file
             self._changed(_gone(exc))
         try:
             self.check(fh)
@@ -168,7 +170,7 @@ class ParquetSource:
         given the destination ``dst`` of a run, a file that resolves into
         it or its staged directories (a symbolic link inside ``src``).
         """
-        path = os.fspath(src)
+        path = _fs.local_path(os.fspath(src))
         if _fs.is_uri(path):
             return cls._open_uri(path)
         if not os.path.exists(path):
@@ -205,12 +207,13 @@ class ParquetSource:
     def _open_uri(cls, path: str) -> ParquetSource:
         """:meth:`open` for a URI of a store: its objects listed as a directory's files."""
         kind = _fs.kind_of(path)
+        names: list[str] = []
+        skipped: list[str] = []
         if kind == "missing":
             raise FileNotFoundError(f"{path}: no such object or prefix")
         if kind == "file":
-            names, skipped, paths = [path.rstrip("/").rsplit("/", 1)[-1]], [], [path]
+            names, paths = [path.rstrip("/").rsplit("/", 1)[-1]], [path]
         else:
-            names, skipped = [], []
             for rel, _ in _fs.list_files(path):
                 parts = rel.split("/")
                 hidden = next((k for k, p in enumerate(parts) if p.startswith(("_", "."))), None)
@@ -410,7 +413,7 @@ def _open_file(path: str, name: str, *, remote: bool = False) -> SourceFile:
     )
 
 
-def _identity(fh: BinaryIO) -> tuple[int, int, str]:
+def _identity(fh: Any) -> tuple[int, int, str]:
     """``(size, mtime_ns, footer_sha256)`` of the open file ``fh``.
 
     The footer is the file's last ``8 + n`` bytes: its metadata (``n``
