@@ -7,6 +7,7 @@ Nothing leaves the loopback.
 """
 
 import contextlib
+import logging
 import os
 
 
@@ -14,6 +15,8 @@ import os
 def s3_server():
     """Yield ``(endpoint, boto3 client)`` of a fresh local S3 server; stop it after."""
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

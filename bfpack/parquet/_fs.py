@@ -233,4 +233,56 @@ def kind_of(uri: str) -> str:
         found = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
     except OSError as exc:
         raise storage_error(exc, uri) from None
-    return "dir" if found else "missing"
+    if found:
+        return "dir"
+    check_bucket(uri)
+    return "missing"
+
+
+#: Schemes whose first path component is a bucket.
+_BUCKETS = ("s3", "s3a", "gs", "gcs")
+
+
+def check_bucket(uri: str) -> None:
+    """FileNotFoundError (one line) when ``uri`` is in a bucket that does not exist."""
+    scheme = uri.split("://", 1)[0].lower()
+    if scheme not in _BUCKETS:
+        return
+    fs, path = resolve(uri)
+    bucket = path.split("/", 1)[0]
+    try:
+        info = fs.get_file_info(bucket)
+    except OSError as exc:
+        raise storage_error(exc, uri) from None
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"{uri}: the bucket {bucket!r} does not exist")
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write ``data`` as the object ``uri`` (unconditionally)."""
+    fs, path = resolve(uri)
+    try:
+        with fs.open_output_stream(path) as f:
+            f.write(data)
+    except OSError as exc:
+        raise storage_error(exc, uri) from None
+
+
+def upload(local: str, uri: str) -> None:
+    """Copy the local file ``local`` to the object ``uri``."""
+    fs, path = resolve(uri)
+    try:
+        with open(local, "rb") as src, fs.open_output_stream(path) as out:
+            while chunk := src.read(8 << 20):
+                out.write(chunk)
+    except OSError as exc:
+        raise storage_error(exc, uri) from None
+
+
+def exists(uri: str) -> bool:
+    """Whether the object ``uri`` exists."""
+    fs, path = resolve(uri)
+    try:
+        return bool(fs.get_file_info(path).type == pafs.FileType.File)
+    except OSError as exc:
+        raise storage_error(exc, uri) from None

@@ -178,12 +178,7 @@ class Store:
 
     def upload(self, local: str, name: str) -> None:
         """Copy the local file ``local`` to ``name``."""
-        try:
-            with open(local, "rb") as src, self.fs.open_output_stream(self.path(name)) as out:
-                while chunk := src.read(8 << 20):
-                    out.write(chunk)
-        except OSError as exc:
-            raise _fs.storage_error(exc, self.where(name)) from None
+        _fs.upload(local, self.where(name))
 
     def delete(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -238,8 +233,6 @@ class StoreLock:
         self.etag: str | None = None
         #: The run id of a dead run whose lock this one took over.
         self.taken_over: str | None = None
-        #: Whether a lock (a dead run's) was there when this one was taken.
-        self.found_one = False
         self.lost = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -286,7 +279,6 @@ class StoreLock:
                 f"{self.store.uri}: another bfpack run took the stale lock first; wait for "
                 f"it to finish or choose another destination"
             ) from None
-        self.found_one = True
         run = holder.get("run")
         self.taken_over = run if isinstance(run, str) else None
         _log.info("%s: took over the stale lock of run %s", self.store.uri, run)
@@ -389,6 +381,16 @@ class RemoteOutput:
         self._old: tuple[bytes, str] | None = None
 
     @property
+    def lock_uri(self) -> str:
+        """The lock object's URI."""
+        return _fs.join(self.dst, LOCK)
+
+    @property
+    def run_uri(self) -> str:
+        """The URI of the run prefix (where Dask tasks upload their shards)."""
+        return _fs.join(self.dst, self.prefix.rstrip("/"))
+
+    @property
     def folder(self) -> str:
         """The local scratch directory."""
         if self._folder is None:
@@ -397,7 +399,7 @@ class RemoteOutput:
 
     def __enter__(self) -> RemoteOutput:
         store = self._store = Store(self.dst)
-        store.listing()  # a bucket that does not exist fails here, before anything
+        _fs.check_bucket(self.dst)  # fails here, before anything, if there is none
         self._lock = StoreLock(store, self.run_id)
         self._lock.acquire()
         try:
@@ -405,7 +407,8 @@ class RemoteOutput:
             old = _parse(self._old[0]) if self._old is not None else None
             self._check_destination(old)
             self._clean_dead_runs(old)
-            self._folder = tempfile.mkdtemp(prefix=f"bfpack-{self.run_id[:8]}-")
+            _remove_dead_scratch()
+            self._folder = tempfile.mkdtemp(prefix=f"{_SCRATCH}{os.getpid()}-")
         except BaseException:
             self._lock.release()
             raise
@@ -437,21 +440,17 @@ class RemoteOutput:
             )
 
     def _clean_dead_runs(self, old: Mapping[str, Any] | None) -> None:
-        """Remove the run prefixes no manifest lists: runs that died."""
-        assert self._store is not None and self._lock is not None
+        """Remove the run prefixes no manifest lists: runs that died.
+
+        Holding the lock, every other run is dead, or frozen for longer than
+        :data:`STALE_SECONDS` (its lock was taken over): such a run finds its
+        lock gone, or its shards missing, before it would commit.
+        """
+        assert self._store is not None
         keep = old.get("prefix") if old is not None else None
-        newest: dict[str, float] = {}
-        for name, _, mtime in self._store.listing(RUNS):
-            run = name.split("/", 1)[0]
-            newest[run] = max(newest.get(run, 0.0), mtime)
-        for run, mtime in sorted(newest.items()):
-            if run_prefix(run) == keep or run == self.run_id:
-                continue
-            # Holding the lock, a run prefix is a dead run's: its lock was
-            # taken over, or gone. A frozen run with fresh objects is left
-            # for a later run rather than pulled from under it.
-            dead = run == self._lock.taken_over or time.time() - mtime > STALE_SECONDS
-            if dead or not self._lock.found_one:
+        runs = sorted({name.split("/", 1)[0] for name, _, _ in self._store.listing(RUNS)})
+        for run in runs:
+            if run_prefix(run) != keep and run != self.run_id:
                 _log.info("%s: removing the shards of run %s, which died", self.dst, run)
                 self._store.delete_tree(f"{RUNS}/{run}")
 
@@ -462,9 +461,10 @@ class RemoteOutput:
         with open(os.path.join(folder, MANIFEST), "rb") as f:
             manifest_bytes = f.read()
         manifest = _parse(manifest_bytes)
-        names = _shard_names(manifest)
-        for name in names:
-            store.upload(os.path.join(folder, name), self.prefix + name)
+        for name in _shard_names(manifest):
+            local = os.path.join(folder, name)
+            if os.path.exists(local):  # else a Dask task uploaded it (task_upload)
+                store.upload(local, self.prefix + name)
         present = {n: size for n, size, _ in store.listing(self.prefix.rstrip("/"))}
         for s in manifest.get("shards", []):
             if present.get(s["file"]) != s["bytes"]:
@@ -509,6 +509,26 @@ class RemoteOutput:
                 self._folder = None
             if self._lock is not None:
                 self._lock.release()
+
+
+#: The start of a local scratch directory's name, then the pid of its run.
+_SCRATCH = "bfpack-scratch-"
+
+
+def _remove_dead_scratch() -> None:
+    """Remove the local scratch directories of runs on this host that died (SIGKILL)."""
+    root = tempfile.gettempdir()
+    with contextlib.suppress(OSError):
+        for name in os.listdir(root):
+            pid = name[len(_SCRATCH) :].split("-", 1)[0]
+            if not name.startswith(_SCRATCH) or not pid.isdigit():
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            except OSError:
+                pass
 
 
 def _in_runs(name: str) -> bool:
@@ -632,3 +652,40 @@ class RemoteSnapshot:
             return read_remote_manifest(self.dst)[1] != self._etag
         except (OSError, ValueError):
             return True
+
+
+# -- the tasks of a Dask run, on workers that share no disk -----------------------
+
+#: The object that tells the tasks of a failed run to stop.
+STOP = ".bfpack-stop"
+
+
+def task_live(run_uri: str, lock_uri: str) -> str | None:
+    """Why a task of the run at ``run_uri`` must stop, or None if it goes on.
+
+    It stops once the driver asked it to (the stop object under the run
+    prefix), or the lock object is gone or another run's (the driver
+    released it, or died and its lock was taken over).
+    """
+    run = run_uri.rstrip("/").rsplit("/", 1)[-1]
+    if _fs.exists(_fs.join(run_uri, STOP)):
+        return "stopped: the run failed or was interrupted"
+    try:
+        holder = _parse(_fs.read_bytes(lock_uri))
+    except FileNotFoundError:
+        holder = {}
+    if holder.get("run") != run:
+        return f"stopped: the run's lock {lock_uri} is no longer held"
+    return None
+
+
+def ask_tasks_to_stop(run_uri: str) -> None:
+    """Put the stop object of the run at ``run_uri`` (see :func:`task_live`)."""
+    with contextlib.suppress(OSError):
+        _fs.write_bytes(_fs.join(run_uri, STOP), b"")
+
+
+def task_upload(folder: str, names: list[str], run_uri: str) -> None:
+    """Upload the shards ``names`` a task wrote into its local ``folder`` to the run prefix."""
+    for name in names:
+        _fs.upload(os.path.join(folder, name), _fs.join(run_uri, name))
