@@ -10,8 +10,8 @@ import json
 import os
 import random
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 import uuid
 

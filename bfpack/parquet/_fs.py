@@ -19,6 +19,7 @@ denied), ConnectionError (the store cannot be reached), each naming the URI.
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.parse
 from typing import Any
@@ -52,11 +53,26 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """The file system holding ``uri`` and the path of ``uri`` on it (no trailing ``/``)."""
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
+        fs = _with_retries(fs)
     except pa.ArrowInvalid:
         fs, path = _fsspec(uri)
     except OSError as exc:
         raise storage_error(exc, uri) from None
     return fs, path.rstrip("/")
+
+
+def _with_retries(fs: pafs.FileSystem) -> pafs.FileSystem:
+    """``fs``, an S3 file system, with the retries ``AWS_MAX_ATTEMPTS`` asks for, if
+    set (as boto3 and the AWS CLI read it; pyarrow's ``from_uri`` does not)."""
+    attempts = os.environ.get("AWS_MAX_ATTEMPTS", "")
+    if not isinstance(fs, pafs.S3FileSystem) or not attempts.isdigit():
+        return fs
+    strategy = pafs.AwsStandardS3RetryStrategy(max_attempts=max(int(attempts), 1))
+    options: dict[str, Any] = {"retry_strategy": strategy, "region": fs.region}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["endpoint_override"] = endpoint
+    return pafs.S3FileSystem(**options)
 
 
 def _fsspec(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -187,8 +203,6 @@ def file_stat(fh: Any) -> tuple[int, int]:
     """``(size, mtime_ns)`` of an open file: a local one or a :class:`RemoteFile`."""
     if isinstance(fh, RemoteFile):
         return fh.size, fh.mtime_ns
-    import os
-
     st = os.fstat(fh.fileno())
     return st.st_size, st.st_mtime_ns
 
