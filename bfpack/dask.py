@@ -233,7 +233,9 @@ def pack_parquet(
     src, dst, seq_len
         As in :func:`bfpack.parquet.pack_parquet`. The staged output is
         written beside ``dst`` by the workers: ``src`` and ``dst`` must be
-        on a file system every worker sees at the same path.
+        on a file system every worker sees at the same path, or URIs of an
+        object store (each task then uploads its shards under the run's
+        prefix; the driver commits the manifest).
     client : distributed.Client, optional
         The cluster to run on; by default the current client
         (``distributed.get_client()``), and an error if there is none.

@@ -6,7 +6,8 @@ def source_arg(parser):
         "src",
         metavar="SRC",
         help="a Parquet file, or a directory of them (read recursively in path order; "
-        "names starting with '_' or '.' are skipped, as pyarrow does)",
+        "names starting with '_' or '.' are skipped, as pyarrow does); or the URI of "
+        "one on an object store (s3://, gs://, hf://, ...; credentials from the environment)",
     )
 
 

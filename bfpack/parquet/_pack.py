@@ -61,7 +61,10 @@ def pack_parquet(
     Parameters
     ----------
     src : str, bytes or os.PathLike
-        A Parquet file or a directory of Parquet files, one row per document.
+        A Parquet file or a directory of Parquet files, one row per document;
+        or the URI of one on an object store (``s3://``, ``gs://``, ``hf://``,
+        any fsspec scheme; ``file://`` is the local path), read with the
+        credentials of the environment (see the guide "Object storage").
     dst : str, bytes or os.PathLike
         Output directory, outside ``src`` (neither equal to it, inside it,
         nor containing it). It gets shards ``part-00000.parquet``, ... (one
@@ -72,7 +75,9 @@ def pack_parquet(
         and SHA-256, stats; see :mod:`bfpack.parquet.manifest`). Every shard has
         the same schema: the input's list types are kept (a window of more
         than 2**31 - 1 tokens gives columns of several list chunks, never
-        ``large_list``).
+        ``large_list``). It may be a URI on an object store: the shards go
+        under ``DST/.bfpack-runs/<run id>/`` and the manifest, written last
+        with a conditional put, is the commit (see the guarantees page).
     seq_len, columns, method, long_docs, pad_value, position_ids, seed
         As in :func:`bfpack.pack_table`; ``seed`` shuffles rows within each
         shard (shard ``k`` with ``seed + k``).

@@ -126,9 +126,10 @@ def verify(
     Parameters
     ----------
     dst : path
-        The output directory.
+        The output directory, or its URI on an object store (then the
+        committed manifest and the shards it lists, from its run prefix).
     source : path, optional
-        The Parquet file or directory it was packed from.
+        The Parquet file or directory it was packed from (or its URI).
     progress : callable, optional
         Called at the start of each stage and after every batch read, with
         a dict of running totals: ``stage`` ``"output"`` with ``rows`` and

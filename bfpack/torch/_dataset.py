@@ -54,7 +54,9 @@ class PackedDataset(Dataset):
     path : path
         A directory of packed Parquet shards, as ``bfpack pack`` writes it
         (shards in the order of its manifest ``.bfpack.json``; without one,
-        every ``*.parquet`` file in name order).
+        every ``*.parquet`` file in name order). Or the URI of one on an
+        object store (``s3://...``): the shards its committed manifest lists
+        are copied into the cache, nothing is written to the store.
     columns : list of str, optional
         The columns each row holds (default: all). ``seq_lengths`` is always
         kept: :class:`PackedCollator` needs it.
