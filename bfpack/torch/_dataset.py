@@ -19,7 +19,7 @@ from .._optional import requires
 from .._validate import as_optional_path, as_path
 from ..parquet import _fs
 from ..parquet._remote import read_remote_manifest, run_id_at, shard_uri
-from ..parquet.manifest import file_sha256, manifest_path, read_manifest
+from ..parquet.manifest import file_sha256, manifest_path, read_manifest, run_id_of
 from ..table import SEQ_LENGTHS
 
 with requires("torch", needed_by="bfpack.torch"):
@@ -189,19 +189,19 @@ class PackedDataset(Dataset):
         reader = _open_copy(shard, self.run_id)
         if reader is not None:
             return reader
-        if self.run_id is not None and run_id_at(self.path) != self.run_id:
+        if self.run_id is not None and _run_id(self.path) != self.run_id:
             raise _RunMoved
         try:
             _copy(shard, self.run_id, self._batch_rows)
         except FileNotFoundError:
-            if self.run_id is not None and run_id_at(self.path) != self.run_id:
+            if self.run_id is not None and _run_id(self.path) != self.run_id:
                 raise _RunMoved from None
             raise FileNotFoundError(
                 f"{shard.path} is missing: the output is damaged; check it with: "
                 f"bfpack verify {self.path}"
             ) from None
         except _ShardChanged as exc:
-            if self.run_id is not None and run_id_at(self.path) != self.run_id:
+            if self.run_id is not None and _run_id(self.path) != self.run_id:
                 raise _RunMoved from None
             raise ValueError(
                 f"{shard.path} does not hold the bytes recorded for it (SHA-256 "
@@ -230,7 +230,7 @@ class PackedDataset(Dataset):
                 raise RuntimeError(
                     f"this PackedDataset reads run {self.run_id} of {self.path}, but the "
                     f"Arrow copy {shard.entry} is gone and {self.path} now holds "
-                    f"{_describe_run(run_id_at(self.path))}; open a new PackedDataset to "
+                    f"{_describe_run(_run_id(self.path))}; open a new PackedDataset to "
                     f"read the new run (rows of two runs are never mixed)"
                 ) from None
             for i in range(reader.num_record_batches):
@@ -381,6 +381,11 @@ def _copy(shard: _Shard, run_id: str | None, batch_rows: int) -> None:
         with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
             for batch in parquet.iter_batches(batch_size=batch_rows):
                 writer.write_batch(batch)
+
+
+def _run_id(path: str) -> str | None:
+    """The run id of the output at ``path`` (a directory, or a store's URI)."""
+    return run_id_at(path) if _fs.is_uri(path) else run_id_of(path)
 
 
 def _open_shard(path: str) -> Any:
