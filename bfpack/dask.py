@@ -181,8 +181,9 @@ def _stop_tasks(client: Any, futures: list[Any], folder: str) -> None:
     distributed = _distributed()
     if _fs.is_uri(folder):
         ask_tasks_to_stop(folder)
-    with contextlib.suppress(OSError):
-        open(os.path.join(folder, _STOP), "w").close()
+    else:
+        with contextlib.suppress(OSError):
+            open(os.path.join(folder, _STOP), "w").close()
     try:
         with client.as_current():
             distributed.wait(futures, timeout=_STOP_TIMEOUT)

