@@ -178,6 +178,8 @@ def test_overwrite_on_s3(s3, bucket):
         pack_parquet(f"s3://{bucket}/src", f"s3://{bucket}/other", SEQ_LEN, overwrite=True)
     with pytest.raises(ValueError, match="overlaps the source"):
         pack_parquet(f"s3://{bucket}/src", f"s3://{bucket}/src/out", SEQ_LEN)
+    with pytest.raises(ValueError, match="is a bfpack output"):
+        pack_parquet(dst, f"s3://{bucket}/again", SEQ_LEN)
 
 
 def test_a_fresh_lock_refuses_a_stale_one_is_taken_over(s3, bucket, monkeypatch):
@@ -195,6 +197,29 @@ def test_a_fresh_lock_refuses_a_stale_one_is_taken_over(s3, bucket, monkeypatch)
         f"dst/{m['prefix']}{s['file']}" for s in m["shards"]
     ]
     assert "dst/.bfpack.lock" not in keys(s3, bucket, "dst/")
+
+
+def test_the_lock_beats_and_a_run_that_lost_it_commits_nothing(s3, bucket, monkeypatch):
+    monkeypatch.setattr(_remote, "HEARTBEAT_SECONDS", 0.05)
+    beats = []
+
+    def watch(totals):
+        body = s3.get_object(Bucket=bucket, Key="dst/.bfpack.lock")["Body"].read()
+        beats.append(json.loads(body)["heartbeat"])
+        time.sleep(0.2)
+
+    pack_parquet(
+        f"s3://{bucket}/src", f"s3://{bucket}/dst", SEQ_LEN, window_tokens=WINDOW, progress=watch
+    )
+    assert len(beats) > 1 and beats[-1] > beats[0]
+
+    def steal(totals):
+        lock = {"run": "e" * 32, "host": "elsewhere", "pid": 1, "heartbeat": time.time()}
+        s3.put_object(Bucket=bucket, Key="dst2/.bfpack.lock", Body=json.dumps(lock).encode())
+
+    with pytest.raises(DestinationBusyError, match="lost its lock"):
+        pack_parquet(f"s3://{bucket}/src", f"s3://{bucket}/dst2", SEQ_LEN, progress=steal)
+    assert keys(s3, bucket, "dst2/") == ["dst2/.bfpack.lock"]  # the other run's, left alone
 
 
 def test_a_manifest_committed_meanwhile_wins(s3, bucket, corpus):

@@ -33,9 +33,9 @@ checked first and then made, which is not atomic: two runs writing the
 same destination at once are not safe there (the lock still stops the
 second run in all but a narrow race). See docs/explanations/guarantees.md.
 
-Shards are first written into a local scratch directory (``TMPDIR``),
-then uploaded under the run prefix when the run commits: the output is
-byte for byte the one a local run writes.
+Shards are written into a local scratch directory (``TMPDIR``), each
+uploaded under the run prefix as soon as it is complete (and its local
+copy removed): the output is byte for byte the one a local run writes.
 """
 
 from __future__ import annotations
