@@ -182,6 +182,18 @@ def test_overwrite_on_s3(s3, bucket):
         pack_parquet(dst, f"s3://{bucket}/again", SEQ_LEN)
 
 
+def test_a_local_output_copied_to_a_store(s3, bucket, corpus):
+    """Copied as it is (``aws s3 sync``): no prefix, shards beside the manifest.
+    It verifies, and an overwrite replaces it, its shards removed."""
+    for f in os.listdir(corpus[1]):
+        s3.upload_file(str(corpus[1] / f), bucket, f"synced/{f}")
+    assert verify(f"s3://{bucket}/synced", source=f"s3://{bucket}/src").ok
+    m = pack_parquet(f"s3://{bucket}/src", f"s3://{bucket}/synced", SEQ_LEN, overwrite=True)
+    assert keys(s3, bucket, "synced/") == sorted(
+        ["synced/.bfpack.json"] + [f"synced/{m['prefix']}{s['file']}" for s in m["shards"]]
+    )
+
+
 def test_a_fresh_lock_refuses_a_stale_one_is_taken_over(s3, bucket, monkeypatch):
     dst = f"s3://{bucket}/dst"
     lock = {"run": "f" * 32, "host": "elsewhere", "pid": 1, "heartbeat": time.time()}
