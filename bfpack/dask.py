@@ -35,6 +35,7 @@ import functools
 import itertools
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,14 @@ from ._validate import as_callable, as_int
 from .analysis import sequences_of_lengths
 from .options import DEFAULT_WINDOW_TOKENS, PackOptions
 from .packing import DocumentCounts, PackingStats
+from .parquet import _fs
+from .parquet._remote import (
+    RemoteOutput,
+    ask_tasks_to_stop,
+    check_uris,
+    task_live,
+    task_upload,
+)
 from .parquet._shards import finish_shards, shard_writer
 from .parquet._source import ParquetSource
 from .parquet._staging import DestinationLock, StagedOutput, as_path, check_paths
@@ -102,6 +111,13 @@ def _check_live(folder: str, lock: str) -> None:
         raise _Stopped(f"stopped: the staged output {folder} was removed or cannot be seen")
     if not _is_locked(lock):
         raise _Stopped(f"stopped: the run's lock {lock} is no longer held")
+
+
+def _check_live_remote(run_uri: str, lock_uri: str) -> None:
+    """:func:`_check_live` for a run writing to a store (see :func:`task_live`)."""
+    why = task_live(run_uri, lock_uri)
+    if why is not None:
+        raise _Stopped(why)
 
 
 def _is_locked(path: str) -> bool:
@@ -164,8 +180,11 @@ def _stop_tasks(client: Any, futures: list[Any], folder: str) -> None:
     directory be removed, or one would write into it after.
     """
     distributed = _distributed()
-    with contextlib.suppress(OSError):
-        open(os.path.join(folder, _STOP), "w").close()
+    if _fs.is_uri(folder):
+        ask_tasks_to_stop(folder)
+    else:
+        with contextlib.suppress(OSError):
+            open(os.path.join(folder, _STOP), "w").close()
     try:
         with client.as_current():
             distributed.wait(futures, timeout=_STOP_TIMEOUT)
@@ -220,7 +239,9 @@ def pack_parquet(
     src, dst, seq_len
         As in :func:`bfpack.parquet.pack_parquet`. The staged output is
         written beside ``dst`` by the workers: ``src`` and ``dst`` must be
-        on a file system every worker sees at the same path.
+        on a file system every worker sees at the same path, or URIs of an
+        object store (each task then uploads its shards under the run's
+        prefix; the driver commits the manifest).
     client : distributed.Client, optional
         The cluster to run on; by default the current client
         (``distributed.get_client()``), and an error if there is none.
@@ -302,10 +323,20 @@ def pack_parquet(
     as_callable(progress, "progress")
     files_per_task = as_int(files_per_task, "files_per_task", lo=1)
     client = _client(client)
-    src, dst = as_path(src, "src"), as_path(dst, "dst")
-    check_paths(src, dst)
-    with StagedOutput(os.path.realpath(dst), overwrite=o.overwrite) as out:
-        source = ParquetSource.open(src, dst=out.dst)
+    src = _fs.local_path(as_path(src, "src"))
+    dst = _fs.local_path(as_path(dst, "dst"))
+    remote = _fs.is_uri(dst)
+    if remote or _fs.is_uri(src):
+        check_uris(src, dst, o.format)
+    else:
+        check_paths(src, dst)
+    output: StagedOutput | RemoteOutput = (
+        RemoteOutput(dst, overwrite=o.overwrite)
+        if remote
+        else StagedOutput(os.path.realpath(dst), overwrite=o.overwrite)
+    )
+    with output as out:
+        source = ParquetSource.open(src, dst=None if remote else out.dst)
         spec = source.spec(**o.spec_options())
         groups = _groups(source, files_per_task)
         firsts = [0, *itertools.accumulate(g.rows for g in groups)]  # provenance
@@ -317,7 +348,10 @@ def pack_parquet(
             files_per_task,
             client,
         )
-        lock = DestinationLock(out.dst).path
+        # On a store, the tasks upload their shards under the run's prefix
+        # themselves: workers share no disk with the driver.
+        lock = out.lock_uri if isinstance(out, RemoteOutput) else DestinationLock(out.dst).path
+        target = out.run_uri if isinstance(out, RemoteOutput) else out.folder
         futures: list[Any] = []
         try:
             with cluster_errors("the Dask cluster failed the run"):
@@ -326,7 +360,7 @@ def pack_parquet(
                         client.submit(
                             _pack_group,
                             group,
-                            out.folder,
+                            target,
                             lock,
                             task,
                             o,
@@ -340,7 +374,7 @@ def pack_parquet(
         except BaseException:
             # An error, or an interrupt: no task may write after the staged
             # output is removed (on leaving the with block).
-            _stop_tasks(client, futures, out.folder)
+            _stop_tasks(client, futures, target)
             raise
         last = o.packer(spec, seed=o.seed, pieces=True)
         writer = shard_writer(o, out.folder, prefix="part-last", run_id=run_id)
@@ -364,7 +398,7 @@ def pack_parquet(
         shards = finish_shards(o.format, out.folder, shards, run_id=run_id)
         manifest = build_manifest(
             run_id=run_id,
-            source=os.path.abspath(os.fspath(src)),
+            source=src if _fs.is_uri(src) else os.path.abspath(src),
             inputs=input_records(source, provenance=spec.provenance),
             skipped=source.skipped,
             options={**o.as_dict(spec), "files_per_task": files_per_task},
@@ -372,6 +406,8 @@ def pack_parquet(
             stats=stats.to_dict(),
         )
         _remove_temporary_files(out.folder)
+        if isinstance(out, RemoteOutput):  # its shards are read from the run's prefix
+            manifest["prefix"] = out.prefix
         source.check_unchanged()
         write_manifest(out.folder, manifest)
         out.commit()
@@ -445,6 +481,7 @@ def _pack_group(
     *,
     first_document: int = 0,
     run_id: str,
+    run_uri: str | None = None,
 ) -> _TaskResult | str:
     """One task: pack the files of ``group``, keeping the open sequences open.
 
@@ -455,9 +492,29 @@ def _pack_group(
     (not an error, which each worker would log at length). Its first
     document is ``first_document`` of the whole source (provenance).
     """
+    if _fs.is_uri(folder):  # a run prefix on a store: shards staged here, then uploaded
+        with tempfile.TemporaryDirectory(prefix="bfpack-task-") as local:
+            result = _pack_group(
+                group,
+                local,
+                lock,
+                task,
+                o,
+                spec,
+                first_document=first_document,
+                run_id=run_id,
+                run_uri=folder,
+            )
+            if isinstance(result, _TaskResult):
+                task_upload(local, [s["file"] for s in result.shards], folder)
+            return result
     seed = None if o.seed is None else o.seed + (task + 1) * _SEED_STRIDE
     packer = o.packer(spec, seed=seed, first_document=first_document)
-    live = functools.partial(_check_live, folder, lock)
+    live = (
+        functools.partial(_check_live, folder, lock)
+        if run_uri is None
+        else functools.partial(_check_live_remote, run_uri, lock)
+    )
     writer = shard_writer(
         o, folder, prefix=f"part-{task:05d}", in_flight=0, before_shard=live, run_id=run_id
     )

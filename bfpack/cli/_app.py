@@ -93,17 +93,26 @@ class _Note:
 
     def watch(self, dst):
         self.dst = dst
-        self.before = run_id_of(dst)
+        self.before = _run_id(dst)
 
     def text(self):
         if self.dst is None:
             return ""
-        after = run_id_of(self.dst)
+        after = _run_id(self.dst)
         if after is not None and after != self.before:
             return f"; the new output at {self.dst} is complete"
-        if not os.path.lexists(self.dst):
+        if "://" not in self.dst and not os.path.lexists(self.dst):
             return f"; nothing was written to {self.dst}"
         return f"; {self.dst} is as it was before the run"
+
+
+def _run_id(dst):
+    """The run id of the output at ``dst`` (a path or a store's URI), or None."""
+    if "://" not in str(dst):
+        return run_id_of(dst)
+    from ..parquet._remote import run_id_at  # pyarrow's file systems, only for a URI
+
+    return run_id_at(dst)
 
 
 def _run(argv, guard, note):

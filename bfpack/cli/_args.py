@@ -9,7 +9,8 @@ def source_arg(parser):
         ".jsonl.zst: one document per line, its tokens a list under the --column key) file, "
         "a directory of files of one of these formats (read recursively in path order; "
         "names starting with '_' or '.' are skipped, as pyarrow does), or a datasets "
-        "save_to_disk directory (read in the order of its state.json)",
+        "save_to_disk directory (read in the order of its state.json); or the URI of one "
+        "on an object store (s3://, gs://, hf://, ...; credentials from the environment)",
     )
 
 

@@ -46,8 +46,8 @@ def add_arguments(parser):
     parser.add_argument(
         "dst",
         metavar="DST",
-        help="output directory: must not exist, unless --overwrite; "
-        "must not be SRC, inside it or around it",
+        help="output directory, or a URI on an object store (s3://, gs://, ...): must not "
+        "exist, unless --overwrite; must not be SRC, inside it or around it",
     )
     parser.add_argument(
         "--seq-len", type=int, required=True, help="tokens per packed row (required)"

@@ -19,7 +19,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser):
-    parser.add_argument("dst", metavar="DST", help="output directory of bfpack pack")
+    parser.add_argument("dst", metavar="DST", help="output directory of bfpack pack, or its URI")
     parser.add_argument(
         "--source",
         metavar="SRC",

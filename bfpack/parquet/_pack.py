@@ -20,6 +20,8 @@ from .._memory import release_free_memory
 from .._validate import as_callable
 from ..options import DEFAULT_WINDOW_TOKENS, PackOptions
 from ..stream import TableStreamPacker
+from . import _fs
+from ._remote import RemoteOutput, check_uris
 from ._shards import ShardWriter, finish_shards, shard_writer
 from ._source import ParquetSource
 from ._staging import StagedOutput, as_path, check_paths
@@ -63,7 +65,10 @@ def pack_parquet(
     Parameters
     ----------
     src : str, bytes or os.PathLike
-        A Parquet file or a directory of Parquet files, one row per document.
+        A Parquet file or a directory of Parquet files, one row per document;
+        or the URI of one on an object store (``s3://``, ``gs://``, ``hf://``,
+        any fsspec scheme; ``file://`` is the local path), read with the
+        credentials of the environment (see the guide "Object storage").
     dst : str, bytes or os.PathLike
         Output directory, outside ``src`` (neither equal to it, inside it,
         nor containing it). It gets shards ``part-00000.parquet``, ... (one
@@ -74,7 +79,9 @@ def pack_parquet(
         and SHA-256, stats; see :mod:`bfpack.parquet.manifest`). Every shard has
         the same schema: the input's list types are kept (a window of more
         than 2**31 - 1 tokens gives columns of several list chunks, never
-        ``large_list``).
+        ``large_list``). It may be a URI on an object store: the shards go
+        under ``DST/.bfpack-runs/<run id>/`` and the manifest, written last
+        with a conditional put, is the commit (see the guarantees page).
     seq_len, columns, method, long_docs, pad_value, position_ids, seed
         As in :func:`bfpack.pack_table`; ``seed`` shuffles rows within each
         shard (shard ``k`` with ``seed + k``).
@@ -179,10 +186,20 @@ def pack_parquet(
         format=format,
     )
     as_callable(progress, "progress")
-    src, dst = as_path(src, "src"), as_path(dst, "dst")
-    check_paths(src, dst)
-    with StagedOutput(os.path.realpath(dst), overwrite=o.overwrite) as out:
-        source = ParquetSource.open(src, dst=out.dst)
+    src = _fs.local_path(as_path(src, "src"))
+    dst = _fs.local_path(as_path(dst, "dst"))
+    remote = _fs.is_uri(dst)
+    if remote or _fs.is_uri(src):
+        check_uris(src, dst, o.format)
+    else:
+        check_paths(src, dst)
+    output: StagedOutput | RemoteOutput = (
+        RemoteOutput(dst, overwrite=o.overwrite)
+        if remote
+        else StagedOutput(os.path.realpath(dst), overwrite=o.overwrite)
+    )
+    with output as out:
+        source = ParquetSource.open(src, dst=None if remote else out.dst)
         spec = source.spec(**o.spec_options())
         _log.info(
             "packing %s documents with %s at seq_len %s, in windows of %s tokens "
@@ -200,13 +217,15 @@ def pack_parquet(
         shards = finish_shards(o.format, out.folder, shards, run_id=out.run_id)
         manifest = build_manifest(
             run_id=out.run_id,
-            source=os.path.abspath(src),
+            source=src if _fs.is_uri(src) else os.path.abspath(src),
             inputs=input_records(source, provenance=spec.provenance),
             skipped=source.skipped,
             options=o.as_dict(spec),
             shards=shards,
             stats=packer.stats().to_dict(),
         )
+        if isinstance(out, RemoteOutput):  # its shards are read from the run's prefix
+            manifest["prefix"] = out.prefix
         source.check_unchanged()  # the manifest's inputs are the files as they are now
         write_manifest(out.folder, manifest)
         out.commit()

@@ -44,6 +44,7 @@ from .._arrow import is_list_type
 from .._validate import ATTENTION_MASK, check_same_columns
 from ..stream import windows as stream_windows
 from ..table import OutputSpec, aligned_lengths
+from . import _fs
 from ._arrow_input import ArrowReader, save_to_disk_files
 from ._jsonl_input import JsonLinesReader
 from ._readers import HEAD_BYTES, LABELS, InputReader, conform, detect, one_line
@@ -96,6 +97,9 @@ class SourceFile:
         """The reader of its format."""
         return READERS[self.format]
 
+    #: Whether ``path`` is a URI of a store (read through :mod:`._fs`).
+    remote: bool = False
+
     def record(self) -> dict[str, Any]:
         """Its manifest entry: ``path`` (the relative name), ``size``, ``rows``,
         ``mtime_ns`` and ``footer_sha256`` (Parquet) or else ``format`` and
@@ -119,11 +123,13 @@ class SourceFile:
         """
         try:
             if fh is None:
-                with open(self.path, "rb") as f:
+                with self._open() as f:
                     now = _identity(f, self.reader)
             else:
                 now = _identity(fh, self.reader)
         except OSError as exc:
+            if self.remote and not isinstance(exc, FileNotFoundError):
+                raise  # the store cannot be reached or read: not a change of the file
             self._changed(_gone(exc))
         size, mtime_ns, footer = now
         if size != self.size:
@@ -144,11 +150,16 @@ class SourceFile:
             f"listed at the start, as they were; run again once they no longer change"
         ) from None
 
+    def _open(self) -> Any:
+        return _fs.open_uri(self.path) if self.remote else open(self.path, "rb")
+
     def open(self) -> BinaryIO:
         """The file opened for reading, checked to be the one listed."""
         try:
-            fh = open(self.path, "rb")
+            fh = self._open()
         except OSError as exc:
+            if self.remote and not isinstance(exc, FileNotFoundError):
+                raise  # the store cannot be reached or read: not a change of the file
             self._changed(_gone(exc))
         try:
             self.check(fh)
@@ -191,7 +202,9 @@ class ParquetSource:
         given the destination ``dst`` of a run, a file that resolves into
         it or its staged directories (a symbolic link inside ``src``).
         """
-        path = os.fspath(src)
+        path = _fs.local_path(os.fspath(src))
+        if _fs.is_uri(path):
+            return cls._open_uri(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such file or directory")
         if os.path.isdir(path):
@@ -223,6 +236,55 @@ class ParquetSource:
         formats = [_format_of(p) for p in paths]
         _check_one_format(path, names, formats)
         files = tuple(_open_file(p, n, fmt) for p, n, fmt in zip(paths, names, formats))
+        source = cls(path=path, files=files, skipped=tuple(skipped))
+        _log.info(
+            "%s: %s %s file(s), %s rows",
+            path,
+            f"{len(files):,}",
+            LABELS[formats[0]],
+            f"{source.rows:,}",
+        )
+        return source
+
+    @classmethod
+    def _open_uri(cls, path: str) -> ParquetSource:
+        """:meth:`open` for a URI of a store: its objects listed as a directory's files."""
+        kind = _fs.kind_of(path)
+        names: list[str] = []
+        skipped: list[str] = []
+        if kind == "missing":
+            raise FileNotFoundError(f"{path}: no such object or prefix")
+        if kind == "file":
+            names, paths = [path.rstrip("/").rsplit("/", 1)[-1]], [path]
+        else:
+            for rel, _ in _fs.list_files(path):
+                parts = rel.split("/")
+                hidden = next((k for k, p in enumerate(parts) if p.startswith(("_", "."))), None)
+                if hidden is None:
+                    names.append(rel)
+                elif hidden == len(parts) - 1:
+                    skipped.append(rel)
+                else:
+                    skipped.append("/".join(parts[: hidden + 1]) + "/")
+            skipped = sorted(set(skipped))
+            paths = [_fs.join(path, n) for n in names]
+        if MANIFEST in skipped:
+            raise ValueError(
+                f"{path} is a bfpack output (it holds {MANIFEST}): its rows are packed "
+                f"sequences, not documents; give the source it was packed from instead"
+            )
+        if skipped:
+            warnings.warn(_skipped_message(path, skipped), UserWarning, stacklevel=4)
+        if not names:
+            raise ValueError(
+                f"{path} holds no Parquet, Arrow IPC or JSON Lines files"
+                + (f" ({_skipped_message(path, skipped)})" if skipped else "")
+            )
+        formats = [_format_of(p, remote=True) for p in paths]
+        _check_one_format(path, names, formats)
+        files = tuple(
+            _open_file(p, n, fmt, remote=True) for p, n, fmt in zip(paths, names, formats)
+        )
         source = cls(path=path, files=files, skipped=tuple(skipped))
         _log.info(
             "%s: %s %s file(s), %s rows",
@@ -390,13 +452,15 @@ def _skipped_message(path: str, skipped: Sequence[str]) -> str:
     )
 
 
-def _format_of(path: str) -> str:
+def _format_of(path: str, *, remote: bool = False) -> str:
     """The format of the file ``path`` (:func:`bfpack.parquet._readers.detect`);
     ValueError for a file of none."""
     try:
-        with open(path, "rb") as fh:
+        with _fs.open_uri(path) if remote else open(path, "rb") as fh:
             head = fh.read(HEAD_BYTES)
     except OSError as exc:
+        if remote and not isinstance(exc, pa.ArrowException):
+            raise  # the store's error (access denied, unreachable), already one line
         raise ValueError(f"cannot read {path}: {exc.strerror or one_line(exc)}") from None
     fmt = detect(head, os.path.basename(path))
     if fmt is not None:
@@ -425,13 +489,15 @@ def _check_one_format(path: str, names: Sequence[str], formats: Sequence[str]) -
     )
 
 
-def _open_file(path: str, name: str, fmt: str = "parquet") -> SourceFile:
+def _open_file(path: str, name: str, fmt: str = "parquet", *, remote: bool = False) -> SourceFile:
     reader = READERS[fmt]
     try:
-        with open(path, "rb") as fh:
+        with _fs.open_uri(path) if remote else open(path, "rb") as fh:
             rows, schema = reader.inspect(fh, path)
             size, mtime_ns, digest = _identity(fh, reader)
     except (pa.ArrowException, OSError) as exc:
+        if remote and isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
+            raise  # the store's error (access denied, unreachable), already one line
         raise ValueError(f"{path} is not a {LABELS[fmt]} file ({one_line(exc)})") from None
     return SourceFile(
         path=path,
@@ -442,13 +508,14 @@ def _open_file(path: str, name: str, fmt: str = "parquet") -> SourceFile:
         mtime_ns=mtime_ns,
         digest=digest,
         format=fmt,
+        remote=remote,
     )
 
 
 def _identity(fh: BinaryIO, reader: InputReader) -> tuple[int, int, str]:
     """``(size, mtime_ns, digest)`` of the open file ``fh``, ``digest`` by its ``reader``."""
-    st = os.fstat(fh.fileno())
-    return st.st_size, st.st_mtime_ns, reader.digest(fh, st.st_size)
+    size, mtime_ns = _fs.file_stat(fh)
+    return size, mtime_ns, reader.digest(fh, size)
 
 
 def _footer_sha256(fh: BinaryIO, size: int) -> str:

@@ -30,6 +30,8 @@ import pyarrow.parquet as pq
 from .._arrow import is_list_type, primitive_view
 from .._validate import as_callable, value_dtype
 from ..table import DOC_INDEX, DOC_OFFSET, POSITION_IDS, SEQ_LENGTHS, aligned_lengths
+from ._fs import is_uri, local_path
+from ._remote import RemoteSnapshot
 from ._shards import datasets_files
 from ._source import ParquetSource
 from ._staging import DestinationBusyError
@@ -128,9 +130,10 @@ def verify(
     Parameters
     ----------
     dst : path
-        The output directory.
+        The output directory, or its URI on an object store (then the
+        committed manifest and the shards it lists, from its run prefix).
     source : path, optional
-        The Parquet file or directory it was packed from.
+        The Parquet file or directory it was packed from (or its URI).
     progress : callable, optional
         Called at the start of each stage and after every batch read, with
         a dict of running totals: ``stage`` ``"output"`` with ``rows`` and
@@ -229,11 +232,11 @@ def verify(
     wherever a sequence ends (``"concat"``) are compared token by token
     instead: the multiset of tokens of each column, with counts.
     """
-    dst = os.fspath(dst)
+    dst = local_path(os.fspath(dst))
     progress = as_callable(progress, "progress")
-    src = None if source is None else os.fspath(source)
+    src = None if source is None else local_path(os.fspath(source))
     for _ in range(_ATTEMPTS):
-        with _Snapshot(dst) as snapshot:
+        with RemoteSnapshot(dst) if is_uri(dst) else _Snapshot(dst) as snapshot:
             try:
                 result: Verification | None = _verify_snapshot(snapshot, src, progress)
             except (ValueError, OSError, pa.ArrowException):
@@ -328,7 +331,7 @@ class _Findings:
 
 
 def _verify_snapshot(
-    snapshot: _Snapshot, src: str | None, progress: Progress | None
+    snapshot: _Snapshot | RemoteSnapshot, src: str | None, progress: Progress | None
 ) -> Verification:
     """Check one pinned output (and its source): the whole of :func:`verify` but retries."""
     recorded = check_manifest(snapshot.manifest, snapshot.manifest_path)
@@ -361,7 +364,9 @@ def _report(progress: Progress | None, stage: str, done: int, total: int, tokens
 # -- the directory against the manifest ------------------------------------
 
 
-def _check_listing(snapshot: _Snapshot, recorded: Recorded, found: _Findings) -> None:
+def _check_listing(
+    snapshot: _Snapshot | RemoteSnapshot, recorded: Recorded, found: _Findings
+) -> None:
     """The directory holds exactly the listed shards (and, for an Arrow
     output, the two files of the ``datasets`` layout)."""
     listed = [s.file for s in recorded.shards]
@@ -424,7 +429,11 @@ class _OutputCheck:
     """Every listed shard: its bytes, its schema against the options, its rows."""
 
     def __init__(
-        self, snapshot: _Snapshot, recorded: Recorded, found: _Findings, progress: Progress | None
+        self,
+        snapshot: _Snapshot | RemoteSnapshot,
+        recorded: Recorded,
+        found: _Findings,
+        progress: Progress | None,
     ) -> None:
         self.snapshot = snapshot
         self.recorded = recorded
@@ -609,7 +618,8 @@ class _OutputCheck:
 
 def _bytes_problem(f: BinaryIO, shard: ShardEntry) -> str | None:
     """What is wrong with the size or SHA-256 of the open shard ``f``, if anything."""
-    size = os.fstat(f.fileno()).st_size
+    size = f.seek(0, os.SEEK_END)  # a local file, or a store's object read whole
+    f.seek(0)
     if shard.bytes is not None and size != shard.bytes:
         return f"{size:,} bytes, the manifest says {shard.bytes:,} (truncated or damaged)"
     if shard.sha256 is not None:

@@ -18,6 +18,8 @@ from .._arrow import is_list_type
 from .._atomic import atomic_path
 from .._optional import requires
 from .._validate import as_optional_path, as_path
+from ..parquet import _fs
+from ..parquet._remote import read_remote_manifest, run_id_at, shard_uri
 from ..parquet.manifest import (
     RUN_KEY,
     file_sha256,
@@ -61,7 +63,9 @@ class PackedDataset(Dataset):
         A directory of packed shards, as ``bfpack pack`` writes it (shards
         in the order of its manifest ``.bfpack.json``; without one, every
         ``*.parquet`` file in name order), in either format
-        (``--format parquet`` or ``arrow``).
+        (``--format parquet`` or ``arrow``). Or the URI of a Parquet output on
+        an object store (``s3://...``): the shards its committed manifest
+        lists are copied into the cache, nothing is written to the store.
     columns : list of str, optional
         The columns each row holds (default: all but carried columns of
         other values than numbers, such as ``--carry url``'s strings).
@@ -130,8 +134,11 @@ class PackedDataset(Dataset):
         columns: Sequence[str] | None = None,
         cache_dir: str | os.PathLike | None = None,
     ) -> None:
-        self.path = os.path.abspath(as_path(path, "path"))
-        if not os.path.isdir(self.path):
+        given = _fs.local_path(as_path(path, "path"))
+        # A store's output is read through its manifest, each shard copied
+        # into the cache (outside it) as a local one is.
+        self.path = given if _fs.is_uri(given) else os.path.abspath(given)
+        if not _fs.is_uri(self.path) and not os.path.isdir(self.path):
             raise NotADirectoryError(
                 f"{self.path} is not a directory; PackedDataset reads the output "
                 f"directory of bfpack pack (or pack_parquet)"
@@ -199,19 +206,19 @@ class PackedDataset(Dataset):
         reader = _open_copy(shard, self.run_id)
         if reader is not None:
             return reader
-        if self.run_id is not None and run_id_of(self.path) != self.run_id:
+        if self.run_id is not None and _run_id(self.path) != self.run_id:
             raise _RunMoved
         try:
             _copy(shard, self.run_id, self._batch_rows)
         except FileNotFoundError:
-            if self.run_id is not None and run_id_of(self.path) != self.run_id:
+            if self.run_id is not None and _run_id(self.path) != self.run_id:
                 raise _RunMoved from None
             raise FileNotFoundError(
                 f"{shard.path} is missing: the output is damaged; check it with: "
                 f"bfpack verify {self.path}"
             ) from None
         except _ShardChanged as exc:
-            if self.run_id is not None and run_id_of(self.path) != self.run_id:
+            if self.run_id is not None and _run_id(self.path) != self.run_id:
                 raise _RunMoved from None
             raise ValueError(
                 f"{shard.path} does not hold the bytes recorded for it (SHA-256 "
@@ -255,7 +262,7 @@ class PackedDataset(Dataset):
                 raise RuntimeError(
                     f"this PackedDataset reads run {self.run_id} of {self.path}, but "
                     f"{gone} and {self.path} now holds "
-                    f"{_describe_run(run_id_of(self.path))}; open a new PackedDataset to "
+                    f"{_describe_run(_run_id(self.path))}; open a new PackedDataset to "
                     f"read the new run (rows of two runs are never mixed)"
                 ) from None
             for batch in shard_batches:
@@ -327,12 +334,17 @@ def _pin(path: str, root: str) -> tuple[str | None, str, list[_Shard]]:
     (Parquet), or itself (Arrow)."""
     run_id: str | None = None
     fmt = "parquet"
-    if manifest_path(path) is None:
+    remote = _fs.is_uri(path)
+    manifest: dict[str, Any] | None = None
+    if remote:
+        manifest = read_remote_manifest(path)[0]
+    elif manifest_path(path) is not None:
+        manifest = read_manifest(path)
+    if manifest is None:
         recorded: list[tuple[str, str | None]] = [
             (n, None) for n in sorted(os.listdir(path)) if n.endswith(".parquet")
         ]
     else:
-        manifest = read_manifest(path)
         run_id = manifest.get("run_id")
         if run_id is not None and not (isinstance(run_id, str) and _RUN_ID.fullmatch(run_id)):
             raise ValueError(
@@ -341,12 +353,17 @@ def _pin(path: str, root: str) -> tuple[str | None, str, list[_Shard]]:
             )
         recorded = [_recorded_shard(s, path) for s in manifest["shards"]]
         fmt = output_format(manifest)
+        if remote and fmt == "arrow":
+            raise ValueError(
+                f"{path} is an Arrow output on an object store, which PackedDataset maps "
+                f"only from a local disk: copy it to one (or pack to Parquet on the store)"
+            )
     if not recorded:
         raise ValueError(f"{path} holds no Parquet shard; pass a directory that bfpack pack wrote")
     folder = os.path.join(root, run_id or _NO_RUN)
     shards = []
     for name, sha in recorded:
-        shard = os.path.join(path, name)
+        shard = shard_uri(path, manifest or {}, name) if remote else os.path.join(path, name)
         if fmt == "arrow":
             if sha is None:
                 raise ValueError(
@@ -453,7 +470,7 @@ def _copy(shard: _Shard, run_id: str | None, batch_rows: int) -> None:
         ) from None
     # One mapping of the file: the bytes hashed are the bytes parsed, even if
     # the directory is swapped for another run meanwhile.
-    with atomic_path(shard.entry) as tmp, pa.memory_map(shard.path) as source:
+    with atomic_path(shard.entry) as tmp, _open_shard(shard.path) as source:
         data = source.read_buffer()
         digest = hashlib.sha256(memoryview(data)).hexdigest()
         if digest != shard.sha256:
@@ -464,6 +481,18 @@ def _copy(shard: _Shard, run_id: str | None, batch_rows: int) -> None:
         with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
             for batch in parquet.iter_batches(batch_size=batch_rows):
                 writer.write_batch(batch)
+
+
+def _run_id(path: str) -> str | None:
+    """The run id of the output at ``path`` (a directory, or a store's URI)."""
+    return run_id_at(path) if _fs.is_uri(path) else run_id_of(path)
+
+
+def _open_shard(path: str) -> Any:
+    """A shard mapped (local) or read whole (a store's object)."""
+    if _fs.is_uri(path):
+        return pa.BufferReader(_fs.read_bytes(path))
+    return pa.memory_map(path)
 
 
 def _packed_columns(schema: pa.Schema, columns: Any, path: str) -> tuple[str, ...]:
