@@ -400,6 +400,34 @@ def test_memory_uris(corpus):
     assert not fs.exists(f"{root}/dst/{m['prefix']}")
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "arrow"])
+def test_other_input_formats_on_a_store_pack_as_the_local_parquet(corpus, fmt):
+    """JSON Lines and Arrow IPC sources read through the store's files."""
+    fsspec = need("fsspec")
+    fs = fsspec.filesystem("memory")
+    root = f"/t-{uuid.uuid4().hex[:8]}"
+    for f in sorted(os.listdir(corpus[0])):
+        table = pq.read_table(corpus[0] / f)
+        name = f"{root}/src/{f.replace('.parquet', '.' + fmt)}"
+        if fmt == "jsonl":
+            lines = "".join(json.dumps(r) + "\n" for r in table.to_pylist())
+            fs.pipe(name, lines.encode())
+        else:
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as w:
+                w.write_table(table, max_chunksize=17)
+            fs.pipe(name, sink.getvalue().to_pybytes())
+    m = pack_parquet(f"memory://{root}/src", f"memory://{root}/dst", SEQ_LEN, window_tokens=WINDOW)
+    got = [fs.cat(f"{root}/dst/{m['prefix']}{s['file']}") for s in m["shards"]]
+    assert got == local_bytes(corpus[1])
+    assert verify(f"memory://{root}/dst", source=f"memory://{root}/src").ok
+
+
+def test_an_arrow_output_to_a_store_is_refused_before_any_work(corpus):
+    with pytest.raises(ValueError, match="format='arrow'.*object store.*Parquet"):
+        pack_parquet(corpus[0], "memory:///nowhere/dst", SEQ_LEN, format="arrow")
+
+
 # -- Dask --------------------------------------------------------------------------
 
 

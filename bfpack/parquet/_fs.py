@@ -164,6 +164,11 @@ class RemoteFile:
         except OSError as exc:
             raise storage_error(exc, self.uri) from None
 
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer).cast("B")))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
     def seek(self, offset: int, whence: int = 0) -> int:
         return int(self._f.seek(offset, whence))
 

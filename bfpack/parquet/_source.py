@@ -492,7 +492,8 @@ def _check_one_format(path: str, names: Sequence[str], formats: Sequence[str]) -
 def _open_file(path: str, name: str, fmt: str = "parquet", *, remote: bool = False) -> SourceFile:
     reader = READERS[fmt]
     try:
-        with _fs.open_uri(path) if remote else open(path, "rb") as fh:
+        opened: Any = _fs.open_uri(path) if remote else open(path, "rb")
+        with opened as fh:
             rows, schema = reader.inspect(fh, path)
             size, mtime_ns, digest = _identity(fh, reader)
     except (pa.ArrowException, OSError) as exc:
