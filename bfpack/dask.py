@@ -51,13 +51,13 @@ from .parquet import _fs
 from .parquet._remote import (
     RemoteOutput,
     ask_tasks_to_stop,
-    check_uris,
+    open_output,
     task_live,
     task_upload,
 )
 from .parquet._shards import finish_shards, shard_writer
 from .parquet._source import ParquetSource
-from .parquet._staging import DestinationLock, StagedOutput, as_path, check_paths
+from .parquet._staging import DestinationLock
 from .parquet.manifest import build_manifest, input_records, write_manifest
 from .stream import windows
 from .table import OutputSpec
@@ -323,20 +323,9 @@ def pack_parquet(
     as_callable(progress, "progress")
     files_per_task = as_int(files_per_task, "files_per_task", lo=1)
     client = _client(client)
-    src = _fs.local_path(as_path(src, "src"))
-    dst = _fs.local_path(as_path(dst, "dst"))
-    remote = _fs.is_uri(dst)
-    if remote or _fs.is_uri(src):
-        check_uris(src, dst, o.format)
-    else:
-        check_paths(src, dst)
-    output: StagedOutput | RemoteOutput = (
-        RemoteOutput(dst, overwrite=o.overwrite)
-        if remote
-        else StagedOutput(os.path.realpath(dst), overwrite=o.overwrite)
-    )
+    src, dst, output, local_dst = open_output(src, dst, o.format, o.overwrite)
     with output as out:
-        source = ParquetSource.open(src, dst=None if remote else out.dst)
+        source = ParquetSource.open(src, dst=local_dst)
         spec = source.spec(**o.spec_options())
         groups = _groups(source, files_per_task)
         firsts = [0, *itertools.accumulate(g.rows for g in groups)]  # provenance

@@ -11,7 +11,7 @@ import pytest
 #: that pip does not choose a CUDA build of several GB.
 INSTALL = (
     "pip install torch --index-url https://download.pytorch.org/whl/cpu && "
-    "pip install -e '.[test,test-train]'"
+    "pip install -e '.[test,test-train,test-storage]'"
 )
 
 

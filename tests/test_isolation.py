@@ -20,6 +20,8 @@ pytestmark = pytest.mark.integration
 torch = need("torch")
 transformers = need("transformers")
 
+import models  # noqa: E402
+
 import bfpack  # noqa: E402
 from bfpack.torch import (  # noqa: E402
     IsolationError,
@@ -37,19 +39,7 @@ LENGTHS = [7, 20, 3, 13, 1, 9, 16, 40, 5, 11, 2, 25]
 
 def tiny_llama(attn_implementation="sdpa", **config):
     """A model and its config, the cache on as transformers' default has it."""
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2 * SEQ_LEN,
-        attn_implementation=attn_implementation,
-        **config,
-    )
-    return transformers.LlamaForCausalLM(config)
+    return models.tiny_llama(VOCAB, 2 * SEQ_LEN, attn_implementation, **config)
 
 
 @pytest.fixture(scope="module")

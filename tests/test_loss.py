@@ -22,6 +22,8 @@ pytestmark = pytest.mark.integration
 torch = need("torch")
 transformers = need("transformers")
 
+import models  # noqa: E402
+
 import bfpack  # noqa: E402
 from bfpack.torch import (  # noqa: E402
     IGNORE_INDEX,
@@ -43,18 +45,7 @@ TOL = dict(rtol=1e-4, atol=1e-6)
 
 def tiny_llama():
     """A fresh tiny Llama, the same weights every call (seeded)."""
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=SEQ_LEN,
-        attn_implementation="sdpa",
-    )
-    return transformers.LlamaForCausalLM(config)
+    return models.tiny_llama(VOCAB, SEQ_LEN)
 
 
 def documents():

@@ -23,6 +23,9 @@ from integrations import need
 pytestmark = pytest.mark.integration
 torch = need("torch")
 transformers = need("transformers")
+
+import models  # noqa: E402
+
 datasets = need("datasets")
 trl = need("trl")
 
@@ -37,18 +40,7 @@ VOCAB = 64
 
 def tiny_llama():
     """A fresh model and config per check: a Trainer writes use_cache=False into its config."""
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2 * SEQ_LEN,
-        attn_implementation="sdpa",
-    )
-    return transformers.LlamaForCausalLM(config)
+    return models.tiny_llama(VOCAB, 2 * SEQ_LEN)
 
 
 def tokenizer():

@@ -18,6 +18,8 @@ pytestmark = pytest.mark.integration
 torch = need("torch")
 transformers = need("transformers")
 
+import models  # noqa: E402
+
 import bfpack  # noqa: E402
 from bfpack.torch import PackedCollator  # noqa: E402
 
@@ -30,18 +32,7 @@ ATOL = 1e-5
 
 
 def tiny_llama(attn_implementation):
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2 * SEQ_LEN,
-        attn_implementation=attn_implementation,
-    )
-    return transformers.LlamaForCausalLM(config).eval()
+    return models.tiny_llama(VOCAB, 2 * SEQ_LEN, attn_implementation).eval()
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,9 @@ from .._validate import as_callable
 from ..options import DEFAULT_WINDOW_TOKENS, PackOptions
 from ..stream import TableStreamPacker
 from . import _fs
-from ._remote import RemoteOutput, check_uris
+from ._remote import RemoteOutput, open_output
 from ._shards import ShardWriter, finish_shards, shard_writer
 from ._source import ParquetSource
-from ._staging import StagedOutput, as_path, check_paths
 from .manifest import build_manifest, input_records, write_manifest
 
 __all__ = ["DEFAULT_WINDOW_TOKENS", "pack_parquet"]
@@ -186,20 +185,9 @@ def pack_parquet(
         format=format,
     )
     as_callable(progress, "progress")
-    src = _fs.local_path(as_path(src, "src"))
-    dst = _fs.local_path(as_path(dst, "dst"))
-    remote = _fs.is_uri(dst)
-    if remote or _fs.is_uri(src):
-        check_uris(src, dst, o.format)
-    else:
-        check_paths(src, dst)
-    output: StagedOutput | RemoteOutput = (
-        RemoteOutput(dst, overwrite=o.overwrite)
-        if remote
-        else StagedOutput(os.path.realpath(dst), overwrite=o.overwrite)
-    )
+    src, dst, output, local_dst = open_output(src, dst, o.format, o.overwrite)
     with output as out:
-        source = ParquetSource.open(src, dst=None if remote else out.dst)
+        source = ParquetSource.open(src, dst=local_dst)
         spec = source.spec(**o.spec_options())
         _log.info(
             "packing %s documents with %s at seq_len %s, in windows of %s tokens "

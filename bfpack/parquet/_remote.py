@@ -58,7 +58,13 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from . import _fs
-from ._staging import DestinationBusyError, DestinationExistsError
+from ._staging import (
+    DestinationBusyError,
+    DestinationExistsError,
+    StagedOutput,
+    as_path,
+    check_paths,
+)
 from .manifest import MANIFEST, new_run_id, run_id_of
 
 #: The lock object inside a destination on a store.
@@ -597,6 +603,28 @@ def _shard_names(manifest: Mapping[str, Any]) -> list[str]:
         for s in shards
         if isinstance(s, dict) and isinstance(s.get("file"), str) and "/" not in s["file"]
     ]
+
+
+def open_output(
+    src: Any, dst: Any, output_format: str, overwrite: bool
+) -> tuple[str, str, StagedOutput | RemoteOutput, str | None]:
+    """``src`` and ``dst`` checked (paths or URIs), the output that writes
+    ``dst``, and the local directory a source's links must not reach into.
+
+    A local ``dst`` is a staged directory swapped in atomically; one on a
+    store is a run prefix committed by its manifest (:class:`RemoteOutput`).
+    Nothing is created until the output is entered.
+    """
+    src = _fs.local_path(as_path(src, "src"))
+    dst = _fs.local_path(as_path(dst, "dst"))
+    if _fs.is_uri(dst) or _fs.is_uri(src):
+        check_uris(src, dst, output_format)
+    else:
+        check_paths(src, dst)
+    if _fs.is_uri(dst):
+        return src, dst, RemoteOutput(dst, overwrite=overwrite), None
+    local = os.path.realpath(dst)
+    return src, dst, StagedOutput(local, overwrite=overwrite), local
 
 
 def check_uris(src: str, dst: str, output_format: str = "parquet") -> None:

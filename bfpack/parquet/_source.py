@@ -203,28 +203,11 @@ class ParquetSource:
         it or its staged directories (a symbolic link inside ``src``).
         """
         path = _fs.local_path(os.fspath(src))
-        if _fs.is_uri(path):
-            return cls._open_uri(path)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: no such file or directory")
-        if os.path.isdir(path):
-            listed = save_to_disk_files(path)
-            names, skipped = (listed, []) if listed is not None else _discover(path)
-            paths = [os.path.join(path, *n.split("/")) for n in names]
-            outputs = [
-                os.path.join(path, *n.split("/")[:-1])
-                for n in skipped
-                if n.rsplit("/", 1)[-1] == MANIFEST
-            ]
-            if listed is not None and os.path.isfile(os.path.join(path, MANIFEST)):
-                outputs.append(path)  # a bfpack output in the save_to_disk layout
+        remote = _fs.is_uri(path)
+        if remote:
+            names, skipped, paths = _list_store(path)
         else:
-            names, skipped, paths = [os.path.basename(path)], [], [path]
-            outputs = [path] if _is_shard(path) else []
-        if dst is not None:
-            _check_outside(paths, dst)
-        if outputs:
-            _refuse_output(outputs[0])
+            names, skipped, paths = _list_local(path, dst)
         if skipped:
             warnings.warn(_skipped_message(path, skipped), UserWarning, stacklevel=3)
             _log.debug("skipped under %s: %s", path, ", ".join(skipped))
@@ -233,57 +216,10 @@ class ParquetSource:
                 f"{path} holds no Parquet, Arrow IPC or JSON Lines files"
                 + (f" ({_skipped_message(path, skipped)})" if skipped else "")
             )
-        formats = [_format_of(p) for p in paths]
-        _check_one_format(path, names, formats)
-        files = tuple(_open_file(p, n, fmt) for p, n, fmt in zip(paths, names, formats))
-        source = cls(path=path, files=files, skipped=tuple(skipped))
-        _log.info(
-            "%s: %s %s file(s), %s rows",
-            path,
-            f"{len(files):,}",
-            LABELS[formats[0]],
-            f"{source.rows:,}",
-        )
-        return source
-
-    @classmethod
-    def _open_uri(cls, path: str) -> ParquetSource:
-        """:meth:`open` for a URI of a store: its objects listed as a directory's files."""
-        kind = _fs.kind_of(path)
-        names: list[str] = []
-        skipped: list[str] = []
-        if kind == "missing":
-            raise FileNotFoundError(f"{path}: no such object or prefix")
-        if kind == "file":
-            names, paths = [path.rstrip("/").rsplit("/", 1)[-1]], [path]
-        else:
-            for rel, _ in _fs.list_files(path):
-                parts = rel.split("/")
-                hidden = next((k for k, p in enumerate(parts) if p.startswith(("_", "."))), None)
-                if hidden is None:
-                    names.append(rel)
-                elif hidden == len(parts) - 1:
-                    skipped.append(rel)
-                else:
-                    skipped.append("/".join(parts[: hidden + 1]) + "/")
-            skipped = sorted(set(skipped))
-            paths = [_fs.join(path, n) for n in names]
-        if MANIFEST in skipped:
-            raise ValueError(
-                f"{path} is a bfpack output (it holds {MANIFEST}): its rows are packed "
-                f"sequences, not documents; give the source it was packed from instead"
-            )
-        if skipped:
-            warnings.warn(_skipped_message(path, skipped), UserWarning, stacklevel=4)
-        if not names:
-            raise ValueError(
-                f"{path} holds no Parquet, Arrow IPC or JSON Lines files"
-                + (f" ({_skipped_message(path, skipped)})" if skipped else "")
-            )
-        formats = [_format_of(p, remote=True) for p in paths]
+        formats = [_format_of(p, remote=remote) for p in paths]
         _check_one_format(path, names, formats)
         files = tuple(
-            _open_file(p, n, fmt, remote=True) for p, n, fmt in zip(paths, names, formats)
+            _open_file(p, n, fmt, remote=remote) for p, n, fmt in zip(paths, names, formats)
         )
         source = cls(path=path, files=files, skipped=tuple(skipped))
         _log.info(
@@ -441,6 +377,59 @@ def _discover(root: str) -> tuple[list[str], list[str]]:
         for n in names:
             (skipped if n.startswith(("_", ".")) else files).append(prefix + n)
     return sorted(files), sorted(skipped)
+
+
+def _list_local(path: str, dst: str | None) -> tuple[list[str], list[str], list[str]]:
+    """The input files of the local source ``path`` (names, skipped, paths);
+    refuses a bfpack output and, given ``dst``, files that resolve into it."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    if os.path.isdir(path):
+        listed = save_to_disk_files(path)
+        names, skipped = (listed, []) if listed is not None else _discover(path)
+        paths = [os.path.join(path, *n.split("/")) for n in names]
+        outputs = [
+            os.path.join(path, *n.split("/")[:-1])
+            for n in skipped
+            if n.rsplit("/", 1)[-1] == MANIFEST
+        ]
+        if listed is not None and os.path.isfile(os.path.join(path, MANIFEST)):
+            outputs.append(path)  # a bfpack output in the save_to_disk layout
+    else:
+        names, skipped, paths = [os.path.basename(path)], [], [path]
+        outputs = [path] if _is_shard(path) else []
+    if dst is not None:
+        _check_outside(paths, dst)
+    if outputs:
+        _refuse_output(outputs[0])
+    return names, skipped, paths
+
+
+def _list_store(path: str) -> tuple[list[str], list[str], list[str]]:
+    """The input objects of the source ``path`` on a store (names, skipped,
+    paths), listed as a directory's files are; refuses a bfpack output."""
+    kind = _fs.kind_of(path)
+    names: list[str] = []
+    skipped: list[str] = []
+    if kind == "missing":
+        raise FileNotFoundError(f"{path}: no such object or prefix")
+    if kind == "file":
+        return [path.rstrip("/").rsplit("/", 1)[-1]], [], [path]
+    for rel, _ in _fs.list_files(path):
+        parts = rel.split("/")
+        hidden = next((k for k, p in enumerate(parts) if p.startswith(("_", "."))), None)
+        if hidden is None:
+            names.append(rel)
+        elif hidden == len(parts) - 1:
+            skipped.append(rel)
+        else:
+            skipped.append("/".join(parts[: hidden + 1]) + "/")
+    if MANIFEST in skipped:
+        raise ValueError(
+            f"{path} is a bfpack output (it holds {MANIFEST}): its rows are packed "
+            f"sequences, not documents; give the source it was packed from instead"
+        )
+    return names, sorted(set(skipped)), [_fs.join(path, n) for n in names]
 
 
 def _skipped_message(path: str, skipped: Sequence[str]) -> str:
