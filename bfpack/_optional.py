@@ -20,6 +20,7 @@ EXTRAS = {
     "dask": ("dask", "distributed"),
     "hf": ("datasets",),
     "plot": ("matplotlib",),
+    "s3": ("boto3",),
     "torch": ("torch",),
     "trl": ("trl", "transformers", "torch"),
 }

@@ -278,6 +278,18 @@ def test_a_bucket_that_does_not_exist(s3, bucket, monkeypatch):
     assert keys(s3, bucket, "dst/") == []
 
 
+def test_writing_to_s3_without_boto3_is_one_line_naming_the_extra(s3, bucket, monkeypatch):
+    # it was an ImportError traceback on the command line
+    monkeypatch.setitem(sys.modules, "boto3", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"needs boto3: pip install 'bfpack\[s3\]'"):
+        pack_parquet(f"s3://{bucket}/src", f"s3://{bucket}/dst", SEQ_LEN)
+    status, _, err = run_cli(
+        ["pack", f"s3://{bucket}/src", f"s3://{bucket}/dst", "--seq-len", SEQ_LEN], monkeypatch
+    )
+    assert status == 2 and err.count("\n") == 1 and "pip install 'bfpack[s3]'" in err
+    assert keys(s3, bucket, "dst/") == []
+
+
 def test_no_permission(tmp_path, corpus):
     """Access denied, simulated by a file system that refuses (moto checks no IAM
     policy unless every request is signed by a user it knows)."""

@@ -141,7 +141,8 @@ def _run(argv, guard, note):
             # quietly, as a process that SIGPIPE ends, and write nothing more there.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 128 + signal.SIGPIPE
-        except (ValueError, TypeError, OSError) as exc:
+        except (ValueError, TypeError, OSError, ImportError) as exc:
+            # ImportError: a missing extra, its message naming the install command.
             # The Python API's wording names overwrite=True; here it is --overwrite.
             console.error(getattr(exc, "cli_message", exc))
             return 2

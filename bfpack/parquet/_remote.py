@@ -57,6 +57,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from .._optional import requires
 from . import _fs
 from ._staging import (
     DestinationBusyError,
@@ -103,13 +104,9 @@ class Store:
         self.scheme = self.uri.split("://", 1)[0].lower()
         self._s3: Any = None
         if self.scheme in ("s3", "s3a"):
-            try:
+            # boto3 for the conditional puts that make the commit safe.
+            with requires("s3", needed_by=f"writing {self.uri}"):
                 import boto3
-            except ImportError:
-                raise ImportError(
-                    f"writing {self.uri} needs boto3, for the conditional puts that make "
-                    f"the commit safe: pip install 'bfpack[s3]'"
-                ) from None
             self._s3 = boto3.client("s3")
             self._bucket, _, self._key = self.root.partition("/")
 
