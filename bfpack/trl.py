@@ -16,10 +16,12 @@ from typing import Any
 
 from ._optional import requires
 
+# trl first: it brings transformers and torch, so the one to install is named.
 with requires("trl", needed_by="bfpack.trl"):
-    import transformers
     from trl import SFTConfig
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling as _TRLCollator
+with requires("trl", needed_by="bfpack.trl"):
+    import transformers
 
 __all__ = ["RECIPE", "check_sft_config", "sft_config"]
 
