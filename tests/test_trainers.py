@@ -9,10 +9,7 @@ is refused with the fix. The README's Training examples run as written
 """
 
 import contextlib
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -222,13 +219,6 @@ def test_the_readmes_example_runs(route, tmp_path, monkeypatch):
     exec(compile(code, f"README.md route {route}", "exec"), {"__name__": "__readme__"})
 
 
-@pytest.mark.slow
-def test_the_readmes_ddp_example_runs_under_torchrun(tmp_path):
-    script = tmp_path / "train_ddp.py"
-    script.write_text(readme_blocks()[3])
-    # TMPDIR: torchrun leaves its torchelastic_* directories there.
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), TMPDIR=str(tmp_path))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc_per_node=2", str(script)]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-5000:]
+# The fourth route, DDP with BalancedSampler over a packed directory, is the
+# loop of docs/guides/balanced-steps.md: tests/test_balance_torch.py checks
+# that the README shows it and runs it under torchrun on two processes.
