@@ -323,7 +323,6 @@ def _pack_iterable(dataset: datasets.IterableDataset, o: PackOptions) -> dataset
             source=dataset,
             options=o,
             spec=spec,
-            schema=spec.schema,
         ),
     )
     features = datasets.Features.from_arrow_schema(empty.schema)
@@ -389,14 +388,13 @@ def _packed_tables(
     source: datasets.IterableDataset,
     options: PackOptions,
     spec: OutputSpec,
-    schema: pa.Schema,
 ) -> Iterator[tuple[str, pa.Table]]:
     """The packed rows of input shards ``shard`` (of ``num_shards``), each
     shard packed on its own, window by window, as Arrow tables."""
     for k in shard:
         part = source if num_shards == 1 else source.shard(num_shards, k, contiguous=True)
         stream = options.packer(spec, seed=options.seed)
-        tables = _batches(part, schema.names, schema)
+        tables = _batches(part, spec.schema.names, spec.schema)
         for w, (window, last) in enumerate(windows(tables, spec, options.window_tokens)):
             out = stream.step(window, last=last)
             if out.num_rows:
