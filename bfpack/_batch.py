@@ -218,20 +218,13 @@ def padded(rows: Rows, seq_len: int | None, pad_token_id: int) -> dict[str, np.n
             f"row {row} holds {longest} tokens, more than seq_len={length}; pass the "
             f"seq_len the rows were packed with"
         )
-    real = np.arange(length)[None, :] < rows.row_tokens[:, None]
     # The batch-wide index of each row's first piece, for every token of the row.
     first_piece = np.repeat(np.cumsum(rows.row_pieces) - rows.row_pieces, rows.row_tokens)
-
-    def laid_out(flat: np.ndarray, fill: int) -> np.ndarray:
-        out = np.full(real.shape, fill, dtype=np.int64)
-        out[real] = flat  # row-major order: row by row, as the flat arrays
-        return out
-
     return dict(
-        input_ids=laid_out(rows.input_ids, pad_token_id),
-        labels=laid_out(piece_labels(rows), IGNORE_INDEX),
-        position_ids=laid_out(piece_positions(rows.seq_lengths), 0),
-        document_ids=laid_out(piece_index(rows.seq_lengths) - first_piece, -1),
+        input_ids=padded_like(rows, rows.input_ids, length, pad_token_id),
+        labels=padded_like(rows, piece_labels(rows), length, IGNORE_INDEX),
+        position_ids=padded_like(rows, piece_positions(rows.seq_lengths), length, 0),
+        document_ids=padded_like(rows, piece_index(rows.seq_lengths) - first_piece, length, -1),
     )
 
 

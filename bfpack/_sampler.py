@@ -251,15 +251,9 @@ def _costs_of(data: Any, attention_weight: float) -> np.ndarray:
 
 def _seq_lengths_of(data: Any) -> Any:
     """The ``seq_lengths`` of every row of ``data``, as cheaply as it offers them."""
-    files = getattr(data, "files", None)
-    if isinstance(files, list) and all(str(f).endswith(".arrow") for f in files):
-        # A PackedDataset: its memory-mapped Arrow copies, one column of them.
-        chunks = []
-        for path in files:
-            with pa.memory_map(path) as source:
-                table = pa.ipc.open_file(source).read_all()
-                chunks.extend(table.column(SEQ_LENGTHS).chunks)
-        return pa.chunked_array(chunks) if chunks else pa.array([], pa.list_(pa.int32()))
+    if callable(getattr(data, "column", None)) and hasattr(data, "run_id"):
+        # A PackedDataset: the column of its memory-mapped files.
+        return data.column(SEQ_LENGTHS)
     if hasattr(data, "with_format") and hasattr(data, "column_names"):  # datasets.Dataset
         if SEQ_LENGTHS not in data.column_names:
             raise ValueError(

@@ -244,23 +244,18 @@ def _pack_map_style(
     table = dataset.data.table  # the storage, in storage order (no copy)
     mapping = dataset._indices  # logical row i is storage row mapping[i]; None: the identity
     indices = None if mapping is None else mapping.column(0)
-    planned = plan_table(
-        table,
-        o.seq_len,
-        indices=indices,
-        method=o.method,
-        long_docs=o.long_docs,
-        seed=o.seed,
-        **o.spec_options(),
-    )
+    options = dict(method=o.method, long_docs=o.long_docs, seed=o.seed, **o.spec_options())
+    planned = plan_table(table, o.seq_len, indices=indices, **options)
     if path is None:
-        path = _default_cache_file(dataset, planned, o)
+        path = _default_cache_file(dataset, planned, options)
     _write_arrow(path, table, planned)
     return datasets.Dataset.from_file(path, split=dataset.split)
 
 
-def _default_cache_file(dataset: datasets.Dataset, planned: TablePlan, o: PackOptions) -> str:
-    """A file named after the input's fingerprint and the options.
+def _default_cache_file(
+    dataset: datasets.Dataset, planned: TablePlan, options: dict[str, Any]
+) -> str:
+    """A file named after the input's fingerprint and the options (``plan_table``'s).
 
     Beside the input's own cache files (where ``datasets`` keeps what it
     derives from them), else in the temporary directory ``datasets`` removes
@@ -268,7 +263,7 @@ def _default_cache_file(dataset: datasets.Dataset, planned: TablePlan, o: PackOp
     (a Dataset already mapping it keeps the old one until it is dropped).
     """
     fingerprint = getattr(dataset, "_fingerprint", None) or uuid.uuid4().hex
-    options = dict(method=o.method, long_docs=o.long_docs, seed=o.seed, **o.spec_options())
+    options = dict(options)
     for name in ("provenance", "carry", "separator"):  # the key of earlier versions when unset
         if options[name] is None or options[name] is False:
             del options[name]
@@ -323,7 +318,6 @@ def _pack_iterable(dataset: datasets.IterableDataset, o: PackOptions) -> dataset
             source=dataset,
             options=o,
             spec=spec,
-            schema=spec.schema,
         ),
     )
     features = datasets.Features.from_arrow_schema(empty.schema)
@@ -389,14 +383,13 @@ def _packed_tables(
     source: datasets.IterableDataset,
     options: PackOptions,
     spec: OutputSpec,
-    schema: pa.Schema,
 ) -> Iterator[tuple[str, pa.Table]]:
     """The packed rows of input shards ``shard`` (of ``num_shards``), each
     shard packed on its own, window by window, as Arrow tables."""
     for k in shard:
         part = source if num_shards == 1 else source.shard(num_shards, k, contiguous=True)
         stream = options.packer(spec, seed=options.seed)
-        tables = _batches(part, schema.names, schema)
+        tables = _batches(part, spec.schema.names, spec.schema)
         for w, (window, last) in enumerate(windows(tables, spec, options.window_tokens)):
             out = stream.step(window, last=last)
             if out.num_rows:

@@ -134,3 +134,25 @@ def test_the_guides_ddp_loop_runs_under_torchrun(packed, tmp_path):
         f"epoch 0: {steps} steps",
         f"epoch 1: {steps} steps",
     ]
+
+
+def test_packed_dataset_of_an_arrow_output(packed, tmp_path):
+    """The costs of an Arrow output's PackedDataset (Arrow streams mapped in
+    place) come from its rows, as a Parquet output's do."""
+    need("torch")
+    from bfpack.torch import BalancedSampler, PackedDataset
+
+    src = tmp_path / "src.parquet"
+    pq.write_table(packed_table(packed).select(["input_ids"]), src)
+    bfpack.pack_parquet(src, tmp_path / "out", SEQ_LEN, format="arrow")
+    dataset = PackedDataset(tmp_path / "out", cache_dir=tmp_path / "cache")
+    assert dataset.format == "arrow"
+    table = pa.concat_tables(
+        pa.ipc.open_stream(pa.memory_map(str(p))).read_all()
+        for p in sorted((tmp_path / "out").glob("*.arrow"))
+    )
+    sampler = BalancedSampler(dataset, num_replicas=2, rank=0, attention_weight=0.01)
+    np.testing.assert_array_equal(sampler.costs, row_costs(table, attention_weight=0.01))
+    assert dataset.column("seq_lengths").to_pylist() == table.column("seq_lengths").to_pylist()
+    with pytest.raises(ValueError, match="not one of the dataset's columns"):
+        dataset.column("nope")

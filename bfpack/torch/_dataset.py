@@ -167,6 +167,7 @@ class PackedDataset(Dataset):
                     f"first shard; the shards of one packed directory share a schema"
                 )
         self.columns = _packed_columns(schema, columns, self.path)
+        self._schema = schema
         rows = [n for _, batch_rows in layouts for n in batch_rows]
         self._starts = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
         self._batches: list[dict[str, tuple[np.ndarray, np.ndarray]]] | None = None
@@ -246,9 +247,37 @@ class PackedDataset(Dataset):
         schema, batches = self._record_batches(shard, check=True)
         return schema, [batch.num_rows for batch in batches]
 
+    def column(self, name: str) -> pa.ChunkedArray:
+        """Column ``name`` (one of :attr:`columns`) of every row, in row order.
+
+        Views of the mapped files, as the rows are: no copy of the values.
+        :class:`BalancedSampler` reads the rows' costs from
+        ``column("seq_lengths")``.
+        """
+        if name not in self.columns:
+            raise ValueError(f"{name!r} is not one of the dataset's columns {list(self.columns)}")
+        batches = self._mapped_record_batches()
+        chunks = [batch.column(name) for batch in batches]
+        return pa.chunked_array(chunks, type=self._schema.field(name).type)
+
     def _map_batches(self) -> list[dict[str, tuple[np.ndarray, np.ndarray]]]:
         """Per record batch of every copy, ``(offsets, values)`` numpy views of
         each list column, over the memory-mapped copies."""
+        batches = []
+        for batch in self._mapped_record_batches():
+            views = {}
+            for name in self.columns:
+                arr = batch.column(name)
+                views[name] = (
+                    arr.offsets.to_numpy(),
+                    arr.values.to_numpy(zero_copy_only=True),
+                )
+            batches.append(views)
+        return batches
+
+    def _mapped_record_batches(self) -> list[pa.RecordBatch]:
+        """The record batches of every shard's mapped file, checked to hold the
+        rows the dataset was opened with."""
         batches = []
         for shard in self._shards:
             try:
@@ -265,16 +294,8 @@ class PackedDataset(Dataset):
                     f"{_describe_run(_run_id(self.path))}; open a new PackedDataset to "
                     f"read the new run (rows of two runs are never mixed)"
                 ) from None
-            for batch in shard_batches:
-                views = {}
-                for name in self.columns:
-                    arr = batch.column(name)
-                    views[name] = (
-                        arr.offsets.to_numpy(),
-                        arr.values.to_numpy(zero_copy_only=True),
-                    )
-                batches.append(views)
-        rows = [int(v[SEQ_LENGTHS][0].shape[0]) - 1 for v in batches]
+            batches.extend(shard_batches)
+        rows = [batch.num_rows for batch in batches]
         if rows != np.diff(self._starts).tolist():
             where = (
                 f"the shards of run {self.run_id} in {self.path}"
