@@ -348,20 +348,10 @@ def as_columns(
         if not names:
             also = f" (and {ATTENTION_MASK!r}, never packed by default)" if skipped else ""
             raise ValueError(f"the table has no list column to pack{also}; columns: {schema.names}")
-    elif isinstance(columns, str):
-        names = [columns]
     else:
-        try:
-            names = list(columns)
-        except TypeError:
-            raise TypeError(
-                f"columns must be a column name or a list of names, got {columns!r}"
-            ) from None
+        names = _as_names(columns, "columns")
         if not names:
             raise ValueError("columns is empty; name at least one list column")
-        bad = [n for n in names if not isinstance(n, str)]
-        if bad:
-            raise TypeError(f"columns must be names (str), got {bad[0]!r}")
     check_unique_columns(schema, names)
     for name in names:
         if name not in schema.names:
@@ -395,18 +385,7 @@ def as_carry(
     present, once, not packed, not a list column, not named like an added column."""
     if carry is None:
         return ()
-    if isinstance(carry, str):
-        names = [carry]
-    else:
-        try:
-            names = list(carry)
-        except TypeError:
-            raise TypeError(
-                f"carry must be a column name or a list of names, got {carry!r}"
-            ) from None
-        bad = [n for n in names if not isinstance(n, str)]
-        if bad:
-            raise TypeError(f"carry must be names (str), got {bad[0]!r}")
+    names = _as_names(carry, "carry")
     if len(set(names)) != len(names):
         raise ValueError(f"carry lists a column twice: {names}")
     check_unique_columns(schema, names)
@@ -429,6 +408,20 @@ def as_carry(
                 f"carry: column {name!r} would clash with the column bfpack adds; rename it first"
             )
     return tuple(names)
+
+
+def _as_names(value: Any, what: str) -> list[str]:
+    """``value`` (argument ``what``): one column name or an iterable of names."""
+    if isinstance(value, str):
+        return [value]
+    try:
+        names = list(value)
+    except TypeError:
+        raise TypeError(f"{what} must be a column name or a list of names, got {value!r}") from None
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise TypeError(f"{what} must be names (str), got {bad[0]!r}")
+    return names
 
 
 def _not_by_default(schema: pa.Schema, names: Sequence[str], name: str, exc: TypeError) -> None:

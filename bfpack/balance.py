@@ -384,6 +384,12 @@ def balanced_order(
     shuffle = as_bool(shuffle, "shuffle")
     drop_last = as_bool(drop_last, "drop_last")
     step_rows = replicas * batch
+    window_rows = window * step_rows
+    if window_rows > _MAX_WINDOW_ROWS:
+        raise ValueError(
+            f"window * num_replicas * batch_size must be at most {_MAX_WINDOW_ROWS} rows, "
+            f"got {window_rows}; take a smaller window"
+        )
     rng = np.random.default_rng([seed, epoch])
     perm, dealt = _permutation(values, step_rows, shuffle=shuffle, drop_last=drop_last, rng=rng)
     num_steps = perm.shape[0] // step_rows
@@ -396,12 +402,6 @@ def balanced_order(
         step_perm = np.tile(np.arange(window, dtype=np.int64), full + 1)[:num_steps]
         rotation = np.zeros(num_steps, dtype=np.int64)
     perm = readonly(np.ascontiguousarray(perm, dtype=np.int64))
-    window_rows = window * step_rows
-    if window_rows > _MAX_WINDOW_ROWS:
-        raise ValueError(
-            f"window * num_replicas * batch_size must be at most {_MAX_WINDOW_ROWS} rows, "
-            f"got {window_rows}; take a smaller window"
-        )
     bits = (window_rows - 1).bit_length()
     dealt = readonly(np.ascontiguousarray(dealt))
     keys = call(window_keys, dealt.view(np.int64), window_rows, bits)
