@@ -34,6 +34,16 @@ def guarded(args, show):
     return progress
 
 
+def docs_view(label):
+    """The progress view of reading a source: documents read of all, and tokens."""
+
+    def view(totals):
+        tokens = f"{short(totals['tokens'])} tokens"
+        return label, " docs", totals["documents"], totals["total_documents"], tokens
+
+    return view
+
+
 def short(count):
     """A count in three digits or so: 950, 12.3k, 412M."""
     for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
