@@ -9,6 +9,7 @@ bools).
 
 from __future__ import annotations
 
+import math
 import operator
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
@@ -199,6 +200,34 @@ def as_array(values: Any, name: str, what: str) -> np.ndarray:
             f"{name} must be a list or 1-D array of {what}, got {type(values).__name__}{hint}"
         )
     return arr
+
+
+def as_costs(costs: Any) -> np.ndarray:
+    """Per-row costs (:mod:`bfpack.balance`): 1-D, finite, ``>= 0``, as
+    read-only float64."""
+    arr = as_array(costs, "costs", "per-row costs")
+    if arr.ndim != 1:
+        raise ValueError(f"costs must be 1-D (one cost per row), got shape {arr.shape}")
+    if arr.dtype.kind not in "iuf" or arr.dtype == np.bool_:
+        raise TypeError(
+            f"costs must hold numbers, got dtype {arr.dtype}; convert with .astype(np.float64)"
+        )
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    bad = ~np.isfinite(arr) | (arr < 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"costs[{i}] = {arr[i]} is not a finite number >= 0")
+    return readonly(arr)
+
+
+def as_attention_weight(value: Any) -> float:
+    """``attention_weight`` of :func:`bfpack.balance.row_costs`: a finite number ``>= 0``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"attention_weight must be a number, got {type(value).__name__}")
+    weight = float(value)
+    if not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"attention_weight must be a finite number >= 0, got {value!r}")
+    return weight
 
 
 def check_nonnegative(arr: np.ndarray, name: str) -> None:
