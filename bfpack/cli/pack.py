@@ -196,12 +196,10 @@ def _dask_client(args):
     if args.workers is None and args.scheduler is None:
         yield None
         return
-    try:
+    from .._optional import requires
+
+    with requires("dask", needed_by="bfpack pack --workers and --scheduler"):
         import distributed
-    except ImportError:
-        raise ValueError(
-            "--workers and --scheduler need Dask: pip install 'bfpack[dask]'"
-        ) from None
     from ..dask import cluster_errors
 
     if args.workers is not None and args.workers < 1:
