@@ -44,6 +44,16 @@ def docs_view(label):
     return view
 
 
+def read_lengths(args, src, label):
+    """Every document's length in ``src`` (of ``--column``), under a bar ``label``."""
+    from ..parquet._source import ParquetSource
+
+    source = ParquetSource.open(src)
+    spec = source.spec(columns=args.column)
+    with args.console.progress(docs_view(label)) as show:
+        return source.lengths(spec, progress=guarded(args, show))
+
+
 def short(count):
     """A count in three digits or so: 950, 12.3k, 412M."""
     for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):

@@ -3,7 +3,7 @@
 import json
 import os
 
-from ._args import column_arg, docs_view, guarded, short
+from ._args import column_arg, read_lengths, short
 
 NAME = "balance"
 HELP = "expected slowest-over-mean rank of a packed output, dealt at random or balanced"
@@ -134,12 +134,7 @@ def _inputs(args, weight):
 
     if not args.seq_len:
         return [("packed", row_costs(_packed_seq_lengths(args.dst), attention_weight=weight))]
-    from ..parquet._source import ParquetSource
-
-    source = ParquetSource.open(args.dst)
-    spec = source.spec(columns=args.column)
-    with args.console.progress(docs_view("balance")) as show:
-        lengths = source.lengths(spec, progress=guarded(args, show))
+    lengths = read_lengths(args, args.dst, "balance")
     return [(L, row_costs(pack(lengths, L), attention_weight=weight)) for L in args.seq_len]
 
 

@@ -1,6 +1,6 @@
 """``bfpack stats SRC``: compare the packing methods on a dataset."""
 
-from ._args import column_arg, docs_view, guarded, source_arg
+from ._args import column_arg, read_lengths, source_arg
 
 NAME = "stats"
 HELP = "compare concat, bfd and ffd on a dataset (Parquet, Arrow IPC, JSON Lines)"
@@ -33,12 +33,8 @@ def add_arguments(parser):
 
 
 def run(args):
-    from ..parquet._source import ParquetSource
     from ._comparison import write_comparison
 
-    source = ParquetSource.open(args.src)
-    spec = source.spec(columns=args.column)
-    with args.console.progress(docs_view("stats")) as show:
-        lengths = source.lengths(spec, progress=guarded(args, show))
+    lengths = read_lengths(args, args.src, "stats")
     write_comparison(lengths, args.seq_len, args.format, source=args.src)
     return 0
