@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from ._validate import as_bool, as_int
-from .balance import DEFAULT_ATTENTION_WEIGHT, as_costs, balanced_order, row_costs
+from ._validate import as_bool, as_costs, as_int
+from .balance import DEFAULT_ATTENTION_WEIGHT, balanced_order, row_costs
 from .table import SEQ_LENGTHS
 
 if TYPE_CHECKING:

@@ -9,6 +9,7 @@ bools).
 
 from __future__ import annotations
 
+import math
 import operator
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
@@ -201,6 +202,34 @@ def as_array(values: Any, name: str, what: str) -> np.ndarray:
     return arr
 
 
+def as_costs(costs: Any) -> np.ndarray:
+    """Per-row costs (:mod:`bfpack.balance`): 1-D, finite, ``>= 0``, as
+    read-only float64."""
+    arr = as_array(costs, "costs", "per-row costs")
+    if arr.ndim != 1:
+        raise ValueError(f"costs must be 1-D (one cost per row), got shape {arr.shape}")
+    if arr.dtype.kind not in "iuf" or arr.dtype == np.bool_:
+        raise TypeError(
+            f"costs must hold numbers, got dtype {arr.dtype}; convert with .astype(np.float64)"
+        )
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    bad = ~np.isfinite(arr) | (arr < 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"costs[{i}] = {arr[i]} is not a finite number >= 0")
+    return readonly(arr)
+
+
+def as_attention_weight(value: Any) -> float:
+    """``attention_weight`` of :func:`bfpack.balance.row_costs`: a finite number ``>= 0``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"attention_weight must be a number, got {type(value).__name__}")
+    weight = float(value)
+    if not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"attention_weight must be a finite number >= 0, got {value!r}")
+    return weight
+
+
 def check_nonnegative(arr: np.ndarray, name: str) -> None:
     """ValueError naming the first negative value of ``arr``."""
     if arr.size and arr.min() < 0:
@@ -348,20 +377,10 @@ def as_columns(
         if not names:
             also = f" (and {ATTENTION_MASK!r}, never packed by default)" if skipped else ""
             raise ValueError(f"the table has no list column to pack{also}; columns: {schema.names}")
-    elif isinstance(columns, str):
-        names = [columns]
     else:
-        try:
-            names = list(columns)
-        except TypeError:
-            raise TypeError(
-                f"columns must be a column name or a list of names, got {columns!r}"
-            ) from None
+        names = _as_names(columns, "columns")
         if not names:
             raise ValueError("columns is empty; name at least one list column")
-        bad = [n for n in names if not isinstance(n, str)]
-        if bad:
-            raise TypeError(f"columns must be names (str), got {bad[0]!r}")
     check_unique_columns(schema, names)
     for name in names:
         if name not in schema.names:
@@ -395,18 +414,7 @@ def as_carry(
     present, once, not packed, not a list column, not named like an added column."""
     if carry is None:
         return ()
-    if isinstance(carry, str):
-        names = [carry]
-    else:
-        try:
-            names = list(carry)
-        except TypeError:
-            raise TypeError(
-                f"carry must be a column name or a list of names, got {carry!r}"
-            ) from None
-        bad = [n for n in names if not isinstance(n, str)]
-        if bad:
-            raise TypeError(f"carry must be names (str), got {bad[0]!r}")
+    names = _as_names(carry, "carry")
     if len(set(names)) != len(names):
         raise ValueError(f"carry lists a column twice: {names}")
     check_unique_columns(schema, names)
@@ -429,6 +437,20 @@ def as_carry(
                 f"carry: column {name!r} would clash with the column bfpack adds; rename it first"
             )
     return tuple(names)
+
+
+def _as_names(value: Any, what: str) -> list[str]:
+    """``value`` (argument ``what``): one column name or an iterable of names."""
+    if isinstance(value, str):
+        return [value]
+    try:
+        names = list(value)
+    except TypeError:
+        raise TypeError(f"{what} must be a column name or a list of names, got {value!r}") from None
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise TypeError(f"{what} must be names (str), got {bad[0]!r}")
+    return names
 
 
 def _not_by_default(schema: pa.Schema, names: Sequence[str], name: str, exc: TypeError) -> None:

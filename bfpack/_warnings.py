@@ -1,10 +1,5 @@
-"""Warnings for users: attributed to their code, shown once per place.
-
-Python's own once-per-place registry is cleared whenever any code changes
-the warning filters, which numba does while it compiles and pandas while it
-converts types; :func:`warn_user` keeps a registry of its own and reads the
-filters as Python does (:func:`_filter_action`).
-"""
+"""Warnings for users: attributed to their code, shown once per place
+(:func:`warn_user` says why bfpack keeps its own registry of them)."""
 
 from __future__ import annotations
 

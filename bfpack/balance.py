@@ -61,7 +61,14 @@ import pyarrow as pa
 
 from ._jit import call, readonly
 from ._kernels.balance import deal_windows, shuffle_rows, window_keys
-from ._validate import as_array, as_bool, as_int, as_lengths, check_nonnegative
+from ._validate import (
+    as_attention_weight,
+    as_bool,
+    as_costs,
+    as_int,
+    as_lengths,
+    check_nonnegative,
+)
 from .table import SEQ_LENGTHS
 
 #: Rows of a window at most: a row's place in its window takes the low bits
@@ -174,7 +181,7 @@ def row_costs(
     >>> row_costs([[4], [2, 2]], attention_weight=0.5)
     array([12.,  8.])
     """
-    weight = _as_weight(attention_weight)
+    weight = as_attention_weight(attention_weight)
     offsets, lengths = _rows_of(seq_lengths)
     tokens = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
     squares = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
@@ -184,15 +191,6 @@ def row_costs(
     costs = np.diff(tokens[offsets]).astype(np.float64)
     costs += weight * np.diff(squares[offsets]).astype(np.float64)
     return readonly(costs)
-
-
-def _as_weight(value: Any) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"attention_weight must be a number, got {type(value).__name__}")
-    weight = float(value)
-    if not math.isfinite(weight) or weight < 0:
-        raise ValueError(f"attention_weight must be a finite number >= 0, got {value!r}")
-    return weight
 
 
 def _rows_of(seq_lengths: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -254,22 +252,6 @@ class BalancedPlan(NamedTuple):
     order: np.ndarray
     rank_costs: np.ndarray
     mean_shift: float
-
-
-def as_costs(costs: Any) -> np.ndarray:
-    arr = as_array(costs, "costs", "per-row costs")
-    if arr.ndim != 1:
-        raise ValueError(f"costs must be 1-D (one cost per row), got shape {arr.shape}")
-    if arr.dtype.kind not in "iuf" or arr.dtype == np.bool_:
-        raise TypeError(
-            f"costs must hold numbers, got dtype {arr.dtype}; convert with .astype(np.float64)"
-        )
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    bad = ~np.isfinite(arr) | (arr < 0)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"costs[{i}] = {arr[i]} is not a finite number >= 0")
-    return readonly(arr)
 
 
 def _shuffled(cost_bits: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -384,6 +366,12 @@ def balanced_order(
     shuffle = as_bool(shuffle, "shuffle")
     drop_last = as_bool(drop_last, "drop_last")
     step_rows = replicas * batch
+    window_rows = window * step_rows
+    if window_rows > _MAX_WINDOW_ROWS:
+        raise ValueError(
+            f"window * num_replicas * batch_size must be at most {_MAX_WINDOW_ROWS} rows, "
+            f"got {window_rows}; take a smaller window"
+        )
     rng = np.random.default_rng([seed, epoch])
     perm, dealt = _permutation(values, step_rows, shuffle=shuffle, drop_last=drop_last, rng=rng)
     num_steps = perm.shape[0] // step_rows
@@ -396,12 +384,6 @@ def balanced_order(
         step_perm = np.tile(np.arange(window, dtype=np.int64), full + 1)[:num_steps]
         rotation = np.zeros(num_steps, dtype=np.int64)
     perm = readonly(np.ascontiguousarray(perm, dtype=np.int64))
-    window_rows = window * step_rows
-    if window_rows > _MAX_WINDOW_ROWS:
-        raise ValueError(
-            f"window * num_replicas * batch_size must be at most {_MAX_WINDOW_ROWS} rows, "
-            f"got {window_rows}; take a smaller window"
-        )
     bits = (window_rows - 1).bit_length()
     dealt = readonly(np.ascontiguousarray(dealt))
     keys = call(window_keys, dealt.view(np.int64), window_rows, bits)

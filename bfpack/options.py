@@ -175,7 +175,7 @@ class PackOptions:
             "columns": list(spec.columns),
             "method": self.method,
             "long_docs": self.long_docs,
-            "pad_value": self._manifest_pad(spec),
+            "pad_value": self._manifest_value(spec.pad_values, self.pad_value, spec),
             "position_ids": spec.position_ids,
             "seed": self.seed,
             "window_tokens": self.window_tokens,
@@ -187,15 +187,12 @@ class PackOptions:
             "format": self.format,
         }
 
-    def _manifest_pad(self, spec: OutputSpec) -> float | dict[str, float] | None:
-        """``pad_value`` as given (one number or one per packed column), as plain numbers."""
-        return self._manifest_value(spec.pad_values, self.pad_value, spec)
-
     @staticmethod
     def _manifest_value(
         values: tuple[float, ...] | None, given: Any, spec: OutputSpec
     ) -> float | dict[str, float] | None:
-        """Checked per-column ``values`` as ``given``: one number or one per column."""
+        """Checked per-column ``values`` (pad values, separators) as ``given``:
+        one number or one per packed column, as plain numbers."""
         if values is None:
             return None
         if isinstance(given, Mapping):

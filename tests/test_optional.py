@@ -63,3 +63,18 @@ def test_the_extras_are_those_of_pyproject():
             name, _, rest = re.match(r"([\w-]+)(\[([\w,-]+)\])?", requirement).groups()
             names |= {name, *(rest.split(",") if rest else ())}
         assert names == set(modules), extra
+
+
+def test_the_command_line_names_the_extra_of_workers(tmp_path):
+    # As the library does, through requires(): the missing module and the install command.
+    code = (
+        "from bfpack.cli import main\n"
+        f"raise SystemExit(main(['pack', {str(tmp_path / 'src')!r}, {str(tmp_path / 'dst')!r}, "
+        "'--seq-len', '8', '--workers', '1']))\n"
+    )
+    done = run_without("distributed", code)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "bfpack: error: bfpack pack --workers and --scheduler needs distributed: "
+        "pip install 'bfpack[dask]'"
+    ), done.stderr

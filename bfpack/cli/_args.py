@@ -34,6 +34,26 @@ def guarded(args, show):
     return progress
 
 
+def docs_view(label):
+    """The progress view of reading a source: documents read of all, and tokens."""
+
+    def view(totals):
+        tokens = f"{short(totals['tokens'])} tokens"
+        return label, " docs", totals["documents"], totals["total_documents"], tokens
+
+    return view
+
+
+def read_lengths(args, src, label):
+    """Every document's length in ``src`` (of ``--column``), under a bar ``label``."""
+    from ..parquet._source import ParquetSource
+
+    source = ParquetSource.open(src)
+    spec = source.spec(columns=args.column)
+    with args.console.progress(docs_view(label)) as show:
+        return source.lengths(spec, progress=guarded(args, show))
+
+
 def short(count):
     """A count in three digits or so: 950, 12.3k, 412M."""
     for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):

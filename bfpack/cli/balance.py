@@ -3,7 +3,7 @@
 import json
 import os
 
-from ._args import column_arg, guarded, short
+from ._args import column_arg, read_lengths, short
 
 NAME = "balance"
 HELP = "expected slowest-over-mean rank of a packed output, dealt at random or balanced"
@@ -127,11 +127,6 @@ def _packed_seq_lengths(dst):
     return pa.chunked_array(chunks)
 
 
-def _view(totals):
-    postfix = f"{short(totals['tokens'])} tokens"
-    return "balance", " docs", totals["documents"], totals["total_documents"], postfix
-
-
 def _inputs(args, weight):
     """``(label, row costs)`` per packing to report."""
     from .. import pack
@@ -139,12 +134,7 @@ def _inputs(args, weight):
 
     if not args.seq_len:
         return [("packed", row_costs(_packed_seq_lengths(args.dst), attention_weight=weight))]
-    from ..parquet._source import ParquetSource
-
-    source = ParquetSource.open(args.dst)
-    spec = source.spec(columns=args.column)
-    with args.console.progress(_view) as show:
-        lengths = source.lengths(spec, progress=guarded(args, show))
+    lengths = read_lengths(args, args.dst, "balance")
     return [(L, row_costs(pack(lengths, L), attention_weight=weight)) for L in args.seq_len]
 
 

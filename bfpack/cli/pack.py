@@ -5,7 +5,7 @@ import contextlib
 import functools
 from typing import Any
 
-from ._args import column_arg, guarded, short, source_arg
+from ._args import column_arg, docs_view, guarded, source_arg
 
 NAME = "pack"
 HELP = "pack a dataset (Parquet, Arrow IPC, JSON Lines) into packed Parquet shards"
@@ -157,11 +157,6 @@ def add_arguments(parser):
     )
 
 
-def _view(totals):
-    postfix = f"{short(totals['tokens'])} tokens"
-    return "pack", " docs", totals["documents"], totals["total_documents"], postfix
-
-
 def _pad_value(given, flag="--pad-value"):
     """``--pad-value`` (or ``--separator``) as ``pack_parquet`` takes it: one
     number, or one per column."""
@@ -201,12 +196,10 @@ def _dask_client(args):
     if args.workers is None and args.scheduler is None:
         yield None
         return
-    try:
+    from .._optional import requires
+
+    with requires("dask", needed_by="bfpack pack --workers and --scheduler"):
         import distributed
-    except ImportError:
-        raise ValueError(
-            "--workers and --scheduler need Dask: pip install 'bfpack[dask]'"
-        ) from None
     from ..dask import cluster_errors
 
     if args.workers is not None and args.workers < 1:
@@ -236,7 +229,7 @@ def _dask_client(args):
 def run(args):
     args.note.watch(args.dst)
     start = ("pack", " docs", "reading the first window")
-    with args.console.progress(_view, start) as show, _dask_client(args) as client:
+    with args.console.progress(docs_view("pack"), start) as show, _dask_client(args) as client:
         if client is None:
             from ..parquet import pack_parquet
         else:  # the same options, on the cluster

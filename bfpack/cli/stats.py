@@ -1,6 +1,6 @@
 """``bfpack stats SRC``: compare the packing methods on a dataset."""
 
-from ._args import column_arg, guarded, short, source_arg
+from ._args import column_arg, read_lengths, source_arg
 
 NAME = "stats"
 HELP = "compare concat, bfd and ffd on a dataset (Parquet, Arrow IPC, JSON Lines)"
@@ -32,18 +32,9 @@ def add_arguments(parser):
     )
 
 
-def _view(totals):
-    postfix = f"{short(totals['tokens'])} tokens"
-    return "stats", " docs", totals["documents"], totals["total_documents"], postfix
-
-
 def run(args):
-    from ..parquet._source import ParquetSource
     from ._comparison import write_comparison
 
-    source = ParquetSource.open(args.src)
-    spec = source.spec(columns=args.column)
-    with args.console.progress(_view) as show:
-        lengths = source.lengths(spec, progress=guarded(args, show))
+    lengths = read_lengths(args, args.src, "stats")
     write_comparison(lengths, args.seq_len, args.format, source=args.src)
     return 0
