@@ -46,10 +46,8 @@ class ArrowReader:
             with _Opened(fh) as m:
                 if m.is_file:
                     reader = ipc.open_file(m.source)
-                    rows = sum(
-                        reader.get_batch(i).num_rows for i in range(reader.num_record_batches)
-                    )
-                    return rows, as_parquet_reads(reader.schema)
+                    # From the batches' headers: a compressed file is not decompressed.
+                    return reader.count_rows(), as_parquet_reads(reader.schema)
                 stream = ipc.open_stream(m.source)
                 rows = sum(b.num_rows for b in stream)
                 if not m.ends_stream():
