@@ -91,14 +91,13 @@ class SourceFile:
     mtime_ns: int
     digest: str
     format: str = "parquet"
+    #: Whether ``path`` is a URI of a store (read through :mod:`._fs`).
+    remote: bool = False
 
     @property
     def reader(self) -> InputReader:
         """The reader of its format."""
         return READERS[self.format]
-
-    #: Whether ``path`` is a URI of a store (read through :mod:`._fs`).
-    remote: bool = False
 
     def record(self) -> dict[str, Any]:
         """Its manifest entry: ``path`` (the relative name), ``size``, ``rows``,

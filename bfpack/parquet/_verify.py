@@ -932,7 +932,6 @@ class _SourceCheck:
                     f"says {w['size']} bytes and {w['rows']} rows (changed since?)"
                 )
                 continue
-            now = f.record()
             was_format = w.get("format", "parquet")
             if was_format != f.format:
                 self.found.problem(
@@ -940,7 +939,7 @@ class _SourceCheck:
                 )
                 continue
             key = f.reader.digest_key
-            if key in w and w[key] != now[key]:
+            if key in w and w[key] != f.digest:
                 self.found.problem(
                     f"source file {name}: its {key} is not the manifest's: its content is not "
                     f"the one packed (changed since?)"
