@@ -379,3 +379,24 @@ def test_an_input_cut_short_in_place_during_the_run_fails_naming_it(sources, fmt
         pack_parquet(src, tmp_path / "o", SEQ_LEN, window_tokens=WINDOW, progress=cut_short)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "o").exists()
+
+
+def test_opening_a_compressed_arrow_file_does_not_decompress_it(tmp_path):
+    # Its rows come from the batches' headers: a damaged compressed body is
+    # found when the file is read (as a damaged Parquet page is), naming it.
+    from bfpack.parquet._source import ParquetSource
+
+    table = pa.table({"input_ids": pa.array([[1, 2, 3]] * 100, pa.list_(pa.int64()))})
+    path = tmp_path / "docs.arrow"
+    options = ipc.IpcWriteOptions(compression="zstd")
+    with ipc.new_file(str(path), table.schema, options=options) as w:
+        w.write_table(table, max_chunksize=50)
+    data = bytearray(path.read_bytes())
+    frame = data.rfind(b"\x28\xb5\x2f\xfd")  # the last zstd frame: a batch's values
+    data[frame : frame + 8] = b"\x00" * 8
+    path.write_bytes(bytes(data))
+    source = ParquetSource.open(path)
+    assert source.rows == 100
+    with pytest.raises(ValueError, match=r"docs\.arrow") as info:
+        list(source.batches(source.spec(), batch_tokens=1000))
+    assert "\n" not in str(info.value)

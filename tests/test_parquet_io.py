@@ -255,6 +255,35 @@ def test_empty_source_directory(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_opening_a_source_opens_each_file_once(tmp_path, monkeypatch):
+    # Its format is told and it is inspected through one handle: on a store,
+    # every open is requests.
+    from bfpack.parquet import _source
+
+    src = write_shards(tmp_path / "src", [[5, 3], [9], [4]])
+    opened = []
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(os.path.basename(path))
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(_source, "open", counting_open, raising=False)
+    assert _source.ParquetSource.open(src).rows == 4
+    assert sorted(opened) == ["part-0.parquet", "part-1.parquet", "part-2.parquet"]
+
+
+def test_a_mix_of_formats_is_named_before_a_file_that_cannot_be_read(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.parquet").write_bytes(b"PAR1 not really")
+    (src / "b.jsonl").write_text('{"input_ids": [1, 2]}\n')
+    with pytest.raises(ValueError, match="mixes input formats"):
+        pack_parquet(src, tmp_path / "o", 8)
+    (src / "b.jsonl").unlink()
+    with pytest.raises(ValueError, match=r"a\.parquet is not a Parquet file"):
+        pack_parquet(src, tmp_path / "o", 8)
+
+
 def damaged(path, tmp_path):
     """A copy of ``path`` with the pages of its second row group scrambled."""
     data = bytearray(path.read_bytes())

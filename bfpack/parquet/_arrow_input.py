@@ -43,18 +43,16 @@ class ArrowReader:
 
     def inspect(self, fh: BinaryIO, path: str) -> tuple[int, pa.Schema]:
         try:
-            with _Opened(fh) as m:
-                if m.is_file:
-                    reader = ipc.open_file(m.source)
-                    rows = sum(
-                        reader.get_batch(i).num_rows for i in range(reader.num_record_batches)
-                    )
-                    return rows, as_parquet_reads(reader.schema)
-                stream = ipc.open_stream(m.source)
-                rows = sum(b.num_rows for b in stream)
-                if not m.ends_stream():
-                    raise ValueError("the stream has no end-of-stream marker: it was cut off")
-                return rows, as_parquet_reads(stream.schema)
+            m = _Opened(fh)
+            if m.is_file:
+                reader = ipc.open_file(m.source)
+                # From the batches' headers: a compressed file is not decompressed.
+                return reader.count_rows(), as_parquet_reads(reader.schema)
+            stream = ipc.open_stream(m.source)
+            rows = sum(b.num_rows for b in stream)
+            if not m.ends_stream():
+                raise ValueError("the stream has no end-of-stream marker: it was cut off")
+            return rows, as_parquet_reads(stream.schema)
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise ValueError(f"{path} is not a readable Arrow IPC file ({one_line(exc)})") from None
 
@@ -64,21 +62,25 @@ class ArrowReader:
     def read(
         self, f: InputFile, fh: BinaryIO, names: list[str], schema: pa.Schema, batch_tokens: int
     ) -> Iterator[pa.RecordBatch]:
-        with _Opened(fh) as m:
-            if m.is_file:
-                reader = ipc.open_file(m.source)
-                batches: Iterator[pa.RecordBatch] = (
-                    reader.get_batch(i) for i in range(reader.num_record_batches)
-                )
-            else:
-                batches = iter(ipc.open_stream(m.source))
-            for batch in batches:
-                for part in token_slices(batch.select(names), names[0], batch_tokens):
-                    yield conform(part, schema)
+        m = _Opened(fh)
+        if m.is_file:
+            reader = ipc.open_file(m.source)
+            batches: Iterator[pa.RecordBatch] = (
+                reader.get_batch(i) for i in range(reader.num_record_batches)
+            )
+        else:
+            batches = iter(ipc.open_stream(m.source))
+        for batch in batches:
+            for part in token_slices(batch.select(names), names[0], batch_tokens):
+                yield conform(part, schema)
 
 
 class _Opened:
-    """The open file ``fh`` as a pyarrow source, read through the handle."""
+    """The open file ``fh`` as a pyarrow source, read through the handle.
+
+    Not closed here: the handle is the source's (it checks the file's
+    identity after reading), and closing the pyarrow wrapper would close it.
+    """
 
     def __init__(self, fh: BinaryIO) -> None:
         self._fh = fh
@@ -94,14 +96,6 @@ class _Opened:
         self._fh.seek(max(0, self._size - 8))
         tail = self._fh.read(8)
         return any(tail.endswith(eos) for eos in _EOS)
-
-    def __enter__(self) -> _Opened:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        # The handle is the source's (it checks the file's identity after
-        # reading): closing the pyarrow wrapper would close it.
-        pass
 
 
 def save_to_disk_files(root: str) -> list[str] | None:

@@ -25,6 +25,8 @@ from typing import Any, BinaryIO, Protocol
 import numpy as np
 import pyarrow as pa
 
+from .._arrow import is_list_type
+
 #: Rows per batch at most.
 MAX_BATCH_ROWS = 8192
 #: Bytes hashed at each end of a file for its ``ends_sha256``.
@@ -142,7 +144,7 @@ def as_parquet_reads(schema: pa.Schema) -> pa.Schema:
     fields = []
     for field in schema:
         t = field.type
-        if pa.types.is_list(t) or pa.types.is_large_list(t):
+        if is_list_type(t):
             make = pa.list_ if pa.types.is_list(t) else pa.large_list
             value = t.value_field
             t = make(pa.field("element", value.type, nullable=value.nullable))

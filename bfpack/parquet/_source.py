@@ -91,14 +91,13 @@ class SourceFile:
     mtime_ns: int
     digest: str
     format: str = "parquet"
+    #: Whether ``path`` is a URI of a store (read through :mod:`._fs`).
+    remote: bool = False
 
     @property
     def reader(self) -> InputReader:
         """The reader of its format."""
         return READERS[self.format]
-
-    #: Whether ``path`` is a URI of a store (read through :mod:`._fs`).
-    remote: bool = False
 
     def record(self) -> dict[str, Any]:
         """Its manifest entry: ``path`` (the relative name), ``size``, ``rows``,
@@ -216,17 +215,13 @@ class ParquetSource:
                 f"{path} holds no Parquet, Arrow IPC or JSON Lines files"
                 + (f" ({_skipped_message(path, skipped)})" if skipped else "")
             )
-        formats = [_format_of(p, remote=remote) for p in paths]
-        _check_one_format(path, names, formats)
-        files = tuple(
-            _open_file(p, n, fmt, remote=remote) for p, n, fmt in zip(paths, names, formats)
-        )
+        files = _open_files(path, names, paths, remote=remote)
         source = cls(path=path, files=files, skipped=tuple(skipped))
         _log.info(
             "%s: %s %s file(s), %s rows",
             path,
             f"{len(files):,}",
-            LABELS[formats[0]],
+            LABELS[files[0].format],
             f"{source.rows:,}",
         )
         return source
@@ -441,16 +436,51 @@ def _skipped_message(path: str, skipped: Sequence[str]) -> str:
     )
 
 
-def _format_of(path: str, *, remote: bool = False) -> str:
-    """The format of the file ``path`` (:func:`bfpack.parquet._readers.detect`);
-    ValueError for a file of none."""
+def _open_files(
+    path: str, names: Sequence[str], paths: Sequence[str], *, remote: bool
+) -> tuple[SourceFile, ...]:
+    """The files ``paths`` (named ``names``) of the source ``path``, each opened once:
+    its format told from its first bytes and, while the source is of one, inspected.
+
+    The errors are those of telling every file's format first (a file of
+    none), then of a mix of formats, then of the first file that cannot be
+    read: a file is not opened twice (on a store, each open is requests).
+    """
+    formats: list[str] = []
+    files: list[SourceFile] = []
+    unreadable: Exception | None = None  # raised once every file's format is known
+    for p, n in zip(paths, names):
+        try:
+            opened: Any = _fs.open_uri(p) if remote else open(p, "rb")
+        except OSError as exc:
+            raise _cannot_read(p, exc, remote=remote) from None
+        with opened as fh:
+            formats.append(_format_of(fh, p, remote=remote))
+            if unreadable is None and formats[-1] == formats[0]:
+                try:
+                    files.append(_open_file(fh, p, n, formats[-1], remote=remote))
+                except (ValueError, OSError) as exc:
+                    unreadable = exc
+    _check_one_format(path, names, formats)
+    if unreadable is not None:
+        raise unreadable
+    return tuple(files)
+
+
+def _cannot_read(path: str, exc: OSError, *, remote: bool) -> OSError | ValueError:
+    """The error for ``exc``, raised opening ``path`` or reading its first bytes."""
+    if remote and not isinstance(exc, pa.ArrowException):
+        return exc  # the store's error (access denied, unreachable), already one line
+    return ValueError(f"cannot read {path}: {exc.strerror or one_line(exc)}")
+
+
+def _format_of(fh: BinaryIO, path: str, *, remote: bool = False) -> str:
+    """The format of the open file ``fh`` of ``path``
+    (:func:`bfpack.parquet._readers.detect`); ValueError for a file of none."""
     try:
-        with _fs.open_uri(path) if remote else open(path, "rb") as fh:
-            head = fh.read(HEAD_BYTES)
+        head = fh.read(HEAD_BYTES)
     except OSError as exc:
-        if remote and not isinstance(exc, pa.ArrowException):
-            raise  # the store's error (access denied, unreachable), already one line
-        raise ValueError(f"cannot read {path}: {exc.strerror or one_line(exc)}") from None
+        raise _cannot_read(path, exc, remote=remote) from None
     fmt = detect(head, os.path.basename(path))
     if fmt is not None:
         return fmt
@@ -478,13 +508,12 @@ def _check_one_format(path: str, names: Sequence[str], formats: Sequence[str]) -
     )
 
 
-def _open_file(path: str, name: str, fmt: str = "parquet", *, remote: bool = False) -> SourceFile:
+def _open_file(fh: BinaryIO, path: str, name: str, fmt: str, *, remote: bool = False) -> SourceFile:
+    """The file ``path`` (named ``name``), of the format ``fmt``, inspected through ``fh``."""
     reader = READERS[fmt]
     try:
-        opened: Any = _fs.open_uri(path) if remote else open(path, "rb")
-        with opened as fh:
-            rows, schema = reader.inspect(fh, path)
-            size, mtime_ns, digest = _identity(fh, reader)
+        rows, schema = reader.inspect(fh, path)
+        size, mtime_ns, digest = _identity(fh, reader)
     except (pa.ArrowException, OSError) as exc:
         if remote and isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
             raise  # the store's error (access denied, unreachable), already one line

@@ -29,6 +29,9 @@ import pyarrow.parquet as pq
 
 from .._arrow import is_list_type, primitive_view
 from .._validate import as_callable, value_dtype
+from ..analysis import sequences_of_lengths
+from ..methods import METHODS
+from ..stream import StreamPacker, length_windows
 from ..table import DOC_INDEX, DOC_OFFSET, POSITION_IDS, SEQ_LENGTHS, aligned_lengths
 from ._fs import is_uri, local_path
 from ._remote import RemoteSnapshot
@@ -929,7 +932,6 @@ class _SourceCheck:
                     f"says {w['size']} bytes and {w['rows']} rows (changed since?)"
                 )
                 continue
-            now = f.record()
             was_format = w.get("format", "parquet")
             if was_format != f.format:
                 self.found.problem(
@@ -937,7 +939,7 @@ class _SourceCheck:
                 )
                 continue
             key = f.reader.digest_key
-            if key in w and w[key] != now[key]:
+            if key in w and w[key] != f.digest:
                 self.found.problem(
                     f"source file {name}: its {key} is not the manifest's: its content is not "
                     f"the one packed (changed since?)"
@@ -1020,8 +1022,6 @@ def _check_method(
                 f"{output.rows_check.not_full:,} rows are not full, where method 'concat' fills "
                 f"every row but the last of each window (at most {windows:,} here) {changed}"
             )
-    from ..methods import METHODS
-
     m = METHODS[r.method]
     if m.cuts_by_long_docs and not m.streams and output.rows_check.not_longest_first:
         found.problem(
@@ -1055,9 +1055,6 @@ def _check_method(
 def _replay(recorded: Recorded, source: _Source) -> tuple[int, int | None] | None:
     """Sequences (and the hash of their piece lengths) of the recorded packing of the
     source; None if it cannot be packed here."""
-    from ..analysis import sequences_of_lengths
-    from ..stream import StreamPacker, length_windows
-
     r = recorded
     assert r.window_tokens is not None and r.max_open is not None
     try:
@@ -1117,8 +1114,6 @@ def _placed_hash(
 
 
 def _cuts_by_long_docs(method: str) -> bool:
-    from ..methods import METHODS
-
     m = METHODS.get(method)
     return bool(m is not None and m.cuts_by_long_docs)
 

@@ -179,23 +179,19 @@ def read_manifest(folder: str, *, dir_fd: int | None = None) -> dict[str, Any]:
         fd = os.open(MANIFEST, os.O_RDONLY, dir_fd=dir_fd) if dir_fd is not None else None
         f = open(fd if fd is not None else path, "rb")
     except (FileNotFoundError, IsADirectoryError):
-        pass
-    else:
-        with f:
-            try:
-                manifest = json.loads(f.read().decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ValueError(
-                    f"{path} is not valid JSON ({exc}); the output is damaged"
-                ) from None
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
-            raise ValueError(f"{path} is not a bfpack manifest (no list of shards)")
-        return manifest
-    exists = os.path.isdir(folder) if dir_fd is None else True
-    raise FileNotFoundError(
-        f"{folder} is not a bfpack output: it holds no {MANIFEST}"
-        + ("" if exists else " (no such directory)")
-    )
+        exists = os.path.isdir(folder) if dir_fd is None else True
+        raise FileNotFoundError(
+            f"{folder} is not a bfpack output: it holds no {MANIFEST}"
+            + ("" if exists else " (no such directory)")
+        ) from None
+    with f:
+        try:
+            manifest = json.loads(f.read().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path} is not valid JSON ({exc}); the output is damaged") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
+        raise ValueError(f"{path} is not a bfpack manifest (no list of shards)")
+    return manifest
 
 
 def run_id_of(folder: str) -> str | None:
