@@ -211,6 +211,31 @@ def test_a_fresh_lock_refuses_a_stale_one_is_taken_over(s3, bucket, monkeypatch)
     assert "dst/.bfpack.lock" not in keys(s3, bucket, "dst/")
 
 
+def test_a_run_lists_the_destination_once_before_it_writes(s3, bucket, monkeypatch):
+    """The old output's and dead runs' shards may be many: one listing of
+    DST serves both the check of what it holds and the clean-up."""
+    dst = f"s3://{bucket}/dst"
+    old = pack_parquet(f"s3://{bucket}/src", dst, SEQ_LEN, window_tokens=WINDOW)
+    dead = f"dst/.bfpack-runs/{'d' * 32}/part-00000.parquet"
+    s3.put_object(Bucket=bucket, Key=dead, Body=b"x")
+    listed = []
+    real = _remote.Store.listing
+
+    def listing(self, name=""):
+        listed.append(name)
+        return real(self, name)
+
+    monkeypatch.setattr(_remote.Store, "listing", listing)
+    new = pack_parquet(f"s3://{bucket}/src", dst, SEQ_LEN, window_tokens=WINDOW, overwrite=True)
+    # DST itself once; then the dead run, to remove it, this run's prefix, to
+    # check the uploads, and the old run, to remove it after the commit.
+    runs = [f".bfpack-runs/{'d' * 32}", new["prefix"].rstrip("/"), old["prefix"].rstrip("/")]
+    assert listed == ["", *runs]
+    assert keys(s3, bucket, "dst/") == sorted(
+        ["dst/.bfpack.json"] + [f"dst/{new['prefix']}{s['file']}" for s in new["shards"]]
+    )
+
+
 def test_the_lock_beats_and_a_run_that_lost_it_commits_nothing(s3, bucket, monkeypatch):
     monkeypatch.setattr(_remote, "HEARTBEAT_SECONDS", 0.05)
     beats = []
