@@ -38,7 +38,7 @@ from bfpack.parquet import (  # noqa: E402
 from bfpack.parquet._source import SourceChangedError  # noqa: E402
 from bfpack.parquet._staging import DestinationExistsError  # noqa: E402
 
-from s3server import s3_server  # noqa: E402
+from s3server import aws_environment, s3_server  # noqa: E402
 
 SEQ_LEN = 64
 WINDOW = 3000
@@ -373,10 +373,8 @@ def test_connection_refused_mid_run(corpus, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(k, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for k, v in aws_environment(f"http://127.0.0.1:{port}").items():
+        monkeypatch.setenv(k, v)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # boto3: fail at once, not after retries
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
