@@ -48,6 +48,7 @@ from .analysis import sequences_of_lengths
 from .options import DEFAULT_WINDOW_TOKENS, PackOptions
 from .packing import DocumentCounts, PackingStats
 from .parquet import _fs
+from .parquet._pack import commit_run
 from .parquet._remote import (
     RemoteOutput,
     ask_tasks_to_stop,
@@ -55,10 +56,9 @@ from .parquet._remote import (
     task_live,
     task_upload,
 )
-from .parquet._shards import finish_shards, shard_writer
+from .parquet._shards import shard_writer
 from .parquet._source import ParquetSource
 from .parquet._staging import DestinationLock
-from .parquet.manifest import build_manifest, input_records, write_manifest
 from .stream import windows
 from .table import OutputSpec
 
@@ -383,24 +383,18 @@ def pack_parquet(
             counts=counts,
             sequences=sum(r.sequences for r in results) + last.stats().sequences,
         )
-        shards = [s for r in results for s in r.shards] + last_shards
-        shards = finish_shards(o.format, out.folder, shards, run_id=run_id)
-        manifest = build_manifest(
-            run_id=run_id,
-            source=src if _fs.is_uri(src) else os.path.abspath(src),
-            inputs=input_records(source, provenance=spec.provenance),
-            skipped=source.skipped,
-            options={**o.as_dict(spec), "files_per_task": files_per_task},
-            shards=shards,
-            stats=stats.to_dict(),
-        )
         _remove_temporary_files(out.folder)
-        if isinstance(out, RemoteOutput):  # its shards are read from the run's prefix
-            manifest["prefix"] = out.prefix
-        source.check_unchanged()
-        write_manifest(out.folder, manifest)
-        out.commit()
-    _log.info("wrote %s shard(s) and the manifest to %s", len(shards), os.fspath(dst))
+        manifest = commit_run(
+            out,
+            src,
+            source,
+            [s for r in results for s in r.shards] + last_shards,
+            fmt=o.format,
+            options={**o.as_dict(spec), "files_per_task": files_per_task},
+            stats=stats.to_dict(),
+            provenance=spec.provenance,
+        )
+    _log.info("wrote %s shard(s) and the manifest to %s", len(manifest["shards"]), dst)
     return manifest
 
 

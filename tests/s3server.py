@@ -11,6 +11,18 @@ import logging
 import os
 
 
+def aws_environment(endpoint):
+    """The AWS variables that point boto3 and pyarrow at a local server."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
 @contextlib.contextmanager
 def s3_server():
     """Yield ``(endpoint, boto3 client)`` of a fresh local S3 server; stop it after."""
@@ -22,14 +34,7 @@ def s3_server():
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
+    env = aws_environment(endpoint)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:

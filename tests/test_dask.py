@@ -557,12 +557,14 @@ def test_cli_a_cluster_that_fails_to_start_is_one_line_and_exit_2(
     assert os.listdir(tmp_path) in ([], [".o.lock"])
 
 
-def test_cli_sigint_with_a_scheduler_stops_every_task_before_it_exits(
-    cluster, scratch, source, tmp_path
-):
+def _interrupted_cli_run(tmp_path, scratch, src, *options, interrupt, **popen):
+    """``bfpack pack SRC tmp_path/o`` in a child whose tasks record when they
+    start and end (all but the first waiting for ``tmp_path/go``), given
+    ``options``; ``interrupt(p)`` once the first task has ended, then the
+    others let go on. Returns the child's exit status, its stderr and the
+    record directory."""
     import time
 
-    src, _ = source
     record = tmp_path / "record"
     record.mkdir()
     env = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(scratch)}
@@ -574,22 +576,37 @@ def test_cli_sigint_with_a_scheduler_stops_every_task_before_it_exits(
         3,
         "--",
         *args,
-        "--scheduler",
-        cluster.scheduler_address,
+        *options,
         env=env,
         stderr=subprocess.PIPE,
+        **popen,
     )
     try:
         for _ in range(1200):  # until the first task has ended
             if (record / "ended-0").exists() or p.poll() is not None:
                 break
             time.sleep(0.1)
-        p.send_signal(signal.SIGINT)
+        interrupt(p)
         (tmp_path / "go").touch()
         _, err = p.communicate(timeout=300)
     finally:
         p.kill()
-    assert p.returncode == 130, err
+    return p.returncode, err, record
+
+
+def test_cli_sigint_with_a_scheduler_stops_every_task_before_it_exits(
+    cluster, scratch, source, tmp_path
+):
+    src, _ = source
+    returncode, err, record = _interrupted_cli_run(
+        tmp_path,
+        scratch,
+        src,
+        "--scheduler",
+        cluster.scheduler_address,
+        interrupt=lambda p: p.send_signal(signal.SIGINT),
+    )
+    assert returncode == 130, err
     assert err.splitlines()[-1].startswith("bfpack: interrupted by SIGINT; nothing was written")
     started, ended = _started_and_ended(record)
     assert started == ended and len(started) >= 2, (started, ended)
@@ -597,39 +614,19 @@ def test_cli_sigint_with_a_scheduler_stops_every_task_before_it_exits(
 
 
 def test_cli_ctrl_c_with_workers_stops_every_task_and_leaves_nothing(scratch, source, tmp_path):
-    import time
-
     src, _ = source
-    record = tmp_path / "record"
-    record.mkdir()
-    env = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(scratch)}
-    args = ("pack", src, tmp_path / "o", "--seq-len", SEQ_LEN, "--window-tokens", 4_000)
     # In a session of its own, so that SIGINT reaches the whole process
     # group, workers included, as Ctrl-C in a terminal does.
-    p = cli_child(
-        "record",
-        record,
-        tmp_path / "go",
-        3,
-        "--",
-        *args,
+    returncode, err, record = _interrupted_cli_run(
+        tmp_path,
+        scratch,
+        src,
         "--workers",
         2,
-        env=env,
-        stderr=subprocess.PIPE,
+        interrupt=lambda p: os.killpg(p.pid, signal.SIGINT),
         start_new_session=True,
     )
-    try:
-        for _ in range(1200):  # until the first task has ended
-            if (record / "ended-0").exists() or p.poll() is not None:
-                break
-            time.sleep(0.1)
-        os.killpg(p.pid, signal.SIGINT)
-        (tmp_path / "go").touch()
-        _, err = p.communicate(timeout=300)
-    finally:
-        p.kill()
-    assert p.returncode == 130, err
+    assert returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert err.splitlines()[-1].startswith("bfpack: interrupted by SIGINT; nothing was written")
     started, ended = _started_and_ended(record)

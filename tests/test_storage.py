@@ -38,7 +38,7 @@ from bfpack.parquet import (  # noqa: E402
 from bfpack.parquet._source import SourceChangedError  # noqa: E402
 from bfpack.parquet._staging import DestinationExistsError  # noqa: E402
 
-from s3server import s3_server  # noqa: E402
+from s3server import aws_environment, s3_server  # noqa: E402
 
 SEQ_LEN = 64
 WINDOW = 3000
@@ -211,6 +211,31 @@ def test_a_fresh_lock_refuses_a_stale_one_is_taken_over(s3, bucket, monkeypatch)
     assert "dst/.bfpack.lock" not in keys(s3, bucket, "dst/")
 
 
+def test_a_run_lists_the_destination_once_before_it_writes(s3, bucket, monkeypatch):
+    """The old output's and dead runs' shards may be many: one listing of
+    DST serves both the check of what it holds and the clean-up."""
+    dst = f"s3://{bucket}/dst"
+    old = pack_parquet(f"s3://{bucket}/src", dst, SEQ_LEN, window_tokens=WINDOW)
+    dead = f"dst/.bfpack-runs/{'d' * 32}/part-00000.parquet"
+    s3.put_object(Bucket=bucket, Key=dead, Body=b"x")
+    listed = []
+    real = _remote.Store.listing
+
+    def listing(self, name=""):
+        listed.append(name)
+        return real(self, name)
+
+    monkeypatch.setattr(_remote.Store, "listing", listing)
+    new = pack_parquet(f"s3://{bucket}/src", dst, SEQ_LEN, window_tokens=WINDOW, overwrite=True)
+    # DST itself once; then the dead run, to remove it, this run's prefix, to
+    # check the uploads, and the old run, to remove it after the commit.
+    runs = [f".bfpack-runs/{'d' * 32}", new["prefix"].rstrip("/"), old["prefix"].rstrip("/")]
+    assert listed == ["", *runs]
+    assert keys(s3, bucket, "dst/") == sorted(
+        ["dst/.bfpack.json"] + [f"dst/{new['prefix']}{s['file']}" for s in new["shards"]]
+    )
+
+
 def test_the_lock_beats_and_a_run_that_lost_it_commits_nothing(s3, bucket, monkeypatch):
     monkeypatch.setattr(_remote, "HEARTBEAT_SECONDS", 0.05)
     beats = []
@@ -348,10 +373,8 @@ def test_connection_refused_mid_run(corpus, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(k, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for k, v in aws_environment(f"http://127.0.0.1:{port}").items():
+        monkeypatch.setenv(k, v)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # boto3: fail at once, not after retries
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

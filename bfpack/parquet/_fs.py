@@ -223,7 +223,11 @@ def list_files(uri: str) -> list[tuple[str, int]]:
 
     FileNotFoundError (one line) when the bucket does not exist.
     """
-    fs, path = resolve(uri)
+    return files_under(*resolve(uri), uri)
+
+
+def files_under(fs: pafs.FileSystem, path: str, uri: str) -> list[tuple[str, int]]:
+    """:func:`list_files` of the folder ``path`` of ``fs`` (an opened ``uri``)."""
     try:
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
     except OSError as exc:

@@ -24,6 +24,7 @@ from . import _fs
 from ._remote import RemoteOutput, open_output
 from ._shards import ShardWriter, finish_shards, shard_writer
 from ._source import ParquetSource
+from ._staging import StagedOutput
 from .manifest import build_manifest, input_records, write_manifest
 
 __all__ = ["DEFAULT_WINDOW_TOKENS", "pack_parquet"]
@@ -202,22 +203,51 @@ def pack_parquet(
             _pack_windows(source, packer, writer, window_tokens=o.window_tokens, progress=progress)
         finally:
             shards = writer.close()
-        shards = finish_shards(o.format, out.folder, shards, run_id=out.run_id)
-        manifest = build_manifest(
-            run_id=out.run_id,
-            source=src if _fs.is_uri(src) else os.path.abspath(src),
-            inputs=input_records(source, provenance=spec.provenance),
-            skipped=source.skipped,
+        manifest = commit_run(
+            out,
+            src,
+            source,
+            shards,
+            fmt=o.format,
             options=o.as_dict(spec),
-            shards=shards,
             stats=packer.stats().to_dict(),
+            provenance=spec.provenance,
         )
-        if isinstance(out, RemoteOutput):  # its shards are read from the run's prefix
-            manifest["prefix"] = out.prefix
-        source.check_unchanged()  # the manifest's inputs are the files as they are now
-        write_manifest(out.folder, manifest)
-        out.commit()
-    _log.info("wrote %s shard(s) and the manifest to %s", len(shards), dst)
+    _log.info("wrote %s shard(s) and the manifest to %s", len(manifest["shards"]), dst)
+    return manifest
+
+
+def commit_run(
+    out: StagedOutput | RemoteOutput,
+    src: str,
+    source: ParquetSource,
+    shards: list[dict[str, Any]],
+    *,
+    fmt: str,
+    options: dict[str, Any],
+    stats: dict[str, Any],
+    provenance: bool,
+) -> dict[str, Any]:
+    """Finish the shards written into ``out.folder``, write the manifest and
+    commit ``out``: how every run (one process, or Dask tasks) ends.
+
+    Returns the manifest.
+    """
+    shards = finish_shards(fmt, out.folder, shards, run_id=out.run_id)
+    manifest = build_manifest(
+        run_id=out.run_id,
+        source=src if _fs.is_uri(src) else os.path.abspath(src),
+        inputs=input_records(source, provenance=provenance),
+        skipped=source.skipped,
+        options=options,
+        shards=shards,
+        stats=stats,
+    )
+    if isinstance(out, RemoteOutput):  # its shards are read from the run's prefix
+        manifest["prefix"] = out.prefix
+    source.check_unchanged()  # the manifest's inputs are the files as they are now
+    write_manifest(out.folder, manifest)
+    out.commit()
     return manifest
 
 

@@ -193,29 +193,17 @@ class Store:
 
     def delete_tree(self, name: str) -> None:
         """Remove every object under ``name/``."""
-        for rel, _, _ in self.listing(name):
+        for rel, _ in self.listing(name):
             self.delete(f"{name}/{rel}")
         with contextlib.suppress(OSError):
             self.fs.delete_dir(self.path(name))
 
-    def listing(self, name: str = "") -> list[tuple[str, int, float]]:
-        """``(relative name, size, mtime in seconds)`` of the objects under ``name``.
+    def listing(self, name: str = "") -> list[tuple[str, int]]:
+        """``(relative name, size)`` of the objects under ``name``, in name order.
 
         FileNotFoundError when the bucket does not exist.
         """
-        try:
-            infos = self.fs.get_file_info(
-                pafs.FileSelector(self.path(name), recursive=True, allow_not_found=True)
-            )
-        except OSError as exc:
-            raise _fs.storage_error(exc, self.where(name)) from None
-        base = self.path(name)
-        out = []
-        for info in infos:
-            if info.type == pafs.FileType.File:
-                mtime = info.mtime_ns / 1e9 if info.mtime_ns is not None else 0.0
-                out.append((info.path[len(base) :].lstrip("/"), int(info.size or 0), mtime))
-        return sorted(out)
+        return _fs.files_under(self.fs, self.path(name), self.where(name))
 
 
 def _code(exc: BaseException) -> str | None:
@@ -409,8 +397,9 @@ class RemoteOutput:
         try:
             self._old = store.get(MANIFEST)
             old = _parse(self._old[0]) if self._old is not None else None
-            self._check_destination(old)
-            self._clean_dead_runs(old)
+            objects = [n for n, _ in store.listing()]  # once: the runs' shards may be many
+            self._check_destination(old, objects)
+            self._clean_dead_runs(old, objects)
             _remove_dead_scratch()
             self._folder = tempfile.mkdtemp(prefix=f"{_SCRATCH}{os.getpid()}-")
             self._uploader = _Uploader(store, self._folder, self.prefix)
@@ -420,10 +409,10 @@ class RemoteOutput:
             raise
         return self
 
-    def _check_destination(self, old: Mapping[str, Any] | None) -> None:
-        """Raise unless ``dst`` may be written (as for a local destination)."""
-        assert self._store is not None
-        names = [n for n, _, _ in self._store.listing() if n != LOCK and not _in_runs(n)]
+    def _check_destination(self, old: Mapping[str, Any] | None, objects: list[str]) -> None:
+        """Raise unless ``dst`` may be written (as for a local destination);
+        ``objects`` names every object under ``dst``."""
+        names = [n for n in objects if n != LOCK and not _in_runs(n)]
         others = [n for n in names if n != MANIFEST]
         if not names:
             return
@@ -445,8 +434,9 @@ class RemoteOutput:
                 f"output: remove them yourself or choose another destination"
             )
 
-    def _clean_dead_runs(self, old: Mapping[str, Any] | None) -> None:
-        """Remove the run prefixes no manifest lists: runs that died.
+    def _clean_dead_runs(self, old: Mapping[str, Any] | None, objects: list[str]) -> None:
+        """Remove the run prefixes no manifest lists: runs that died
+        (``objects`` names every object under ``dst``).
 
         Holding the lock, every other run is dead, or frozen for longer than
         :data:`STALE_SECONDS` (its lock was taken over): such a run finds its
@@ -454,7 +444,7 @@ class RemoteOutput:
         """
         assert self._store is not None
         keep = old.get("prefix") if old is not None else None
-        runs = sorted({name.split("/", 1)[0] for name, _, _ in self._store.listing(RUNS)})
+        runs = sorted({n.split("/", 2)[1] for n in objects if n.startswith(f"{RUNS}/")})
         for run in runs:
             if run_prefix(run) != keep and run != self.run_id:
                 _log.info("%s: removing the shards of run %s, which died", self.dst, run)
@@ -472,7 +462,7 @@ class RemoteOutput:
             local = os.path.join(folder, name)
             if os.path.exists(local):  # else uploaded already, or by a Dask task
                 store.upload(local, self.prefix + name)
-        present = {n: size for n, size, _ in store.listing(self.prefix.rstrip("/"))}
+        present = dict(store.listing(self.prefix.rstrip("/")))
         for s in manifest.get("shards", []):
             if present.get(s["file"]) != s["bytes"]:
                 raise OSError(
@@ -726,7 +716,7 @@ class RemoteSnapshot:
     def names(self) -> list[str]:
         """The shards under the run prefix, and what else is at the top of ``dst``."""
         names: list[str] = []
-        for n, _, _ in self._store.listing():
+        for n, _ in self._store.listing():
             if n.startswith(self.prefix) and self.prefix:
                 names.append(n[len(self.prefix) :])
             elif n not in (MANIFEST, LOCK) and not _in_runs(n):

@@ -261,7 +261,6 @@ class ShardWriter:
         self.folder = folder
         self.encoder = shard_format(format, row_group_size, run_id)
         self.before_shard = before_shard
-        self.row_group_size = row_group_size
         self.prefix = prefix
         self.rows_per_shard = rows_per_shard
         self.records: list[dict[str, Any]] = []
