@@ -386,6 +386,8 @@ def test_opening_a_compressed_arrow_file_does_not_decompress_it(tmp_path):
     # found when the file is read (as a damaged Parquet page is), naming it.
     from bfpack.parquet._source import ParquetSource
 
+    if not hasattr(ipc.RecordBatchFileReader, "count_rows"):
+        pytest.skip(f"pyarrow {pa.__version__} counts an Arrow file's rows only by reading them")
     table = pa.table({"input_ids": pa.array([[1, 2, 3]] * 100, pa.list_(pa.int64()))})
     path = tmp_path / "docs.arrow"
     options = ipc.IpcWriteOptions(compression="zstd")

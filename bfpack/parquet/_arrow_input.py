@@ -46,8 +46,7 @@ class ArrowReader:
             m = _Opened(fh)
             if m.is_file:
                 reader = ipc.open_file(m.source)
-                # From the batches' headers: a compressed file is not decompressed.
-                return reader.count_rows(), as_parquet_reads(reader.schema)
+                return _file_rows(reader), as_parquet_reads(reader.schema)
             stream = ipc.open_stream(m.source)
             rows = sum(b.num_rows for b in stream)
             if not m.ends_stream():
@@ -73,6 +72,14 @@ class ArrowReader:
         for batch in batches:
             for part in token_slices(batch.select(names), names[0], batch_tokens):
                 yield conform(part, schema)
+
+
+def _file_rows(reader: ipc.RecordBatchFileReader) -> int:
+    """The rows of an Arrow IPC file: from the batches' headers where pyarrow
+    can (a compressed file is then not decompressed), else by reading them."""
+    if hasattr(reader, "count_rows"):  # pyarrow >= 16
+        return int(reader.count_rows())
+    return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
 
 
 class _Opened:
